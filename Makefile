@@ -1,0 +1,50 @@
+# One entry point. `make demo` and `make test` do all the set-up on a fresh machine (Go >= 1.26, Python >= 3.11).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint unit bench crds check-crds build-kube cluster-up cluster-down clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## demo: build (or reuse) the binaries, start the local cluster and show its GPU nodes
+demo: $(STAMP)
+	$(BIN)/python -m hack.demo
+
+## test: lint, then every tier (unit, integration, e2e, portable on a second cluster); prints counts per tier
+test: $(STAMP)
+	bash hack/test.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check operator tests hack benchmarks
+	$(BIN)/ruff format --check operator tests hack benchmarks
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q
+
+bench: $(STAMP)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+crds: $(STAMP)
+	$(BIN)/vlmctl crds --write
+
+build-kube: $(STAMP)
+	$(BIN)/vlmctl dev-cluster build
+
+cluster-up: $(STAMP)
+	$(BIN)/vlmctl dev-cluster up
+
+cluster-down: $(STAMP)
+	$(BIN)/vlmctl dev-cluster down
+
+clean:
+	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

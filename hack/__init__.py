@@ -1,0 +1,1 @@
+"""Project scripts (demo, test runner helpers, generators of committed data)."""

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test tier the way CI does and prints the count per tier. A required tier that ran no test fails.
+#   1. lint: ruff and mypy --strict
+#   2. unit + integration + e2e in one pytest session, against a local control plane the session starts
+#   3. portable: the portable integration tests again, against a second, separately started dev cluster named by
+#      VLM_TEST_KUBECONFIG (proves the opt-in path for kind or a real cluster)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+OUT=out/test
+rm -rf "$OUT" && mkdir -p "$OUT"
+
+echo "== lint"
+$BIN/ruff check operator tests hack benchmarks
+$BIN/ruff format --check operator tests hack benchmarks
+$BIN/mypy
+
+echo "== binaries (built from the Go module proxy once, then cached)"
+$BIN/vlmctl dev-cluster build
+
+echo "== unit, integration, e2e"
+status=0
+$BIN/pytest tests/unit tests/integration tests/e2e -p no:cacheprovider --timeout=900 \
+  --junitxml="$OUT/main.xml" -o junit_family=xunit2 || status=$?
+
+echo "== portable, against a second dev cluster via VLM_TEST_KUBECONFIG"
+EXT_NAME="ci-external-$$"
+EXT_DIR="$(mktemp -d)/cluster"
+cleanup() { $BIN/vlmctl dev-cluster down --name "$EXT_NAME" --workdir "$EXT_DIR" || true; }
+trap cleanup EXIT
+$BIN/vlmctl dev-cluster up --name "$EXT_NAME" --workdir "$EXT_DIR" --pool L4:1:2 >/dev/null
+VLM_TEST_KUBECONFIG="$EXT_DIR/kubeconfig.yaml" $BIN/pytest tests/integration -m portable -p no:cacheprovider \
+  --timeout=600 --junitxml="$OUT/portable.xml" -o junit_family=xunit2 || status=$?
+cleanup
+trap - EXIT
+
+$BIN/python -m hack.tier_report "$OUT/main.xml" "$OUT/portable.xml" || status=$?
+leftover=$(pgrep -f "vlm-pytest-|$EXT_DIR" || true)
+if [ -n "$leftover" ]; then echo "processes left behind: $leftover"; status=1; fi
+exit $status
