@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench crds check-crds build-kube cluster-up cluster-down clean
+.PHONY: demo test lint unit bench crds crds-check build-kube cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,8 +34,12 @@ unit: $(STAMP)
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+## crds: regenerate crds/, charts/vlm-operator/crds/ and docs/api.md from the API models
 crds: $(STAMP)
 	$(BIN)/vlmctl crds --write
+
+crds-check: $(STAMP)
+	$(BIN)/vlmctl crds --check
 
 build-kube: $(STAMP)
 	$(BIN)/vlmctl dev-cluster build

@@ -1,0 +1,240 @@
+"""The VLMDeployment resource: the spec that ties the sections together, and the rules that span sections.
+
+Rules that compare fields of different sections (content format vs interleaving, GPU count vs parallelism) are CEL
+on the spec and mirrored here. Rules that need facts the API server does not have are Python only and run in the
+admission webhook and in the handler: which vLLM release accepts a field, and resource quantities compared with the
+processor cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from ._base import CRD_DEFAULT, ApiModel, CelRule, parse_quantity
+from .engine import EngineSpec
+from .flags import FIELD_MAPPINGS
+from .model import ModelSpec
+from .multimodal import MultimodalSpec
+from .pod import PodTemplate
+from .resources import ResourcesSpec
+from .rollout import RolloutSpec
+from .scaling import ScalingSpec
+from .status import VLMDeploymentStatus
+from .versions import MIN_VLLM_VERSION, VllmVersion, default_api_server_count, default_processor_cache_gib
+
+GROUP = "vlmops.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "VLMDeployment"
+PLURAL = "vlmdeployments"
+SINGULAR = "vlmdeployment"
+SHORT_NAMES = ("vlmd",)
+CATEGORIES = ("all", "vlmops")
+
+GIB = 1024**3
+
+FitCheck = Literal["Enforce", "Warn", "Off"]
+
+_INTERLEAVE_NEEDS_STRING = CelRule(
+    rule="!(has(self.multimodal) && has(self.multimodal.interleaveStrings) && self.multimodal.interleaveStrings) || "
+    "(has(self.engine) && has(self.engine.chatTemplateContentFormat) && "
+    "self.engine.chatTemplateContentFormat == 'string')",
+    message="multimodal.interleaveStrings needs engine.chatTemplateContentFormat: string",
+    field_path=".multimodal.interleaveStrings",
+)
+
+
+def _engine_int(name: str) -> str:
+    return f"(has(self.engine) && has(self.engine.{name}) ? self.engine.{name} : 1)"
+
+
+_GPU_COUNT_MATCHES = CelRule(
+    rule="!has(self.resources) || !has(self.resources.gpu) || !has(self.resources.gpu.count) || "
+    "self.resources.gpu.count == "
+    + " * ".join(_engine_int(n) for n in ("tensorParallelSize", "pipelineParallelSize", "dataParallelSize")),
+    message="resources.gpu.count must equal engine.tensorParallelSize x pipelineParallelSize x dataParallelSize",
+    field_path=".resources.gpu.count",
+)
+
+#: Fields whose own minimum release differs from their flag's (they have a fallback rendering on older releases).
+_FIELD_SINCE_OVERRIDE: dict[str, str | None] = {
+    # VLLM_MM_INPUT_CACHE_GIB (#14805, 2025-03-15) before --mm-processor-cache-gb.
+    "multimodal.processorCache.sizeGiB": "0.8.0",
+    # Checked by value below: only `data` needs a release that has it; `weights` is the behaviour of every release.
+    "multimodal.encoderTPMode": None,
+    # Counts work from 0.5.5; size hints are checked separately (0.11.1).
+    "multimodal.limitPerPrompt.image": None,
+    "multimodal.limitPerPrompt.video": None,
+    "multimodal.limitPerPrompt.audio": None,
+}
+
+
+def _set_value(model: BaseModel, path: str) -> tuple[bool, Any]:
+    """Whether the user set the field at camelCase ``path`` to a non-default value, and the value."""
+    node: Any = model
+    for part in path.split("."):
+        if not isinstance(node, BaseModel):
+            return False, None
+        fields = type(node).model_fields
+        name = next((n for n, f in fields.items() if (f.alias or n) == part), None)
+        if name is None or name not in node.model_fields_set:
+            return False, None
+        info = fields[name]
+        value = getattr(node, name)
+        default = info.get_default(call_default_factory=True)
+        if value is None or value == default:
+            return False, None
+        node = value
+    return True, node
+
+
+class VLMDeploymentSpec(ApiModel):
+    """Desired state of a VLMDeployment: a vision-language model served by vLLM."""
+
+    __cel__ = (_INTERLEAVE_NEEDS_STRING, _GPU_COUNT_MATCHES)
+
+    model: ModelSpec
+    """The model and where its weights come from."""
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    """The vLLM release and engine flags."""
+    multimodal: MultimodalSpec = Field(default_factory=MultimodalSpec)
+    """Multimodal settings (vLLM's MultiModalConfig) and media fetch limits."""
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    """GPU, CPU, memory and /dev/shm of one replica."""
+    pod_template: PodTemplate = Field(default_factory=PodTemplate)
+    """Labels, annotations and scheduling passed through to the pods."""
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec, json_schema_extra={CRD_DEFAULT: {}})
+    """Replica count and who owns it; autoscaling targets."""
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    """Rollout strategy and automatic rollback."""
+    fit_check: FitCheck = "Enforce"
+    """What happens when the GPU-memory estimate says the spec does not fit: ``Enforce`` refuses it at admission
+    and does not roll it out; ``Warn`` admits it with a warning and a False FitsGPU condition; ``Off`` skips the
+    check. This field is the only bypass. A model the operator cannot resolve is admitted with a warning unless
+    ``Enforce`` is written explicitly."""
+
+    @property
+    def version(self) -> str:
+        return self.engine.version
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """``resources.gpu.count``, or TP x PP x DP."""
+        return self.resources.gpu.count or self.engine.gpus_per_pod
+
+    @property
+    def fit_check_explicit(self) -> bool:
+        """Whether ``fitCheck`` was written in the spec (an unresolvable model is refused only then)."""
+        return self.is_set("fit_check")
+
+    def effective_api_server_count(self) -> int:
+        return self.engine.api_server_count or default_api_server_count(self.version, self.engine.data_parallel_size)
+
+    def processor_cache_host_gib(self) -> float:
+        """Host RAM the multimodal processor cache takes: size x (API servers + DP engines) with ``lru``, the size
+        once with ``shm`` (one shared ring buffer)."""
+        cache = self.multimodal.processor_cache
+        size = cache.size_gib if cache and cache.size_gib is not None else default_processor_cache_gib(self.version)
+        if cache and cache.type == "shm":
+            return size
+        return size * (self.effective_api_server_count() + self.engine.data_parallel_size)
+
+    @model_validator(mode="after")
+    def _check(self) -> VLMDeploymentSpec:
+        if self.multimodal.interleave_strings and self.engine.chat_template_content_format != "string":
+            raise _INTERLEAVE_NEEDS_STRING.error()
+        if self.resources.gpu.count is not None and self.resources.gpu.count != self.engine.gpus_per_pod:
+            raise _GPU_COUNT_MATCHES.error()
+        self._check_versions()
+        self._check_host_memory()
+        return self
+
+    def _check_versions(self) -> None:
+        v = VllmVersion(self.version)
+        if v < MIN_VLLM_VERSION:
+            raise ValueError(
+                f"engine.version {v} is older than {MIN_VLLM_VERSION}, the first vLLM release with vision models"
+            )
+        for m in FIELD_MAPPINGS:
+            since = _FIELD_SINCE_OVERRIDE.get(m.path, m.since)
+            if since is None and m.until is None:
+                continue
+            is_set, _ = _set_value(self, m.path)
+            if not is_set:
+                continue
+            if since is not None and v < since:
+                raise ValueError(f"spec.{m.path} needs vLLM >= {since} ({m.target}); engine.version is {v}")
+            if m.until is not None and v >= m.until:
+                raise ValueError(f"spec.{m.path} was removed in vLLM {m.until} ({m.target}); engine.version is {v}")
+        mm = self.multimodal
+        if mm.encoder_tp_mode == "data" and v < "0.9.1":
+            raise ValueError(f"spec.multimodal.encoderTPMode data needs vLLM >= 0.9.1; engine.version is {v}")
+        if mm.limit_per_prompt is not None and mm.limit_per_prompt.has_size_hints() and v < "0.11.1":
+            raise ValueError(
+                "spec.multimodal.limitPerPrompt width/height/numFrames/length need vLLM >= 0.11.1; "
+                f"engine.version is {v}"
+            )
+
+    def _check_host_memory(self) -> None:
+        res = self.resources
+        if res.memory is not None:
+            need = self.processor_cache_host_gib()
+            have = parse_quantity(res.memory) / GIB
+            if have < need:
+                raise ValueError(
+                    f"resources.memory {res.memory} is below the multimodal processor cache alone ({need:g} GiB = "
+                    "processorCache.sizeGiB x (apiServerCount + dataParallelSize)); raise it or lower sizeGiB"
+                )
+        cache = self.multimodal.processor_cache
+        if res.shm_size is not None and cache is not None and cache.type == "shm":
+            size = cache.size_gib if cache.size_gib is not None else default_processor_cache_gib(self.version)
+            if parse_quantity(res.shm_size) / GIB < size:
+                raise ValueError(
+                    f"resources.shmSize {res.shm_size} is smaller than the shm processor cache ({size:g} GiB)"
+                )
+
+    def advisories(self) -> list[str]:
+        """Non-fatal remarks the webhook returns as admission warnings."""
+        out: list[str] = []
+        v = VllmVersion(self.version)
+        mm = self.multimodal
+        if mm.legacy is not None and v < "0.5.0":
+            out.append("vLLM 0.4.x's OpenAI server accepts no images; the legacy image flags only serve offline use")
+        if mm.encoder_tp_mode == "data" and self.engine.tensor_parallel_size == 1:
+            out.append("multimodal.encoderTPMode data has no effect with tensorParallelSize 1")
+        if mm.skip_profiling:
+            out.append("multimodal.skipProfiling removes vLLM's own guard on the encoder's peak memory")
+        if v >= "0.8.4" and mm.legacy is None and (mm.limit_per_prompt is None or mm.limit_per_prompt.image is None):
+            out.append("multimodal.limitPerPrompt.image is unset: vLLM allows 999 images per prompt at this version")
+        return out
+
+
+class VLMDeployment(ApiModel):
+    """A vision-language model served by vLLM, with a GPU-memory fit check before anything is scheduled."""
+
+    api_version: Literal["vlmops.io/v1alpha1"] = "vlmops.io/v1alpha1"
+    """API version of the resource."""
+    kind: Literal["VLMDeployment"] = "VLMDeployment"
+    """Kind of the resource."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """Standard object metadata."""
+    spec: VLMDeploymentSpec
+    """Desired state."""
+    status: VLMDeploymentStatus | None = None
+    """Observed state, written by the operator."""
+
+    @classmethod
+    def from_k8s(cls, obj: Mapping[str, Any]) -> VLMDeployment:
+        """Parse an object as read from the API server or a YAML file."""
+        return cls.model_validate(dict(obj))
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace", ""))

@@ -1,0 +1,119 @@
+"""The generated CRD on a real API server: it installs, every sample is accepted, every CEL rule refuses its bad case
+with its message, the scale subresource and printer columns work, and `kubectl explain` shows the docstrings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Cluster
+from tests.unit.test_api_models import BASE, CEL_CASES
+
+pytestmark = [pytest.mark.integration, pytest.mark.portable]
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_PATH = ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"
+SAMPLES = sorted((ROOT / "crds" / "samples").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def crd_installed(cluster: Cluster) -> Iterator[Cluster]:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/vlmdeployments.vlmops.io", "--timeout=60s")
+    yield cluster
+
+
+def manifest(name: str, spec: dict[str, Any]) -> str:
+    return yaml.safe_dump(
+        {"apiVersion": "vlmops.io/v1alpha1", "kind": "VLMDeployment", "metadata": {"name": name}, "spec": spec}
+    )
+
+
+def test_crd_is_established_without_warnings(crd_installed: Cluster) -> None:
+    crd = crd_installed.get_json("crd", "vlmdeployments.vlmops.io")
+    conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert conditions.get("Established") == "True"
+    assert conditions.get("NamesAccepted") == "True"
+    assert conditions.get("NonStructuralSchema") in (None, "False")
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[p.name for p in SAMPLES])
+def test_sample_is_accepted(crd_installed: Cluster, namespace: str, sample: Path) -> None:
+    res = crd_installed.kubectl("apply", "-n", namespace, "-f", str(sample), check=False)
+    assert res.returncode == 0, res.stderr
+    name = yaml.safe_load(sample.read_text())["metadata"]["name"]
+    stored = crd_installed.get_json("vlmd", name, "-n", namespace)
+    written = yaml.safe_load(sample.read_text())["spec"]
+    # Nothing the sample wrote was pruned (open objects such as processorKwargs included).
+    assert {k: stored["spec"][k] for k in written} == written
+    assert stored["spec"]["scaling"]["replicas"] == 1  # server-side default behind /scale
+
+
+@pytest.mark.parametrize(("case_id", "bad", "message"), CEL_CASES, ids=[c[0] for c in CEL_CASES])
+def test_cel_rule_refuses_bad_case(
+    crd_installed: Cluster, namespace: str, case_id: str, bad: dict[str, Any], message: str
+) -> None:
+    res = crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=manifest(case_id, bad), check=False)
+    assert res.returncode != 0, f"{case_id} was accepted"
+    assert message in res.stderr, res.stderr
+
+
+def test_schema_bounds_refuse_bad_values(crd_installed: Cluster, namespace: str) -> None:
+    for spec in (
+        {**BASE, "multimodal": {"videoPruningRate": 1.0}},
+        {**BASE, "multimodal": {"limitPerPrompt": {"image": 4}}},
+        {**BASE, "resources": {"memory": "64 GB"}},
+        {**BASE, "fitCheck": "Bypass"},
+    ):
+        res = crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("bad", spec), check=False)
+        assert res.returncode != 0, f"accepted: {spec}"
+
+
+def test_scale_subresource_and_printer_columns(crd_installed: Cluster, namespace: str) -> None:
+    crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("scaled", BASE))
+    crd_installed.kubectl("scale", "-n", namespace, "vlmd/scaled", "--replicas=3")
+    stored = crd_installed.get_json("vlmd", "scaled", "-n", namespace)
+    assert stored["spec"]["scaling"]["replicas"] == 3
+    scale = json.loads(
+        crd_installed.kubectl(
+            "get", "--raw", f"/apis/vlmops.io/v1alpha1/namespaces/{namespace}/vlmdeployments/scaled/scale"
+        ).stdout
+    )
+    assert scale["spec"]["replicas"] == 3
+    header = crd_installed.kubectl("get", "vlmd", "-n", namespace).stdout.splitlines()[0].split()
+    assert header == ["NAME", "MODEL", "GPU", "REPLICAS", "READY", "FITS", "AGE"]
+    # The short name and the category both find it.
+    assert "scaled" in crd_installed.kubectl("get", "vlmops", "-n", namespace).stdout
+
+
+def test_status_keeps_typed_and_unknown_fields(crd_installed: Cluster, namespace: str) -> None:
+    crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("st", BASE))
+    patch = {
+        "status": {
+            "readyReplicas": 1,
+            "gpu": "1x NVIDIA-L4",
+            "conditions": [{"type": "FitsGPU", "status": "True", "reason": "Fits", "message": ""}],
+            "kopf": {"progress": {}},
+        }
+    }
+    crd_installed.kubectl(
+        "patch", "-n", namespace, "vlmd/st", "--subresource=status", "--type=merge", "-p", json.dumps(patch)
+    )
+    stored = crd_installed.get_json("vlmd", "st", "-n", namespace)
+    assert stored["status"]["kopf"] == {"progress": {}}
+    line = crd_installed.kubectl("get", "vlmd", "st", "-n", namespace, "--no-headers").stdout
+    assert "1x NVIDIA-L4" in line and "True" in line.split()
+
+
+def test_kubectl_explain_prints_nested_docstrings(crd_installed: Cluster) -> None:
+    out = crd_installed.kubectl("explain", "vlmd.spec.multimodal.limitPerPrompt").stdout
+    assert "999" in out and "--limit-mm-per-prompt" in out
+    out = crd_installed.kubectl("explain", "vlmd.spec.multimodal.limitPerPrompt.image.count").stdout
+    assert "Most images in one prompt" in out
+    out = crd_installed.kubectl("explain", "vlmd.spec.multimodal.legacy.imageFeatureSize").stdout
+    assert "--image-feature-size" in out
