@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench crds crds-check build-kube cluster-up cluster-down clean
+.PHONY: demo test lint unit bench crds crds-check flags check-flags test-vllm build-kube cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,6 +40,18 @@ crds: $(STAMP)
 
 crds-check: $(STAMP)
 	$(BIN)/vlmctl crds --check
+
+## flags: regenerate the vLLM flag table from real releases on PyPI (cached in ~/.cache/vlm-operator)
+flags: $(STAMP)
+	$(BIN)/python hack/vllm_flags.py
+
+## check-flags: fail when a fresh extraction differs from the committed table
+check-flags: $(STAMP)
+	$(BIN)/python hack/vllm_flags.py --check
+
+## test-vllm: opt-in tier that installs the pinned vLLM (cached venv) and parses rendered args with its parser
+test-vllm: $(STAMP)
+	VLM_TEST_VLLM=1 $(BIN)/pytest -m vllm tests/vllm
 
 build-kube: $(STAMP)
 	$(BIN)/vlmctl dev-cluster build
