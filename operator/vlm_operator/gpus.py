@@ -41,6 +41,15 @@ class GPUProduct:
     #: GFD ``nvidia.com/gpu.family``.
     family: str
     mig_profiles: tuple[MigProfile, ...] = ()
+    #: Total memory as ``torch.cuda.mem_get_info()`` reports it (what vLLM multiplies by ``gpu_memory_utilization``),
+    #: in MiB, where a vLLM log shows it ("total_gpu_memory (X GiB)" / "GPU 0 has a total capacity of X GiB");
+    #: ``None`` = use ``memory_mib``. Added for the estimator.
+    cuda_total_mib: int | None = None
+
+    @property
+    def cuda_memory_bytes(self) -> int:
+        """The device total vLLM's memory profiler sees."""
+        return (self.cuda_total_mib or self.memory_mib) * MIB
 
     @property
     def memory_bytes(self) -> int:
@@ -63,10 +72,10 @@ def _mig(*profiles: tuple[str, int]) -> tuple[MigProfile, ...]:
 
 
 GPU_PRODUCTS: tuple[GPUProduct, ...] = (
-    GPUProduct("Tesla-T4", ("T4",), 15360, (7, 5), "turing"),
+    GPUProduct("Tesla-T4", ("T4",), 15360, (7, 5), "turing", cuda_total_mib=15095),
     GPUProduct("NVIDIA-L4", ("L4",), 23034, (8, 9), "ada-lovelace"),
-    GPUProduct("NVIDIA-A10G", ("A10G",), 23028, (8, 6), "ampere"),
-    GPUProduct("NVIDIA-A10", ("A10",), 23028, (8, 6), "ampere"),
+    GPUProduct("NVIDIA-A10G", ("A10G",), 23028, (8, 6), "ampere", cuda_total_mib=22620),
+    GPUProduct("NVIDIA-A10", ("A10",), 23028, (8, 6), "ampere", cuda_total_mib=22620),
     GPUProduct("NVIDIA-L40S", ("L40S",), 46068, (8, 9), "ada-lovelace"),
     GPUProduct(
         "NVIDIA-A100-SXM4-40GB",
@@ -75,6 +84,7 @@ GPU_PRODUCTS: tuple[GPUProduct, ...] = (
         (8, 0),
         "ampere",
         _mig(("1g.5gb", 4864), ("2g.10gb", 9984), ("3g.20gb", 19968), ("4g.20gb", 19968), ("7g.40gb", 40192)),
+        cuda_total_mib=40325,  # "total_gpu_memory (39.38GiB)", vllm-project/vllm#16570
     ),
     GPUProduct(
         "NVIDIA-A100-SXM4-80GB",
@@ -83,6 +93,7 @@ GPU_PRODUCTS: tuple[GPUProduct, ...] = (
         (8, 0),
         "ampere",
         _mig(("1g.10gb", 9728), ("2g.20gb", 19968), ("3g.40gb", 40192), ("4g.40gb", 40192), ("7g.80gb", 80384)),
+        cuda_total_mib=81050,  # "total_gpu_memory=79.15GiB"
     ),
     GPUProduct(
         "NVIDIA-H100-80GB-HBM3",
@@ -98,8 +109,13 @@ GPU_PRODUCTS: tuple[GPUProduct, ...] = (
             ("4g.40gb", 40192),
             ("7g.80gb", 80384),
         ),
+        cuda_total_mib=81090,  # "total_gpu_memory (79.19GiB)"
     ),
     GPUProduct("NVIDIA-H100-NVL", ("H100-NVL",), 95830, (9, 0), "hopper"),
+    GPUProduct("NVIDIA-GeForce-RTX-3090", ("RTX-3090", "3090"), 24576, (8, 6), "ampere", cuda_total_mib=24258),
+    GPUProduct("NVIDIA-GeForce-RTX-4090", ("RTX-4090", "4090"), 24564, (8, 9), "ada-lovelace", cuda_total_mib=24207),
+    GPUProduct("NVIDIA-RTX-A6000", ("A6000", "RTX-A6000"), 49140, (8, 6), "ampere", cuda_total_mib=48670),
+    GPUProduct("NVIDIA-L20", ("L20",), 46068, (8, 9), "ada-lovelace", cuda_total_mib=45596),
     GPUProduct(
         "NVIDIA-H200",
         ("H200", "H200-141GB"),

@@ -1,0 +1,124 @@
+"""Map a ``VLMDeploymentSpec`` (the pydantic API) onto the estimator's own :class:`EstimateRequest`.
+
+The only estimator module that imports the API package; everything else takes the plain request. The model comes
+from the built-in catalog (by ``spec.model.name``); a spec naming a model outside the catalog raises
+:class:`UnresolvedModel` so callers can report "Unknown" instead of guessing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vlm_operator import gpus
+from vlm_operator.api import VLMDeploymentSpec
+from vlm_operator.estimator.request import GIB, EngineSettings, EstimateRequest, GPUSpec, MultimodalSettings
+from vlm_operator.models import catalog
+from vlm_operator.models.facts import ModelFacts
+
+#: used when the spec names neither a GPU product nor a minimum memory
+DEFAULT_GPU = "H100"
+
+
+class UnresolvedModel(LookupError):
+    """The spec's model is not in the built-in catalog (and no local facts are available)."""
+
+
+def _gpu_spec(p: gpus.GPUProduct) -> GPUSpec:
+    return GPUSpec(p.short_name, p.cuda_memory_bytes, p.compute_capability)
+
+
+def gpu_for(spec: VLMDeploymentSpec) -> GPUSpec:
+    req = spec.resources.gpu
+    if req.product:
+        return _gpu_spec(gpus.lookup(req.product))
+    if req.min_memory_gib:
+        fitting = gpus.products_with_memory_at_least(int(req.min_memory_gib * 1024))
+        if fitting:
+            return _gpu_spec(min(fitting, key=lambda p: p.memory_mib))
+        return GPUSpec(f"{req.min_memory_gib} GiB GPU", int(req.min_memory_gib * GIB))
+    return _gpu_spec(gpus.lookup(DEFAULT_GPU))
+
+
+def alternatives() -> tuple[GPUSpec, ...]:
+    return tuple(_gpu_spec(p) for p in gpus.GPU_PRODUCTS)
+
+
+def model_facts_for(spec: VLMDeploymentSpec) -> ModelFacts | None:
+    """Catalog facts for the spec's model, or None when the catalog does not know it."""
+    try:
+        return catalog.lookup(spec.model.name)
+    except catalog.UnknownModelError:
+        return None
+
+
+def request_from_spec(spec: VLMDeploymentSpec) -> tuple[EstimateRequest, tuple[GPUSpec, ...]]:
+    """The estimator request for ``spec`` and the GPUs a "larger GPU" recommendation may pick from."""
+    facts = model_facts_for(spec)
+    if facts is None:
+        raise UnresolvedModel(f"{spec.model.name!r} is not in the built-in model catalog")
+    e = spec.engine
+    mm = spec.multimodal
+    version = str(e.version)
+    limits: dict[str, int] = {m: mm.effective_limit(m, version) for m in facts.modalities}  # type: ignore[arg-type]
+    frames: int | None = None
+    video_io = mm.media_io_kwargs.get("video") if mm.media_io_kwargs else None
+    if isinstance(video_io, dict) and isinstance(video_io.get("num_frames"), int):
+        frames = int(video_io["num_frames"])
+    cache = mm.processor_cache
+    request = EstimateRequest(
+        model=facts,
+        gpu=gpu_for(spec),
+        engine=EngineSettings(
+            tensor_parallel_size=e.tensor_parallel_size,
+            pipeline_parallel_size=e.pipeline_parallel_size,
+            data_parallel_size=e.data_parallel_size,
+            max_model_len=e.max_model_len,
+            max_num_seqs=e.max_num_seqs,
+            max_num_batched_tokens=e.max_num_batched_tokens,
+            gpu_memory_utilization=e.gpu_memory_utilization,
+            dtype=str(e.dtype),
+            quantization=e.quantization,
+            kv_cache_dtype=str(e.kv_cache_dtype),
+            enforce_eager=e.enforce_eager,
+            block_size=e.block_size,
+            kv_cache_memory_bytes=e.kv_cache_memory_bytes,
+            api_server_count=e.api_server_count,
+        ),
+        multimodal=MultimodalSettings(
+            limit_per_prompt=limits,
+            processor_kwargs=dict(mm.processor_kwargs or {}),
+            encoder_tp_mode=mm.encoder_tp_mode,
+            skip_mm_profiling=mm.skip_profiling,
+            video_num_frames=frames,
+            processor_cache_gb=cache.size_gib if cache is not None else None,
+            processor_cache_type=(cache.type or "lru") if cache is not None else "lru",
+        ),
+        vllm_version=version,
+    )
+    return request, alternatives()
+
+
+def request_from_file(path: str, gpu: str | None = None) -> EstimateRequest:
+    """``vlmctl estimate -f vlmd.yaml``: a VLMDeployment manifest (or a bare spec) from YAML."""
+    import yaml
+
+    from vlm_operator.api import VLMDeployment
+
+    try:
+        data: Any = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a VLMDeployment manifest")
+    spec_data = data.get("spec", data) if "kind" in data or "spec" in data else data
+    spec = VLMDeployment.model_validate({"spec": spec_data}).spec
+    try:
+        req, _ = request_from_spec(spec)
+    except UnresolvedModel as exc:
+        raise ValueError(str(exc)) from None
+    if gpu:
+        from dataclasses import replace
+
+        req = replace(req, gpu=_gpu_spec(gpus.lookup(gpu)))
+    return req

@@ -1,0 +1,158 @@
+"""Ranked changes that make a spec fit (or give it headroom), each re-checked with the estimator.
+
+Order (least disruptive first, as the issue asks): lower ``maxModelLen`` (never below what the image limit needs),
+lower ``maxNumSeqs``, lower ``max_pixels``, fewer images per prompt, TP x2, an fp8 KV cache, a larger GPU.
+Only candidates whose re-estimate fits are returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from vlm_operator.estimator import memory, tokens
+from vlm_operator.estimator.core import Estimate, estimate
+from vlm_operator.estimator.request import GIB, EstimateRequest, GPUSpec
+
+#: "tight": fits, but fewer than this many max-length requests fit in the KV cache.
+TIGHT_CONCURRENCY = 2.0
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    rank: int
+    change: str
+    #: the setting(s) changed, in VLMDeployment/vllm-serve terms
+    settings: dict[str, Any]
+    kv_cache_gib: float
+    max_concurrency: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "change": self.change,
+            "summary": f"{self.change} (KV {self.kv_cache_gib:.2f} GiB, {self.max_concurrency:.2f}x)",
+            "settings": self.settings,
+            "kv_cache_gib": round(self.kv_cache_gib, 3),
+            "max_concurrency": round(self.max_concurrency, 2),
+        }
+
+
+def _try(req: EstimateRequest) -> Estimate | None:
+    try:
+        return estimate(req)
+    except (memory.InputError, tokens.TokenError, ValueError):
+        return None
+
+
+def _fits(req: EstimateRequest) -> Estimate | None:
+    e = _try(req)
+    return e if e is not None and e.fits else None
+
+
+def _largest_fitting(lo: int, hi: int, build: Callable[[int], EstimateRequest]) -> tuple[int, Estimate] | None:
+    """Largest x in [lo, hi] whose request fits, assuming fit is monotone (smaller x never needs more memory)."""
+    best: tuple[int, Estimate] | None = None
+    first = _fits(build(lo))
+    if first is None:
+        return None
+    best = (lo, first)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        e = _fits(build(mid))
+        if e is not None:
+            lo, best = mid, (mid, e)
+        else:
+            hi = mid - 1
+    return best
+
+
+def _candidates(base: Estimate, gpus: tuple[GPUSpec, ...]) -> Iterator[tuple[str, dict[str, Any], EstimateRequest]]:
+    req = base.request
+    r = base.resolved
+    item = max(base.image_tokens_per_item.values(), default=0)
+    images = r.limits.get("image", 0)
+    # "never below what the image limit needs": an explicit limit needs limit x worst item; vLLM's implicit
+    # default (999) only promises one image per prompt.
+    explicit = req.multimodal.limit_per_prompt.get("image") is not None
+    floor_len = (min(images, 64) if explicit else min(images, 1)) * item + 256
+
+    # 1. maxModelLen: the largest that fits, but never below what the image limit needs.
+    if r.max_model_len > floor_len:
+        found = _largest_fitting(floor_len, r.max_model_len - 1, lambda x: req.with_engine(max_model_len=x))
+        if found is not None:
+            n = found[0] // 256 * 256 if found[0] >= floor_len + 256 else found[0]
+            yield f"lower maxModelLen to {n}", {"maxModelLen": n}, req.with_engine(max_model_len=n)
+    # 2. maxNumSeqs (shrinks the sampler and the V1 encoder profiling batch).
+    if r.max_num_seqs > 1:
+        found = _largest_fitting(1, r.max_num_seqs - 1, lambda x: req.with_engine(max_num_seqs=x))
+        if found is not None:
+            yield f"lower maxNumSeqs to {found[0]}", {"maxNumSeqs": found[0]}, req.with_engine(max_num_seqs=found[0])
+    # 3. max_pixels (Qwen-VL family and GLM-4.xV).
+    if req.model.family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v") and images:
+        unit = (req.model.vision.patch_size * req.model.vision.merge_size) if req.model.vision else 28
+        current = tokens.merged_kwargs(req.model, r.processor_kwargs).get("max_pixels")
+        size = tokens.merged_kwargs(req.model, r.processor_kwargs).get("size")
+        if current is None and isinstance(size, dict):
+            current = size.get("longest_edge")
+        cur_units = int(current or unit * unit * 1280) // (unit * unit)
+        if cur_units > 4:
+
+            def with_px(units: int) -> EstimateRequest:
+                kw = dict(r.processor_kwargs)
+                kw.pop("size", None)
+                kw["max_pixels"] = units * unit * unit
+                return req.with_multimodal(processor_kwargs=kw)
+
+            found = _largest_fitting(4, cur_units - 1, with_px)
+            if found is not None:
+                px = found[0] * unit * unit
+                yield f"cap max_pixels at {px}", {"mmProcessorKwargs": {"max_pixels": px}}, with_px(found[0])
+    # 4. images per prompt.
+    if images > 1:
+        cap = min(images - 1, 64)
+        limits = dict(r.limits)
+
+        def with_images(k: int) -> EstimateRequest:
+            return req.with_multimodal(limit_per_prompt=dict(limits, image=k))
+
+        found = _largest_fitting(1, cap, with_images)
+        if found is not None:
+            yield (
+                f"limit images per prompt to {found[0]}",
+                {"limitMmPerPrompt": {"image": found[0]}},
+                with_images(found[0]),
+            )
+    # 5. TP x2.
+    tp2 = r.tp * 2
+    if req.model.text.num_heads % tp2 == 0 and tp2 <= 8:
+        yield f"tensorParallelSize {tp2}", {"tensorParallelSize": tp2}, req.with_engine(tensor_parallel_size=tp2)
+    # 6. fp8 KV cache.
+    if not req.engine.kv_cache_dtype.lower().startswith("fp8") and req.gpu.compute_capability >= (8, 0):
+        yield "fp8 KV cache", {"kvCacheDtype": "fp8"}, req.with_engine(kv_cache_dtype="fp8")
+    # 7. a larger GPU.
+    for g in sorted(gpus, key=lambda g: g.memory_bytes):
+        if g.memory_bytes > req.gpu.memory_bytes:
+            yield f"a larger GPU: {g.name}", {"gpu": g.name}, replace(req, gpu=g)
+            break
+
+
+def recommend(base: Estimate, gpus: tuple[GPUSpec, ...] = ()) -> tuple[Recommendation, ...]:
+    """Ranked changes that fit, for a spec that does not fit or is tight; () when it fits comfortably."""
+    if base.fits and base.max_concurrency >= TIGHT_CONCURRENCY:
+        return ()
+    out: list[Recommendation] = []
+    for change, settings, candidate in _candidates(base, gpus):
+        e = _fits(candidate)
+        if e is None:
+            continue
+        if base.fits and e.max_concurrency <= base.max_concurrency:
+            continue  # for a tight spec, only list changes that add headroom
+        out.append(Recommendation(len(out) + 1, change, settings, max(e.kv_cache_bytes, 0.0) / GIB, e.max_concurrency))
+    return tuple(out)
+
+
+def estimate_with_recommendations(req: EstimateRequest, gpus: tuple[GPUSpec, ...] = ()) -> Estimate:
+    base = estimate(req)
+    return replace(base, recommendations=recommend(base, gpus))

@@ -1,0 +1,111 @@
+"""`vlmctl estimate`: flags, JSON keys, exit codes and cold start."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from vlm_operator.cli import main
+
+KEYS = {
+    "weights_gib",
+    "activation_gib",
+    "non_torch_gib",
+    "cuda_graph_gib",
+    "kv_cache_gib",
+    "kv_cache_tokens",
+    "max_concurrency",
+    "image_tokens_per_item",
+    "fits",
+    "recommendations",
+}
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object]]:
+    rc = main(["estimate", *args, "--output", "json"])
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def test_fits_exit_0_and_json_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, data = run_json(capsys, "--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--gpu", "H100", "--max-model-len", "32k")
+    assert rc == 0
+    assert set(data) >= KEYS
+    assert data["fits"] is True
+    assert data["image_tokens_per_item"]["image"] > 0  # type: ignore[index]
+
+
+def test_does_not_fit_exit_2_with_recommendations(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, data = run_json(
+        capsys, "--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--gpu", "L4", "--limit-mm-per-prompt", '{"image": 4}'
+    )
+    assert rc == 2
+    assert data["fits"] is False
+    assert data["recommendations"]
+
+
+def test_flags_change_the_estimate(capsys: pytest.CaptureFixture[str]) -> None:
+    _, a = run_json(capsys, "--model", "Qwen2.5-VL-7B-Instruct", "--gpu-memory-gib", "80", "--max-model-len", "16384")
+    _, b = run_json(
+        capsys,
+        "--model",
+        "Qwen2.5-VL-7B-Instruct",
+        "--gpu-memory-gib",
+        "80",
+        "--max-model-len",
+        "16384",
+        "--kv-cache-dtype",
+        "fp8",
+        "-tp",
+        "2",
+    )
+    assert b["weights_gib"] < a["weights_gib"]  # type: ignore[operator]
+    assert b["kv_cache_tokens"] > a["kv_cache_tokens"]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--model", "no/such-model"],
+        ["--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--gpu", "TPUv9"],
+        ["--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--gpu-memory-utilization", "2"],
+        ["--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--mm-processor-kwargs", '{"max_pixels": "big"}'],
+        ["--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--limit-mm-per-prompt", '{"image": -1}'],
+        ["--model-dir", "/nonexistent"],
+        [],
+    ],
+)
+def test_bad_input_exit_1_without_traceback(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["estimate", *args])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "Traceback" not in err
+    assert err.startswith("vlmctl estimate:")
+
+
+def test_table_output_mentions_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["estimate", "--model", "google/gemma-3-4b-it", "--gpu", "L4", "--max-model-len", "8192"])
+    out = capsys.readouterr().out
+    assert rc in (0, 2)
+    assert "verdict" in out and "KV cache" in out
+
+
+def test_cold_start_under_one_second_and_no_heavy_imports() -> None:
+    code = (
+        "import sys, time; t=time.perf_counter(); from vlm_operator.cli import main; "
+        "rc=main(['estimate','--model','Qwen/Qwen2.5-VL-7B-Instruct','--gpu','H100','--max-model-len','32768',"
+        "'--output','json']); "
+        "print('ELAPSED', time.perf_counter()-t, file=sys.stderr); "
+        "print('HEAVY', [m for m in ('kopf','kubernetes','transformers','torch') if m in sys.modules], file=sys.stderr)"
+    )
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    wall = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stderr
+    assert wall < 1.0 + 0.5  # interpreter start included; the in-process figure is the one that must be < 1 s
+    elapsed = float(proc.stderr.split("ELAPSED")[1].split()[0])
+    assert elapsed < 1.0
