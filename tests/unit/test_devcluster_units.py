@@ -111,6 +111,7 @@ def test_project_stages_are_weighted_and_spare_deleting_pods() -> None:
         "vlm-pod-ready-after-delay",
         "vlm-pod-crashloop",
         "vlm-pod-fail",
+        "vlm-pod-simulator-start",
     }
     for s in stages:
         assert s["kind"] == "Stage" and s["spec"]["weight"] > 0

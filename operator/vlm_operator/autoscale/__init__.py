@@ -1,0 +1,44 @@
+"""The built-in autoscaler for ``scaling.mode: Internal``: reading vLLM's load signals and deciding replicas.
+
+The package is split so that the decision can be tested without a cluster or a clock:
+
+* :mod:`.metrics` turns what a source returns (a pod's ``/metrics`` text, or a Prometheus instant-query JSON
+  document) into one :class:`~.metrics.EngineSample` per ready pod, or a :class:`~.metrics.MissingSample` saying why
+  there is none. It knows vLLM's metric names by engine version (``vllm:gpu_cache_usage_perc`` became
+  ``vllm:kv_cache_usage_perc``) and its ``model_name`` / ``engine`` labels.
+* :mod:`.policy` is the pure ``desired_replicas(state, samples, spec, now)``: no I/O, no wall clock, no Kubernetes.
+  Its state is an immutable value returned with each decision.
+
+The loop that fetches metrics and writes ``/scale`` lives elsewhere (it needs ``kube``); nothing here imports
+``kopf`` or ``kubernetes``. The policy and its formulas are described in ``docs/autoscaling.md``.
+"""
+
+from __future__ import annotations
+
+from .metrics import (
+    EngineSample,
+    MissingSample,
+    PodReading,
+    kv_metric_names,
+    parse_prometheus_query,
+    parse_vllm_metrics,
+    prometheus_query,
+)
+from .policy import Decision, PolicyState, PolicyTuning, Reason, ScalingTargets, Signals, desired_replicas
+
+__all__ = [
+    "Decision",
+    "EngineSample",
+    "MissingSample",
+    "PodReading",
+    "PolicyState",
+    "PolicyTuning",
+    "Reason",
+    "ScalingTargets",
+    "Signals",
+    "desired_replicas",
+    "kv_metric_names",
+    "parse_prometheus_query",
+    "parse_vllm_metrics",
+    "prometheus_query",
+]
