@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 EXTERNAL_ENV = "VLM_TEST_KUBECONFIG"
-#: Pools of the session cluster: two products so that node-affinity tests can tell them apart.
-TEST_POOLS = ("L4:2:4", "H100-80GB:1:8")
+#: Pools of the session cluster: every product the samples ask for, so each sample lands on its own pool.
+TEST_POOLS = ("L4:2:4", "L40S:1:4", "A100-80GB:1:8", "H100-80GB:1:8")
 
 
 @dataclass

@@ -98,6 +98,7 @@ def test_status_keeps_typed_and_unknown_fields(crd_installed: Cluster, namespace
             "readyReplicas": 1,
             "gpu": "1x NVIDIA-L4",
             "conditions": [{"type": "FitsGPU", "status": "True", "reason": "Fits", "message": ""}],
+            "estimate": {"verdict": "Fits"},
             "kopf": {"progress": {}},
         }
     }
@@ -107,7 +108,7 @@ def test_status_keeps_typed_and_unknown_fields(crd_installed: Cluster, namespace
     stored = crd_installed.get_json("vlmd", "st", "-n", namespace)
     assert stored["status"]["kopf"] == {"progress": {}}
     line = crd_installed.kubectl("get", "vlmd", "st", "-n", namespace, "--no-headers").stdout
-    assert "1x NVIDIA-L4" in line and "True" in line.split()
+    assert "1x NVIDIA-L4" in line and "Fits" in line.split()
 
 
 def test_kubectl_explain_prints_nested_docstrings(crd_installed: Cluster) -> None:

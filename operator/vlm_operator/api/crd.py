@@ -30,8 +30,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {
         "name": "Fits",
         "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="FitsGPU")].status',
-        "description": "Whether the spec fits its GPU (FitsGPU condition)",
+        "jsonPath": ".status.estimate.verdict",
+        "description": "The fit check's verdict: Fits, Tight, DoesNotFit or Unknown",
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

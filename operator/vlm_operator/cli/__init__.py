@@ -17,7 +17,10 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dev-cluster": ("devcluster", "a local control plane with simulated GPU nodes (up | down | status | env | build)"),
     "estimate": ("estimate", "estimate GPU memory for a VLMDeployment or vllm serve flags"),
+    "operator": ("operator", "run the operator (kopf): `vlmctl operator run [--namespace NS]`"),
     "crds": ("crds", "print or write the VLMDeployment CRD generated from the API models"),
+    "simulate-pods": ("simulate", "serve a vLLM simulator on each simulated pod's IP (dev cluster)"),
+    "render": ("render", "print the Kubernetes objects for a VLMDeployment without a cluster"),
 }
 
 

@@ -426,6 +426,9 @@ class DevCluster:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--node-monitor-period=25s",
                 "--node-monitor-grace-period=3m20s",
+                # Kubernetes refuses loopback pod IPs in Endpoints and EndpointSlices, so these controllers would only
+                # retry and post FailedToUpdateEndpoint events forever; Services have no endpoints here anyway.
+                "--controllers=*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller",
                 # Failed pods are garbage-collected past this count; keep it low so crash-loop churn stays small.
                 "--terminated-pod-gc-threshold=50",
             ],

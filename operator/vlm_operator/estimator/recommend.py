@@ -124,17 +124,30 @@ def _candidates(base: Estimate, gpus: tuple[GPUSpec, ...]) -> Iterator[tuple[str
                 {"limitMmPerPrompt": {"image": found[0]}},
                 with_images(found[0]),
             )
-    # 5. TP x2.
-    tp2 = r.tp * 2
-    if req.model.text.num_heads % tp2 == 0 and tp2 <= 8:
-        yield f"tensorParallelSize {tp2}", {"tensorParallelSize": tp2}, req.with_engine(tensor_parallel_size=tp2)
+    # 5. more tensor parallelism on the same GPU: the smallest power-of-two multiple (up to 8) that fits.
+    tps = [t for t in (r.tp * 2, r.tp * 4, r.tp * 8) if t <= 8 and req.model.text.num_heads % t == 0]
+    for tp in tps:
+        cand = req.with_engine(tensor_parallel_size=tp)
+        if _fits(cand) is not None or tp == tps[-1]:
+            yield f"tensorParallelSize {tp}", {"tensorParallelSize": tp}, cand
+            break
     # 6. fp8 KV cache.
     if not req.engine.kv_cache_dtype.lower().startswith("fp8") and req.gpu.compute_capability >= (8, 0):
         yield "fp8 KV cache", {"kvCacheDtype": "fp8"}, req.with_engine(kv_cache_dtype="fp8")
-    # 7. a larger GPU.
-    for g in sorted(gpus, key=lambda g: g.memory_bytes):
-        if g.memory_bytes > req.gpu.memory_bytes:
-            yield f"a larger GPU: {g.name}", {"gpu": g.name}, replace(req, gpu=g)
+    # 7. a larger GPU: the smallest that fits, first at the current TP, then with more TP.
+    larger = [g for g in sorted(gpus, key=lambda g: g.memory_bytes) if g.memory_bytes > req.gpu.memory_bytes]
+    for tp in (r.tp, *tps):
+        fitting = next((g for g in larger if _fits(replace(req, gpu=g).with_engine(tensor_parallel_size=tp))), None)
+        if fitting is not None:
+            cand = replace(req, gpu=fitting).with_engine(tensor_parallel_size=tp)
+            if tp == r.tp:
+                yield f"a larger GPU: {fitting.name}", {"gpu": fitting.name}, cand
+            else:
+                yield (
+                    f"a larger GPU with more TP: {fitting.name}, tensorParallelSize {tp}",
+                    {"gpu": fitting.name, "tensorParallelSize": tp},
+                    cand,
+                )
             break
 
 

@@ -1,0 +1,47 @@
+"""`vlmctl operator run`: the operator process (kopf), watching one namespace or the whole cluster."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["run"])
+    parser.add_argument(
+        "--namespace", "-n", action="append", default=[], help="watch only these namespaces (repeatable)"
+    )
+    parser.add_argument("--peering", default="vlm-operator", help="kopf peering name (so two replicas never both act)")
+    parser.add_argument("--standalone", action="store_true", help="no peering: for a single replica or a dev cluster")
+    parser.add_argument("--no-webhook", action="store_true", help="do not serve or register the admission webhook")
+    parser.add_argument("--webhook-host", help="host the API server dials for admission (default 127.0.0.1)")
+    parser.add_argument("--webhook-port", type=int, help="webhook port (default 9443)")
+    parser.add_argument("--webhook-addr", help="address the webhook server binds (default 127.0.0.1)")
+    parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--verbose", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    for flag, env in (
+        ("webhook_host", "VLM_OPERATOR_WEBHOOK_HOST"),
+        ("webhook_port", "VLM_OPERATOR_WEBHOOK_PORT"),
+        ("webhook_addr", "VLM_OPERATOR_WEBHOOK_ADDR"),
+    ):
+        if getattr(args, flag) is not None:
+            os.environ[env] = str(getattr(args, flag))
+    if args.no_webhook:
+        os.environ["VLM_OPERATOR_WEBHOOK"] = "0"
+
+    import kopf
+
+    import vlm_operator.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=args.verbose)
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=args.standalone,
+        peering_name=args.peering,
+        liveness_endpoint=args.liveness,
+    )
+    return 0

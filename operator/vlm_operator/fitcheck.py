@@ -1,0 +1,112 @@
+"""The fit check that both the admission webhook and the reconciler run, so they can never disagree.
+
+It maps a spec to an estimator request, runs the estimator with its recommendations, and phrases the verdict the
+way status, events and admission messages show it. Pure: no API calls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from vlm_operator import gpus
+from vlm_operator.api import VLMDeploymentSpec
+
+GIB = 1024**3
+#: Below this much KV headroom (in maxModelLen sequences) a fitting spec is reported as Tight.
+TIGHT_CONCURRENCY = 2.0
+
+Verdict = Literal["Fits", "Tight", "DoesNotFit", "Unknown"]
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    verdict: Verdict
+    message: str
+    #: status.estimate fields (camelCase, as the CRD names them)
+    summary: dict[str, Any] = field(default_factory=dict)
+    recommendations: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    #: figures the renderer needs
+    weights_gib_per_replica: float | None = None
+    host_memory_bytes: int | None = None
+    shm_bytes: int | None = None
+    min_gpu_memory_mib: int | None = None
+
+    @property
+    def resolved(self) -> bool:
+        return self.verdict != "Unknown"
+
+
+def gpu_label(spec: VLMDeploymentSpec, n: int) -> str:
+    req = spec.resources.gpu
+    if req.product:
+        return f"{n}x {gpus.lookup(req.product).product}"
+    if req.min_memory_gib:
+        return f"{n}x >={req.min_memory_gib}GiB"
+    return f"{n}x GPU"
+
+
+def check(spec: VLMDeploymentSpec) -> FitOutcome:
+    """Estimate ``spec`` on its GPU and phrase the verdict with its figures and the best fix."""
+    from vlm_operator.estimator import from_spec
+    from vlm_operator.estimator.recommend import estimate_with_recommendations
+
+    try:
+        req, alternatives = from_spec.request_from_spec(spec)
+    except from_spec.UnresolvedModel as exc:
+        return FitOutcome("Unknown", f"the fit check could not resolve the model: {exc}")
+    est = estimate_with_recommendations(req, alternatives)
+    j = est.to_json()
+    n_gpus = spec.engine.tensor_parallel_size * spec.engine.pipeline_parallel_size
+    recs = tuple(_phrase(r) for r in j.get("recommendations", []))
+    summary: dict[str, Any] = {
+        "gpu": req.gpu.name,
+        "gpuMemoryGiB": round(req.gpu.memory_bytes / GIB, 2),
+        "weightsGiB": j["weights_gib"],
+        "activationGiB": j["activation_gib"],
+        "kvCacheGiB": j["kv_cache_gib"],
+        "kvCacheTokens": max(0, int(j["kv_cache_tokens"])),
+        "maxConcurrency": max(0.0, float(j["max_concurrency"])),
+        "hostMemoryGiB": j["details"]["host_memory_gib"],
+    }
+    if j["image_tokens_per_item"].get("image") is not None:
+        summary["tokensPerImage"] = int(j["image_tokens_per_item"]["image"])
+    figures = (
+        f"on {req.gpu.name} ({req.gpu.memory_bytes / GIB:.1f} GiB): weights {j['weights_gib']:.2f} GiB, "
+        f"activations {j['activation_gib']:.2f} GiB, non-torch {j['non_torch_gib']:.2f} GiB, "
+        f"CUDA graphs {j['cuda_graph_gib']:.2f} GiB, KV cache {j['kv_cache_gib']:.2f} GiB "
+        f"= {j['kv_cache_tokens']} tokens, max concurrency {j['max_concurrency']:.2f} at maxModelLen "
+        f"{j['details']['max_model_len']}"
+    )
+    if est.fits:
+        tight = est.max_concurrency < TIGHT_CONCURRENCY
+        verdict: Verdict = "Tight" if tight else "Fits"
+        message = f"{verdict.lower()}: {figures}"
+    else:
+        verdict = "DoesNotFit"
+        why = "; ".join(est.reasons) or "the KV cache cannot hold one maxModelLen sequence"
+        message = f"does not fit: {why}. Estimate {figures}."
+        message += f" Fix: {recs[0]}" if recs else " No single change found that fits; use a larger GPU or more TP."
+    if len(recs) > 1:
+        message += " Other fixes: " + "; ".join(recs[1:4])
+    host = est.host_memory_bytes
+    return FitOutcome(
+        verdict,
+        message,
+        summary,
+        recs,
+        tuple(est.warnings),
+        weights_gib_per_replica=float(j["weights_gib"]) * max(1, n_gpus),
+        host_memory_bytes=math.ceil(host) if host else None,
+        shm_bytes=math.ceil(est.shm_bytes) if est.shm_bytes else None,
+        min_gpu_memory_mib=None,
+    )
+
+
+def _phrase(rec: dict[str, Any]) -> str:
+    text = rec.get("summary") or rec.get("description") or rec.get("text")
+    if text:
+        return str(text)
+    return ", ".join(f"{k}={v}" for k, v in sorted(rec.items()))

@@ -1,0 +1,119 @@
+"""kopf handlers: thin glue from watch events and admission requests to :mod:`vlm_operator.reconcile` and
+:mod:`vlm_operator.admission`. No logic of their own.
+
+Importing this module registers the handlers with kopf's default registry; ``vlmctl operator run`` does that.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from vlm_operator import admission, kube, reconcile
+from vlm_operator.api import VLMDeployment
+from vlm_operator.render import objects
+
+GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
+#: How often every object is reconciled even without events (drift repair); overridable for tests.
+DRIFT_SECONDS = float(os.environ.get("VLM_OPERATOR_DRIFT_SECONDS", "60"))
+WEBHOOK_NAME = "vlm-operator.vlmops.io"
+
+_kube: kube.Kube | None = None
+
+
+def _client() -> kube.Kube:
+    global _kube
+    if _kube is None:
+        _kube = kube.Kube(kube.new_api_client())
+    return _kube
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # kopf would post a "Handler succeeded" event per run; those are writes with no value to users.
+    settings.posting.level = logging.WARNING
+    # kopf's own progress bookkeeping goes to annotations, not status (status has one writer: the reconciler).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="vlmops.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="vlmops.io", key="last-handled")
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    if os.environ.get("VLM_OPERATOR_WEBHOOK", "1") == "0":
+        return
+    certs = _webhook_certs()
+    settings.admission.server = kopf.WebhookServer(
+        addr=os.environ.get("VLM_OPERATOR_WEBHOOK_ADDR", "127.0.0.1"),
+        port=int(os.environ.get("VLM_OPERATOR_WEBHOOK_PORT", "9443")),
+        host=os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"),
+        certfile=str(certs / "tls.crt"),
+        pkeyfile=str(certs / "tls.key"),
+        cafile=str(certs / "ca.crt"),
+    )
+    settings.admission.managed = WEBHOOK_NAME
+
+
+def _webhook_certs() -> Path:
+    """The webhook's serving certificate: a mounted one (``VLM_OPERATOR_WEBHOOK_CERT_DIR``) or one made now."""
+    mounted = os.environ.get("VLM_OPERATOR_WEBHOOK_CERT_DIR")
+    if mounted:
+        return Path(mounted)
+    from vlm_operator import webhook_certs
+
+    out = Path(tempfile.mkdtemp(prefix="vlm-webhook-"))
+    webhook_certs.generate(out, os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"))
+    return out
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **_: Any) -> None:
+    if namespace and name:
+        reconcile.reconcile(_client(), namespace, name, logger)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
+def resync_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **_: Any) -> None:
+    if namespace and name:
+        reconcile.reconcile(_client(), namespace, name, logger)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": objects.MANAGED_BY})
+@kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": objects.MANAGED_BY})
+def child_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    """A child's status moved (a pod became ready, crashed): recompute the owner's status."""
+    owner = body.get("metadata", {}).get("labels", {}).get(objects.LABEL_OWNER)
+    ns = body.get("metadata", {}).get("namespace")
+    if not owner or not ns:
+        return
+    reconcile.reconcile(_client(), ns, owner, logger)
+
+
+def _gpu_inventory() -> dict[str, int]:
+    most: dict[str, int] = {}
+    for node in _client().list("v1", "Node", None, "nvidia.com/gpu.product"):
+        product = node["metadata"]["labels"]["nvidia.com/gpu.product"]
+        n = int(node.get("status", {}).get("allocatable", {}).get("nvidia.com/gpu", "0") or 0)
+        most[product] = max(most.get(product, 0), n)
+    return most
+
+
+@kopf.on.validate(GROUP, VERSION, PLURAL, id="validate", operations=["CREATE", "UPDATE"])
+def validate_vlmd(body: kopf.Body, warnings: list[str], **_: Any) -> None:
+    try:
+        vlmd = VLMDeployment.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    except ValidationError as exc:
+        raise kopf.AdmissionError(f"invalid VLMDeployment: {reconcile.validation_message(exc)}", code=422) from None
+    try:
+        inventory = _gpu_inventory()
+    except Exception:  # the inventory only sharpens the check; admission must not fail on a list error
+        inventory = {}
+    decision = admission.decide(vlmd.spec, inventory)
+    warnings.extend(w[:1000] for w in decision.warnings)
+    if not decision.allowed:
+        raise kopf.AdmissionError(" | ".join(decision.errors), code=422)

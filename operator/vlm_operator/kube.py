@@ -1,0 +1,151 @@
+"""Every call the operator makes to the Kubernetes API goes through this module.
+
+Why one module: the renderer, estimator and status logic stay pure and testable without a cluster, and the
+operator's footprint on the API server (server-side apply with one field manager, status patches only when
+something changed, events on transitions) is visible in one place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+FIELD_MANAGER = "vlm-operator"
+REQUEST_TIMEOUT = 60
+
+#: apiVersion/kind -> URL plural, for the kinds the operator reads or writes.
+_PLURALS = {
+    ("v1", "Service"): "services",
+    ("v1", "ConfigMap"): "configmaps",
+    ("v1", "Pod"): "pods",
+    ("v1", "Event"): "events",
+    ("apps/v1", "Deployment"): "deployments",
+    ("apps/v1", "ReplicaSet"): "replicasets",
+    ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("vlmops.io/v1alpha1", "VLMDeployment"): "vlmdeployments",
+}
+
+
+def new_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, otherwise ``kubeconfig`` or ``$KUBECONFIG``."""
+    cfg: Any = config  # the kubernetes package's config loaders are untyped
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        cfg.load_incluster_config()
+        return client.ApiClient()
+    api: client.ApiClient = cfg.new_client_from_config(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
+    return api
+
+
+def _path(api_version: str, kind: str, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    path = base + (f"/namespaces/{namespace}" if namespace else "") + "/" + _PLURALS[(api_version, kind)]
+    if name:
+        path += f"/{name}"
+    if sub:
+        path += f"/{sub}"
+    return path
+
+
+@dataclass
+class Kube:
+    """A thin, typed wrapper over the REST API (JSON in, JSON out)."""
+
+    api: client.ApiClient
+    field_manager: str = FIELD_MANAGER
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
+    ) -> Any:
+        api: Any = self.api  # the generated client's low-level methods are loosely typed
+        method, url, headers, payload, _ = api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        resp = api.call_api(method, url, header_params=headers, body=payload, _request_timeout=REQUEST_TIMEOUT)
+        resp.read()
+        if not 200 <= resp.status < 300:
+            raise ApiException(http_resp=resp)
+        return json.loads(resp.data) if resp.data else None
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self._call("GET", _path(api_version, kind, namespace, name))
+            return obj
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(
+        self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        items: list[dict[str, Any]] = self._call("GET", _path(api_version, kind, namespace), query=query)["items"]
+        return items
+
+    def apply(self, obj: dict[str, Any], force: bool = True) -> dict[str, Any]:
+        """Server-side apply ``obj`` with the operator's field manager (create or update in one request)."""
+        meta = obj["metadata"]
+        path = _path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        query = [("fieldManager", self.field_manager)] + ([("force", "true")] if force else [])
+        out: dict[str, Any] = self._call(
+            "PATCH", path, body=obj, content_type="application/apply-patch+yaml", query=query
+        )
+        return out
+
+    def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch the status subresource. Conditions are replaced as a whole list, so send all of them."""
+        self._call(
+            "PATCH",
+            _path(api_version, kind, namespace, name, "status"),
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
+
+    def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Record a core/v1 Event about ``involved`` (what ``kubectl describe`` shows)."""
+        meta = involved["metadata"]
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ev = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self.field_manager},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "reportingComponent": self.field_manager,
+        }
+        self._call("POST", _path("v1", "Event", meta["namespace"]), body=ev)
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        try:
+            self._call("DELETE", _path(api_version, kind, namespace, name))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

@@ -1,0 +1,182 @@
+"""The one place that decides a VLMDeployment's status, as a pure function of what the reconciler observed.
+
+Why a pure function: status is read by kubectl (``kubectl wait --for=condition=Ready``), by kstatus (Flux,
+``kubectl apply --prune``, cli-utils) and by Argo CD. If several code paths wrote pieces of it they would disagree;
+here one function computes the whole status from an :class:`Observed` snapshot and a timestamp, and the reconciler
+writes it only when it changed.
+
+Conditions:
+- ``FitsGPU``: the fit check's verdict (``Unknown`` when the model could not be resolved).
+- ``Ready``: every desired replica runs the current pod template and is ready.
+- ``Progressing``: a rollout is under way (or waiting for GPUs).
+- ``Degraded``: something is wrong that waiting will not fix (crash loop, rollback, refused spec).
+- ``Reconciling`` / ``Stalled``: the two "abnormal-true" conditions kstatus understands
+  (sigs.k8s.io/cli-utils pkg/kstatus/status/generic.go), mirroring Progressing and Degraded so that kstatus reports
+  InProgress while rolling out, Failed when stuck, and Current when done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+CondStatus = Literal["True", "False", "Unknown"]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What the fit check concluded, in the words status shows."""
+
+    verdict: Literal["Fits", "Tight", "DoesNotFit", "Unknown"]
+    message: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PodProblem:
+    """A pod of the current template that is failing, as the kubelet reports it."""
+
+    pod: str
+    reason: str  # CrashLoopBackOff, OOMKilled, Error, ...
+    message: str
+    restarts: int = 0
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything ``compute_status`` needs, gathered by the reconciler."""
+
+    generation: int
+    desired_replicas: int
+    fit: FitResult
+    #: The Deployment's status, or None if it does not exist yet (or was not created because the spec is refused).
+    deployment_status: dict[str, Any] | None = None
+    deployment_generation: int | None = None
+    #: A reason the reconciler refused to create pods (the fit check under Enforce, an unusable spec).
+    refused: str | None = None
+    refused_reason: str = "DoesNotFit"
+    selector: str | None = None
+    url: str | None = None
+    gpu: str | None = None
+    engine_version: str | None = None
+    effective_args: tuple[str, ...] = ()
+    pod_template_hash: str | None = None
+    last_good_pod_template_hash: str | None = None
+    problems: tuple[PodProblem, ...] = ()
+    #: Set when the rollout controller went back to the last good template.
+    rolled_back: str | None = None
+    #: Why the rollout waits (e.g. no free GPU for a surge pod); shown in Progressing.
+    waiting: str | None = None
+    previous_conditions: tuple[dict[str, Any], ...] = ()
+
+
+def _cond(
+    type_: str,
+    status: CondStatus,
+    reason: str,
+    message: str,
+    generation: int,
+    now: str,
+    prev: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    old = prev.get(type_)
+    changed = old is None or old.get("status") != status
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": now if changed else old.get("lastTransitionTime", now),  # type: ignore[union-attr]
+    }
+
+
+def compute_status(obs: Observed, now: str) -> dict[str, Any]:
+    """The whole ``status`` object (camelCase, as stored) for ``obs``; ``now`` is an RFC 3339 timestamp."""
+    prev = {c.get("type", ""): c for c in obs.previous_conditions}
+    ds = obs.deployment_status or {}
+    desired = obs.desired_replicas
+    replicas = int(ds.get("replicas", 0) or 0)
+    ready = int(ds.get("readyReplicas", 0) or 0)
+    updated = int(ds.get("updatedReplicas", 0) or 0)
+    available = int(ds.get("availableReplicas", 0) or 0)
+    dep_current = obs.deployment_status is not None and ds.get("observedGeneration") == obs.deployment_generation
+
+    conds: list[dict[str, Any]] = []
+
+    def add(type_: str, status: CondStatus, reason: str, message: str) -> None:
+        conds.append(_cond(type_, status, reason, message, obs.generation, now, prev))
+
+    fit_status: CondStatus = {"Fits": "True", "Tight": "True", "DoesNotFit": "False"}.get(  # type: ignore[assignment]
+        obs.fit.verdict, "Unknown"
+    )
+    add("FitsGPU", fit_status, obs.fit.verdict, obs.fit.message)
+
+    rolled_out = dep_current and updated == desired and replicas == desired and ready >= desired
+    if obs.refused is not None:
+        add("Ready", "False", obs.refused_reason, obs.refused)
+        add("Progressing", "False", obs.refused_reason, obs.refused)
+    elif obs.deployment_status is None:
+        add("Ready", "False", "Creating", "creating the Deployment")
+        add("Progressing", "True", "Creating", "creating the Deployment")
+    elif rolled_out:
+        what = "scaled to zero" if desired == 0 else f"{ready}/{desired} replicas ready"
+        add("Ready", "True", "ScaledToZero" if desired == 0 else "AllReplicasReady", what)
+        add("Progressing", "False", "RolloutComplete", f"the current pod template runs on {updated} replica(s)")
+    else:
+        add("Ready", "False", "ReplicasNotReady", f"{ready}/{desired} replicas ready, {updated} updated")
+        reason, msg = "RollingOut", f"{updated}/{desired} replicas updated, {ready} ready"
+        if obs.waiting:
+            reason, msg = "WaitingForGPUs", obs.waiting
+        add("Progressing", "True", reason, msg)
+
+    if obs.rolled_back is not None:
+        add("Degraded", "True", "RolledBack", obs.rolled_back)
+    elif obs.problems:
+        p = obs.problems[0]
+        detail = f"pod {p.pod}: {p.reason}" + (f" ({p.message})" if p.message else "")
+        if p.restarts:
+            detail += f", {p.restarts} restarts"
+        add("Degraded", "True", "PodsFailing", detail)
+    elif obs.refused is not None:
+        add("Degraded", "True", obs.refused_reason, obs.refused)
+    else:
+        add("Degraded", "False", "AsExpected", "")
+
+    by_type = {c["type"]: c for c in conds}
+    progressing = by_type["Progressing"]["status"] == "True"
+    degraded = by_type["Degraded"]["status"] == "True"
+    add("Reconciling", "True" if progressing else "False", by_type["Progressing"]["reason"], "")
+    add("Stalled", "True" if degraded else "False", by_type["Degraded"]["reason"], by_type["Degraded"]["message"])
+
+    out: dict[str, Any] = {
+        "observedGeneration": obs.generation,
+        "conditions": conds,
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "updatedReplicas": updated,
+        "availableReplicas": available,
+        "estimate": {"verdict": obs.fit.verdict, "message": obs.fit.message[:1000], **obs.fit.summary},
+    }
+    optional = {
+        "selector": obs.selector,
+        "url": obs.url,
+        "gpu": obs.gpu,
+        "engineVersion": obs.engine_version,
+        "podTemplateHash": obs.pod_template_hash,
+        "lastGoodPodTemplateHash": obs.last_good_pod_template_hash,
+    }
+    out.update({k: v for k, v in optional.items() if v is not None})
+    if obs.effective_args:
+        out["effectiveArgs"] = list(obs.effective_args)
+    return out
+
+
+def transitions(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """(type, status, reason, message) of each condition whose status changed, for events."""
+    before = {c.get("type"): c.get("status") for c in old}
+    return [
+        (c["type"], c["status"], c["reason"], c["message"])
+        for c in new
+        if before.get(c["type"]) != c["status"] and c["type"] not in ("Reconciling", "Stalled")
+    ]
