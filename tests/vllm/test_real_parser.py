@@ -133,3 +133,34 @@ def test_vllm_rejects_flags_the_table_does_not_have() -> None:
     assert not F.has_flag(VERSION, "--swap-space")  # removed ≈v0.18 (#36216)
     out = probe("m", "--swap-space", "4")
     assert out.get("error", {}).get("code") == 2
+
+
+SAMPLES = sorted((REPO / "crds" / "samples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
+def test_vllm_parses_the_rendered_args_of_every_sample(path: Path) -> None:
+    """The operator's own output, not a hand-written line: each sample rendered for the pinned release."""
+    import yaml
+
+    from vlm_operator.api import VLMDeployment
+    from vlm_operator.render.args import render_command
+
+    doc = yaml.safe_load(path.read_text())
+    if doc["spec"].get("multimodal", {}).get("legacy"):
+        pytest.skip("legacy --image-* fields exist only for vLLM 0.4.0-0.5.0")
+    doc["spec"].setdefault("engine", {})["version"] = VERSION
+    doc["spec"]["engine"].pop("image", None)
+    spec = VLMDeployment.model_validate(doc).spec
+    rendered = render_command(spec)
+    assert rendered.argv[:2] == ("vllm", "serve")
+    out = probe(*rendered.argv[2:])
+    assert "error" not in out, (rendered.argv, out.get("error"))
+    parsed = out["parsed"]
+    assert parsed["model_tag"] == spec.model.name
+    if spec.engine.max_model_len is not None:
+        assert parsed["max_model_len"] == spec.engine.max_model_len
+    if "--limit-mm-per-prompt" in rendered.argv:
+        sent = json.loads(rendered.argv[rendered.argv.index("--limit-mm-per-prompt") + 1])
+        assert parsed["limit_mm_per_prompt"] == sent
+    assert parsed["tensor_parallel_size"] == spec.engine.tensor_parallel_size
