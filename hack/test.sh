@@ -15,6 +15,9 @@ $BIN/ruff check operator tests hack benchmarks
 $BIN/ruff format --check operator tests hack benchmarks
 $BIN/mypy
 
+echo "== Prometheus (Debian package) for the metrics tests"
+bash hack/install-prometheus.sh
+
 echo "== binaries (built from the Go module proxy once, then cached)"
 $BIN/vlmctl dev-cluster build
 
@@ -35,6 +38,6 @@ cleanup
 trap - EXIT
 
 $BIN/python -m hack.tier_report "$OUT/main.xml" "$OUT/portable.xml" || status=$?
-leftover=$(pgrep -f "vlm-pytest-|$EXT_DIR" || true)
+leftover=$(pgrep -f "vlm-pytest-|pytest-of-|simulate-pods|$EXT_DIR" || true)
 if [ -n "$leftover" ]; then echo "processes left behind: $leftover"; status=1; fi
 exit $status
