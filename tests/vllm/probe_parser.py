@@ -38,7 +38,11 @@ def main() -> int:
     platforms._current_platform = CpuPlatform()  # type: ignore[attr-defined]
 
     from vllm.entrypoints.cli.serve import ServeSubcommand
-    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    try:
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
+    except ImportError:  # before the vllm.utils split (0.11.x and older)
+        from vllm.utils import FlexibleArgumentParser  # type: ignore[no-redef,attr-defined]
 
     root = FlexibleArgumentParser(prog="vllm")
     subparsers = root.add_subparsers(dest="subparser")
