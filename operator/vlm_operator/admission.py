@@ -63,7 +63,7 @@ def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int]) -> Dec
             )
 
     fit = None
-    if spec.fit_check != "Off":
+    if spec.fit_check != "Off" and not errors:
         fit = fitcheck.check(spec)
         warnings += list(fit.warnings)
         if fit.verdict == "DoesNotFit":

@@ -57,7 +57,12 @@ def check(spec: VLMDeploymentSpec) -> FitOutcome:
         req, alternatives = from_spec.request_from_spec(spec)
     except from_spec.UnresolvedModel as exc:
         return FitOutcome("Unknown", f"the fit check could not resolve the model: {exc}")
-    est = estimate_with_recommendations(req, alternatives)
+    from vlm_operator.estimator.memory import InputError
+
+    try:
+        est = estimate_with_recommendations(req, alternatives)
+    except InputError as exc:  # e.g. TP that does not divide the heads; admission names the field
+        return FitOutcome("Unknown", f"the estimator cannot size this spec: {exc}")
     j = est.to_json()
     n_gpus = spec.engine.tensor_parallel_size * spec.engine.pipeline_parallel_size
     recs = tuple(_phrase(r) for r in j.get("recommendations", []))

@@ -1,0 +1,142 @@
+"""compute_status (pure) and the admission decision (pure), without a cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vlm_operator import admission, status
+from vlm_operator.api import VLMDeployment
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = "2026-11-23T10:00:00Z"
+LATER = "2026-11-23T10:05:00Z"
+FITS = status.FitResult("Fits", "fits: ...", {"weightsGiB": 13.2})
+
+
+def conds(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in st["conditions"]}
+
+
+def dep_status(replicas: int, ready: int, updated: int, gen: int = 1) -> dict[str, Any]:
+    return {
+        "observedGeneration": gen,
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "updatedReplicas": updated,
+        "availableReplicas": ready,
+    }
+
+
+def test_all_ready_is_ready_not_progressing_and_kstatus_current() -> None:
+    obs = status.Observed(3, 2, FITS, dep_status(2, 2, 2), deployment_generation=1)
+    c = conds(status.compute_status(obs, NOW))
+    assert c["Ready"]["status"] == "True" and c["Progressing"]["status"] == "False"
+    assert c["Reconciling"]["status"] == "False" and c["Stalled"]["status"] == "False"
+    assert all(x["observedGeneration"] == 3 for x in c.values())
+
+
+def test_rolling_out_is_progressing_and_reconciling() -> None:
+    obs = status.Observed(2, 2, FITS, dep_status(3, 2, 1), deployment_generation=1)
+    st = status.compute_status(obs, NOW)
+    c = conds(st)
+    assert c["Ready"]["status"] == "False" and c["Progressing"]["status"] == "True"
+    assert c["Reconciling"]["status"] == "True"
+    assert st["readyReplicas"] == 2 and st["updatedReplicas"] == 1
+
+
+def test_a_deployment_not_yet_observed_is_not_ready() -> None:
+    obs = status.Observed(1, 1, FITS, dep_status(1, 1, 1, gen=1), deployment_generation=2)
+    assert conds(status.compute_status(obs, NOW))["Ready"]["status"] == "False"
+
+
+def test_transition_time_moves_only_when_status_changes() -> None:
+    first = status.compute_status(status.Observed(1, 1, FITS, dep_status(1, 0, 1), deployment_generation=1), NOW)
+    prev = tuple(first["conditions"])
+    same = status.compute_status(
+        status.Observed(1, 1, FITS, dep_status(1, 0, 1), deployment_generation=1, previous_conditions=prev), LATER
+    )
+    assert conds(same)["Ready"]["lastTransitionTime"] == NOW
+    ready = status.compute_status(
+        status.Observed(1, 1, FITS, dep_status(1, 1, 1), deployment_generation=1, previous_conditions=prev), LATER
+    )
+    assert conds(ready)["Ready"]["lastTransitionTime"] == LATER
+    assert conds(ready)["FitsGPU"]["lastTransitionTime"] == NOW
+    changed = status.transitions(list(prev), ready["conditions"])
+    assert ("Ready", "True", "AllReplicasReady", "1/1 replicas ready") in changed
+    assert all(t[0] not in ("Reconciling", "Stalled") for t in changed)
+
+
+def test_refused_spec_is_degraded_and_stalled_with_the_reason() -> None:
+    fit = status.FitResult("DoesNotFit", "does not fit: ...")
+    st = status.compute_status(status.Observed(1, 1, fit, refused="not rolled out: does not fit"), NOW)
+    c = conds(st)
+    assert c["FitsGPU"]["status"] == "False" and c["Ready"]["status"] == "False"
+    assert c["Degraded"]["status"] == "True" and c["Stalled"]["status"] == "True"
+    assert st["estimate"]["verdict"] == "DoesNotFit"
+
+
+def test_crashing_pods_make_it_degraded_with_the_kubelet_reason() -> None:
+    problem = status.PodProblem("p-1", "OOMKilled", "exit code 137", restarts=4)
+    obs = status.Observed(1, 1, FITS, dep_status(1, 0, 1), deployment_generation=1, problems=(problem,))
+    c = conds(status.compute_status(obs, NOW))
+    assert c["Degraded"]["reason"] == "PodsFailing"
+    assert "OOMKilled" in c["Degraded"]["message"] and "4 restarts" in c["Degraded"]["message"]
+
+
+def test_unknown_fit_is_unknown_not_false() -> None:
+    obs = status.Observed(1, 1, status.FitResult("Unknown", "not in catalog"), dep_status(1, 1, 1), 1)
+    assert conds(status.compute_status(obs, NOW))["FitsGPU"]["status"] == "Unknown"
+
+
+def spec(stem: str, **overrides: Any) -> Any:
+    doc = yaml.safe_load((ROOT / "crds" / "samples" / f"{stem}.yaml").read_text())
+    for dotted, value in overrides.items():
+        node = doc["spec"]
+        *parents, leaf = dotted.split(".")
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = value
+    return VLMDeployment.model_validate(doc).spec
+
+
+def test_admission_allows_a_fitting_sample() -> None:
+    d = admission.decide(spec("llava-1.5-7b-l4"), {"NVIDIA-L4": 4})
+    assert d.allowed, d.errors
+    assert d.fit is not None and d.fit.verdict in ("Fits", "Tight")
+
+
+def test_admission_refuses_what_does_not_fit_with_figures_and_a_fix() -> None:
+    d = admission.decide(spec("does-not-fit-qwen2.5-vl-72b-l4"), {"NVIDIA-L4": 8})
+    assert not d.allowed
+    assert "does not fit" in d.errors[0] and "GiB" in d.errors[0] and "Fix:" in d.errors[0]
+
+
+def test_fitcheck_warn_turns_the_refusal_into_a_warning() -> None:
+    d = admission.decide(spec("does-not-fit-qwen2.5-vl-72b-l4", fitCheck="Warn"), {})
+    assert d.allowed and any("does not fit" in w for w in d.warnings)
+
+
+def test_tp_must_divide_the_attention_heads() -> None:
+    # Qwen2.5-VL-7B has 28 attention heads
+    d = admission.decide(spec("qwen2.5-vl-7b-pixels", **{"engine.tensorParallelSize": 3}), {})
+    assert any("does not divide" in e and "28" in e for e in d.errors), d.errors
+
+
+def test_tp_times_pp_above_the_largest_node_is_refused() -> None:
+    d = admission.decide(spec("gemma-3-27b-tp2"), {"NVIDIA-L40S": 1})
+    assert any("largest NVIDIA-L40S node has 1" in e for e in d.errors), d.errors
+
+
+def test_processor_kwargs_unknown_to_the_family_are_refused() -> None:
+    d = admission.decide(spec("qwen2.5-vl-7b-pixels", **{"multimodal.processorKwargs": {"num_crops": 4}}), {})
+    assert any("num_crops" in e and "max_pixels" in e for e in d.errors), d.errors
+
+
+def test_unresolvable_model_is_a_warning_unless_enforce_is_explicit() -> None:
+    lenient = admission.decide(spec("llava-1.5-7b-l4", **{"model.name": "acme/private-vlm"}), {})
+    assert lenient.allowed and any("Unknown" in w for w in lenient.warnings)
+    strict = admission.decide(spec("llava-1.5-7b-l4", **{"model.name": "acme/private-vlm", "fitCheck": "Enforce"}), {})
+    assert not strict.allowed
