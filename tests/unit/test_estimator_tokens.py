@@ -96,6 +96,9 @@ def test_idefics3_and_smolvlm() -> None:
     assert worst("HuggingFaceM4/Idefics3-8B-Llama3").embeds == 17 * 169
     # small images are scaled up to the longest edge (facts §4 note): 640x480 -> 4x3 tiles + global
     assert image("HuggingFaceM4/Idefics3-8B-Llama3", 640, 480).embeds == 13 * 169
+    # Idefics3Processor._get_num_multimodal_tokens for 1000x700 (3x4 tiles), "\n\n" counted as two tokens; the
+    # processor tier (tests/processors) checks this on 26 sizes against transformers itself
+    assert image("HuggingFaceM4/Idefics3-8B-Llama3", 1000, 700).prompt == 2228
     assert worst("HuggingFaceTB/SmolVLM-256M-Instruct").embeds == 17 * 64
     assert worst("HuggingFaceTB/SmolVLM-Instruct").embeds == 17 * 81
     assert image("HuggingFaceM4/Idefics3-8B-Llama3", 640, 480, do_image_splitting=False).embeds == 169

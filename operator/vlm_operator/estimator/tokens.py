@@ -451,7 +451,10 @@ def idefics3(w: int, h: int, f: ModelFacts, kw: Mapping[str, Any]) -> ItemTokens
         rows = cols = 1
     images = rows * cols + 1 if rows * cols > 1 else 1
     n = images * seq
-    markers = 2 + (3 * rows * cols + rows + 2 if images > 1 else 1)
+    # Idefics3Processor.replace_image_token / _get_num_multimodal_tokens: <fake><global-img>...<fake> for one image;
+    # split: <fake><row_i_col_j> per tile, "\n" per row, "\n<fake><global-img>...<fake>" (the "\n\n" counted as two
+    # tokens, which tokenizers that merge it overcount by one)
+    markers = 2 * rows * cols + rows + 4 if images > 1 else 3
     return ItemTokens(n + markers, n, images * (tile // v.patch_size) ** 2, w, h)
 
 
