@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench crds crds-check flags check-flags test-vllm build-kube cluster-up cluster-down clean
+.PHONY: demo test lint unit bench crds crds-check flags check-flags test-vllm test-processors build-kube cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -64,3 +64,8 @@ cluster-down: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache
+
+## test-processors: opt-in tier; real HF image processors (cached venv, hack/processors_venv.sh) and vLLM's in-tree
+## formulas for remote-code processors, against estimator.tokens
+test-processors: $(STAMP)
+	VLM_TEST_PROCESSORS=1 $(BIN)/pytest -m processors tests/processors

@@ -2,7 +2,8 @@
 # Runs every test tier the way CI does and prints the count per tier. A required tier that ran no test fails.
 #   1. lint: ruff and mypy --strict
 #   2. unit + integration + e2e in one pytest session, against a local control plane the session starts
-#   3. portable: the portable integration tests again, against a second, separately started dev cluster named by
+#   3. processors: the estimator's token counts against real Hugging Face processors and vLLM's formulas
+#   4. portable: the portable integration tests again, against a second, separately started dev cluster named by
 #      VLM_TEST_KUBECONFIG (proves the opt-in path for kind or a real cluster)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,11 @@ status=0
 $BIN/pytest tests/unit tests/integration tests/e2e -p no:cacheprovider --timeout=900 \
   --junitxml="$OUT/main.xml" -o junit_family=xunit2 || status=$?
 
+echo "== processors: real HF image processors (cached venv) and vLLM's in-tree formulas (from its PyPI sdist)"
+$BIN/python hack/vllm_flags.py --only 0.32.0 >/dev/null
+VLM_TEST_PROCESSORS=1 $BIN/pytest tests/processors -p no:cacheprovider --timeout=900 \
+  --junitxml="$OUT/processors.xml" -o junit_family=xunit2 || status=$?
+
 echo "== portable, against a second dev cluster via VLM_TEST_KUBECONFIG"
 EXT_NAME="ci-external-$$"
 EXT_DIR="$(mktemp -d)/cluster"
@@ -37,7 +43,7 @@ VLM_TEST_KUBECONFIG="$EXT_DIR/kubeconfig.yaml" $BIN/pytest tests/integration -m 
 cleanup
 trap - EXIT
 
-$BIN/python -m hack.tier_report "$OUT/main.xml" "$OUT/portable.xml" || status=$?
+$BIN/python -m hack.tier_report "$OUT/main.xml" "$OUT/processors.xml" "$OUT/portable.xml" || status=$?
 leftover=$(pgrep -f "vlm-pytest-|pytest-of-|simulate-pods|$EXT_DIR" || true)
 if [ -n "$leftover" ]; then echo "processes left behind: $leftover"; status=1; fi
 exit $status

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
-REQUIRED = ("unit", "integration", "e2e", "portable")
+REQUIRED = ("unit", "integration", "e2e", "processors", "portable")
 
 
 def tier_of(xml_path: Path, classname: str) -> str:
