@@ -340,13 +340,13 @@ def test_shadow_pattern_has_no_python_only_regex_syntax() -> None:
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"engine": {"version": "0.9.0"}, "multimodal": {"mediaIoKwargs": {"video": {"num_frames": 40}}}}, ">= 0.10.0"),
-        ({"engine": {"version": "0.10.1"}, "multimodal": {"skipProfiling": True}}, ">= 0.10.2"),
+        ({"engine": {"version": "0.9.0"}, "multimodal": {"mediaIoKwargs": {"video": {"num_frames": 40}}}}, ">= 0.9.2"),
+        ({"engine": {"version": "0.10.0"}, "multimodal": {"skipProfiling": True}}, ">= 0.10.1"),
         ({"engine": {"version": "0.5.4"}, "multimodal": {"limitPerPrompt": {"image": {"count": 2}}}}, ">= 0.5.5"),
         ({"engine": {"version": "0.6.1"}, "multimodal": {"processorKwargs": {"num_crops": 4}}}, ">= 0.6.2"),
         ({"engine": {"version": "0.9.0"}, "multimodal": {"encoderTPMode": "data"}}, ">= 0.9.1"),
         ({"engine": {"version": "0.8.0", "dataParallelSize": 2}}, ">= 0.8.3"),
-        ({"engine": {"version": "0.10.0", "kvCacheMemoryBytes": 2**34}}, ">= 0.11.0"),
+        ({"engine": {"version": "0.10.0", "kvCacheMemoryBytes": 2**34}}, ">= 0.10.2"),
         (
             {"engine": {"version": "0.11.0"}, "multimodal": {"limitPerPrompt": {"image": {"count": 2, "width": 512}}}},
             ">= 0.11.1",

@@ -338,8 +338,10 @@ def test_secrets_never_in_argv() -> None:
 
 
 def test_missing_flag_errors_name_field_version_and_first_release() -> None:
-    # the API has no version bound for allowedDomains; the flag table says 0.11.0
-    s = spec("0.10.2", multimodal={"mediaFetch": {"allowedDomains": ["a.example"]}})
+    # the API refuses allowedDomains before 0.11.0 already; the renderer's own guard still holds for a spec that
+    # skipped validation (model_copy does not validate)
+    ok_spec = spec("0.11.0", multimodal={"mediaFetch": {"allowedDomains": ["a.example"]}})
+    s = ok_spec.model_copy(update={"engine": ok_spec.engine.model_copy(update={"version": "0.10.2"})})
     with pytest.raises(RenderError) as err:
         render_command(s)
     msg = str(err.value)
@@ -627,7 +629,7 @@ def test_cli_version_override_and_missing_metadata(tmp_path: Path) -> None:
         (
             "spec:\n  model: {name: Qwen/Qwen2.5-VL-7B-Instruct}\n  engine: {version: '0.10.2'}\n  multimodal:\n"
             "    mediaFetch: {allowedDomains: [a.example]}\n",
-            "allowedDomains: vLLM 0.10.2 has no --allowed-media-domains",
+            "allowedDomains needs vLLM >= 0.11.0",
         ),
     ],
 )

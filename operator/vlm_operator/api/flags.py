@@ -4,7 +4,8 @@ This table is the written contract between the API and the renderer: ``docs/api.
 ``extraArgs`` shadowing rule (CEL and Python) is built from its flag names, and the version checks in
 :mod:`vlm_operator.api.deployment` read its ``since``/``until`` bounds. Versions come from
 ``shared/design/vllm-facts.md`` (section 1); after v0.6.1 they are the first release after the merge. Where that
-file has no date the bounds are left open and the renderer's flag table (extracted from the releases) decides.
+file has no date, or the flag table extracted from the real releases (render/data/vllm_flags.json) shows a flag one
+release earlier, the table's first release is used.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ FIELD_MAPPINGS: tuple[FieldMapping, ...] = (
     M("engine.maxNumSeqs", "flag", "--max-num-seqs"),
     M("engine.maxNumBatchedTokens", "flag", "--max-num-batched-tokens"),
     M("engine.gpuMemoryUtilization", "flag", "--gpu-memory-utilization"),
-    M("engine.kvCacheMemoryBytes", "flag", "--kv-cache-memory-bytes", since="0.11.0"),
+    M("engine.kvCacheMemoryBytes", "flag", "--kv-cache-memory-bytes", since="0.10.2"),
     M("engine.blockSize", "flag", "--block-size"),
     M("engine.tensorParallelSize", "flag", "--tensor-parallel-size", aliases=("-tp",)),
     M("engine.pipelineParallelSize", "flag", "--pipeline-parallel-size", aliases=("-pp",)),
@@ -82,9 +83,15 @@ FIELD_MAPPINGS: tuple[FieldMapping, ...] = (
         aliases=("--enable-prefix-caching",),
     ),
     M("engine.chatTemplate", "flag", "--chat-template <mounted file>", aliases=("--chat-template",)),
-    M("engine.chatTemplateContentFormat", "flag", "--chat-template-content-format"),
-    M("engine.generationConfig", "flag", "--generation-config"),
-    M("engine.overrideGenerationConfig", "flag", "--override-generation-config", note="JSON, snake_case keys"),
+    M("engine.chatTemplateContentFormat", "flag", "--chat-template-content-format", since="0.6.5"),
+    M("engine.generationConfig", "flag", "--generation-config", since="0.6.6"),
+    M(
+        "engine.overrideGenerationConfig",
+        "flag",
+        "--override-generation-config",
+        since="0.7.1",
+        note="JSON, snake_case keys",
+    ),
     M("engine.apiKeySecret", "env", "VLLM_API_KEY", note="env from the Secret; `--api-key` is refused in extraArgs"),
     M("engine.env", "k8s", "containers[vllm].env"),
     M("engine.extraArgs", "flag", "appended after the rendered arguments"),
@@ -118,7 +125,7 @@ FIELD_MAPPINGS: tuple[FieldMapping, ...] = (
         note="length only from 0.11.1 (rich form)",
     ),
     M("multimodal.processorKwargs", "flag", "--mm-processor-kwargs", since="0.6.2", note="JSON"),
-    M("multimodal.mediaIoKwargs", "flag", "--media-io-kwargs", since="0.10.0", note="JSON keyed by modality"),
+    M("multimodal.mediaIoKwargs", "flag", "--media-io-kwargs", since="0.9.2", note="JSON keyed by modality"),
     M(
         "multimodal.processorCache.sizeGiB",
         "flag",
@@ -143,11 +150,11 @@ FIELD_MAPPINGS: tuple[FieldMapping, ...] = (
         aliases=("--enable-multimodal-encoder-data-parallel",),
     ),
     M("multimodal.interleaveStrings", "flag", "--interleave-mm-strings", since="0.10.0"),
-    M("multimodal.skipProfiling", "flag", "--skip-mm-profiling", since="0.10.2"),
+    M("multimodal.skipProfiling", "flag", "--skip-mm-profiling", since="0.10.1"),
     M("multimodal.videoPruningRate", "flag", "--video-pruning-rate", since="0.11.0"),
     M("multimodal.enableEmbeds", "flag", "--enable-mm-embeds", since="0.11.1"),
-    M("multimodal.mediaFetch.allowedDomains", "flag", "--allowed-media-domains", note="release not in vllm-facts"),
-    M("multimodal.mediaFetch.allowedLocalMediaPath", "flag", "--allowed-local-media-path"),
+    M("multimodal.mediaFetch.allowedDomains", "flag", "--allowed-media-domains", since="0.11.0"),
+    M("multimodal.mediaFetch.allowedLocalMediaPath", "flag", "--allowed-local-media-path", since="0.6.4"),
     M(
         "multimodal.mediaFetch.timeoutSeconds",
         "env",
