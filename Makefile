@@ -31,8 +31,10 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
+## bench: every benchmark prints a table (operator_scale starts its own cluster; --full there is 1,000 on 500)
+BENCHMARKS := estimator autoscale devcluster operator_scale
 bench: $(STAMP)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in $(BENCHMARKS); do echo "== benchmarks/$$b.py"; $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 ## crds: regenerate crds/, charts/vlm-operator/crds/ and docs/api.md from the API models
 crds: $(STAMP)

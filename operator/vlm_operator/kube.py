@@ -24,6 +24,7 @@ _PLURALS = {
     ("v1", "Service"): "services",
     ("v1", "ConfigMap"): "configmaps",
     ("v1", "Pod"): "pods",
+    ("v1", "Node"): "nodes",
     ("v1", "Event"): "events",
     ("apps/v1", "Deployment"): "deployments",
     ("apps/v1", "ReplicaSet"): "replicasets",
@@ -92,9 +93,16 @@ class Kube:
             raise
 
     def list(
-        self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
         query = [("labelSelector", label_selector)] if label_selector else []
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         items: list[dict[str, Any]] = self._call("GET", _path(api_version, kind, namespace), query=query)["items"]
         return items
 
@@ -149,3 +157,42 @@ class Kube:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    def get_scale(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ``/scale`` subresource (an ``autoscaling/v1`` Scale: ``spec.replicas``, ``status``), or None."""
+        try:
+            obj: dict[str, Any] = self._call("GET", _path(api_version, kind, namespace, name, "scale"))
+            return obj
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def scale(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        replicas: int,
+        *,
+        resource_version: str | None = None,
+        field_manager: str | None = None,
+    ) -> dict[str, Any]:
+        """Set ``spec.replicas`` through the ``/scale`` subresource, the path an HPA and KEDA use too.
+
+        With ``resource_version`` the write is conditional: it fails with 409 Conflict when the object changed since
+        that version (someone else scaled it), instead of overwriting their count. ``field_manager`` names the
+        writer in ``managedFields`` (default: the operator's).
+        """
+        body: dict[str, Any] = {"spec": {"replicas": replicas}}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        out: dict[str, Any] = self._call(
+            "PATCH",
+            _path(api_version, kind, namespace, name, "scale"),
+            body=body,
+            content_type="application/merge-patch+json",
+            query=[("fieldManager", field_manager or self.field_manager)],
+        )
+        return out

@@ -9,6 +9,7 @@ makes no mutating request.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vlm_operator import fitcheck, status
+from vlm_operator import fitcheck, rollout, status
+from vlm_operator import metrics as op_metrics
 from vlm_operator.api import VLMDeployment
+from vlm_operator.autoscale import report as scaling_report
 from vlm_operator.kube import Kube
 from vlm_operator.render import objects
 
@@ -45,6 +48,7 @@ class Plan:
     fit: fitcheck.FitOutcome
     command: tuple[str, ...]
     desired: list[dict[str, Any]]
+    render: objects.RenderPlan
 
 
 def build_plan(vlmd: VLMDeployment) -> Plan:
@@ -61,7 +65,7 @@ def build_plan(vlmd: VLMDeployment) -> Plan:
         shm_bytes=max(fit.shm_bytes or 0, objects.SHM_FLOOR_BYTES),
         min_gpu_memory_mib=fit.min_gpu_memory_mib,
     )
-    return Plan(vlmd, fit, rendered.argv, objects.render_all(vlmd, plan))
+    return Plan(vlmd, fit, rendered.argv, objects.render_all(vlmd, plan), plan)
 
 
 def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tuple[status.PodProblem, ...]:
@@ -102,9 +106,10 @@ def reconcile(kube: Kube, namespace: str, name: str, logger: logging.Logger | lo
     view over a newer one."""
     with _locks_guard:
         lock = _locks.setdefault((namespace, name), threading.Lock())
-    with lock:
+    with lock, op_metrics.reconcile_timer(namespace, name):
         body = kube.get(API_VERSION, KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            op_metrics.forget(namespace, name)
             return
         _reconcile(kube, body, logger)
 
@@ -141,17 +146,23 @@ def _reconcile(kube: Kube, body: dict[str, Any], logger: logging.Logger | loggin
 
     dep_obj = plan.desired[0]
     template_hash = dep_obj["spec"]["template"]["metadata"]["annotations"][objects.ANN_SPEC_HASH]
-    if refused is None:
-        for obj in plan.desired:
-            _apply_if_changed(kube, obj, logger)
-
-    current = kube.get("apps/v1", "Deployment", ns, name)
-    pods = kube.list("v1", "Pod", ns, objects.selector_string(name)) if current else []
-    dep_status = current.get("status", {}) if current else None
-    running_hash = (
-        current["spec"]["template"]["metadata"].get("annotations", {}).get(objects.ANN_SPEC_HASH) if current else None
-    )
+    live = kube.get("apps/v1", "Deployment", ns, name)
+    pods = kube.list("v1", "Pod", ns, objects.selector_string(name)) if live else []
+    running_hash = _template_hash(live)
     last_good = old_status.get("lastGoodPodTemplateHash")
+    current = live
+    roll = _RolloutView()
+    if refused is None:
+        roll = _decide_rollout(kube, vlmd, plan, body, live, pods, template_hash, last_good, logger)
+        dep = objects.deployment(vlmd, plan.render, roll.strategy, roll.template, roll.annotations)
+        current = _apply_if_changed(kube, dep, logger, live) or live
+        for obj in plan.desired[1:]:
+            _apply_if_changed(kube, obj, logger)
+        if roll.event is not None:
+            _event(kube, body, *roll.event, logger)
+        running_hash = _template_hash(current)
+
+    dep_status = current.get("status", {}) if current else None
     obs = status.Observed(
         generation=generation,
         desired_replicas=desired_replicas,
@@ -163,27 +174,190 @@ def _reconcile(kube: Kube, body: dict[str, Any], logger: logging.Logger | loggin
         url=objects.url(vlmd),
         gpu=fitcheck.gpu_label(vlmd.spec, objects.gpus_per_replica(vlmd.spec)),
         engine_version=vlmd.spec.engine.version,
-        effective_args=plan.command if refused is None else (),
-        pod_template_hash=template_hash if refused is None else running_hash,
+        effective_args=_effective_args(plan, refused, roll),
+        pod_template_hash=running_hash if refused is not None or roll.template is not None else template_hash,
         last_good_pod_template_hash=last_good,
         problems=_pod_problems(pods, running_hash),
+        rolled_back=roll.rolled_back,
+        waiting=roll.waiting,
+        strategy=roll.decision.message if roll.decision else None,
+        deadline_exceeded=_deadline_exceeded(dep_status),
         previous_conditions=prev_conds,
+        scaling=_scaling_conditions(vlmd, ns, name),
     )
     new_status = status.compute_status(obs, _now())
+    op_metrics.observe_object(ns, name, desired=desired_replicas, status=new_status, verdict=fit.verdict)
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in new_status["conditions"])
-    if ready and refused is None:
-        new_status["lastGoodPodTemplateHash"] = template_hash
+    if ready and running_hash:
+        # Ready means every replica runs the Deployment's current template: that template is the last good one.
+        new_status["lastGoodPodTemplateHash"] = running_hash
     _write_status(kube, body, new_status, logger)
 
 
-def _apply_if_changed(kube: Kube, obj: dict[str, Any], logger: Any) -> None:
+def _effective_args(plan: Plan, refused: str | None, roll: _RolloutView) -> tuple[str, ...]:
+    if refused is not None:
+        return ()
+    if roll.template is not None:  # rolled back: the args of the template that runs
+        return tuple(str(a) for a in roll.template["spec"]["containers"][0].get("command", []))
+    return plan.command
+
+
+def _template_hash(dep: dict[str, Any] | None) -> str | None:
+    if dep is None:
+        return None
+    value = dep["spec"]["template"]["metadata"].get("annotations", {}).get(objects.ANN_SPEC_HASH)
+    return str(value) if value is not None else None
+
+
+def _deadline_exceeded(dep_status: dict[str, Any] | None) -> bool:
+    return any(
+        c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        for c in (dep_status or {}).get("conditions") or []
+    )
+
+
+def _old_revision_left(pods: list[dict[str, Any]], template_hash: str) -> bool:
+    """Whether a pod of another pod template still runs (or is still being replaced): a rollout is under way."""
+    return any(
+        (p["metadata"].get("annotations") or {}).get(objects.ANN_SPEC_HASH) != template_hash
+        and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+        for p in pods
+    )
+
+
+@dataclass
+class _RolloutView:
+    """What the rollout step decided for this reconcile."""
+
+    strategy: dict[str, Any] | None = None
+    template: dict[str, Any] | None = None
+    annotations: dict[str, str] | None = None
+    decision: rollout.StrategyDecision | None = None
+    rolled_back: str | None = None
+    waiting: str | None = None
+    event: tuple[str, str, str] | None = None  # (type, reason, message)
+
+
+def _good_template(kube: Kube, ns: str, name: str, good_hash: str, live: dict[str, Any]) -> dict[str, Any] | None:
+    """The pod template of the Deployment's ReplicaSet that ran ``good_hash`` (revisionHistoryLimit keeps it), with
+    the controller's ``pod-template-hash`` label dropped so that the Deployment adopts that ReplicaSet again."""
+    uid = live["metadata"].get("uid")
+    for rs in kube.list("apps/v1", "ReplicaSet", ns, objects.selector_string(name)):
+        owners = rs["metadata"].get("ownerReferences") or []
+        if not any(o.get("uid") == uid for o in owners):
+            continue
+        tmpl: dict[str, Any] = rs["spec"]["template"]
+        if tmpl.get("metadata", {}).get("annotations", {}).get(objects.ANN_SPEC_HASH) == good_hash:
+            tmpl = json.loads(json.dumps(tmpl))
+            tmpl["metadata"].get("labels", {}).pop("pod-template-hash", None)
+            tmpl["metadata"].pop("creationTimestamp", None)
+            return tmpl
+    return None
+
+
+def _decide_rollout(
+    kube: Kube,
+    vlmd: VLMDeployment,
+    plan: Plan,
+    body: dict[str, Any],
+    live: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+    desired_hash: str,
+    last_good: str | None,
+    logger: Any,
+) -> _RolloutView:
+    """Roll back a failed revision (or stay rolled back), and pick surge or in-place while a rollout runs."""
+    view = _RolloutView()
+    if live is None:
+        return view  # creation: no old pods, the default strategy is as good as any
+    meta = body["metadata"]
+    ns, name, generation = meta["namespace"], meta["name"], int(meta.get("generation", 1))
+    spec = vlmd.spec
+    running_hash = _template_hash(live)
+    record = rollout.RollbackRecord.decode(live["metadata"].get("annotations"))
+    apply_hash = desired_hash
+
+    if record is not None and record.failed_hash == desired_hash and spec.rollout.auto_rollback:
+        # Still rolled back: the spec renders the template that failed; keep the good one until the template changes.
+        tmpl = _good_template(kube, ns, name, record.good_hash, live)
+        if tmpl is None and running_hash == record.good_hash:
+            tmpl = live["spec"]["template"]
+        if tmpl is not None:
+            view.template, view.annotations = tmpl, {rollout.ANN_ROLLBACK: record.encode()}
+            view.rolled_back, apply_hash = record.status_message(), record.good_hash
+    elif running_hash == desired_hash and spec.rollout.auto_rollback and last_good and last_good != running_hash:
+        budget = objects.startup_budget_seconds(spec, plan.render.weights_gib)
+        revision = [rollout.PodHealth.of(p) for p in pods]
+        verdict = rollout.assess_revision(
+            [p for p in revision if p.template_hash == running_hash],
+            spec.rollout.failure_threshold,
+            budget,
+            dt.datetime.now(dt.UTC),
+        )
+        if rollout.should_roll_back(spec.rollout, verdict, running_hash, last_good):
+            tmpl = _good_template(kube, ns, name, last_good, live)
+            if tmpl is None:
+                logger.warning(f"Pod template {running_hash} failed but no ReplicaSet of {last_good} is left")
+            else:
+                record = rollout.RollbackRecord(desired_hash, last_good, generation, verdict.message)
+                view.template, view.annotations = tmpl, {rollout.ANN_ROLLBACK: record.encode()}
+                view.rolled_back, apply_hash = record.status_message(), last_good
+                view.event = ("Warning", "RolledBack", record.status_message())
+                logger.warning(f"Rolling back {ns}/{name} to pod template {last_good}: {verdict.message}")
+
+    revision_pods = [
+        p for p in pods if (p["metadata"].get("annotations") or {}).get(objects.ANN_SPEC_HASH) == apply_hash
+    ]
+    pending = next((m for p in revision_pods if (m := rollout.pending_for_resources(p))), None)
+    if pending:
+        view.waiting = f"a new pod is Pending for GPUs: {pending}"
+    if apply_hash == running_hash and not _old_revision_left(pods, apply_hash):
+        # No rollout (idle, creation, scaling): keep what the last rollout chose, so nothing is written.
+        view.strategy = live["spec"].get("strategy")
+        return view
+
+    free: dict[str, int] | None = None
+    gpus = objects.gpus_per_replica(spec)
+    held = 0
+    if spec.rollout.surge_policy == "Auto" and spec.rollout.max_surge >= 1 and pending is None:
+        pod_spec = (view.template or plan.desired[0]["spec"]["template"])["spec"]
+        try:
+            nodes = kube.list("v1", "Node", None)
+            bound = kube.list("v1", "Pod", None, field_selector="status.phase!=Succeeded,status.phase!=Failed")
+            free = rollout.free_gpus(nodes, bound, pod_spec)
+        except Exception as exc:  # RBAC without nodes/pods list (namespace-scoped install): replace in place
+            logger.warning(f"Could not read free GPUs ({exc}); replacing pods in place")
+        held = max(0, rollout.bound_pods(pods) - spec.scaling.replicas)
+    decision = rollout.choose_strategy(
+        spec.rollout, gpus, free, held, pending, fitcheck.gpu_label(spec, gpus).split("x ", 1)[-1]
+    )
+    view.decision, view.strategy = decision, decision.strategy()
+    starts = apply_hash != running_hash  # this reconcile starts (or redirects) a rollout
+    if starts or rollout.strategy_of(live["spec"].get("strategy")) != (decision.max_surge, decision.max_unavailable):
+        view.event = view.event or ("Normal", f"Rollout{decision.mode}", f"{decision.reason}: {decision.message}")
+    return view
+
+
+def _event(kube: Kube, body: dict[str, Any], type_: str, reason: str, message: str, logger: Any) -> None:
+    try:
+        kube.event(body, type_, reason, message)
+    except Exception as exc:  # an event is best-effort; never fail a reconcile for it
+        logger.warning(f"Could not record an event: {exc}")
+
+
+def _apply_if_changed(
+    kube: Kube, obj: dict[str, Any], logger: Any, live: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Apply ``obj`` unless the live object carries the same object hash; returns the applied object, or None."""
     meta = obj["metadata"]
-    live = kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+    if live is None:
+        live = kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
     want = meta["annotations"][objects.ANN_OBJECT_HASH]
     if live is not None and live["metadata"].get("annotations", {}).get(objects.ANN_OBJECT_HASH) == want:
-        return
-    kube.apply(obj)
+        return None
+    out = kube.apply(obj)
     logger.info(f"Applied {obj['kind']} {meta['namespace']}/{meta['name']} (hash {want})")
+    return out
 
 
 _STATUS_KEYS = (
@@ -213,7 +387,17 @@ def _write_status(kube: Kube, body: dict[str, Any], new: dict[str, Any], logger:
     kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)
     for type_, st, reason, message in status.transitions(old.get("conditions") or [], new["conditions"]):
         bad = (type_ == "Degraded" and st == "True") or (type_ in ("Ready", "FitsGPU") and st == "False")
-        try:
-            kube.event(body, "Warning" if bad else "Normal", reason or type_, f"{type_}={st}: {message}")
-        except Exception as exc:  # an event is best-effort; never fail a reconcile for it
-            logger.warning(f"Could not record an event: {exc}")
+        _event(kube, body, "Warning" if bad else "Normal", reason or type_, f"{type_}={st}: {message}", logger)
+
+
+def _scaling_conditions(
+    vlmd: VLMDeployment, namespace: str, name: str
+) -> tuple[tuple[str, status.CondStatus, str, str], ...] | None:
+    """The built-in autoscaler's conditions (``scaling.mode: Internal`` only): its latest report, filed by the
+    autoscaler loop (``handlers/autoscale.py``), or ``()`` before its first poll (status keeps what it shows)."""
+    if vlmd.spec.scaling.mode != "Internal":
+        return None
+    rep = scaling_report.get(namespace, name)
+    if rep is None:
+        return ()
+    return tuple((c.type, c.status, c.reason, c.message) for c in rep.conditions)

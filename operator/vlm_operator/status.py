@@ -67,7 +67,27 @@ class Observed:
     rolled_back: str | None = None
     #: Why the rollout waits (e.g. no free GPU for a surge pod); shown in Progressing.
     waiting: str | None = None
+    #: How the rollout replaces pods now (surge or in place, and why); shown in Progressing while it runs.
+    strategy: str | None = None
+    #: The Deployment reports ProgressDeadlineExceeded (its deadline is derived from the model size).
+    deadline_exceeded: bool = False
     previous_conditions: tuple[dict[str, Any], ...] = ()
+    #: The built-in autoscaler's conditions, ``(type, status, reason, message)`` each (``scaling.mode: Internal``
+    #: only; see :mod:`vlm_operator.autoscale.report`). ``None`` outside Internal mode; ``()`` before its first poll,
+    #: which keeps the ones already in status.
+    scaling: tuple[tuple[str, CondStatus, str, str], ...] | None = None
+
+
+#: Condition types the autoscaler's report fills in (Internal mode only).
+SCALING_CONDITIONS = ("ScalingActive", "MetricsAvailable")
+
+
+def _scaling_conditions(obs: Observed, prev: dict[str, dict[str, Any]], now: str) -> list[dict[str, Any]]:
+    if obs.scaling is None:
+        return []
+    if not obs.scaling:
+        return [prev[t] for t in SCALING_CONDITIONS if t in prev]
+    return [_cond(t, st, reason, msg, obs.generation, now, prev) for t, st, reason, msg in obs.scaling]
 
 
 def _cond(
@@ -126,8 +146,12 @@ def compute_status(obs: Observed, now: str) -> dict[str, Any]:
     else:
         add("Ready", "False", "ReplicasNotReady", f"{ready}/{desired} replicas ready, {updated} updated")
         reason, msg = "RollingOut", f"{updated}/{desired} replicas updated, {ready} ready"
+        if obs.strategy:
+            msg += f"; {obs.strategy}"
         if obs.waiting:
             reason, msg = "WaitingForGPUs", obs.waiting
+        if obs.deadline_exceeded:
+            reason = "ProgressDeadlineExceeded"
         add("Progressing", "True", reason, msg)
 
     if obs.rolled_back is not None:
@@ -140,14 +164,26 @@ def compute_status(obs: Observed, now: str) -> dict[str, Any]:
         add("Degraded", "True", "PodsFailing", detail)
     elif obs.refused is not None:
         add("Degraded", "True", obs.refused_reason, obs.refused)
+    elif obs.deadline_exceeded and not rolled_out:
+        add("Degraded", "True", "ProgressDeadlineExceeded", "the rollout did not finish within its progress deadline")
     else:
         add("Degraded", "False", "AsExpected", "")
 
     by_type = {c["type"]: c for c in conds}
     progressing = by_type["Progressing"]["status"] == "True"
     degraded = by_type["Degraded"]["status"] == "True"
-    add("Reconciling", "True" if progressing else "False", by_type["Progressing"]["reason"], "")
+    # kstatus takes the first of Reconciling/Stalled that is True, in list order; they are mutually exclusive here so
+    # that a crash loop reads Failed (with the Degraded message), not InProgress, even while the rollout is unfinished.
+    reconciling = progressing and not degraded
+    add(
+        "Reconciling",
+        "True" if reconciling else "False",
+        by_type["Progressing"]["reason"],
+        by_type["Progressing"]["message"] if reconciling else "",
+    )
     add("Stalled", "True" if degraded else "False", by_type["Degraded"]["reason"], by_type["Degraded"]["message"])
+
+    conds.extend(_scaling_conditions(obs, prev, now))
 
     out: dict[str, Any] = {
         "observedGeneration": obs.generation,

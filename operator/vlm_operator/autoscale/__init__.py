@@ -8,9 +8,12 @@ The package is split so that the decision can be tested without a cluster or a c
   ``vllm:kv_cache_usage_perc``) and its ``model_name`` / ``engine`` labels.
 * :mod:`.policy` is the pure ``desired_replicas(state, samples, spec, now)``: no I/O, no wall clock, no Kubernetes.
   Its state is an immutable value returned with each decision.
+* :mod:`.report` turns a decision into the ``ScalingActive`` / ``MetricsAvailable`` conditions and keeps the latest
+  one per object for the reconciler (the only status writer).
 
-The loop that fetches metrics and writes ``/scale`` lives elsewhere (it needs ``kube``); nothing here imports
-``kopf`` or ``kubernetes``. The policy and its formulas are described in ``docs/autoscaling.md``.
+The loop that fetches metrics and writes ``/scale`` is ``vlm_operator/handlers/autoscale.py`` (it needs ``kube`` and
+``kopf``); nothing here imports ``kopf`` or ``kubernetes``. The policy and its formulas are described in
+``docs/autoscaling.md``.
 """
 
 from __future__ import annotations

@@ -40,8 +40,9 @@ def _load(name: str):  # type: ignore[no-untyped-def]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # `vlmctl ... | head` should end quietly, as other CLI tools do
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if argv is None:
+        # `vlmctl ... | head` should end quietly, as other CLI tools do (not when called in-process, e.g. by tests)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser(args_list)
     args = parser.parse_args(args_list)

@@ -18,6 +18,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--webhook-port", type=int, help="webhook port (default 9443)")
     parser.add_argument("--webhook-addr", help="address the webhook server binds (default 127.0.0.1)")
     parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("VLM_OPERATOR_METRICS_PORT", "8080")),
+        help="serve the operator's Prometheus metrics on this port at /metrics (default 8080; 0 turns it off)",
+    )
+    parser.add_argument(
+        "--metrics-addr",
+        default=os.environ.get("VLM_OPERATOR_METRICS_ADDR", "127.0.0.1"),
+        help="address the metrics server binds (default 127.0.0.1)",
+    )
     parser.add_argument("--verbose", action="store_true")
 
 
@@ -34,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
 
     import kopf
 
+    from vlm_operator import metrics
+
+    metrics.serve(args.metrics_port, args.metrics_addr)
+
     import vlm_operator.handlers  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=args.verbose)
@@ -41,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=args.standalone,
-        peering_name=args.peering,
+        peering_name=None if args.standalone else args.peering,  # a named peering is mandatory in kopf
         liveness_endpoint=args.liveness,
     )
     return 0

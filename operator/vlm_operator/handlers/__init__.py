@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from vlm_operator import admission, kube, reconcile
+from vlm_operator import admission, kube, reconcile, webhook_server
 from vlm_operator.api import VLMDeployment
 from vlm_operator.render import objects
 
@@ -23,6 +23,8 @@ GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
 #: How often every object is reconciled even without events (drift repair); overridable for tests.
 DRIFT_SECONDS = float(os.environ.get("VLM_OPERATOR_DRIFT_SECONDS", "60"))
 WEBHOOK_NAME = "vlm-operator.vlmops.io"
+#: `vlmctl operator run --no-webhook` sets VLM_OPERATOR_WEBHOOK=0 before this module is imported.
+WEBHOOK_ENABLED = os.environ.get("VLM_OPERATOR_WEBHOOK", "1") != "0"
 
 _kube: kube.Kube | None = None
 
@@ -43,17 +45,24 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="vlmops.io", key="last-handled")
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
-    if os.environ.get("VLM_OPERATOR_WEBHOOK", "1") == "0":
+    if not WEBHOOK_ENABLED:
         return
     certs = _webhook_certs()
-    settings.admission.server = kopf.WebhookServer(
-        addr=os.environ.get("VLM_OPERATOR_WEBHOOK_ADDR", "127.0.0.1"),
-        port=int(os.environ.get("VLM_OPERATOR_WEBHOOK_PORT", "9443")),
-        host=os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"),
-        certfile=str(certs / "tls.crt"),
-        pkeyfile=str(certs / "tls.key"),
-        cafile=str(certs / "ca.crt"),
-    )
+    server_args: dict[str, Any] = {
+        "addr": os.environ.get("VLM_OPERATOR_WEBHOOK_ADDR", "127.0.0.1"),
+        "port": int(os.environ.get("VLM_OPERATOR_WEBHOOK_PORT", "9443")),
+        "host": os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"),
+        "certfile": str(certs / "tls.crt"),
+        "pkeyfile": str(certs / "tls.key"),
+        "cafile": str(certs / "ca.crt"),
+    }
+    service = os.environ.get(webhook_server.SERVICE_ENV)
+    if service:  # in a cluster: the API server reaches the webhook through its Service, not a URL
+        settings.admission.server = webhook_server.ServiceWebhookServer(
+            service=webhook_server.ServiceRef.parse(service), **server_args
+        )
+    else:
+        settings.admission.server = kopf.WebhookServer(**server_args)
     settings.admission.managed = WEBHOOK_NAME
 
 
@@ -103,7 +112,6 @@ def _gpu_inventory() -> dict[str, int]:
     return most
 
 
-@kopf.on.validate(GROUP, VERSION, PLURAL, id="validate", operations=["CREATE", "UPDATE"])
 def validate_vlmd(body: kopf.Body, warnings: list[str], **_: Any) -> None:
     try:
         vlmd = VLMDeployment.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
@@ -117,3 +125,21 @@ def validate_vlmd(body: kopf.Body, warnings: list[str], **_: Any) -> None:
     warnings.extend(w[:1000] for w in decision.warnings)
     if not decision.allowed:
         raise kopf.AdmissionError(" | ".join(decision.errors), code=422)
+
+
+from vlm_operator.handlers import autoscale  # noqa: E402,F401  (registers the Internal-mode autoscaler daemon)
+
+# failurePolicy Fail (ignore_failures=False) and sideEffects None (side_effects=False) are set explicitly; kopf
+# hard-codes timeoutSeconds 30 in the configuration it manages (kopf/_core/engines/admission.py, build_webhooks).
+# With the webhook off the handler is not registered at all: kopf refuses to start with admission handlers and no
+# server to serve them.
+if WEBHOOK_ENABLED:
+    kopf.on.validate(
+        GROUP,
+        VERSION,
+        PLURAL,
+        id="validate",
+        operations=["CREATE", "UPDATE"],
+        ignore_failures=False,
+        side_effects=False,
+    )(validate_vlmd)

@@ -217,6 +217,9 @@ def pod_template(vlmd: VLMDeployment, plan: RenderPlan) -> dict[str, Any]:
             "failureThreshold": 4,
             "timeoutSeconds": 10,
         },
+        # A crashed container's last log lines become its termination message, which status and the rollback
+        # reason quote (the pod's own words: a CUDA OOM, a bad flag) without reading logs.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         # Let the Service drop the pod before vLLM stops taking requests; vLLM drains on SIGTERM.
         "lifecycle": {"preStop": {"sleep": {"seconds": 10}}},
         "securityContext": {
@@ -296,23 +299,45 @@ def _stamp(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def deployment(vlmd: VLMDeployment, plan: RenderPlan, strategy: dict[str, Any] | None = None) -> dict[str, Any]:
+#: What a Deployment is created with: no old pods yet, so surging or not makes no difference. The rollout
+#: controller (vlm_operator.rollout) picks surge or in-place for each later rollout from the free GPUs.
+DEFAULT_STRATEGY: dict[str, Any] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+#: ReplicaSets kept per Deployment. A rollback goes back to the pod template of the last good one, so it must
+#: outlive a few failed attempts.
+REVISION_HISTORY = 5
+
+
+def progress_deadline_seconds(spec: VLMDeploymentSpec, weights_gib: float | None) -> int:
+    """The Deployment's progress deadline: ``rollout.progressDeadlineSeconds``, else twice the startup budget (so a
+    slow but healthy load of a large model never counts as stuck), at least 10 minutes."""
+    return spec.rollout.progress_deadline_seconds or max(600, 2 * startup_budget_seconds(spec, weights_gib))
+
+
+def deployment(
+    vlmd: VLMDeployment,
+    plan: RenderPlan,
+    strategy: dict[str, Any] | None = None,
+    template: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The Deployment. ``strategy`` is the rollout controller's choice; ``template`` replaces the rendered pod
+    template (a rollback to the last good one); ``annotations`` go on the Deployment (the rollback record)."""
     spec = vlmd.spec
     name = vlmd.metadata["name"]
-    template = pod_template(vlmd, plan)
-    budget = startup_budget_seconds(spec, plan.weights_gib)
-    progress = spec.rollout.progress_deadline_seconds or max(600, 2 * budget)
+    meta = _meta(vlmd, name)
+    if annotations:
+        meta["annotations"] = dict(sorted(annotations.items()))
     obj: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(vlmd, name),
+        "metadata": meta,
         "spec": {
             "replicas": spec.scaling.replicas,
             "selector": {"matchLabels": labels_for(name)},
-            "strategy": strategy or {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
-            "progressDeadlineSeconds": progress,
-            "revisionHistoryLimit": 5,
-            "template": template,
+            "strategy": json.loads(json.dumps(strategy or DEFAULT_STRATEGY)),
+            "progressDeadlineSeconds": progress_deadline_seconds(spec, plan.weights_gib),
+            "revisionHistoryLimit": REVISION_HISTORY,
+            "template": template if template is not None else pod_template(vlmd, plan),
         },
     }
     return _stamp(obj)
