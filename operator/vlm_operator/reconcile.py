@@ -316,6 +316,15 @@ def _decide_rollout(
         view.strategy = live["spec"].get("strategy")
         return view
 
+    starts = apply_hash != running_hash  # this reconcile starts (or redirects) a rollout
+    live_strategy = live["spec"].get("strategy")
+    current = rollout.strategy_of(live_strategy)
+    if not starts and current is not None and current[0] == 0:
+        # An in-place rollout under way goes on in place: the GPU it just freed belongs to the replacement pod, and
+        # surging into that momentary gap would only flip the strategy back and forth.
+        view.strategy = live_strategy
+        return view
+
     free: dict[str, int] | None = None
     gpus = objects.gpus_per_replica(spec)
     held = 0
@@ -332,8 +341,7 @@ def _decide_rollout(
         spec.rollout, gpus, free, held, pending, fitcheck.gpu_label(spec, gpus).split("x ", 1)[-1]
     )
     view.decision, view.strategy = decision, decision.strategy()
-    starts = apply_hash != running_hash  # this reconcile starts (or redirects) a rollout
-    if starts or rollout.strategy_of(live["spec"].get("strategy")) != (decision.max_surge, decision.max_unavailable):
+    if starts or rollout.strategy_of(live_strategy) != (decision.max_surge, decision.max_unavailable):
         view.event = view.event or ("Normal", f"Rollout{decision.mode}", f"{decision.reason}: {decision.message}")
     return view
 
