@@ -83,14 +83,17 @@ class Kube:
             raise ApiException(http_resp=resp)
         return json.loads(resp.data) if resp.data else None
 
-    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    def _get_or_none(self, path: str) -> dict[str, Any] | None:
         try:
-            obj: dict[str, Any] = self._call("GET", _path(api_version, kind, namespace, name))
+            obj: dict[str, Any] = self._call("GET", path)
             return obj
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return self._get_or_none(_path(api_version, kind, namespace, name))
 
     def list(
         self,
@@ -160,13 +163,7 @@ class Kube:
 
     def get_scale(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The ``/scale`` subresource (an ``autoscaling/v1`` Scale: ``spec.replicas``, ``status``), or None."""
-        try:
-            obj: dict[str, Any] = self._call("GET", _path(api_version, kind, namespace, name, "scale"))
-            return obj
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._get_or_none(_path(api_version, kind, namespace, name, "scale"))
 
     def scale(
         self,
