@@ -187,7 +187,7 @@ def _reconcile(kube: Kube, body: dict[str, Any], logger: logging.Logger | loggin
     )
     new_status = status.compute_status(obs, _now())
     op_metrics.observe_object(ns, name, desired=desired_replicas, status=new_status, verdict=fit.verdict)
-    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in new_status["conditions"])
+    ready = status.condition_true(new_status, "Ready")
     if ready and running_hash:
         # Ready means every replica runs the Deployment's current template: that template is the last good one.
         new_status["lastGoodPodTemplateHash"] = running_hash

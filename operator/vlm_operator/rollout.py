@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from vlm_operator.api.rollout import RolloutSpec
+from vlm_operator.status import condition_true
 
 GPU_RESOURCE = "nvidia.com/gpu"
 #: The Deployment annotation that holds a :class:`RollbackRecord` (JSON).
@@ -281,7 +282,7 @@ class PodHealth:
     def of(cls, pod: Mapping[str, Any]) -> PodHealth:
         meta, st = pod.get("metadata", {}), pod.get("status", {})
         statuses = st.get("containerStatuses") or []
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+        ready = condition_true(st, "Ready")
         failure: tuple[str, int | None, str] | None = None
         crash = False
         started = bool(statuses) and all(bool(c.get("started")) for c in statuses)

@@ -17,6 +17,7 @@ Conditions:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -88,6 +89,19 @@ def _scaling_conditions(obs: Observed, prev: dict[str, dict[str, Any]], now: str
     if not obs.scaling:
         return [prev[t] for t in SCALING_CONDITIONS if t in prev]
     return [_cond(t, st, reason, msg, obs.generation, now, prev) for t, st, reason, msg in obs.scaling]
+
+
+def condition_true(obj_status: Mapping[str, Any] | None, type_: str) -> bool:
+    """Whether a status (a pod's, a node's or our own) has condition ``type_`` with status True."""
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in (obj_status or {}).get("conditions") or [])
+
+
+def pod_serving(pod: Mapping[str, Any]) -> bool:
+    """Ready, with an IP, and not terminating: the pods that take traffic and report metrics."""
+    st = pod.get("status") or {}
+    if (pod.get("metadata") or {}).get("deletionTimestamp") or not st.get("podIP"):
+        return False
+    return condition_true(st, "Ready")
 
 
 def _cond(

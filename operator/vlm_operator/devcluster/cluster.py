@@ -35,6 +35,7 @@ import yaml
 
 from vlm_operator import gpus
 from vlm_operator.devcluster import build, pki
+from vlm_operator.status import condition_true
 
 #: Simulated pod IPs (kwok --cidr). Loopback, so a simulator can bind to a pod's IP on this machine.
 POD_CIDR = "127.100.0.0/16"
@@ -270,9 +271,7 @@ class DevCluster:
                         "name": n["metadata"]["name"],
                         "product": n["metadata"]["labels"].get("nvidia.com/gpu.product"),
                         "gpus": n["status"].get("allocatable", {}).get("nvidia.com/gpu"),
-                        "ready": any(
-                            c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", [])
-                        ),
+                        "ready": condition_true(n["status"], "Ready"),
                     }
                     for n in json.loads(res.stdout)["items"]
                 ]
@@ -494,7 +493,7 @@ class DevCluster:
             ready = {
                 n["metadata"]["name"]
                 for n in json.loads(res.stdout)["items"]
-                if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
+                if condition_true(n["status"], "Ready")
                 and not any(t["key"] == "node.kubernetes.io/not-ready" for t in n["spec"].get("taints", []))
             }
             return set(names) <= ready

@@ -39,7 +39,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from vlm_operator import metrics as op_metrics
-from vlm_operator import reconcile
+from vlm_operator import reconcile, status
 from vlm_operator.api import VLMDeployment
 from vlm_operator.autoscale import report as reports
 from vlm_operator.autoscale.metrics import (
@@ -89,12 +89,8 @@ class KubeLike(Protocol):
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
 
 
-def pod_ready(pod: dict[str, Any]) -> bool:
-    """Ready, with an IP, and not terminating: the pods the policy reads."""
-    st = pod.get("status") or {}
-    if pod.get("metadata", {}).get("deletionTimestamp") or not st.get("podIP"):
-        return False
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+#: Ready, with an IP, and not terminating: the pods the policy reads.
+pod_ready = status.pod_serving
 
 
 def served_model_name(pod: dict[str, Any]) -> str | None:

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from ..smoke import smoke_request
+from ..status import pod_serving
 
 #: Returns the base URLs (``http://<podIP>:8000``) to send to now.
 Targets = Callable[[], list[str]]
@@ -29,10 +30,8 @@ def ready_pod_urls(pods: list[dict[str, Any]], port: int = 8000) -> list[str]:
     """Base URLs of the pods that are ready, have an IP and are not terminating."""
     out = []
     for p in pods:
-        st = p.get("status") or {}
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
-        if ready and st.get("podIP") and not p.get("metadata", {}).get("deletionTimestamp"):
-            out.append(f"http://{st['podIP']}:{port}")
+        if pod_serving(p):
+            out.append(f"http://{p['status']['podIP']}:{port}")
     return sorted(out)
 
 
