@@ -23,6 +23,10 @@ from typing import Any
 
 import pytest
 
+# Tests send traffic to loopback only: a Hub lookup that a test forgot to point at the fake Hub (tests/fakehub.py)
+# fails on a closed loopback port instead of reaching huggingface.co.
+os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
+
 EXTERNAL_ENV = "VLM_TEST_KUBECONFIG"
 #: Pools of the session cluster: every product the samples ask for, so each sample lands on its own pool.
 TEST_POOLS = ("L4:2:4", "L40S:1:4", "A100-80GB:1:8", "H100-80GB:1:8")

@@ -69,7 +69,8 @@ def test_flags_change_the_estimate(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ["--model", "no/such-model"],
+        ["--model", "no/such-model", "--offline"],
+        ["--model", "no-such-model"],
         ["--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--gpu", "TPUv9"],
         ["--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--gpu-memory-utilization", "2"],
         ["--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--mm-processor-kwargs", '{"max_pixels": "big"}'],

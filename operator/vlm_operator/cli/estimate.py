@@ -45,7 +45,18 @@ def _json_arg(text: str) -> dict[str, Any]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_argument_group("model and GPU")
     src.add_argument("-f", "--file", help="a VLMDeployment YAML (needs the api package)")
-    src.add_argument("--model", help="a catalog model id, e.g. Qwen/Qwen2.5-VL-7B-Instruct")
+    src.add_argument(
+        "--model",
+        help="a model id, e.g. Qwen/Qwen2.5-VL-7B-Instruct: the built-in catalog first, then the Hugging Face Hub",
+    )
+    src.add_argument("--revision", help="branch, tag or commit of a Hub model (default main)")
+    src.add_argument("--hf-endpoint", help="the Hub or a mirror (default $HF_ENDPOINT or https://huggingface.co)")
+    src.add_argument("--hf-token", help="token for gated or private models (default $HF_TOKEN)")
+    src.add_argument(
+        "--offline",
+        action="store_true",
+        help="never use the network: the catalog, --model-dir, and models already in the Hub cache only",
+    )
     src.add_argument("--model-dir", help="a local checkpoint directory (config.json, safetensors)")
     src.add_argument("--gpu", help="GPU product or alias from the GPU table, e.g. H100, L4, A100-40GB")
     src.add_argument("--gpu-memory-gib", type=float, help="GPU memory in GiB instead of --gpu")
@@ -117,7 +128,7 @@ def build_request(args: argparse.Namespace) -> Any:
 
             facts = read_model_dir(args.model_dir)
         else:
-            facts = catalog.lookup(args.model)
+            facts = _catalog_or_hub(args)
     except (catalog.UnknownModelError, ConfigError) as exc:
         raise BadInput(str(exc)) from None
     if args.gpu and args.gpu_memory_gib:
@@ -168,6 +179,22 @@ def build_request(args: argparse.Namespace) -> Any:
         ),
         vllm_version=args.vllm_version,
     )
+
+
+def _catalog_or_hub(args: argparse.Namespace) -> Any:
+    """The catalog's facts for ``--model``; a model it lacks comes from the Hub (or the Hub cache when offline)."""
+    from vlm_operator.models import catalog
+
+    if not args.revision:
+        try:
+            return catalog.lookup(args.model)
+        except catalog.UnknownModelError:
+            if "/" not in args.model:  # a bare name can only be a catalog name
+                raise
+    from vlm_operator.models.hub import HubResolver, HubSettings
+
+    settings = HubSettings(endpoint=args.hf_endpoint, token=args.hf_token, offline=args.offline)
+    return HubResolver(settings).resolve(args.model, args.revision)
 
 
 def _gpu_choices() -> tuple[Any, ...]:

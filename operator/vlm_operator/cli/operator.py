@@ -29,6 +29,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("VLM_OPERATOR_METRICS_ADDR", "127.0.0.1"),
         help="address the metrics server binds (default 127.0.0.1)",
     )
+    parser.add_argument(
+        "--hub",
+        action="store_true",
+        default=os.environ.get("VLM_OPERATOR_HUB", "0") == "1",
+        help="resolve models outside the built-in catalog from the Hugging Face Hub ($HF_ENDPOINT, $HF_TOKEN; "
+        "cached in $VLM_OPERATOR_HUB_CACHE). Off by default: air-gapped clusters get 'Unknown' instead of a wait",
+    )
+    parser.add_argument(
+        "--hub-timeout",
+        type=float,
+        default=float(os.environ.get("VLM_OPERATOR_HUB_TIMEOUT", "5")),
+        help="seconds per Hub request (default 5)",
+    )
+    parser.add_argument(
+        "--hub-deadline",
+        type=float,
+        default=float(os.environ.get("VLM_OPERATOR_HUB_DEADLINE", "3")),
+        help="the most a fit check waits on the Hub before reporting Unknown; the lookup finishes in the "
+        "background and the next reconcile uses it (default 3, well inside the webhook's timeout)",
+    )
     parser.add_argument("--verbose", action="store_true")
 
 
@@ -48,6 +68,21 @@ def run(args: argparse.Namespace) -> int:
     from vlm_operator import metrics
 
     metrics.serve(args.metrics_port, args.metrics_addr)
+    if args.hub:
+        from vlm_operator.estimator import from_spec
+        from vlm_operator.models.hub import HubResolver, HubSettings
+
+        # The operator uses its own token (HF_TOKEN in its environment); it never reads the Secrets that
+        # VLMDeployments name for their pods, so it needs no access to Secrets.
+        from_spec.configure_hub(
+            HubResolver(
+                HubSettings(
+                    token=os.environ.get("HF_TOKEN") or None,
+                    timeout_s=args.hub_timeout,
+                    deadline_s=args.hub_deadline,
+                )
+            )
+        )
 
     import vlm_operator.handlers  # noqa: F401  (registers the handlers)
 

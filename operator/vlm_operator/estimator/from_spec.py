@@ -1,14 +1,15 @@
 """Map a ``VLMDeploymentSpec`` (the pydantic API) onto the estimator's own :class:`EstimateRequest`.
 
 The only estimator module that imports the API package; everything else takes the plain request. The model comes
-from the built-in catalog (by ``spec.model.name``); a spec naming a model outside the catalog raises
-:class:`UnresolvedModel` so callers can report "Unknown" instead of guessing.
+from the built-in catalog (by ``spec.model.name``) or, when the operator was started with the Hub resolver
+(``configure_hub``), from the Hub at ``spec.model.revision`` through ``spec.model.hfEndpoint``. A model neither knows
+raises :class:`UnresolvedModel` with the reason, so callers can report "Unknown" instead of guessing.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlm_operator import gpus
 from vlm_operator.api import VLMDeploymentSpec
@@ -16,12 +17,25 @@ from vlm_operator.estimator.request import GIB, EngineSettings, EstimateRequest,
 from vlm_operator.models import catalog
 from vlm_operator.models.facts import ModelFacts
 
+if TYPE_CHECKING:
+    from vlm_operator.models.hub import HubResolver
+
 #: used when the spec names neither a GPU product nor a minimum memory
 DEFAULT_GPU = "H100"
 
 
 class UnresolvedModel(LookupError):
-    """The spec's model is not in the built-in catalog (and no local facts are available)."""
+    """The spec's model is not in the built-in catalog and the Hub resolver is off or could not resolve it."""
+
+
+#: set by the operator when it runs with the Hub resolver (``VLM_OPERATOR_HUB=1``); None = catalog only
+_hub: HubResolver | None = None
+
+
+def configure_hub(resolver: HubResolver | None) -> None:
+    """Let specs name models outside the catalog; their facts come from the Hub (cached)."""
+    global _hub
+    _hub = resolver
 
 
 def _gpu_spec(p: gpus.GPUProduct) -> GPUSpec:
@@ -44,19 +58,35 @@ def alternatives() -> tuple[GPUSpec, ...]:
     return tuple(_gpu_spec(p) for p in gpus.GPU_PRODUCTS)
 
 
-def model_facts_for(spec: VLMDeploymentSpec) -> ModelFacts | None:
-    """Catalog facts for the spec's model, or None when the catalog does not know it."""
+def resolve_model(spec: VLMDeploymentSpec) -> ModelFacts:
+    """Facts for the spec's model: the catalog first, then the Hub when configured; UnresolvedModel says why not."""
     try:
         return catalog.lookup(spec.model.name)
     except catalog.UnknownModelError:
+        pass
+    if _hub is None:
+        raise UnresolvedModel(
+            f"{spec.model.name!r} is not in the built-in model catalog (and the operator's Hub resolver is off)"
+        )
+    from vlm_operator.models.hub import HubError
+
+    try:
+        return _hub.resolve(spec.model.name, spec.model.revision, endpoint=spec.model.hf_endpoint)
+    except HubError as exc:
+        raise UnresolvedModel(str(exc)) from None
+
+
+def model_facts_for(spec: VLMDeploymentSpec) -> ModelFacts | None:
+    """Facts for the spec's model, or None when neither the catalog nor the Hub resolver knows it."""
+    try:
+        return resolve_model(spec)
+    except UnresolvedModel:
         return None
 
 
 def request_from_spec(spec: VLMDeploymentSpec) -> tuple[EstimateRequest, tuple[GPUSpec, ...]]:
     """The estimator request for ``spec`` and the GPUs a "larger GPU" recommendation may pick from."""
-    facts = model_facts_for(spec)
-    if facts is None:
-        raise UnresolvedModel(f"{spec.model.name!r} is not in the built-in model catalog")
+    facts = resolve_model(spec)
     e = spec.engine
     mm = spec.multimodal
     version = str(e.version)

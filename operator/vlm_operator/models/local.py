@@ -73,24 +73,51 @@ def count_params(directory: Path) -> tuple[int, int] | None:
     return params, nbytes
 
 
+def facts_from_files(
+    config: dict[str, Any],
+    preprocessor: dict[str, Any],
+    *,
+    model_id: str,
+    source: str,
+    counted_params: int | None = None,
+    index_total_size: int | None = None,
+) -> ModelFacts:
+    """Facts from a checkpoint's files, wherever they came from (a directory here, the Hub in ``models.hub``).
+
+    The exact parameter count comes from the safetensors headers (``counted_params``) or, failing that, from the
+    index's ``metadata.total_size`` divided by the checkpoint dtype's width. A quantized checkpoint packs several
+    weights per stored element, so neither count is the model's parameter count; the architecture's count is used.
+    """
+    quantized = "quantization_config" in config or "quantization_config" in (config.get("text_config") or {})
+    total: int | None = None
+    if not quantized:
+        if counted_params:
+            total = counted_params
+        elif isinstance(index_total_size, int) and index_total_size > 0:
+            dtype = str(config.get("torch_dtype") or (config.get("text_config") or {}).get("torch_dtype") or "bf16")
+            total = index_total_size // (4 if dtype in ("float32", "float") else 2)
+    return parse_config(
+        config, model_id=model_id, preprocessor=preprocessor, total_params=total, source=source, verified=True
+    )
+
+
 def read_model_dir(directory: str | Path, model_id: str | None = None) -> ModelFacts:
     d = Path(directory)
     if not (d / "config.json").is_file():
         raise ConfigError(f"{d} has no config.json")
     config = _read_json(d / "config.json")
     pre = _read_json(d / "preprocessor_config.json") if (d / "preprocessor_config.json").is_file() else {}
-    quantized = "quantization_config" in config
-    total: int | None = None
     counted = count_params(d)
-    if counted is not None and not quantized:
-        total = counted[0]
-    elif (d / "model.safetensors.index.json").is_file() and not quantized:
+    index_total: int | None = None
+    if counted is None and (d / "model.safetensors.index.json").is_file():
         meta = _read_json(d / "model.safetensors.index.json").get("metadata") or {}
         size = meta.get("total_size")
-        dtype = str(config.get("torch_dtype") or (config.get("text_config") or {}).get("torch_dtype") or "bfloat16")
-        per = 4 if dtype in ("float32", "float") else 2
-        if isinstance(size, int) and size > 0:
-            total = size // per
-    return parse_config(
-        config, model_id=model_id or d.name, preprocessor=pre, total_params=total, source=str(d), verified=True
+        index_total = size if isinstance(size, int) else None
+    return facts_from_files(
+        config,
+        pre,
+        model_id=model_id or d.name,
+        source=str(d),
+        counted_params=counted[0] if counted else None,
+        index_total_size=index_total,
     )
