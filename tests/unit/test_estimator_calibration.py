@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from vlm_operator import gpus
+from vlm_operator.estimator import versions
 from vlm_operator.estimator.core import Estimate, estimate
 from vlm_operator.estimator.memory import KVPlan, kv_layout, plan_kv
 from vlm_operator.estimator.request import GIB, EngineSettings, EstimateRequest, GPUSpec
@@ -27,6 +28,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "calibration" / "logs.json
 RECORDS: list[dict[str, Any]] = json.loads(DATA.read_text())["records"]
 #: stand-in for records whose GPU the log does not show; only GPU-independent terms are compared for them.
 STAND_IN_GPU = "H100"
+ENGINE_FIELDS = {f.name for f in fields(EngineSettings)} - {"quantization", "dtype", "engine"}
 
 
 def gpu_known(rec: dict[str, Any]) -> bool:
@@ -39,11 +41,14 @@ def run(rec: dict[str, Any]) -> Estimate:
     if q:
         facts = replace(facts, quantization=QuantFacts(q["method"], bits=q["bits"], group_size=0))
     p = gpus.lookup(rec["gpu"] if gpu_known(rec) else STAND_IN_GPU)
+    # the records keep every flag the log shows; the estimator takes the engine settings among them
+    # (quantization comes through quantization_override, which also says the checkpoint's bit width)
+    flags = {k: v for k, v in rec["flags"].items() if k in ENGINE_FIELDS}
     return estimate(
         EstimateRequest(
             facts,
             GPUSpec(p.short_name, p.cuda_memory_bytes, p.compute_capability),
-            EngineSettings(**rec["flags"], engine=rec["engine"]),
+            EngineSettings(**flags, engine=rec["engine"]),
             vllm_version=rec["vllm_version"],
         )
     )
@@ -58,8 +63,8 @@ def kv_from_logged_available(rec: dict[str, Any], e: Estimate) -> KVPlan:
         block_size=e.resolved.block_size,
         max_model_len=e.resolved.max_model_len,
         max_num_batched_tokens=e.resolved.max_num_batched_tokens,
-        hybrid=False,
-        tokens_as_concurrency=False,
+        hybrid=versions.hybrid_allocator(e.resolved.version, e.resolved.engine),
+        tokens_as_concurrency=versions.reports_tokens_as_concurrency(e.resolved.version),
     )
 
 
@@ -122,7 +127,7 @@ def era(version: str) -> str:
 
 
 def test_calibration_records_are_complete() -> None:
-    assert len(RECORDS) >= 16
+    assert len(RECORDS) >= 20
     ids = [rec["id"] for rec in RECORDS]
     assert len(ids) == len(set(ids))
     for rec in RECORDS:
