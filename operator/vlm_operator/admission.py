@@ -74,7 +74,9 @@ def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int]) -> Dec
         elif fit.verdict == "Unknown":
             if spec.fit_check_explicit and spec.fit_check == "Enforce":
                 errors.append(
-                    f"fitCheck: Enforce, but {fit.message}; fix: use a model from the catalog or a local path"
+                    f"fitCheck: Enforce, but {fit.message}; fix: use a catalog model (vlmctl estimate --help), run "
+                    "the operator with --hub so it can read the model's config from the Hub (apply again once a "
+                    "slow lookup has finished), or set fitCheck: Warn"
                 )
             else:
                 warnings.append(f"FitsGPU will be Unknown: {fit.message}")

@@ -23,6 +23,8 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster, wait_until
+from tests.fakehub import FakeHub, safetensors_blob
+from vlm_operator.models import catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
@@ -40,9 +42,10 @@ def free_port() -> int:
 
 
 class Operator:
-    def __init__(self, cluster: Cluster, log: Path) -> None:
+    def __init__(self, cluster: Cluster, log: Path, hub: FakeHub) -> None:
         self.cluster = cluster
         self.log = log
+        self.hub = hub
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -51,6 +54,11 @@ class Operator:
             **os.environ,
             "KUBECONFIG": str(self.cluster.kubeconfig),
             "VLM_OPERATOR_DRIFT_SECONDS": str(DRIFT_SECONDS),
+            # the Hub resolver on, against a fake Hub on loopback (models outside the catalog)
+            "VLM_OPERATOR_HUB": "1",
+            "HF_ENDPOINT": self.hub.endpoint,
+            "HF_HOME": str(self.log.parent / "hf-home"),
+            "VLM_OPERATOR_HUB_CACHE": str(self.log.parent / "hub-cache"),
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -92,7 +100,17 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
             {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "vlm-operator"}}
         ),
     )
-    op = Operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log")
+    hub = FakeHub().__enter__()
+    qwen = next(e for e in catalog.raw_entries() if e["id"] == "Qwen/Qwen2.5-VL-7B-Instruct")
+    hub.add(
+        "acme/private-vlm",
+        {
+            "config.json": qwen["config"],
+            "preprocessor_config.json": {"min_pixels": 3136, "max_pixels": 1003520},
+            "model.safetensors": safetensors_blob({"model.embed_tokens.weight": ("BF16", [152064, 3584])}),
+        },
+    )
+    op = Operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log", hub)
     op.start()
     try:
         wait_until(
@@ -108,6 +126,7 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield op
     finally:
         op.stop()
+        hub.__exit__()
         cluster.kubectl("delete", "validatingwebhookconfiguration", "vlm-operator.vlmops.io", check=False)
 
 
@@ -331,3 +350,36 @@ def test_hf_token_never_leaks(cluster: Cluster, namespace: str, operator: Operat
     ]
     for view in views:
         assert token not in view
+
+
+def test_a_model_outside_the_catalog_is_sized_from_the_hub(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    doc = sample("qwen2.5-vl-7b-pixels.yaml", namespace, **{"spec.model.name": "acme/private-vlm"})
+    apply(cluster, doc)
+    name = doc["metadata"]["name"]
+    wait_until(
+        lambda: (
+            vlmd(cluster, namespace, name).get("status", {}).get("estimate", {}).get("verdict") in ("Fits", "Tight")
+        ),
+        "the fit check to size the Hub model",
+        timeout=60,
+    )
+    obj = vlmd(cluster, namespace, name)
+    assert condition(obj, "FitsGPU")["status"] == "True"
+    assert obj["status"]["estimate"]["tokensPerImage"] > 0
+    # the operator read the config and the safetensors header from the (fake) Hub, with ranged GETs for the header
+    paths = [(r.method, r.path) for r in operator.hub.requests]
+    assert ("GET", "/acme/private-vlm/resolve/main/config.json") in paths
+    assert any(r.range for r in operator.hub.requests if r.path.endswith("model.safetensors"))
+    # a model the Hub does not have is admitted with FitsGPU Unknown and the Hub's reason
+    doc2 = sample("qwen2.5-vl-7b-pixels.yaml", namespace, **{"spec.model.name": "acme/nothing-here"})
+    doc2["metadata"]["name"] = "not-on-hub"
+    out = apply(cluster, doc2)
+    assert "FitsGPU will be Unknown" in out.stderr and "acme/nothing-here@main" in out.stderr
+    wait_until(
+        lambda: condition(vlmd(cluster, namespace, "not-on-hub"), "FitsGPU").get("status") == "Unknown",
+        "FitsGPU Unknown for a model the Hub lacks",
+        timeout=60,
+    )
+    assert "no such model" in condition(vlmd(cluster, namespace, "not-on-hub"), "FitsGPU")["message"]
