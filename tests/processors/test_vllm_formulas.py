@@ -2,11 +2,11 @@
 
     VLM_TEST_PROCESSORS=1 .venv/bin/pytest -m processors tests/processors
 
-Kimi-VL, DeepSeek-VL2, InternVL (remote-code checkpoints) and NVLM-D ship their processors as Hub remote code, which
-this environment cannot fetch. vLLM re-implements their token counts in-tree; this module reads those functions from
-vLLM's PyPI sdist (cached by ``hack/vllm_flags.py`` in ``~/.cache/vlm-operator/vllm-sdists/``), extracts them with
-``ast`` and runs them, unchanged, on the same sizes as the transformers tier, with a stand-in ``self`` that carries the
-checkpoint's processor values. No vLLM install is needed.
+Kimi-VL, DeepSeek-VL2, InternVL (remote-code checkpoints), NVLM-D and Phi-4-multimodal ship their processors as
+Hub remote code, which this environment cannot fetch. vLLM re-implements their token counts in-tree; this module
+reads those functions from vLLM's PyPI sdist (cached by ``hack/vllm_flags.py`` in
+``~/.cache/vlm-operator/vllm-sdists/``), extracts them with ``ast`` and runs them, unchanged, on the same sizes as the
+transformers tier, with a stand-in ``self`` that carries the checkpoint's processor values. No vLLM install is needed.
 
 Not covered here: Phi-3.5-vision and MiniCPM-V. vLLM 0.32 delegates both counts to the remote processor
 (``calc_num_image_tokens_from_image_size``, ``image_processor.get_sliced_grid``), so there is no in-tree formula to
@@ -116,6 +116,34 @@ def internvl(model: str) -> Callable[[int, int], int]:
     return count
 
 
+def phi4mm(w: int, h: int) -> int:
+    """Phi4MMProcessingInfo._compute_num_image_tokens with vLLM's in-tree padding and grid code. Only the
+    closest-aspect-ratio pick (grids over ``dynamic_hd`` crops) is the remote processor's; the stand-in is vLLM's
+    in-tree InternVL ``find_closest_aspect_ratio``, the algorithm the Phi-4-mm processor shares (labelled: not read
+    from the Phi-4-mm processor itself)."""
+    path = "model_executor/models/phi4mm.py"
+    f = extract(
+        path,
+        "_get_padding_size",
+        "Phi4MMProcessingInfo._find_target_aspect_ratio",
+        "Phi4MMProcessingInfo._compute_num_image_tokens",
+    )
+    closest = extract("transformers_utils/processors/internvl.py", "find_closest_aspect_ratio")
+    f["Phi4MMProcessingInfo._compute_num_image_tokens"].__globals__.update(f)
+    ip = SimpleNamespace(
+        find_closest_aspect_ratio=lambda a, r, ow, oh, size: closest["find_closest_aspect_ratio"](
+            a, r, width=ow, height=oh, image_size=size
+        )
+    )
+    self = SimpleNamespace(get_hf_processor=lambda: SimpleNamespace(image_processor=ip))
+    self._find_target_aspect_ratio = lambda *a, **k: f["Phi4MMProcessingInfo._find_target_aspect_ratio"](self, *a, **k)
+    # dynamic_hd 36 (Phi-4-multimodal-instruct preprocessor_config.json); SigLIP 448/14, compression 2
+    n = f["Phi4MMProcessingInfo._compute_num_image_tokens"](
+        self, w, h, dynamic_hd_size=36, vit_image_size=448, vit_patch_size=14, token_compression_factor=2
+    )
+    return int(n)
+
+
 FORMULAS: dict[str, tuple[str, Callable[[], Callable[[int, int], int]], str]] = {
     # case id: (catalog model, vLLM formula (built lazily: the sdist is read only when the tier runs), which
     # ItemTokens field vLLM's number is)
@@ -124,6 +152,7 @@ FORMULAS: dict[str, tuple[str, Callable[[], Callable[[int, int], int]], str]] = 
     "internvl3": ("OpenGVLab/InternVL3-8B", lambda: internvl("OpenGVLab/InternVL3-8B"), "embeds"),
     "internvl2_5": ("OpenGVLab/InternVL2_5-8B", lambda: internvl("OpenGVLab/InternVL2_5-8B"), "embeds"),
     "nvlm_d": ("nvidia/NVLM-D-72B", lambda: internvl("nvidia/NVLM-D-72B"), "embeds"),
+    "phi4mm": ("microsoft/Phi-4-multimodal-instruct", lambda: phi4mm, "prompt"),
 }
 
 

@@ -92,6 +92,16 @@ def test_phi35_vision_num_crops() -> None:
     assert image("microsoft/Phi-3.5-vision-instruct", 1000, 1000, num_crops=16).embeds == 2509
 
 
+def test_phi4mm_profiles_the_tall_1x36_grid() -> None:
+    # vLLM profiles 448 x (448 * dynamic_hd): 256 + 1 + 16 + 16 * 576 + 576 = 10,065 (facts §4)
+    assert worst("microsoft/Phi-4-multimodal-instruct").prompt == 10065
+    assert worst("microsoft/Phi-4-multimodal-instruct", dynamic_hd=16).prompt == 273 + 16 * 16 * 16 + 16 * 16
+    # 1920x1080: ceil -> 5x3 crops (<= 36, so no aspect search), the 84 px of vertical padding drop 6 feature rows:
+    # 80 x 45 + 45 + 273. facts §4 lists 7,392, which skips vLLM's "crops <= dynamic_hd" branch
+    assert image("microsoft/Phi-4-multimodal-instruct", 1920, 1080).prompt == 3918
+    assert image("microsoft/Phi-4-multimodal-instruct", 448, 448).prompt == 273 + 256 + 16
+
+
 def test_idefics3_and_smolvlm() -> None:
     assert worst("HuggingFaceM4/Idefics3-8B-Llama3").embeds == 17 * 169
     # small images are scaled up to the longest edge (facts §4 note): 640x480 -> 4x3 tiles + global

@@ -290,29 +290,43 @@ def phi3v(w: int, h: int, f: ModelFacts, kw: Mapping[str, Any]) -> ItemTokens:
 
 
 def phi4mm(w: int, h: int, f: ModelFacts, kw: Mapping[str, Any]) -> ItemTokens:
-    """vLLM ``phi4mm.py`` (448 crops, 2x token compression): 256 global + 1 + 16 newlines + HD grid + newlines."""
+    """vLLM ``phi4mm.py`` ``_compute_num_image_tokens`` (SigLIP 448/14, 2x token compression).
+
+    Crops: ``ceil(w/448) x ceil(h/448)`` when that is at most ``dynamic_hd``, else the closest aspect ratio among
+    grids of at most ``dynamic_hd`` crops (InternVL's rule, which the remote Phi-4-mm processor shares). Feature rows
+    or columns that cover only the resize padding are dropped. Tokens: 256 global + 1 separator + 16 global newlines
+    + the compressed HD grid + one newline per grid row.
+    """
     max_crops = _kw_int(kw, "dynamic_hd", 36)
-    tile = 448
-    ratios = sorted(
-        {
-            (i, j)
-            for n in range(1, max_crops + 1)
-            for i in range(1, n + 1)
-            for j in range(1, n + 1)
-            if i * j <= max_crops
-        },
-        key=lambda r: r[0] * r[1],
-    )
-    aspect = w / h
-    best, best_diff = (1, 1), math.inf
-    for r in ratios:
-        diff = abs(aspect - r[0] / r[1])
-        if diff < best_diff:
-            best, best_diff = r, diff
-        elif diff == best_diff and w * h > 0.5 * tile * tile * r[0] * r[1]:
-            best = r
-    cols, rows = best
-    n = 256 + 1 + 16 + 16 * cols * 16 * rows + 16 * rows
+    tile, patch, comp = 448, 14, 2
+    cols, rows = math.ceil(w / tile), math.ceil(h / tile)
+    if cols * rows > max_crops:
+        ratios = sorted(
+            {(i, j) for i in range(1, max_crops + 1) for j in range(1, max_crops + 1) if i * j <= max_crops},
+            key=lambda r: r[0] * r[1],
+        )
+        aspect = w / h
+        best, best_diff = (1, 1), math.inf
+        for r in ratios:
+            diff = abs(aspect - r[0] / r[1])
+            if diff < best_diff:
+                best, best_diff = r, diff
+            elif diff == best_diff and w * h > 0.5 * tile * tile * r[0] * r[1]:
+                best = r
+        cols, rows = best
+    tw, th = tile * cols, tile * rows
+    # _get_padding_size: the image is scaled to fit the grid; the short side's remainder is padding
+    if tw / w < th / h:
+        pad_w, pad_h = 0, th - int(h * (tw / w))
+    else:
+        pad_w, pad_h = tw - int(w * (th / h)), 0
+    feat_w, feat_h = tw // patch, th // patch
+    if pad_w >= patch:
+        feat_w -= pad_w // patch
+    elif pad_h >= patch:
+        feat_h -= pad_h // patch
+    grid_w, grid_h = math.ceil(feat_w / comp), math.ceil(feat_h / comp)
+    n = 256 + 1 + 16 + grid_w * grid_h + grid_h
     return ItemTokens(n, n, (cols * rows + 1) * 1024, w, h)
 
 
@@ -621,6 +635,11 @@ def _max_image_tokens(facts: ModelFacts, kw: dict[str, Any]) -> ItemTokens:
         if fam == "gemma3" and kw.get("do_pan_and_scan"):
             return max((fn(s, 896, facts, kw) for s in (896 * 2, 896 * 3, 896 * 4, 896 * 5)), key=lambda t: t.prompt)
         return fn(w, h, facts, kw)
+    if fam == "phi4mm":
+        # vLLM profiles one 448 x (448 * dynamic_hd) image: a 1 x dynamic_hd grid, the costliest layout
+        # (phi4mm.py ``get_image_size_with_most_features``; facts §4: 10,065 tokens at the default 36)
+        crops = _kw_int(kw, "dynamic_hd", 36)
+        return fn(448, 448 * crops, facts, kw)
     if fam in ("pixtral", "mistral3"):
         size = kw.get("size")
         longest = int(size.get("longest_edge", 0)) if isinstance(size, Mapping) else 0
