@@ -64,7 +64,7 @@ def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int]) -> Dec
 
     fit = None
     if spec.fit_check != "Off" and not errors:
-        fit = fitcheck.check(spec)
+        fit = fitcheck.check(spec, max_gpus_per_node)
         warnings += list(fit.warnings)
         if fit.verdict == "DoesNotFit":
             if spec.fit_check == "Enforce":

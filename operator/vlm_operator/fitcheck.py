@@ -7,6 +7,7 @@ way status, events and admission messages show it. Pure: no API calls.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -48,8 +49,11 @@ def gpu_label(spec: VLMDeploymentSpec, n: int) -> str:
     return f"{n}x GPU"
 
 
-def check(spec: VLMDeploymentSpec) -> FitOutcome:
-    """Estimate ``spec`` on its GPU and phrase the verdict with its figures and the best fix."""
+def check(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None = None) -> FitOutcome:
+    """Estimate ``spec`` on its GPU and phrase the verdict with its figures and the best fix.
+
+    ``max_gpus_per_node`` (GFD product name -> the most allocatable GPUs one node of it has; empty or None when
+    unknown) keeps the recommended fixes to what the cluster can schedule."""
     from vlm_operator.estimator import from_spec
     from vlm_operator.estimator.recommend import estimate_with_recommendations
 
@@ -60,7 +64,7 @@ def check(spec: VLMDeploymentSpec) -> FitOutcome:
     from vlm_operator.estimator.memory import InputError
 
     try:
-        est = estimate_with_recommendations(req, alternatives)
+        est = estimate_with_recommendations(req, alternatives, _by_short_name(max_gpus_per_node))
     except InputError as exc:  # e.g. TP that does not divide the heads; admission names the field
         return FitOutcome("Unknown", f"the estimator cannot size this spec: {exc}")
     j = est.to_json()
@@ -108,6 +112,20 @@ def check(spec: VLMDeploymentSpec) -> FitOutcome:
         shm_bytes=math.ceil(est.shm_bytes) if est.shm_bytes else None,
         min_gpu_memory_mib=None,
     )
+
+
+def _by_short_name(inventory: Mapping[str, int] | None) -> dict[str, int] | None:
+    """The estimator names GPUs by the GPU table's short names; the cluster by GFD product names."""
+    if not inventory:
+        return None
+    out: dict[str, int] = {}
+    for product, n in inventory.items():
+        try:
+            short = gpus.lookup(product).short_name
+        except gpus.UnknownGPUError:
+            continue
+        out[short] = max(out.get(short, 0), n)
+    return out
 
 
 def _phrase(rec: dict[str, Any]) -> str:

@@ -12,12 +12,13 @@ import datetime as dt
 import json
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from vlm_operator import fitcheck, rollout, status
+from vlm_operator import fitcheck, inventory, rollout, status
 from vlm_operator import metrics as op_metrics
 from vlm_operator.api import VLMDeployment
 from vlm_operator.autoscale import report as scaling_report
@@ -51,11 +52,12 @@ class Plan:
     render: objects.RenderPlan
 
 
-def build_plan(vlmd: VLMDeployment) -> Plan:
-    """Pure: the fit check and the desired children of ``vlmd``."""
+def build_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None = None) -> Plan:
+    """Pure: the fit check and the desired children of ``vlmd`` (``max_gpus_per_node``: the cluster's GPU inventory,
+    which only narrows the recommended fixes)."""
     from vlm_operator.render import args as render_args
 
-    fit = fitcheck.check(vlmd.spec)
+    fit = fitcheck.check(vlmd.spec, max_gpus_per_node)
     rendered = render_args.render_command(vlmd.spec)
     plan = objects.RenderPlan(
         command=rendered.argv,
@@ -136,7 +138,7 @@ def _reconcile(kube: Kube, body: dict[str, Any], logger: logging.Logger | loggin
         return
 
     desired_replicas = vlmd.spec.scaling.replicas
-    plan = build_plan(vlmd)
+    plan = build_plan(vlmd, inventory.SHARED.get(kube))
     fit = plan.fit
     refused: str | None = None
     if fit.verdict == "DoesNotFit" and vlmd.spec.fit_check == "Enforce":

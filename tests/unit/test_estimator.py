@@ -222,6 +222,22 @@ def test_recommendations_all_fit_and_are_ranked() -> None:
     assert "max_pixels" in changes or "maxModelLen" in changes
 
 
+def test_recommendations_stay_within_what_the_cluster_can_schedule() -> None:
+    """Qwen2.5-VL-72B on L4: without an inventory the fixes include TP 8 on L4 and larger GPUs; with nodes of 4 L4s
+    and of 8 H100s, TP 8 on L4 is gone and a larger GPU is picked only among the products the cluster has."""
+    base = req("Qwen/Qwen2.5-VL-72B-Instruct", g="L4", max_model_len=32768)
+    choices = tuple(GPUSpec(p.short_name, p.cuda_memory_bytes, p.compute_capability) for p in gpus.GPU_PRODUCTS)
+    free = recommend.estimate_with_recommendations(base, choices)
+    settings = [r.settings for r in free.recommendations]
+    assert {"tensorParallelSize": 8} in settings
+    held = recommend.estimate_with_recommendations(base, choices, {"L4": 4, "H100-80GB": 8})
+    held_settings = [r.settings for r in held.recommendations]
+    assert all(s.get("tensorParallelSize", 1) <= 4 or s.get("gpu") == "H100-80GB" for s in held_settings), held_settings
+    assert {"tensorParallelSize": 8} not in held_settings
+    assert {s["gpu"] for s in held_settings if "gpu" in s} <= {"H100-80GB"}
+    assert any(s.get("gpu") == "H100-80GB" for s in held_settings)
+
+
 def test_recommended_max_model_len_never_drops_below_the_image_need() -> None:
     mm = MultimodalSettings(limit_per_prompt={"image": 2, "video": 0}, processor_kwargs={"max_pixels": 1003520})
     e = recommend.estimate_with_recommendations(req(g="L4", mm=mm))

@@ -114,6 +114,48 @@ def test_admission_refuses_what_does_not_fit_with_figures_and_a_fix() -> None:
     assert "does not fit" in d.errors[0] and "GiB" in d.errors[0] and "Fix:" in d.errors[0]
 
 
+def test_the_suggested_fix_is_one_the_cluster_can_schedule() -> None:
+    # 8 L4s per node: TP 8 is the fix; 4 per node: not TP 8, and with H100 nodes the fix moves there
+    roomy = admission.decide(spec("does-not-fit-qwen2.5-vl-72b-l4"), {"NVIDIA-L4": 8})
+    assert "Fix: tensorParallelSize 8" in roomy.errors[0]
+    small = admission.decide(spec("does-not-fit-qwen2.5-vl-72b-l4"), {"NVIDIA-L4": 4})
+    assert "tensorParallelSize 8" not in small.errors[0] and "No single change found" in small.errors[0]
+    mixed = admission.decide(spec("does-not-fit-qwen2.5-vl-72b-l4"), {"NVIDIA-L4": 4, "NVIDIA-H100-80GB-HBM3": 8})
+    assert "Fix: a larger GPU with more TP: H100-80GB, tensorParallelSize 4" in mixed.errors[0]
+
+
+def test_gpu_inventory_is_the_largest_node_per_product_and_cached() -> None:
+    from vlm_operator import inventory
+
+    def node(product: str | None, gpus: str) -> dict[str, Any]:
+        labels = {"nvidia.com/gpu.product": product} if product else {}
+        return {"metadata": {"labels": labels}, "status": {"allocatable": {"nvidia.com/gpu": gpus}}}
+
+    nodes = [node("NVIDIA-L4", "2"), node("NVIDIA-L4", "4"), node("NVIDIA-L40S", "bad"), node(None, "8")]
+    assert inventory.max_gpus_per_node(nodes) == {"NVIDIA-L4": 4, "NVIDIA-L40S": 0}
+
+    class Lister:  # stands in for the API client: the cache logic is what is under test
+        calls = 0
+        fail = False
+
+        def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None) -> Any:
+            self.calls += 1
+            if self.fail:
+                raise OSError("apiserver down")
+            return nodes
+
+    now = [0.0]
+    inv = inventory.GPUInventory(ttl_s=30, clock=lambda: now[0])
+    lister = Lister()
+    assert inv.get(lister) == {"NVIDIA-L4": 4, "NVIDIA-L40S": 0}
+    inv.get(lister)
+    assert lister.calls == 1
+    now[0] = 31
+    lister.fail = True
+    assert inv.get(lister) == {"NVIDIA-L4": 4, "NVIDIA-L40S": 0}  # a failed list keeps the last answer
+    assert lister.calls == 2
+
+
 def test_fitcheck_warn_turns_the_refusal_into_a_warning() -> None:
     d = admission.decide(spec("does-not-fit-qwen2.5-vl-72b-l4", fitCheck="Warn"), {})
     assert d.allowed and any("does not fit" in w for w in d.warnings)

@@ -7,7 +7,7 @@ Only candidates whose re-estimate fits are returned.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -68,7 +68,9 @@ def _largest_fitting(lo: int, hi: int, build: Callable[[int], EstimateRequest]) 
     return best
 
 
-def _candidates(base: Estimate, gpus: tuple[GPUSpec, ...]) -> Iterator[tuple[str, dict[str, Any], EstimateRequest]]:
+def _candidates(
+    base: Estimate, gpus: tuple[GPUSpec, ...], max_gpus_per_node: Mapping[str, int] | None = None
+) -> Iterator[tuple[str, dict[str, Any], EstimateRequest]]:
     req = base.request
     r = base.resolved
     item = max(base.image_tokens_per_item.values(), default=0)
@@ -125,7 +127,21 @@ def _candidates(base: Estimate, gpus: tuple[GPUSpec, ...]) -> Iterator[tuple[str
                 with_images(found[0]),
             )
     # 5. more tensor parallelism on the same GPU: the smallest power-of-two multiple (up to 8) that fits.
-    tps = [t for t in (r.tp * 2, r.tp * 4, r.tp * 8) if t <= 8 and req.model.text.num_heads % t == 0]
+    pp = max(1, req.engine.pipeline_parallel_size)
+
+    def room(g: GPUSpec, tp: int) -> bool:
+        """A pod of tp x pp GPUs fits on one node of ``g`` (unknown inventory: assume it does). A product the cluster
+        lacks gets no "larger GPU" recommendation; the current product keeps its own warning."""
+        if not max_gpus_per_node:
+            return True
+        most = max_gpus_per_node.get(g.name)
+        if most is None:
+            return g.name == req.gpu.name
+        return tp * pp <= most
+
+    tps = [
+        t for t in (r.tp * 2, r.tp * 4, r.tp * 8) if t <= 8 and req.model.text.num_heads % t == 0 and room(req.gpu, t)
+    ]
     for tp in tps:
         cand = req.with_engine(tensor_parallel_size=tp)
         if _fits(cand) is not None or tp == tps[-1]:
@@ -136,8 +152,12 @@ def _candidates(base: Estimate, gpus: tuple[GPUSpec, ...]) -> Iterator[tuple[str
         yield "fp8 KV cache", {"kvCacheDtype": "fp8"}, req.with_engine(kv_cache_dtype="fp8")
     # 7. a larger GPU: the smallest that fits, first at the current TP, then with more TP.
     larger = [g for g in sorted(gpus, key=lambda g: g.memory_bytes) if g.memory_bytes > req.gpu.memory_bytes]
-    for tp in (r.tp, *tps):
-        fitting = next((g for g in larger if _fits(replace(req, gpu=g).with_engine(tensor_parallel_size=tp))), None)
+    more_tp = [t for t in (r.tp * 2, r.tp * 4, r.tp * 8) if t <= 8 and req.model.text.num_heads % t == 0]
+    for tp in (r.tp, *more_tp):
+        fitting = next(
+            (g for g in larger if room(g, tp) and _fits(replace(req, gpu=g).with_engine(tensor_parallel_size=tp))),
+            None,
+        )
         if fitting is not None:
             cand = replace(req, gpu=fitting).with_engine(tensor_parallel_size=tp)
             if tp == r.tp:
@@ -151,12 +171,17 @@ def _candidates(base: Estimate, gpus: tuple[GPUSpec, ...]) -> Iterator[tuple[str
             break
 
 
-def recommend(base: Estimate, gpus: tuple[GPUSpec, ...] = ()) -> tuple[Recommendation, ...]:
-    """Ranked changes that fit, for a spec that does not fit or is tight; () when it fits comfortably."""
+def recommend(
+    base: Estimate, gpus: tuple[GPUSpec, ...] = (), max_gpus_per_node: Mapping[str, int] | None = None
+) -> tuple[Recommendation, ...]:
+    """Ranked changes that fit, for a spec that does not fit or is tight; () when it fits comfortably.
+
+    ``max_gpus_per_node`` (GPU short name -> the most GPUs one node of it has) keeps the list to what the cluster can
+    schedule: no tensor parallelism wider than a node, no "larger GPU" the cluster does not have."""
     if base.fits and base.max_concurrency >= TIGHT_CONCURRENCY:
         return ()
     out: list[Recommendation] = []
-    for change, settings, candidate in _candidates(base, gpus):
+    for change, settings, candidate in _candidates(base, gpus, max_gpus_per_node):
         e = _fits(candidate)
         if e is None:
             continue
@@ -166,6 +191,8 @@ def recommend(base: Estimate, gpus: tuple[GPUSpec, ...] = ()) -> tuple[Recommend
     return tuple(out)
 
 
-def estimate_with_recommendations(req: EstimateRequest, gpus: tuple[GPUSpec, ...] = ()) -> Estimate:
+def estimate_with_recommendations(
+    req: EstimateRequest, gpus: tuple[GPUSpec, ...] = (), max_gpus_per_node: Mapping[str, int] | None = None
+) -> Estimate:
     base = estimate(req)
-    return replace(base, recommendations=recommend(base, gpus))
+    return replace(base, recommendations=recommend(base, gpus, max_gpus_per_node))

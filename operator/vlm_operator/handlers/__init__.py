@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from vlm_operator import admission, kube, reconcile, webhook_server
+from vlm_operator import admission, inventory, kube, reconcile, webhook_server
 from vlm_operator.api import VLMDeployment
 from vlm_operator.render import objects
 
@@ -103,25 +103,12 @@ def child_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     reconcile.reconcile(_client(), ns, owner, logger)
 
 
-def _gpu_inventory() -> dict[str, int]:
-    most: dict[str, int] = {}
-    for node in _client().list("v1", "Node", None, "nvidia.com/gpu.product"):
-        product = node["metadata"]["labels"]["nvidia.com/gpu.product"]
-        n = int(node.get("status", {}).get("allocatable", {}).get("nvidia.com/gpu", "0") or 0)
-        most[product] = max(most.get(product, 0), n)
-    return most
-
-
 def validate_vlmd(body: kopf.Body, warnings: list[str], **_: Any) -> None:
     try:
         vlmd = VLMDeployment.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
     except ValidationError as exc:
         raise kopf.AdmissionError(f"invalid VLMDeployment: {reconcile.validation_message(exc)}", code=422) from None
-    try:
-        inventory = _gpu_inventory()
-    except Exception:  # the inventory only sharpens the check; admission must not fail on a list error
-        inventory = {}
-    decision = admission.decide(vlmd.spec, inventory)
+    decision = admission.decide(vlmd.spec, inventory.SHARED.get(_client()))
     warnings.extend(w[:1000] for w in decision.warnings)
     if not decision.allowed:
         raise kopf.AdmissionError(" | ".join(decision.errors), code=422)

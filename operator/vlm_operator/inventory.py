@@ -1,0 +1,61 @@
+"""The cluster's GPU inventory as the fit check sees it: per GFD product, the most allocatable GPUs one node has.
+
+The admission webhook and the reconciler read the same cached inventory, so a spec's recommended fixes are the same
+in the admission message and in status, and neither recommends a tensor-parallel width no node can hold. The list is
+cached for ``ttl_s`` (one Node list per half minute, not one per reconcile); a failed list keeps the last answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+class _Lister(Protocol):
+    def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None) -> Any: ...
+
+
+def max_gpus_per_node(nodes: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Pure: GFD product name -> the largest ``allocatable[nvidia.com/gpu]`` among the nodes carrying it."""
+    most: dict[str, int] = {}
+    for node in nodes:
+        product = (node.get("metadata", {}).get("labels") or {}).get(PRODUCT_LABEL)
+        if not product:
+            continue
+        raw = (node.get("status") or {}).get("allocatable", {}).get("nvidia.com/gpu", "0") or "0"
+        try:
+            n = int(raw)
+        except (TypeError, ValueError):
+            n = 0
+        most[product] = max(most.get(product, 0), n)
+    return most
+
+
+class GPUInventory:
+    def __init__(self, ttl_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._value: dict[str, int] | None = None
+        self._at = 0.0
+        self._lock = threading.Lock()
+
+    def get(self, kube: _Lister) -> dict[str, int]:
+        with self._lock:
+            if self._value is not None and self.clock() - self._at < self.ttl_s:
+                return dict(self._value)
+        try:
+            value = max_gpus_per_node(kube.list("v1", "Node", None, PRODUCT_LABEL))
+        except Exception:  # the inventory only sharpens the fit check; never fail a reconcile or an admission on it
+            with self._lock:
+                return dict(self._value or {})
+        with self._lock:
+            self._value, self._at = value, self.clock()
+        return dict(value)
+
+
+#: the process-wide inventory the webhook and the reconciler share
+SHARED = GPUInventory()
