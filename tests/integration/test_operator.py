@@ -42,7 +42,7 @@ def free_port() -> int:
 
 
 class Operator:
-    def __init__(self, cluster: Cluster, log: Path, hub: FakeHub) -> None:
+    def __init__(self, cluster: Cluster, log: Path, hub: FakeHub | None = None) -> None:
         self.cluster = cluster
         self.log = log
         self.hub = hub
@@ -54,12 +54,14 @@ class Operator:
             **os.environ,
             "KUBECONFIG": str(self.cluster.kubeconfig),
             "VLM_OPERATOR_DRIFT_SECONDS": str(DRIFT_SECONDS),
-            # the Hub resolver on, against a fake Hub on loopback (models outside the catalog)
-            "VLM_OPERATOR_HUB": "1",
-            "HF_ENDPOINT": self.hub.endpoint,
-            "HF_HOME": str(self.log.parent / "hf-home"),
-            "VLM_OPERATOR_HUB_CACHE": str(self.log.parent / "hub-cache"),
         }
+        if self.hub is not None:  # the Hub resolver on, against a fake Hub on loopback (models outside the catalog)
+            env |= {
+                "VLM_OPERATOR_HUB": "1",
+                "HF_ENDPOINT": self.hub.endpoint,
+                "HF_HOME": str(self.log.parent / "hf-home"),
+                "VLM_OPERATOR_HUB_CACHE": str(self.log.parent / "hub-cache"),
+            }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "vlm_operator", "operator", "run", "--webhook-port", str(self.port)],
@@ -369,6 +371,7 @@ def test_a_model_outside_the_catalog_is_sized_from_the_hub(
     assert condition(obj, "FitsGPU")["status"] == "True"
     assert obj["status"]["estimate"]["tokensPerImage"] > 0
     # the operator read the config and the safetensors header from the (fake) Hub, with ranged GETs for the header
+    assert operator.hub is not None
     paths = [(r.method, r.path) for r in operator.hub.requests]
     assert ("GET", "/acme/private-vlm/resolve/main/config.json") in paths
     assert any(r.range for r in operator.hub.requests if r.path.endswith("model.safetensors"))
