@@ -29,7 +29,7 @@ os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
 
 EXTERNAL_ENV = "VLM_TEST_KUBECONFIG"
 #: Pools of the session cluster: every product the samples ask for, so each sample lands on its own pool.
-TEST_POOLS = ("L4:2:4", "L40S:1:4", "A100-80GB:1:8", "H100-80GB:1:8")
+TEST_POOLS = ("L4:2:4", "L40S:1:4", "A100-80GB:1:8", "H100-80GB:1:8", "A100-80GB/3g.40gb:1:2")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vlm_operator import fitcheck, gpus
+from vlm_operator import fitcheck, gpus, inventory
 from vlm_operator.api import VLMDeploymentSpec
 
 
@@ -51,7 +51,15 @@ def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int]) -> Dec
             )
 
     per_pod = e.tensor_parallel_size * e.pipeline_parallel_size
-    if spec.resources.gpu.product and max_gpus_per_node:
+    mig = spec.resources.gpu.mig_profile
+    if spec.resources.gpu.product and mig and max_gpus_per_node:
+        product = gpus.lookup(spec.resources.gpu.product).product
+        if not max_gpus_per_node.get(inventory.mig_key(product, mig)):
+            warnings.append(
+                f"no {product} node offers nvidia.com/mig-{mig} yet (GPU operator, mixed MIG strategy); pods will "
+                "stay Pending until one does"
+            )
+    elif spec.resources.gpu.product and max_gpus_per_node:
         product = gpus.lookup(spec.resources.gpu.product).product
         most = max_gpus_per_node.get(product)
         if most is None:

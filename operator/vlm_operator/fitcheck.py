@@ -42,6 +42,8 @@ class FitOutcome:
 
 def gpu_label(spec: VLMDeploymentSpec, n: int) -> str:
     req = spec.resources.gpu
+    if req.product and req.mig_profile:
+        return f"{n}x {gpus.lookup(req.product).product} MIG {req.mig_profile}"
     if req.product:
         return f"{n}x {gpus.lookup(req.product).product}"
     if req.min_memory_gib:

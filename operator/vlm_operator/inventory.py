@@ -13,25 +13,39 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"
+MIG_PREFIX = "nvidia.com/mig-"
 
 
 class _Lister(Protocol):
     def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None) -> Any: ...
 
 
+def mig_key(product: str, profile: str) -> str:
+    """The inventory key of a MIG slice: ``NVIDIA-A100-SXM4-80GB:3g.40gb``."""
+    return f"{product}:{profile}"
+
+
+def _int(raw: Any) -> int:
+    try:
+        return int(raw or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def max_gpus_per_node(nodes: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Pure: GFD product name -> the largest ``allocatable[nvidia.com/gpu]`` among the nodes carrying it."""
+    """Pure: GFD product name -> the largest ``allocatable[nvidia.com/gpu]`` among the nodes carrying it, and
+    ``product:profile`` -> the largest ``allocatable[nvidia.com/mig-<profile>]`` (MIG, mixed strategy)."""
     most: dict[str, int] = {}
     for node in nodes:
         product = (node.get("metadata", {}).get("labels") or {}).get(PRODUCT_LABEL)
         if not product:
             continue
-        raw = (node.get("status") or {}).get("allocatable", {}).get("nvidia.com/gpu", "0") or "0"
-        try:
-            n = int(raw)
-        except (TypeError, ValueError):
-            n = 0
-        most[product] = max(most.get(product, 0), n)
+        allocatable = (node.get("status") or {}).get("allocatable") or {}
+        most[product] = max(most.get(product, 0), _int(allocatable.get("nvidia.com/gpu")))
+        for key, raw in allocatable.items():
+            if key.startswith(MIG_PREFIX):
+                k = mig_key(product, key.removeprefix(MIG_PREFIX))
+                most[k] = max(most.get(k, 0), _int(raw))
     return most
 
 

@@ -31,6 +31,8 @@ from vlm_operator.api.rollout import RolloutSpec
 from vlm_operator.status import condition_true
 
 GPU_RESOURCE = "nvidia.com/gpu"
+#: MIG slices under the GPU operator's mixed strategy: ``nvidia.com/mig-3g.40gb``
+MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
 #: The Deployment annotation that holds a :class:`RollbackRecord` (JSON).
 ANN_ROLLBACK = "vlmops.io/rolled-back"
 #: The pod-template annotation that names a revision (same as render.objects.ANN_SPEC_HASH; not imported, so that
@@ -52,12 +54,23 @@ def _quantity_int(value: Any) -> int:
         return 0
 
 
-def gpu_request(pod_spec: Mapping[str, Any]) -> int:
-    """GPUs a pod reserves: the sum over its containers (requests, else limits), or the largest init container's."""
+def gpu_resource(pod_spec: Mapping[str, Any]) -> str:
+    """The GPU resource a pod asks for: ``nvidia.com/gpu``, or a MIG slice ``nvidia.com/mig-<profile>``."""
+    for c in (*(pod_spec.get("containers") or []), *(pod_spec.get("initContainers") or [])):
+        res = c.get("resources") or {}
+        for key in (*(res.get("requests") or {}), *(res.get("limits") or {})):
+            if key == GPU_RESOURCE or key.startswith(MIG_RESOURCE_PREFIX):
+                return str(key)
+    return GPU_RESOURCE
+
+
+def gpu_request(pod_spec: Mapping[str, Any], resource: str = GPU_RESOURCE) -> int:
+    """GPUs (or MIG slices, for ``resource``) a pod reserves: the sum over its containers (requests, else limits), or
+    the largest init container's."""
 
     def one(c: Mapping[str, Any]) -> int:
         res = c.get("resources") or {}
-        return _quantity_int((res.get("requests") or {}).get(GPU_RESOURCE, (res.get("limits") or {}).get(GPU_RESOURCE)))
+        return _quantity_int((res.get("requests") or {}).get(resource, (res.get("limits") or {}).get(resource)))
 
     main = sum(one(c) for c in pod_spec.get("containers") or [])
     init = max((one(c) for c in pod_spec.get("initContainers") or []), default=0)
@@ -136,17 +149,18 @@ def _holds_resources(pod: Mapping[str, Any]) -> bool:
 def free_gpus(
     nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]], pod_spec: Mapping[str, Any]
 ) -> dict[str, int]:
-    """Free GPUs on each node that ``pod_spec`` could use: allocatable ``nvidia.com/gpu`` minus the GPU requests of
-    the non-terminal pods bound to it (a terminating pod still holds its GPU)."""
+    """Free GPUs on each node that ``pod_spec`` could use: allocatable ``nvidia.com/gpu`` (or the MIG slice the pod
+    asks for) minus the requests of the non-terminal pods bound to it (a terminating pod still holds its GPU)."""
+    resource = gpu_resource(pod_spec)
     eligible = {
-        n["metadata"]["name"]: _quantity_int((n.get("status", {}).get("allocatable") or {}).get(GPU_RESOURCE, 0))
+        n["metadata"]["name"]: _quantity_int((n.get("status", {}).get("allocatable") or {}).get(resource, 0))
         for n in nodes
         if node_fits(n, pod_spec)
     }
     for pod in pods:
         node = pod.get("spec", {}).get("nodeName")
         if node in eligible and _holds_resources(pod):
-            eligible[node] -= gpu_request(pod.get("spec", {}))
+            eligible[node] -= gpu_request(pod.get("spec", {}), resource)
     return {k: max(0, v) for k, v in sorted(eligible.items())}
 
 

@@ -386,3 +386,32 @@ def test_a_model_outside_the_catalog_is_sized_from_the_hub(
         timeout=60,
     )
     assert "no such model" in condition(vlmd(cluster, namespace, "not-on-hub"), "FitsGPU")["message"]
+
+
+def test_a_mig_slice_is_requested_sized_and_scheduled(cluster: Cluster, namespace: str, operator: Operator) -> None:
+    """A replica on one 3g.40gb slice of an A100-80GB (mixed strategy): the pod asks for nvidia.com/mig-3g.40gb,
+    lands on the node that offers it, and the fit check sizes the 39.25 GiB slice, not the 80 GB board."""
+    doc = sample(
+        "llava-1.5-7b-l4.yaml", namespace, **{"spec.resources.gpu": {"product": "A100-80GB", "migProfile": "3g.40gb"}}
+    )
+    doc["metadata"]["name"] = "llava-mig"
+    apply(cluster, doc)
+    obj = wait_ready(cluster, namespace, "llava-mig")
+    assert obj["status"]["estimate"]["gpu"] == "A100-80GB MIG 3g.40gb"
+    assert obj["status"]["estimate"]["gpuMemoryGiB"] == 39.25
+    dep = cluster.get_json("deployment", "llava-mig", "-n", namespace)
+    res = dep["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert res["limits"]["nvidia.com/mig-3g.40gb"] == "1" and "nvidia.com/gpu" not in res["limits"]
+    pods = cluster.get_json("pods", "-n", namespace, "-l", obj["status"]["selector"])["items"]
+    node = cluster.get_json("node", pods[0]["spec"]["nodeName"])
+    assert node["status"]["allocatable"]["nvidia.com/mig-3g.40gb"] == "2"
+    # a slice too small for the model is refused with a fix that stays on one slice (never tensor parallelism)
+    small = sample(
+        "qwen2.5-vl-7b-pixels.yaml",
+        namespace,
+        **{"spec.resources.gpu": {"product": "A100-80GB", "migProfile": "1g.10gb"}},
+    )
+    small["metadata"]["name"] = "qwen-small-slice"
+    out = apply(cluster, small, check=False)
+    assert out.returncode != 0 and "does not fit" in out.stderr and "A100-80GB MIG 1g.10gb" in out.stderr
+    assert "tensorParallelSize" not in out.stderr.split("Fix:", 1)[-1]

@@ -181,6 +181,16 @@ CEL_CASES: list[tuple[str, dict[str, Any], str]] = [
         spec(engine={"tensorParallelSize": 2}, resources={"gpu": {"count": 4}}),
         "resources.gpu.count must equal engine.tensorParallelSize x pipelineParallelSize x dataParallelSize",
     ),
+    (
+        "mig-needs-product",
+        spec(resources={"gpu": {"migProfile": "3g.40gb"}}),
+        "resources.gpu.migProfile needs resources.gpu.product",
+    ),
+    (
+        "mig-is-one-gpu",
+        spec(engine={"tensorParallelSize": 2}, resources={"gpu": {"product": "A100-80GB", "migProfile": "3g.40gb"}}),
+        "resources.gpu.migProfile serves from one MIG slice",
+    ),
 ]
 
 
@@ -504,3 +514,18 @@ def test_secrets_are_references_that_never_hold_values() -> None:
         parse(spec(model={"hfToken": "hf_abc"}))
     env = [{"name": "HF_TOKEN_FILE", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}]
     assert parse(spec(engine={"env": env})).engine.env[0].value_from is not None
+
+
+def test_mig_profile_must_belong_to_the_product() -> None:
+    ok = VLMDeployment.model_validate(
+        {"spec": spec(resources={"gpu": {"product": "A100-80GB", "migProfile": "3g.40gb"}})}
+    )
+    assert ok.spec.resources.gpu.resource_name() == "nvidia.com/mig-3g.40gb"
+    mig = ok.spec.resources.gpu.resolved_mig()
+    assert mig is not None and mig.memory_mib == 40192
+    with pytest.raises(ValidationError, match=r"not a MIG profile of NVIDIA-A100-SXM4-80GB; use one of: 1g\.10gb"):
+        VLMDeployment.model_validate(
+            {"spec": spec(resources={"gpu": {"product": "A100-80GB", "migProfile": "1g.5gb"}})}
+        )
+    with pytest.raises(ValidationError, match=r"NVIDIA-L4; use one of: none \(it has no MIG\)"):
+        VLMDeployment.model_validate({"spec": spec(resources={"gpu": {"product": "L4", "migProfile": "1g.5gb"}})})

@@ -55,7 +55,14 @@ def test_pool_parse(text: str, expected: tuple[str, int, int]) -> None:
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
-    [("L4:2", "PRODUCT:NODES:GPUS_PER_NODE"), ("L4:x:4", "integers"), ("L4:0:4", "at least 1"), ("TPU:1:1", "TPU")],
+    [
+        ("L4:2", r"PRODUCT\[/MIG\]:NODES:PER_NODE"),
+        ("L4:x:4", "integers"),
+        ("L4:0:4", "at least 1"),
+        ("TPU:1:1", "TPU"),
+        ("L4/1g.5gb:1:1", "not a MIG profile of NVIDIA-L4"),
+        ("A100-80GB/1g.5gb:1:1", "use one of: 1g.10gb"),
+    ],
 )
 def test_pool_parse_rejects_bad_input_with_a_fix(text: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
@@ -74,6 +81,16 @@ def test_node_manifests_carry_gfd_labels_gpus_and_taint() -> None:
     assert n["status"]["allocatable"]["nvidia.com/gpu"] == "4"
     assert n["status"]["allocatable"]["pods"] == "110"  # without it kwok leaves 0 pods allocatable
     assert n["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+
+
+def test_a_mig_pool_offers_slices_not_gpus() -> None:
+    pool = cluster.NodePool.parse("A100-80GB/3g.40gb:1:2")
+    (n,) = cluster.node_manifests(pool)
+    assert n["metadata"]["name"] == "gpu-a100-80gb-mig-3g-40gb-2x-0"
+    assert n["status"]["allocatable"]["nvidia.com/mig-3g.40gb"] == "2"
+    assert n["status"]["allocatable"]["nvidia.com/gpu"] == "0"
+    labels = n["metadata"]["labels"]
+    assert labels["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB" and labels["nvidia.com/mig.strategy"] == "mixed"
 
 
 def test_gpu_table_covers_the_required_products_and_resolves_aliases() -> None:

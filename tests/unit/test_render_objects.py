@@ -81,6 +81,20 @@ def test_gpu_count_affinity_and_toleration() -> None:
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
 
 
+def test_a_mig_slice_replaces_the_gpu_resource_and_sizes_the_estimate() -> None:
+    v = load(sample("llava-1.5-7b-l4"), **{"resources.gpu": {"product": "A100-80GB", "migProfile": "2g.20gb"}})
+    plan = build_plan(v)
+    c = container(plan.desired[0])
+    assert c["resources"]["limits"] == {"memory": c["resources"]["limits"]["memory"], "nvidia.com/mig-2g.20gb": "1"}
+    assert c["resources"]["requests"]["nvidia.com/mig-2g.20gb"] == "1"
+    pod = plan.desired[0]["spec"]["template"]["spec"]
+    term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    assert {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-A100-SXM4-80GB"]} in term[
+        "matchExpressions"
+    ]
+    assert plan.fit.summary["gpu"] == "A100-80GB MIG 2g.20gb" and plan.fit.summary["gpuMemoryGiB"] == 19.5
+
+
 def test_min_memory_affinity_lists_every_large_enough_product() -> None:
     vlmd = load(sample("llava-1.5-7b-l4"), **{"resources.gpu": {"minMemoryGiB": 70}})
     dep = objects.deployment(vlmd, objects.RenderPlan(command=("vllm",)))

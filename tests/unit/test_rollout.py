@@ -74,6 +74,18 @@ def test_free_gpus_counts_only_nodes_the_pod_can_use_minus_bound_requests() -> N
     assert rollout.free_gpus([node("a", 8), node("e", 2, labels={"pool": "mine"})], [], spec) == {"e": 2}
 
 
+def test_free_gpus_counts_mig_slices_for_a_mig_pod() -> None:
+    mig_node = node("m", 0, product="NVIDIA-A10G")
+    mig_node["status"]["allocatable"]["nvidia.com/mig-3g.40gb"] = "2"
+    mig_spec = {**POD_SPEC, "containers": [{"resources": {"limits": {"nvidia.com/mig-3g.40gb": "1"}}}]}
+    assert rollout.gpu_resource(mig_spec) == "nvidia.com/mig-3g.40gb"
+    assert rollout.gpu_resource(POD_SPEC) == "nvidia.com/gpu"
+    holder = pod("m", 0)
+    holder["spec"]["containers"] = [{"resources": {"requests": {"nvidia.com/mig-3g.40gb": "1"}}}]
+    assert rollout.free_gpus([mig_node, node("a", 8)], [holder, pod("a", 2)], mig_spec) == {"a": 0, "m": 1}
+    assert rollout.free_gpus([mig_node, node("a", 8)], [holder, pod("a", 2)], POD_SPEC) == {"a": 6, "m": 0}
+
+
 def test_gpu_request_sums_containers_and_falls_back_to_limits() -> None:
     spec = {
         "containers": [

@@ -59,6 +59,15 @@ _GPU_COUNT_MATCHES = CelRule(
     field_path=".resources.gpu.count",
 )
 
+_MIG_IS_ONE_GPU = CelRule(
+    rule="!has(self.resources) || !has(self.resources.gpu) || !has(self.resources.gpu.migProfile) || "
+    + " * ".join(_engine_int(n) for n in ("tensorParallelSize", "pipelineParallelSize", "dataParallelSize"))
+    + " == 1",
+    message="resources.gpu.migProfile serves from one MIG slice: engine.tensorParallelSize, pipelineParallelSize and "
+    "dataParallelSize must be 1 (vLLM cannot span MIG instances); use whole GPUs for parallelism",
+    field_path=".resources.gpu.migProfile",
+)
+
 #: Fields whose own minimum release differs from their flag's (they have a fallback rendering on older releases).
 _FIELD_SINCE_OVERRIDE: dict[str, str | None] = {
     # VLLM_MM_INPUT_CACHE_GIB (#14805, 2025-03-15) before --mm-processor-cache-gb.
@@ -94,7 +103,7 @@ def _set_value(model: BaseModel, path: str) -> tuple[bool, Any]:
 class VLMDeploymentSpec(ApiModel):
     """Desired state of a VLMDeployment: a vision-language model served by vLLM."""
 
-    __cel__ = (_INTERLEAVE_NEEDS_STRING, _GPU_COUNT_MATCHES)
+    __cel__ = (_INTERLEAVE_NEEDS_STRING, _GPU_COUNT_MATCHES, _MIG_IS_ONE_GPU)
 
     model: ModelSpec
     """The model and where its weights come from."""
@@ -148,6 +157,8 @@ class VLMDeploymentSpec(ApiModel):
             raise _INTERLEAVE_NEEDS_STRING.error()
         if self.resources.gpu.count is not None and self.resources.gpu.count != self.engine.gpus_per_pod:
             raise _GPU_COUNT_MATCHES.error()
+        if self.resources.gpu.mig_profile is not None and self.engine.gpus_per_pod != 1:
+            raise _MIG_IS_ONE_GPU.error()
         self._check_versions()
         self._check_host_memory()
         return self

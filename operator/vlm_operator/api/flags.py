@@ -191,6 +191,12 @@ FIELD_MAPPINGS: tuple[FieldMapping, ...] = (
     M("resources.gpu.count", "k8s", "resources.limits[nvidia.com/gpu]", note="must equal TP x PP x DP"),
     M("resources.gpu.product", "k8s", "node affinity on nvidia.com/gpu.product"),
     M("resources.gpu.minMemoryGiB", "k8s", "node affinity on nvidia.com/gpu.memory"),
+    M(
+        "resources.gpu.migProfile",
+        "k8s",
+        "resources.limits[nvidia.com/mig-<profile>] instead of nvidia.com/gpu",
+        note="GPU operator mixed strategy; one slice per replica",
+    ),
     M("resources.cpu", "k8s", "resources.requests.cpu"),
     M("resources.memory", "k8s", "resources.requests/limits.memory"),
     M("resources.shmSize", "k8s", "emptyDir(medium: Memory) at /dev/shm"),

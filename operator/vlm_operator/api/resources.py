@@ -18,12 +18,17 @@ _PRODUCT_OR_MEMORY = CelRule(
     rule="!(has(self.product) && has(self.minMemoryGiB))",
     message="resources.gpu sets product or minMemoryGiB, not both",
 )
+_MIG_NEEDS_PRODUCT = CelRule(
+    rule="!has(self.migProfile) || has(self.product)",
+    message="resources.gpu.migProfile needs resources.gpu.product (the GPU the slice is cut from)",
+    field_path=".migProfile",
+)
 
 
 class GPURequest(ApiModel):
     """The GPUs of one replica: how many, and which kind."""
 
-    __cel__ = (_PRODUCT_OR_MEMORY,)
+    __cel__ = (_PRODUCT_OR_MEMORY, _MIG_NEEDS_PRODUCT)
 
     count: int | None = Field(default=None, ge=1, le=64)
     """GPUs per replica (``nvidia.com/gpu``). Unset means TP x PP x DP from ``engine``; if set it must equal that
@@ -34,6 +39,10 @@ class GPURequest(ApiModel):
     min_memory_gib: int | None = Field(default=None, ge=1, le=4096, alias="minMemoryGiB")
     """Instead of a product: any GPU with at least this much memory (GiB), matched on ``nvidia.com/gpu.memory``.
     The fit check assumes the smallest such GPU."""
+    mig_profile: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9]+g\.[0-9]+gb(\+me)?$")] | None = None
+    """A MIG slice of ``product`` instead of a whole GPU, e.g. ``3g.40gb`` (NVIDIA GPU operator, ``mixed`` strategy:
+    the pod requests ``nvidia.com/mig-3g.40gb: 1``). The fit check uses the slice's memory. One slice per replica:
+    vLLM cannot run tensor or pipeline parallelism across MIG instances."""
 
     @field_validator("product")
     @classmethod
@@ -46,7 +55,29 @@ class GPURequest(ApiModel):
     def _check(self) -> GPURequest:
         if self.product is not None and self.min_memory_gib is not None:
             raise _PRODUCT_OR_MEMORY.error()
+        if self.mig_profile is not None:
+            if self.product is None:
+                raise _MIG_NEEDS_PRODUCT.error()
+            self.resolved_mig()  # raises naming the product's profiles
         return self
+
+    def resolved_mig(self) -> gpus.MigProfile | None:
+        """The table entry for ``migProfile`` on ``product``; None when no slice is asked for."""
+        if self.mig_profile is None or self.product is None:
+            return None
+        p = gpus.lookup(self.product)
+        found = next((m for m in p.mig_profiles if m.name == self.mig_profile), None)
+        if found is None:
+            names = ", ".join(m.name for m in p.mig_profiles) or "none (it has no MIG)"
+            raise ValueError(
+                f"resources.gpu.migProfile {self.mig_profile!r} is not a MIG profile of {p.product}; "
+                f"use one of: {names}"
+            )
+        return found
+
+    def resource_name(self) -> str:
+        """The extended resource a replica requests: ``nvidia.com/gpu`` or ``nvidia.com/mig-<profile>``."""
+        return f"nvidia.com/mig-{self.mig_profile}" if self.mig_profile else "nvidia.com/gpu"
 
     def resolved_product(self) -> gpus.GPUProduct | None:
         """The table entry for ``product``, or the smallest table GPU with ``minMemoryGiB``; None when neither."""

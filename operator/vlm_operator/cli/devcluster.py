@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=None,
         metavar="PRODUCT:NODES:GPUS",
-        help="a pool of simulated GPU nodes, repeatable for a mix (default: L4:2:4 and H100-80GB:1:8)",
+        help="a pool of simulated GPU nodes, PRODUCT[/MIG]:NODES:PER_NODE, repeatable for a mix (default: L4:2:4 and "
+        "H100-80GB:1:8; A100-80GB/3g.40gb:1:2 is one node with two 3g.40gb MIG slices)",
     )
     parser.add_argument("--gpu-nodes", type=int, help="number of nodes of --gpu-product (instead of --pool)")
     parser.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node with --gpu-nodes (default 8)")

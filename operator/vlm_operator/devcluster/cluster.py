@@ -60,26 +60,33 @@ class ClusterError(RuntimeError):
 
 @dataclass(frozen=True)
 class NodePool:
-    """``count`` simulated nodes, each with ``gpus_per_node`` boards of one product."""
+    """``count`` simulated nodes, each with ``gpus_per_node`` boards of one product, or with that many MIG slices of
+    one profile (``mig``: the GPU operator's mixed strategy, ``nvidia.com/mig-<profile>``)."""
 
     product: str
     count: int
     gpus_per_node: int
+    mig: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> NodePool:
-        """``PRODUCT:NODES:GPUS_PER_NODE``, e.g. ``L4:2:4`` or ``NVIDIA-H100-80GB-HBM3:1:8``."""
+        """``PRODUCT[/MIG]:NODES:PER_NODE``, e.g. ``L4:2:4``, ``NVIDIA-H100-80GB-HBM3:1:8``, or
+        ``A100-80GB/3g.40gb:1:2`` (one node offering two 3g.40gb slices)."""
         parts = text.split(":")
         if len(parts) != 3:
-            raise ValueError(f"--pool {text!r}: expected PRODUCT:NODES:GPUS_PER_NODE, for example L4:2:4")
-        gpus.lookup(parts[0])
+            raise ValueError(f"--pool {text!r}: expected PRODUCT[/MIG]:NODES:PER_NODE, for example L4:2:4")
+        product, _, mig = parts[0].partition("/")
+        p = gpus.lookup(product)
+        if mig and mig not in {m.name for m in p.mig_profiles}:
+            names = ", ".join(m.name for m in p.mig_profiles) or "none"
+            raise ValueError(f"--pool {text!r}: {mig!r} is not a MIG profile of {p.product}; use one of: {names}")
         try:
             count, per = int(parts[1]), int(parts[2])
         except ValueError:
-            raise ValueError(f"--pool {text!r}: NODES and GPUS_PER_NODE must be integers, for example L4:2:4") from None
+            raise ValueError(f"--pool {text!r}: NODES and PER_NODE must be integers, for example L4:2:4") from None
         if count < 1 or per < 1:
-            raise ValueError(f"--pool {text!r}: NODES and GPUS_PER_NODE must be at least 1")
-        return cls(parts[0], count, per)
+            raise ValueError(f"--pool {text!r}: NODES and PER_NODE must be at least 1")
+        return cls(product, count, per, mig or None)
 
     @property
     def gpu(self) -> gpus.GPUProduct:
@@ -87,7 +94,8 @@ class NodePool:
 
     @property
     def slug(self) -> str:
-        return self.gpu.short_name.lower().replace(".", "-")
+        base = self.gpu.short_name.lower().replace(".", "-")
+        return f"{base}-mig-{self.mig.replace('.', '-')}" if self.mig else base
 
 
 DEFAULT_POOLS = (NodePool("L4", 2, 4), NodePool("H100-80GB", 1, 8))
@@ -512,8 +520,15 @@ def node_manifests(pool: NodePool) -> list[dict[str, Any]]:
             "memory": f"{max(64, 128 * pool.gpus_per_node)}Gi",
             "ephemeral-storage": "2Ti",
             "pods": "110",
-            "nvidia.com/gpu": str(pool.gpus_per_node),
+            "nvidia.com/gpu": "0" if pool.mig else str(pool.gpus_per_node),
         }
+        mig_labels: dict[str, str] = {}
+        if pool.mig:  # mixed strategy: the slices are their own resource; GFD keeps the parent product label
+            res[f"nvidia.com/mig-{pool.mig}"] = str(pool.gpus_per_node)
+            mig_labels = {
+                "nvidia.com/mig.strategy": "mixed",
+                f"nvidia.com/mig-{pool.mig}.count": str(pool.gpus_per_node),
+            }
         nodes.append(
             {
                 "apiVersion": "v1",
@@ -530,6 +545,7 @@ def node_manifests(pool: NodePool) -> list[dict[str, Any]]:
                         LABEL_MANAGED: "true",
                         LABEL_POOL: pool.slug,
                         **gpus.node_labels(product, pool.gpus_per_node),
+                        **mig_labels,
                     },
                 },
                 "spec": {

@@ -44,6 +44,11 @@ def _gpu_spec(p: gpus.GPUProduct) -> GPUSpec:
 
 def gpu_for(spec: VLMDeploymentSpec) -> GPUSpec:
     req = spec.resources.gpu
+    mig = req.resolved_mig()
+    if req.product and mig is not None:
+        # a MIG slice reports its own memory as the device total (nvidia-smi / cudaMemGetInfo inside the instance)
+        p = gpus.lookup(req.product)
+        return GPUSpec(f"{p.short_name} MIG {mig.name}", mig.memory_mib * 1024 * 1024, p.compute_capability, mig=True)
     if req.product:
         return _gpu_spec(gpus.lookup(req.product))
     if req.min_memory_gib:
@@ -54,8 +59,17 @@ def gpu_for(spec: VLMDeploymentSpec) -> GPUSpec:
     return _gpu_spec(gpus.lookup(DEFAULT_GPU))
 
 
-def alternatives() -> tuple[GPUSpec, ...]:
-    return tuple(_gpu_spec(p) for p in gpus.GPU_PRODUCTS)
+def alternatives(spec: VLMDeploymentSpec | None = None) -> tuple[GPUSpec, ...]:
+    """What a "larger GPU" recommendation may pick: every whole GPU, and for a MIG spec the product's other slices."""
+    whole = tuple(_gpu_spec(p) for p in gpus.GPU_PRODUCTS)
+    if spec is None or spec.resources.gpu.resolved_mig() is None or not spec.resources.gpu.product:
+        return whole
+    p = gpus.lookup(spec.resources.gpu.product)
+    slices = tuple(
+        GPUSpec(f"{p.short_name} MIG {m.name}", m.memory_mib * 1024 * 1024, p.compute_capability, mig=True)
+        for m in p.mig_profiles
+    )
+    return slices + whole
 
 
 def resolve_model(spec: VLMDeploymentSpec) -> ModelFacts:
@@ -126,7 +140,7 @@ def request_from_spec(spec: VLMDeploymentSpec) -> tuple[EstimateRequest, tuple[G
         ),
         vllm_version=version,
     )
-    return request, alternatives()
+    return request, alternatives(spec)
 
 
 def request_from_file(path: str, gpu: str | None = None) -> EstimateRequest:

@@ -132,6 +132,8 @@ def _candidates(
     def room(g: GPUSpec, tp: int) -> bool:
         """A pod of tp x pp GPUs fits on one node of ``g`` (unknown inventory: assume it does). A product the cluster
         lacks gets no "larger GPU" recommendation; the current product keeps its own warning."""
+        if g.mig:
+            return tp * pp == 1
         if not max_gpus_per_node:
             return True
         most = max_gpus_per_node.get(g.name)

@@ -25,6 +25,8 @@ class GPUSpec:
     #: what ``torch.cuda.mem_get_info()`` reports as total; vLLM multiplies this by ``gpu_memory_utilization``.
     memory_bytes: int
     compute_capability: tuple[int, int] = (9, 0)
+    #: a MIG slice: one engine per slice, no tensor parallelism across slices (NCCL has no MIG-to-MIG path)
+    mig: bool = False
 
     @property
     def memory_gib(self) -> float:

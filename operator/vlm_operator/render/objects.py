@@ -170,8 +170,9 @@ CHAT_TEMPLATE_DIR = "/etc/vlmops/chat-template"
 
 def _resources(spec: VLMDeploymentSpec, plan: RenderPlan) -> dict[str, Any]:
     n = gpus_per_replica(spec)
-    limits: dict[str, str] = {"nvidia.com/gpu": str(n)}
-    requests: dict[str, str] = {"nvidia.com/gpu": str(n)}
+    gpu = spec.resources.gpu.resource_name()  # nvidia.com/gpu, or nvidia.com/mig-<profile> for a MIG slice
+    limits: dict[str, str] = {gpu: str(n)}
+    requests: dict[str, str] = {gpu: str(n)}
     if spec.resources.cpu:
         requests["cpu"] = spec.resources.cpu
     mem_bytes = plan.host_memory_bytes or 0
