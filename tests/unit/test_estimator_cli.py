@@ -110,3 +110,15 @@ def test_cold_start_under_one_second_and_no_heavy_imports() -> None:
     assert wall < 1.0 + 0.5  # interpreter start included; the in-process figure is the one that must be < 1 s
     elapsed = float(proc.stderr.split("ELAPSED")[1].split()[0])
     assert elapsed < 1.0
+
+
+def test_mig_profile_sizes_the_slice(capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--model", "llava-hf/llava-1.5-7b-hf", "--gpu", "A100-80GB", "--max-model-len", "4096"]
+    rc, whole = run_json(capsys, *common)
+    rc_slice, sliced = run_json(capsys, *common, "--mig-profile", "2g.20gb")
+    assert rc == rc_slice == 0
+    assert sliced["kv_cache_gib"] < whole["kv_cache_gib"] / 4  # type: ignore[operator]
+    assert main(["estimate", *common, "--mig-profile", "2g.20gb", "-tp", "2"]) == 1
+    assert "vLLM cannot span MIG instances" in capsys.readouterr().err
+    assert main(["estimate", *common[:2], "--gpu", "L4", "--mig-profile", "1g.5gb"]) == 1
+    assert "not a MIG profile of NVIDIA-L4" in capsys.readouterr().err

@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--model-dir", help="a local checkpoint directory (config.json, safetensors)")
     src.add_argument("--gpu", help="GPU product or alias from the GPU table, e.g. H100, L4, A100-40GB")
     src.add_argument("--gpu-memory-gib", type=float, help="GPU memory in GiB instead of --gpu")
+    src.add_argument("--mig-profile", help="a MIG slice of --gpu, e.g. 3g.40gb (one engine per slice, no TP)")
     eng = parser.add_argument_group("engine (as vllm serve)")
     eng.add_argument("-tp", "--tensor-parallel-size", type=int, default=1)
     eng.add_argument("-pp", "--pipeline-parallel-size", type=int, default=1)
@@ -133,6 +134,8 @@ def build_request(args: argparse.Namespace) -> Any:
         raise BadInput(str(exc)) from None
     if args.gpu and args.gpu_memory_gib:
         raise BadInput("give --gpu or --gpu-memory-gib, not both")
+    if args.mig_profile and args.gpu_memory_gib is not None:
+        raise BadInput("--mig-profile needs --gpu (the product the slice is cut from), not --gpu-memory-gib")
     if args.gpu_memory_gib is not None:
         if args.gpu_memory_gib <= 0:
             raise BadInput("--gpu-memory-gib must be > 0")
@@ -143,6 +146,16 @@ def build_request(args: argparse.Namespace) -> Any:
         except gpus.UnknownGPUError as exc:
             raise BadInput(str(exc)) from None
         gpu = GPUSpec(p.short_name, p.cuda_memory_bytes, p.compute_capability)
+        if args.mig_profile:
+            mig = next((m for m in p.mig_profiles if m.name == args.mig_profile), None)
+            if mig is None:
+                names = ", ".join(m.name for m in p.mig_profiles) or "none (it has no MIG)"
+                raise BadInput(f"--mig-profile {args.mig_profile!r} is not a MIG profile of {p.product}; use: {names}")
+            if args.tensor_parallel_size * args.pipeline_parallel_size != 1:
+                raise BadInput("--mig-profile serves from one slice: vLLM cannot span MIG instances; use TP 1 and PP 1")
+            gpu = GPUSpec(
+                f"{p.short_name} MIG {mig.name}", mig.memory_mib * 1024 * 1024, p.compute_capability, mig=True
+            )
     frames = None
     if args.media_io_kwargs:
         video = args.media_io_kwargs.get("video") or {}

@@ -173,6 +173,10 @@ def _candidates(
             break
 
 
+#: a change to a spec that already fits must add at least this factor of concurrency to be worth listing
+MIN_HEADROOM_GAIN = 1.05
+
+
 def recommend(
     base: Estimate, gpus: tuple[GPUSpec, ...] = (), max_gpus_per_node: Mapping[str, int] | None = None
 ) -> tuple[Recommendation, ...]:
@@ -187,8 +191,8 @@ def recommend(
         e = _fits(candidate)
         if e is None:
             continue
-        if base.fits and e.max_concurrency <= base.max_concurrency:
-            continue  # for a tight spec, only list changes that add headroom
+        if base.fits and e.max_concurrency < base.max_concurrency * MIN_HEADROOM_GAIN:
+            continue  # for a tight spec, only list changes that add real headroom (not 1.93x -> 1.94x)
         out.append(Recommendation(len(out) + 1, change, settings, max(e.kv_cache_bytes, 0.0) / GIB, e.max_concurrency))
     return tuple(out)
 
