@@ -256,6 +256,8 @@ def _print_table(result: Any) -> None:
     console.print(
         f"host memory for the processor cache: {d['host_memory_gib']:.2f} GiB; /dev/shm: {d['shm_gib']:.2f} GiB"
     )
+    checked = "checked against a public config.json copy" if d["model_verified"] else "not checked against a copy"
+    console.print(f"model facts: {d['model_source'] or '-'} ({checked})", markup=False)
     verdict = "[green]FITS[/green]" if data["fits"] else "[red]DOES NOT FIT[/red]"
     console.print(f"verdict: {verdict}")
     for reason in d["reasons"]:

@@ -134,6 +134,10 @@ class Estimate:
                 "shm_gib": gib(self.shm_bytes),
                 "reasons": list(self.reasons),
                 "warnings": list(self.warnings),
+                # where the model's facts came from (catalog entry, local directory or Hub commit) and whether they
+                # were checked against a public config.json copy
+                "model_source": self.request.model.source,
+                "model_verified": self.request.model.verified,
             },
         }
 
