@@ -256,6 +256,9 @@ class HubResolver:
                 f"{model_id!r} is not in the built-in catalog and huggingface_hub is not installed to look it up; "
                 "fix: pip install 'vlm-operator[hub]', or use --model-dir with a local copy"
             ) from None
+        from huggingface_hub.utils.tqdm import disable_progress_bars
+
+        disable_progress_bars()  # download bars would interleave with the operator's log and the CLI's table
         api = hh.HfApi(endpoint=endpoint, token=self.settings.token)
         where = f"{model_id}@{revision} on {endpoint}"
         files_dir = (self.settings.cache_dir or default_cache_dir()) / "files"
