@@ -318,8 +318,12 @@ def estimate(req: EstimateRequest) -> Estimate:
     rows = lm_tokens if early_v1 else min(r.max_num_seqs, lm_tokens)
     samp = memory.sampler_bytes(facts, rows=rows, engine=r.engine, early_v1=early_v1)
     # Peak: the encoder outputs stay in the encoder cache while the LM and sampler run (V1 profile_run); in V0 the
-    # encoder runs inside the same forward, so its transient adds to the LM's.
-    activation = enc_cache + max(enc_act, lm_act + samp) if r.engine == "v1" else enc_act + enc_cache + lm_act + samp
+    # encoder runs inside the same forward, so its transient adds to the LM's, and the sampler runs after it.
+    if r.engine == "v1":
+        activation = enc_cache + max(enc_act, lm_act + samp)
+    else:
+        hidden = lm_tokens * facts.text.hidden_size * act_bytes
+        activation = enc_cache + memory.v0_activation_peak(encoder=enc_act, lm=lm_act, sampler=samp, hidden=hidden)
     non_torch = memory.non_torch_bytes(r.tp, r.pp)
     graphs = memory.cuda_graph_bytes(facts, pp=r.pp, enforce_eager=req.engine.enforce_eager)
     graphs_in_budget = versions.cuda_graphs_in_budget(r.version) and graphs > 0

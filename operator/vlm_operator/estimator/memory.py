@@ -278,9 +278,14 @@ def plan_kv(
 #: (sorted fp32 values 4 + int64 indices 8). ``_dummy_sampler_run`` samples with top-k/top-p set
 #: (vllm@HEAD:vllm/v1/worker/gpu_model_runner.py); calibrated against the V1 logs in tests/data/calibration.
 SAMPLER_BYTES_V1 = 20.0
-#: V0 profile: logits of the last token of each dummy sequence (fp32) plus softmax/log-softmax copies
-#: (vllm@32e7db253:vllm/model_executor/layers/sampler.py); calibrated on the V0 logs.
-SAMPLER_BYTES_V0 = 12.0
+#: V0 profile: the dummy sequences sample with top-k = vocab - 1 and top-p 0.99 (``ModelRunner.profile_run``), so
+#: the sampler sorts the full vocabulary for every row (``_apply_top_k_top_p``, vllm@v0.6.5 and v0.8.2
+#: model_executor/layers/sampler.py, FlashInfer's sampler off by default). Live per logit when it scatters back: the
+#: model-dtype logits (2), their fp32 copy (4), sorted values (4), int64 indices (8), the top-k mask (1), softmax of the
+#: sorted values (4), their cumsum (4), the top-p mask (1) and the scattered result (4) = 32 bytes, plus the radix
+#: sort's workspace while it sorts. The V0 logs whose peak the sampler sets put it at 39 (vllm#10511, Llama-3-8B) and
+#: 32 (vllm#15815, Qwen2.5-32B) bytes per logit; 36 splits them (errors -7 % and +11 %).
+SAMPLER_BYTES_V0 = 36.0
 #: V1 before the dummy sampler run (v0.7.x): logits for every profiled token (``compute_logits`` on all
 #: ``max_num_tokens`` hidden states, vllm@v0.7.3 gpu_model_runner.profile_run), model dtype.
 EARLY_V1_LOGIT_BYTES = 2.0
@@ -309,6 +314,15 @@ def lm_activation_bytes(facts: ModelFacts, *, tokens: int, tp: int, act_bytes: f
         moe = chunk * t.num_experts_per_tok * (3 * t.moe_intermediate_size / tp + h) + tokens * 2 * h
         mlp = max(mlp if t.first_k_dense or t.moe_layer_step > 1 else 0.0, moe)
     return max(attn, mlp) * act_bytes
+
+
+def v0_activation_peak(*, encoder: float, lm: float, sampler: float, hidden: float) -> float:
+    """V0's profiled peak: the forward (encoder then LM) and the sampler run one after the other, so their
+    transients do not add; the final hidden states of every profiled token (``hidden``) stay alive through both.
+    This is why the peak does not shrink with TP when the sampler dominates (vllm#10511 logs 1.26 GiB at TP 1
+    and TP 2: the sampler runs unsharded on the driver), and why long prompts are LM-bound (vllm#10517: 20k and
+    29k tokens, within 1 %)."""
+    return hidden + max(encoder + lm, sampler)
 
 
 def sampler_bytes(facts: ModelFacts, *, rows: int, engine: str, early_v1: bool) -> float:
