@@ -225,7 +225,8 @@ def test_recommendations_all_fit_and_are_ranked() -> None:
 def test_recommendations_stay_within_what_the_cluster_can_schedule() -> None:
     """Qwen2.5-VL-72B on L4: without an inventory the fixes include TP 8 on L4 and larger GPUs; with nodes of 4 L4s
     and of 8 H100s, TP 8 on L4 is gone and a larger GPU is picked only among the products the cluster has."""
-    base = req("Qwen/Qwen2.5-VL-72B-Instruct", g="L4", max_model_len=32768)
+    mm = MultimodalSettings(processor_kwargs={"max_pixels": 1003520})
+    base = req("Qwen/Qwen2.5-VL-72B-Instruct", g="L4", max_model_len=32768, mm=mm)
     choices = tuple(GPUSpec(p.short_name, p.cuda_memory_bytes, p.compute_capability) for p in gpus.GPU_PRODUCTS)
     free = recommend.estimate_with_recommendations(base, choices)
     settings = [r.settings for r in free.recommendations]

@@ -334,24 +334,40 @@ def sampler_bytes(facts: ModelFacts, *, rows: int, engine: str, early_v1: bool) 
     return rows * vocab * SAMPLER_BYTES_V1
 
 
+#: ViTs with 2-D rotary position embeddings whose attention vLLM runs through ``split_qkv`` and
+#: ``apply_rotary_pos_emb_vision`` (vllm@v0.11.0 model_executor/models/qwen2_5_vl.py, reused by qwen2_vl, qwen3_vl and
+#: glm4_1v).
+ROTARY_VIT_FAMILIES = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"})
+
+
 def encoder_activation_bytes(
     facts: ModelFacts, *, patches: float, tp: int, encoder_tp_mode: str, act_bytes: float
 ) -> float:
     """Peak transient memory of the vision encoder on ``patches`` input patches (all profiled items, one batch).
 
     ViT with memory-efficient attention (no N² score matrix: vLLM runs the encoders on FlashAttention / xformers /
-    SDPA varlen): residual + normed input (2·Hv) plus the larger of the attention projections (4·Hv) and the MLP
-    hidden (2·Iv gated, 1·Iv plain), per patch. TP splits heads and MLP width in ``weights`` mode.
+    SDPA varlen), per patch: residual + normed input (2·Hv) plus the larger of the attention block's live set and the
+    MLP hidden (2·Iv gated, 1·Iv plain, + Iv). TP splits heads and MLP width in ``weights`` mode.
+
+    Attention: q/k/v projections and output, 4·Hv. Rotary ViTs (Qwen-VL, GLM-4.1V) hold more: the qkv output
+    (3·Hv), contiguous q/k/v copies (3·Hv), the q‖k concatenation (2·Hv) and its float32 copy for the rotary
+    embedding (4·Hv) = 12·Hv, split by TP; under TP ``split_qkv`` first all-gathers the full qkv (3·Hv, unsplit,
+    while the gathered list is still alive: 6·Hv). Calibrated on the vLLM 0.9.0.1 logs of Qwen2.5-VL-7B on L4 at
+    TP 1 (-5 %) and TP 2 (-16 %), tests/data/calibration. Plus the pixel values themselves.
     """
     v = facts.vision
     if v is None or patches <= 0:
         return 0.0
     split = 1 if encoder_tp_mode == "data" else tp
     n = patches
-    attn = 4 * v.hidden_size / split
+    h = v.hidden_size
+    if facts.family in ROTARY_VIT_FAMILIES:
+        attn = max(12 * h / split, 3 * h / split + 6 * h) if split > 1 else 12 * h
+    else:
+        attn = 4 * h / split
     mlp = (2 if v.gated_mlp else 1) * v.intermediate_size / split + v.intermediate_size / split
-    return n * (2 * v.hidden_size + max(attn, mlp)) * act_bytes
-
+    pixels = 3 * max(1, v.temporal_patch_size) * v.patch_size * v.patch_size
+    return n * (2 * h + max(attn, mlp) + pixels) * act_bytes
 
 #: Non-torch memory growth during profiling (cuBLAS/cuDNN workspaces, allocator slack) at TP=1, and the extra for
 #: NCCL + custom all-reduce buffers at TP>1. Medians of the "non_torch_memory takes X GiB" lines in the V0 logs in
