@@ -74,7 +74,7 @@ def test_verified_entries_cite_a_repository_and_commit() -> None:
             assert re.search(r"github\.com/[\w.-]+/[\w.-]+.*?[0-9a-f]{40}", e["source"]), e["id"]
         else:
             assert e.get("verification", {}).get("note"), e["id"]
-    assert verified >= 18
+    assert verified >= 22
 
 
 def test_lookup_by_bare_name_and_case() -> None:
