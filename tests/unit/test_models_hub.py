@@ -251,6 +251,22 @@ def test_cli_estimates_a_hub_model(hub: FakeHub, tmp_path: Path, capsys: pytest.
     assert rc == 0 and json.loads(capsys.readouterr().out)["weights_gib"] == data["weights_gib"]
 
 
+def test_cli_manifest_with_a_hub_model(hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    manifest = tmp_path / "vlmd.yaml"
+    spec = {
+        "model": {"name": "acme/vlm-7b", "hfEndpoint": hub.endpoint},
+        "engine": {"maxModelLen": 16384},
+        "resources": {"gpu": {"product": "H100"}},
+    }
+    manifest.write_text(yaml.safe_dump({"apiVersion": "vlmops.io/v1alpha1", "kind": "VLMDeployment", "spec": spec}))
+    rc = main(["estimate", "-f", str(manifest), "--output", "json"])
+    assert from_spec.model_facts_for(VLMDeployment.model_validate({"spec": spec}).spec) is None  # not left on
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0 and data["model"] == "acme/vlm-7b" and data["details"]["model_source"].startswith(hub.endpoint)
+
+
 def test_cli_hub_errors_exit_1_without_a_traceback(hub: FakeHub, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["estimate", "--model", "acme/nope", "--hf-endpoint", hub.endpoint, "--output", "json"])
     captured = capsys.readouterr()

@@ -117,8 +117,13 @@ def build_request(args: argparse.Namespace) -> Any:
             from_spec = importlib.import_module("vlm_operator.estimator.from_spec")
         except ImportError:
             raise BadInput("-f needs the VLMDeployment API package, which this build lacks") from None
+        from vlm_operator.models.hub import HubResolver, HubSettings
+
+        # a manifest naming a model outside the catalog is looked up like --model (the Hub, or its cache offline)
+        hub = HubResolver(HubSettings(endpoint=args.hf_endpoint, token=args.hf_token, offline=args.offline))
         try:
-            return from_spec.request_from_file(args.file, gpu=args.gpu)
+            with from_spec.using_hub(hub):
+                return from_spec.request_from_file(args.file, gpu=args.gpu)
         except (ValueError, gpus.UnknownGPUError) as exc:  # pydantic.ValidationError is a ValueError
             raise BadInput(str(exc)) from None
     if bool(args.model) == bool(args.model_dir):

@@ -8,6 +8,8 @@ raises :class:`UnresolvedModel` with the reason, so callers can report "Unknown"
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,17 @@ def configure_hub(resolver: HubResolver | None) -> None:
     """Let specs name models outside the catalog; their facts come from the Hub (cached)."""
     global _hub
     _hub = resolver
+
+
+@contextmanager
+def using_hub(resolver: HubResolver | None) -> Iterator[None]:
+    """``configure_hub`` for the duration of a block (the CLI's ``-f``), restoring what was there."""
+    previous = _hub
+    configure_hub(resolver)
+    try:
+        yield
+    finally:
+        configure_hub(previous)
 
 
 def _gpu_spec(p: gpus.GPUProduct) -> GPUSpec:

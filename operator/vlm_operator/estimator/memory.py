@@ -369,6 +369,7 @@ def encoder_activation_bytes(
     pixels = 3 * max(1, v.temporal_patch_size) * v.patch_size * v.patch_size
     return n * (2 * h + max(attn, mlp) + pixels) * act_bytes
 
+
 #: Non-torch memory growth during profiling (cuBLAS/cuDNN workspaces, allocator slack) at TP=1, and the extra for
 #: NCCL + custom all-reduce buffers at TP>1. Medians of the "non_torch_memory takes X GiB" lines in the V0 logs in
 #: tests/data/calibration (0.03–0.43 GiB).
