@@ -99,7 +99,8 @@ def check(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None =
         verdict = "DoesNotFit"
         why = "; ".join(est.reasons) or "the KV cache cannot hold one maxModelLen sequence"
         message = f"does not fit: {why}. Estimate {figures}."
-        message += f" Fix: {recs[0]}" if recs else " No single change found that fits; use a larger GPU or more TP."
+        none = " No change or pair of changes found that fits; use a larger GPU or more TP."
+        message += f" Fix: {recs[0]}" if recs else none
     if len(recs) > 1:
         message += " Other fixes: " + "; ".join(recs[1:4])
     host = est.host_memory_bytes

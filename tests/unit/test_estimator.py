@@ -239,6 +239,21 @@ def test_recommendations_stay_within_what_the_cluster_can_schedule() -> None:
     assert any(s.get("gpu") == "H100-80GB" for s in held_settings)
 
 
+def test_a_pair_of_changes_when_no_single_one_fits() -> None:
+    """72B on L4 at maxModelLen 16384 with the checkpoint's 12.8 MP images: TP 8 alone leaves one image (16,386
+    tokens) longer than the context, and smaller images alone cannot shrink 137 GiB of weights; together they fit."""
+    base = req("Qwen/Qwen2.5-VL-72B-Instruct", g="L4", max_model_len=16384)
+    choices = tuple(GPUSpec(p.short_name, p.cuda_memory_bytes, p.compute_capability) for p in gpus.GPU_PRODUCTS)
+    e = recommend.estimate_with_recommendations(base, choices)
+    assert not e.fits and e.recommendations
+    first = e.recommendations[0]
+    assert first.settings["tensorParallelSize"] == 8 and "mmProcessorKwargs" in first.settings
+    assert " and " in first.change
+    px = first.settings["mmProcessorKwargs"]["max_pixels"]
+    check = base.with_engine(tensor_parallel_size=8).with_multimodal(processor_kwargs={"max_pixels": px})
+    assert estimate(check).fits  # re-checked: the pair really fits
+
+
 def test_recommended_max_model_len_never_drops_below_the_image_need() -> None:
     mm = MultimodalSettings(limit_per_prompt={"image": 2, "video": 0}, processor_kwargs={"max_pixels": 1003520})
     e = recommend.estimate_with_recommendations(req(g="L4", mm=mm))

@@ -194,7 +194,40 @@ def recommend(
         if base.fits and e.max_concurrency < base.max_concurrency * MIN_HEADROOM_GAIN:
             continue  # for a tight spec, only list changes that add real headroom (not 1.93x -> 1.94x)
         out.append(Recommendation(len(out) + 1, change, settings, max(e.kv_cache_bytes, 0.0) / GIB, e.max_concurrency))
+    if not out and not base.fits:
+        out = _pairs(base, gpus, max_gpus_per_node)
     return tuple(out)
+
+
+#: settings that change where or how wide the engine runs; paired with one that changes what it holds
+STRUCTURAL = frozenset({"tensorParallelSize", "kvCacheDtype", "gpu"})
+MAX_PAIRS = 3
+
+
+def _pairs(
+    base: Estimate, gpus: tuple[GPUSpec, ...], max_gpus_per_node: Mapping[str, int] | None
+) -> list[Recommendation]:
+    """When no single change fits: one structural change (more TP, an fp8 KV cache, a larger GPU) plus the gentlest
+    content change (maxModelLen, maxNumSeqs, max_pixels, images per prompt) found on top of it, each re-checked."""
+    out: list[Recommendation] = []
+    for change, settings, candidate in _candidates(base, gpus, max_gpus_per_node):
+        if not set(settings) <= STRUCTURAL:
+            continue
+        inner = _try(candidate)
+        if inner is None:
+            continue
+        for change2, settings2, candidate2 in _candidates(inner, gpus, max_gpus_per_node):
+            if set(settings2) & STRUCTURAL:
+                continue
+            e = _fits(candidate2)
+            if e is not None:
+                merged = {**settings, **settings2}
+                kv = max(e.kv_cache_bytes, 0.0) / GIB
+                out.append(Recommendation(len(out) + 1, f"{change} and {change2}", merged, kv, e.max_concurrency))
+                break
+        if len(out) >= MAX_PAIRS:
+            break
+    return out
 
 
 def estimate_with_recommendations(
