@@ -42,6 +42,10 @@ def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int]) -> Dec
                 f"spec.multimodal.{p}; fix: remove the key or use one of the known options"
                 for p in check_processor_kwargs(family, spec.multimodal.processor_kwargs)
             ]
+        if e.enable_expert_parallel and not facts.text.is_moe:
+            warnings.append(
+                f"spec.engine.enableExpertParallel has no effect: {facts.model_id} is not a mixture-of-experts model"
+            )
         heads = facts.num_attention_heads
         if heads and heads % e.tensor_parallel_size:
             divisors = [d for d in (1, 2, 4, 8, 16) if heads % d == 0]

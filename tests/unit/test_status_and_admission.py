@@ -182,3 +182,19 @@ def test_unresolvable_model_is_a_warning_unless_enforce_is_explicit() -> None:
     assert lenient.allowed and any("Unknown" in w for w in lenient.warnings)
     strict = admission.decide(spec("llava-1.5-7b-l4", **{"model.name": "acme/private-vlm", "fitCheck": "Enforce"}), {})
     assert not strict.allowed
+
+
+def test_expert_parallel_renders_the_flag_widens_moe_activations_and_warns_on_dense_models() -> None:
+    from vlm_operator.estimator.core import estimate
+    from vlm_operator.estimator.from_spec import request_from_spec
+    from vlm_operator.render.args import render_command
+
+    moe = {"model.name": "Qwen/Qwen3-VL-30B-A3B-Instruct", "engine.tensorParallelSize": 4}
+    plain = spec("qwen2.5-vl-7b-pixels", **moe)
+    ep = spec("qwen2.5-vl-7b-pixels", **moe, **{"engine.enableExpertParallel": True})
+    assert "--enable-expert-parallel" in render_command(ep).argv
+    assert "--enable-expert-parallel" not in render_command(plain).argv
+    lm = [estimate(request_from_spec(v)[0]).lm_activation_bytes for v in (plain, ep)]
+    assert lm[1] > lm[0]  # whole experts per rank: the fused-MoE caches are not split by TP
+    d = admission.decide(spec("qwen2.5-vl-7b-pixels", **{"engine.enableExpertParallel": True}), {})
+    assert any("enableExpertParallel has no effect" in w for w in d.warnings)

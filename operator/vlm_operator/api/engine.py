@@ -117,6 +117,10 @@ class EngineSpec(ApiModel):
     ~v0.15). Each keeps its own multimodal processor cache in host RAM."""
     enforce_eager: bool = False
     """Skip CUDA graph capture (``--enforce-eager``): less GPU memory, slower decoding."""
+    enable_expert_parallel: bool = False
+    """Mixture-of-experts models: place whole experts on the TP x DP ranks instead of sharding every expert
+    (``--enable-expert-parallel``, v0.8.0+). The fit check counts the full-width expert activations this implies;
+    with data parallelism it still counts each rank's expert weights as with TP alone (an over-estimate)."""
     enable_prefix_caching: bool | None = None
     """Automatic prefix caching (``--enable-prefix-caching`` / ``--no-enable-prefix-caching``); unset means vLLM's
     default (on in V1, off in V0)."""

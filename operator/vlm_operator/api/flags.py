@@ -75,6 +75,7 @@ FIELD_MAPPINGS: tuple[FieldMapping, ...] = (
     M("engine.dataParallelSize", "flag", "--data-parallel-size", since="0.8.3", aliases=("-dp",)),
     M("engine.apiServerCount", "flag", "--api-server-count", since="0.9.1", aliases=("-asc",)),
     M("engine.enforceEager", "flag", "--enforce-eager"),
+    M("engine.enableExpertParallel", "flag", "--enable-expert-parallel", since="0.8.0"),
     M(
         "engine.enablePrefixCaching",
         "flag",

@@ -73,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     eng.add_argument("-q", "--quantization")
     eng.add_argument("--kv-cache-dtype", default="auto")
     eng.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=False)
+    eng.add_argument("--enable-expert-parallel", action="store_true", help="MoE: whole experts per rank")
     eng.add_argument("--block-size", type=int)
     eng.add_argument("--kv-cache-memory-bytes", type=parse_human_int)
     eng.add_argument("--api-server-count", type=int)
@@ -181,6 +182,7 @@ def build_request(args: argparse.Namespace) -> Any:
             quantization=args.quantization,
             kv_cache_dtype=args.kv_cache_dtype,
             enforce_eager=args.enforce_eager,
+            enable_expert_parallel=args.enable_expert_parallel,
             block_size=args.block_size,
             kv_cache_memory_bytes=args.kv_cache_memory_bytes,
             api_server_count=args.api_server_count,

@@ -313,7 +313,9 @@ def estimate(req: EstimateRequest) -> Estimate:
     )
     enc_cache = prof.encoder_tokens * facts.text.hidden_size * act_bytes
     lm_tokens = r.max_num_batched_tokens
-    lm_act = memory.lm_activation_bytes(facts, tokens=lm_tokens, tp=r.tp, act_bytes=act_bytes)
+    lm_act = memory.lm_activation_bytes(
+        facts, tokens=lm_tokens, tp=r.tp, act_bytes=act_bytes, expert_parallel=req.engine.enable_expert_parallel
+    )
     early_v1 = r.engine == "v1" and r.version < (0, 8, 0)
     rows = lm_tokens if early_v1 else min(r.max_num_seqs, lm_tokens)
     samp = memory.sampler_bytes(facts, rows=rows, engine=r.engine, early_v1=early_v1)

@@ -138,6 +138,7 @@ def request_from_spec(spec: VLMDeploymentSpec) -> tuple[EstimateRequest, tuple[G
             quantization=e.quantization,
             kv_cache_dtype=str(e.kv_cache_dtype),
             enforce_eager=e.enforce_eager,
+            enable_expert_parallel=e.enable_expert_parallel,
             block_size=e.block_size,
             kv_cache_memory_bytes=e.kv_cache_memory_bytes,
             api_server_count=e.api_server_count,

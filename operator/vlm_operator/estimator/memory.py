@@ -293,7 +293,9 @@ EARLY_V1_LOGIT_BYTES = 2.0
 MOE_CHUNK = 65536
 
 
-def lm_activation_bytes(facts: ModelFacts, *, tokens: int, tp: int, act_bytes: float) -> float:
+def lm_activation_bytes(
+    facts: ModelFacts, *, tokens: int, tp: int, act_bytes: float, expert_parallel: bool = False
+) -> float:
     """Peak transient memory of one forward over ``tokens`` tokens on one rank.
 
     The largest live set is inside the MLP: the residual stream and normed input (2·H), the fused gate/up output
@@ -311,7 +313,9 @@ def lm_activation_bytes(facts: ModelFacts, *, tokens: int, tp: int, act_bytes: f
     mlp = tokens * (2 * h + 3 * dense_width)
     if t.is_moe:
         chunk = min(tokens, MOE_CHUNK)
-        moe = chunk * t.num_experts_per_tok * (3 * t.moe_intermediate_size / tp + h) + tokens * 2 * h
+        # with expert parallelism each rank runs whole experts: the caches are full expert width
+        width = t.moe_intermediate_size if expert_parallel else t.moe_intermediate_size / tp
+        moe = chunk * t.num_experts_per_tok * (3 * width + h) + tokens * 2 * h
         mlp = max(mlp if t.first_k_dense or t.moe_layer_step > 1 else 0.0, moe)
     return max(attn, mlp) * act_bytes
 

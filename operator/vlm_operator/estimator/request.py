@@ -54,6 +54,8 @@ class EngineSettings:
     quantization: str | None = None
     kv_cache_dtype: str = "auto"
     enforce_eager: bool = False
+    #: ``--enable-expert-parallel``: whole experts per rank, so the fused-MoE caches are full expert width
+    enable_expert_parallel: bool = False
     block_size: int | None = None
     kv_cache_memory_bytes: int | None = None
     enable_chunked_prefill: bool | None = None

@@ -315,6 +315,8 @@ def _render_engine(a: _Argv, spec: VLMDeploymentSpec) -> None:
             a.value(field, flag, getattr(e, name))
     if e.enforce_eager:
         a.switch("engine.enforceEager", "--enforce-eager")
+    if e.enable_expert_parallel:
+        a.switch("engine.enableExpertParallel", "--enable-expert-parallel")
     if e.enable_prefix_caching is True:
         a.switch("engine.enablePrefixCaching", "--enable-prefix-caching")
     elif e.enable_prefix_caching is False:
