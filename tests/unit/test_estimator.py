@@ -254,6 +254,26 @@ def test_a_pair_of_changes_when_no_single_one_fits() -> None:
     assert estimate(check).fits  # re-checked: the pair really fits
 
 
+def test_the_profiled_qwen_video_fills_the_context_from_0_8_4() -> None:
+    """vLLM >= 0.8.4 sizes each modality's largest item with one item per modality (registry
+    ``get_max_tokens_per_item_by_modality``): the Qwen video gets every frame pair that fits beside one image, up to 14
+    frames for Qwen2.5-VL and without a practical cap for Qwen3-VL; before 0.8.4 the image limit ate the room.
+    (Token counts include the two vision start/end markers.)"""
+    mm = MultimodalSettings(limit_per_prompt={"image": 4, "video": 1})
+    new = estimate(req("Qwen/Qwen2.5-VL-7B-Instruct", max_model_len=65536, mm=mm, version="0.11.0"))
+    old = estimate(req("Qwen/Qwen2.5-VL-7B-Instruct", max_model_len=65536, mm=mm, version="0.8.3"))
+    assert new.image_tokens_per_item["video"] == 3 * 16384 + 2  # 6 frames = 3 pairs of the 16,384-token image size
+    assert old.image_tokens_per_item["video"] == 16384 + 2  # 4 images leave no room: one pair
+    assert new.profile.modality == "video" and new.encoder_activation_bytes > 1.4 * old.encoder_activation_bytes
+    capped = estimate(req("Qwen/Qwen2.5-VL-7B-Instruct", max_model_len=262144, mm=mm))
+    assert capped.image_tokens_per_item["video"] == 7 * 16384 + 2  # _MAX_FRAMES_PER_VIDEO 14
+    q3 = estimate(req("Qwen/Qwen3-VL-8B-Instruct", max_model_len=262144, mm=mm))
+    assert q3.image_tokens_per_item["video"] > 7 * q3.image_tokens_per_item["image"]
+    # turning videos off is offered when the video sets the profile
+    e = recommend.estimate_with_recommendations(req("Qwen/Qwen2.5-VL-7B-Instruct", g="L40S", max_model_len=128000))
+    assert any(r.settings == {"limitMmPerPrompt": {"video": 0}} for r in e.recommendations)
+
+
 def test_recommended_max_model_len_never_drops_below_the_image_need() -> None:
     mm = MultimodalSettings(limit_per_prompt={"image": 2, "video": 0}, processor_kwargs={"max_pixels": 1003520})
     e = recommend.estimate_with_recommendations(req(g="L4", mm=mm))

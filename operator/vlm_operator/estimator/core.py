@@ -235,13 +235,23 @@ def _item_costs(req: EstimateRequest, r: Resolved) -> dict[str, tokens.ItemToken
     return out
 
 
+#: ``_MAX_FRAMES_PER_VIDEO`` / ``DUMMY_VIDEO_NUM_FRAMES`` per family: vllm@v0.11.0 qwen2_vl.py 14, glm4_1v.py 600,
+#: qwen3_vl.py 24576 (2048 from v0.16.0). Qwen3-VL's cap rarely binds: its profile video fills the context.
+_MAX_PROFILE_FRAMES = {"qwen2_vl": 14, "qwen2_5_vl": 14, "glm4v": 600}
+
+
 def _qwen_profile_frames(req: EstimateRequest, r: Resolved, image: tokens.ItemTokens | None) -> int:
     """Qwen2-VL ``get_num_frames_with_most_features``: frames of the worst-case image size that fit in
-    ``max_model_len - image_limit × max_image_tokens``, split over the video limit, at most 14
-    (``_MAX_FRAMES_PER_VIDEO``), at least 1 (vllm@HEAD:vllm/model_executor/models/qwen2_vl.py)."""
+    ``max_model_len - images × max_image_tokens``, split over the videos, at most the family's cap, at least 1
+    (vllm@v0.11.0 model_executor/models/qwen2_vl.py). The counts are the per-prompt limits before v0.8.4 and one
+    item per enabled modality from v0.8.4 (``get_max_tokens_per_item_by_modality`` passes ``{modality: 1}``,
+    vllm/multimodal/registry.py), so a long context makes the profiled video, and the encoder peak, large."""
     per_frame_pair = image.embeds if image else 1
     temporal = req.model.vision.temporal_patch_size if req.model.vision else 2
-    room = r.max_model_len - per_frame_pair * r.limits.get("image", 0)
+    images, videos = r.limits.get("image", 0), r.limits.get("video", 0)
+    if r.version >= (0, 8, 4):
+        images, videos = min(images, 1), min(videos, 1)
+    room = r.max_model_len - per_frame_pair * images
     frames = 0
     while True:
         groups = max((frames + 1) // temporal, 1)
@@ -250,7 +260,9 @@ def _qwen_profile_frames(req: EstimateRequest, r: Resolved, image: tokens.ItemTo
         frames += 1
         if frames > 10_000:
             break
-    per_video = min(frames // max(r.limits.get("video", 0), 1), 14)
+    family = req.model.family
+    cap = _MAX_PROFILE_FRAMES.get(family, 2048 if r.version >= (0, 16, 0) else 24576)
+    per_video = min(frames // max(videos, 1), cap)
     return max(per_video, 1)
 
 

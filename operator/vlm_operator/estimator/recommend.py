@@ -73,7 +73,9 @@ def _candidates(
 ) -> Iterator[tuple[str, dict[str, Any], EstimateRequest]]:
     req = base.request
     r = base.resolved
-    item = max(base.image_tokens_per_item.values(), default=0)
+    # the image item sets the floor; the profiled video of the Qwen/GLM families is sized from maxModelLen itself
+    per_item = base.image_tokens_per_item
+    item = per_item["image"] if "image" in per_item else max(per_item.values(), default=0)
     images = r.limits.get("image", 0)
     # "never below what the image limit needs": an explicit limit needs limit x worst item; vLLM's implicit
     # default (999) only promises one image per prompt.
@@ -126,6 +128,10 @@ def _candidates(
                 {"limitMmPerPrompt": {"image": found[0]}},
                 with_images(found[0]),
             )
+    # 4b. no videos, when a video sets the encoder profile (Qwen/GLM size the profiled video to fill maxModelLen).
+    if r.limits.get("video", 0) > 0 and base.profile.modality == "video":
+        no_video = req.with_multimodal(limit_per_prompt=dict(r.limits, video=0))
+        yield "no videos per prompt (images only)", {"limitMmPerPrompt": {"video": 0}}, no_video
     # 5. more tensor parallelism on the same GPU: the smallest power-of-two multiple (up to 8) that fits.
     pp = max(1, req.engine.pipeline_parallel_size)
 
