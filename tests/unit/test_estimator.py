@@ -254,19 +254,24 @@ def test_a_pair_of_changes_when_no_single_one_fits() -> None:
     assert estimate(check).fits  # re-checked: the pair really fits
 
 
-def test_the_profiled_qwen_video_fills_the_context_from_0_8_4() -> None:
-    """vLLM >= 0.8.4 sizes each modality's largest item with one item per modality (registry
-    ``get_max_tokens_per_item_by_modality``): the Qwen video gets every frame pair that fits beside one image, up to 14
-    frames for Qwen2.5-VL and without a practical cap for Qwen3-VL; before 0.8.4 the image limit ate the room.
-    (Token counts include the two vision start/end markers.)"""
+def test_the_profiled_qwen_video_fills_the_context() -> None:
+    """vLLM sizes the Qwen video it profiles with as many worst-size frame pairs as fit: beside the image limit's
+    images before v0.8.4, beside one image from v0.8.4 (``{modality: 1}``), and in the whole context from v0.10.2;
+    at most 14 frames for Qwen2.5-VL, practically no cap for Qwen3-VL. (Counts include the two vision markers.)"""
     mm = MultimodalSettings(limit_per_prompt={"image": 4, "video": 1})
+    videos = {
+        v: estimate(req("Qwen/Qwen2.5-VL-7B-Instruct", max_model_len=65536, mm=mm, version=v)).image_tokens_per_item
+        for v in ("0.8.3", "0.9.0", "0.11.0")
+    }
+    assert videos["0.8.3"]["video"] == 16384 + 2  # 4 images leave no room: one pair
+    assert videos["0.9.0"]["video"] == 3 * 16384 + 2  # room for one image, then 3 pairs
+    assert videos["0.11.0"]["video"] == 4 * 16384 + 2  # the whole context: 4 pairs
     new = estimate(req("Qwen/Qwen2.5-VL-7B-Instruct", max_model_len=65536, mm=mm, version="0.11.0"))
     old = estimate(req("Qwen/Qwen2.5-VL-7B-Instruct", max_model_len=65536, mm=mm, version="0.8.3"))
-    assert new.image_tokens_per_item["video"] == 3 * 16384 + 2  # 6 frames = 3 pairs of the 16,384-token image size
-    assert old.image_tokens_per_item["video"] == 16384 + 2  # 4 images leave no room: one pair
     assert new.profile.modality == "video" and new.encoder_activation_bytes > 1.4 * old.encoder_activation_bytes
-    capped = estimate(req("Qwen/Qwen2.5-VL-7B-Instruct", max_model_len=262144, mm=mm))
-    assert capped.image_tokens_per_item["video"] == 7 * 16384 + 2  # _MAX_FRAMES_PER_VIDEO 14
+    # Qwen2.5-VL-7B at its default 128,000: 14 frames, 7 pairs (a public 0.23.0 log prints "114688 tokens ... 1 video")
+    default = estimate(req("Qwen/Qwen2.5-VL-7B-Instruct", version="0.23.0"))
+    assert default.image_tokens_per_item["video"] == 7 * 16384 + 2
     q3 = estimate(req("Qwen/Qwen3-VL-8B-Instruct", max_model_len=262144, mm=mm))
     assert q3.image_tokens_per_item["video"] > 7 * q3.image_tokens_per_item["image"]
     # turning videos off is offered when the video sets the profile

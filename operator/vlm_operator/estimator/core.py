@@ -243,14 +243,19 @@ _MAX_PROFILE_FRAMES = {"qwen2_vl": 14, "qwen2_5_vl": 14, "glm4v": 600}
 def _qwen_profile_frames(req: EstimateRequest, r: Resolved, image: tokens.ItemTokens | None) -> int:
     """Qwen2-VL ``get_num_frames_with_most_features``: frames of the worst-case image size that fit in
     ``max_model_len - images × max_image_tokens``, split over the videos, at most the family's cap, at least 1
-    (vllm@v0.11.0 model_executor/models/qwen2_vl.py). The counts are the per-prompt limits before v0.8.4 and one
+    (vllm@v0.10.1 model_executor/models/qwen2_vl.py). The counts are the per-prompt limits before v0.8.4 and one
     item per enabled modality from v0.8.4 (``get_max_tokens_per_item_by_modality`` passes ``{modality: 1}``,
-    vllm/multimodal/registry.py), so a long context makes the profiled video, and the encoder peak, large."""
+    vllm/multimodal/registry.py); from v0.10.2 no room is kept for images (``_get_max_video_frames(seq_len)``).
+    So a long context makes the profiled video, and the encoder peak, large: Qwen2.5-VL-7B at its default 128,000
+    profiles 14 frames = 114,688 tokens (what a public vLLM 0.23.0 start-up log prints; its repository could not be
+    identified, so it is not in the calibration set)."""
     per_frame_pair = image.embeds if image else 1
     temporal = req.model.vision.temporal_patch_size if req.model.vision else 2
     images, videos = r.limits.get("image", 0), r.limits.get("video", 0)
     if r.version >= (0, 8, 4):
         images, videos = min(images, 1), min(videos, 1)
+    if r.version >= (0, 10, 2):
+        images = 0  # from v0.10.2 the frames fill max_model_len with no room kept for images
     room = r.max_model_len - per_frame_pair * images
     frames = 0
     while True:
