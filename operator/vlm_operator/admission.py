@@ -60,7 +60,7 @@ def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int]) -> Dec
         product = gpus.lookup(spec.resources.gpu.product).product
         if not max_gpus_per_node.get(inventory.mig_key(product, mig)):
             warnings.append(
-                f"no {product} node offers nvidia.com/mig-{mig} yet (GPU operator, mixed MIG strategy); pods will "
+                f"no {product} node offers {gpus.mig_resource(mig)} yet (GPU operator, mixed MIG strategy); pods will "
                 "stay Pending until one does"
             )
     elif spec.resources.gpu.product and max_gpus_per_node:

@@ -18,6 +18,14 @@ GIB = 1024**3
 MIB = 1024**2
 
 
+#: Extended resource prefix of MIG slices under the GPU operator's ``mixed`` strategy: ``nvidia.com/mig-3g.40gb``.
+MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
+
+
+def mig_resource(profile: str) -> str:
+    return MIG_RESOURCE_PREFIX + profile
+
+
 @dataclass(frozen=True)
 class MigProfile:
     """One MIG slice, e.g. ``1g.10gb``: GFD exposes it as the resource ``nvidia.com/mig-1g.10gb``."""
@@ -65,6 +73,14 @@ class GPUProduct:
 
     def supports_fp8(self) -> bool:
         return self.compute_capability >= (8, 9)
+
+    def mig(self, name: str) -> MigProfile:
+        """The MIG profile ``name`` of this product; ``UnknownGPUError`` names the ones it has."""
+        found = next((m for m in self.mig_profiles if m.name == name), None)
+        if found is None:
+            names = ", ".join(m.name for m in self.mig_profiles) or "none (it has no MIG)"
+            raise UnknownGPUError(f"{name!r} is not a MIG profile of {self.product}; use one of: {names}")
+        return found
 
 
 def _mig(*profiles: tuple[str, int]) -> tuple[MigProfile, ...]:

@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from vlm_operator import gpus
+
 PRODUCT_LABEL = "nvidia.com/gpu.product"
-MIG_PREFIX = "nvidia.com/mig-"
 
 
 class _Lister(Protocol):
@@ -43,8 +44,8 @@ def max_gpus_per_node(nodes: Iterable[Mapping[str, Any]]) -> dict[str, int]:
         allocatable = (node.get("status") or {}).get("allocatable") or {}
         most[product] = max(most.get(product, 0), _int(allocatable.get("nvidia.com/gpu")))
         for key, raw in allocatable.items():
-            if key.startswith(MIG_PREFIX):
-                k = mig_key(product, key.removeprefix(MIG_PREFIX))
+            if key.startswith(gpus.MIG_RESOURCE_PREFIX):
+                k = mig_key(product, key.removeprefix(gpus.MIG_RESOURCE_PREFIX))
                 most[k] = max(most.get(k, 0), _int(raw))
     return most
 

@@ -27,12 +27,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from vlm_operator import gpus
 from vlm_operator.api.rollout import RolloutSpec
 from vlm_operator.status import condition_true
 
 GPU_RESOURCE = "nvidia.com/gpu"
-#: MIG slices under the GPU operator's mixed strategy: ``nvidia.com/mig-3g.40gb``
-MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
 #: The Deployment annotation that holds a :class:`RollbackRecord` (JSON).
 ANN_ROLLBACK = "vlmops.io/rolled-back"
 #: The pod-template annotation that names a revision (same as render.objects.ANN_SPEC_HASH; not imported, so that
@@ -59,7 +58,7 @@ def gpu_resource(pod_spec: Mapping[str, Any]) -> str:
     for c in (*(pod_spec.get("containers") or []), *(pod_spec.get("initContainers") or [])):
         res = c.get("resources") or {}
         for key in (*(res.get("requests") or {}), *(res.get("limits") or {})):
-            if key == GPU_RESOURCE or key.startswith(MIG_RESOURCE_PREFIX):
+            if key == GPU_RESOURCE or key.startswith(gpus.MIG_RESOURCE_PREFIX):
                 return str(key)
     return GPU_RESOURCE
 

@@ -65,19 +65,14 @@ class GPURequest(ApiModel):
         """The table entry for ``migProfile`` on ``product``; None when no slice is asked for."""
         if self.mig_profile is None or self.product is None:
             return None
-        p = gpus.lookup(self.product)
-        found = next((m for m in p.mig_profiles if m.name == self.mig_profile), None)
-        if found is None:
-            names = ", ".join(m.name for m in p.mig_profiles) or "none (it has no MIG)"
-            raise ValueError(
-                f"resources.gpu.migProfile {self.mig_profile!r} is not a MIG profile of {p.product}; "
-                f"use one of: {names}"
-            )
-        return found
+        try:
+            return gpus.lookup(self.product).mig(self.mig_profile)
+        except gpus.UnknownGPUError as exc:
+            raise ValueError(f"resources.gpu.migProfile {exc}") from None
 
     def resource_name(self) -> str:
         """The extended resource a replica requests: ``nvidia.com/gpu`` or ``nvidia.com/mig-<profile>``."""
-        return f"nvidia.com/mig-{self.mig_profile}" if self.mig_profile else "nvidia.com/gpu"
+        return gpus.mig_resource(self.mig_profile) if self.mig_profile else "nvidia.com/gpu"
 
     def resolved_product(self) -> gpus.GPUProduct | None:
         """The table entry for ``product``, or the smallest table GPU with ``minMemoryGiB``; None when neither."""

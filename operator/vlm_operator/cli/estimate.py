@@ -151,17 +151,15 @@ def build_request(args: argparse.Namespace) -> Any:
             p = gpus.lookup(args.gpu or "H100")
         except gpus.UnknownGPUError as exc:
             raise BadInput(str(exc)) from None
-        gpu = GPUSpec(p.short_name, p.cuda_memory_bytes, p.compute_capability)
+        mig = None
         if args.mig_profile:
-            mig = next((m for m in p.mig_profiles if m.name == args.mig_profile), None)
-            if mig is None:
-                names = ", ".join(m.name for m in p.mig_profiles) or "none (it has no MIG)"
-                raise BadInput(f"--mig-profile {args.mig_profile!r} is not a MIG profile of {p.product}; use: {names}")
+            try:
+                mig = p.mig(args.mig_profile)
+            except gpus.UnknownGPUError as exc:
+                raise BadInput(f"--mig-profile {exc}") from None
             if args.tensor_parallel_size * args.pipeline_parallel_size != 1:
                 raise BadInput("--mig-profile serves from one slice: vLLM cannot span MIG instances; use TP 1 and PP 1")
-            gpu = GPUSpec(
-                f"{p.short_name} MIG {mig.name}", mig.memory_mib * 1024 * 1024, p.compute_capability, mig=True
-            )
+        gpu = GPUSpec.of(p, mig)
     frames = None
     if args.media_io_kwargs:
         video = args.media_io_kwargs.get("video") or {}
@@ -221,7 +219,7 @@ def _gpu_choices() -> tuple[Any, ...]:
     from vlm_operator import gpus
     from vlm_operator.estimator.request import GPUSpec
 
-    return tuple(GPUSpec(p.short_name, p.cuda_memory_bytes, p.compute_capability) for p in gpus.GPU_PRODUCTS)
+    return tuple(GPUSpec.of(p) for p in gpus.GPU_PRODUCTS)
 
 
 def _print_table(result: Any) -> None:

@@ -77,9 +77,11 @@ class NodePool:
             raise ValueError(f"--pool {text!r}: expected PRODUCT[/MIG]:NODES:PER_NODE, for example L4:2:4")
         product, _, mig = parts[0].partition("/")
         p = gpus.lookup(product)
-        if mig and mig not in {m.name for m in p.mig_profiles}:
-            names = ", ".join(m.name for m in p.mig_profiles) or "none"
-            raise ValueError(f"--pool {text!r}: {mig!r} is not a MIG profile of {p.product}; use one of: {names}")
+        if mig:
+            try:
+                p.mig(mig)
+            except gpus.UnknownGPUError as exc:
+                raise ValueError(f"--pool {text!r}: {exc}") from None
         try:
             count, per = int(parts[1]), int(parts[2])
         except ValueError:
@@ -524,10 +526,10 @@ def node_manifests(pool: NodePool) -> list[dict[str, Any]]:
         }
         mig_labels: dict[str, str] = {}
         if pool.mig:  # mixed strategy: the slices are their own resource; GFD keeps the parent product label
-            res[f"nvidia.com/mig-{pool.mig}"] = str(pool.gpus_per_node)
+            res[gpus.mig_resource(pool.mig)] = str(pool.gpus_per_node)
             mig_labels = {
                 "nvidia.com/mig.strategy": "mixed",
-                f"nvidia.com/mig-{pool.mig}.count": str(pool.gpus_per_node),
+                f"{gpus.mig_resource(pool.mig)}.count": str(pool.gpus_per_node),
             }
         nodes.append(
             {

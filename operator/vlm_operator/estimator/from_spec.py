@@ -51,38 +51,25 @@ def using_hub(resolver: HubResolver | None) -> Iterator[None]:
         configure_hub(previous)
 
 
-def _gpu_spec(p: gpus.GPUProduct) -> GPUSpec:
-    return GPUSpec(p.short_name, p.cuda_memory_bytes, p.compute_capability)
-
-
 def gpu_for(spec: VLMDeploymentSpec) -> GPUSpec:
     req = spec.resources.gpu
-    mig = req.resolved_mig()
-    if req.product and mig is not None:
-        # a MIG slice reports its own memory as the device total (nvidia-smi / cudaMemGetInfo inside the instance)
-        p = gpus.lookup(req.product)
-        return GPUSpec(f"{p.short_name} MIG {mig.name}", mig.memory_mib * 1024 * 1024, p.compute_capability, mig=True)
     if req.product:
-        return _gpu_spec(gpus.lookup(req.product))
+        return GPUSpec.of(gpus.lookup(req.product), req.resolved_mig())
     if req.min_memory_gib:
         fitting = gpus.products_with_memory_at_least(int(req.min_memory_gib * 1024))
         if fitting:
-            return _gpu_spec(min(fitting, key=lambda p: p.memory_mib))
+            return GPUSpec.of(min(fitting, key=lambda p: p.memory_mib))
         return GPUSpec(f"{req.min_memory_gib} GiB GPU", int(req.min_memory_gib * GIB))
-    return _gpu_spec(gpus.lookup(DEFAULT_GPU))
+    return GPUSpec.of(gpus.lookup(DEFAULT_GPU))
 
 
 def alternatives(spec: VLMDeploymentSpec | None = None) -> tuple[GPUSpec, ...]:
     """What a "larger GPU" recommendation may pick: every whole GPU, and for a MIG spec the product's other slices."""
-    whole = tuple(_gpu_spec(p) for p in gpus.GPU_PRODUCTS)
+    whole = tuple(GPUSpec.of(p) for p in gpus.GPU_PRODUCTS)
     if spec is None or spec.resources.gpu.resolved_mig() is None or not spec.resources.gpu.product:
         return whole
     p = gpus.lookup(spec.resources.gpu.product)
-    slices = tuple(
-        GPUSpec(f"{p.short_name} MIG {m.name}", m.memory_mib * 1024 * 1024, p.compute_capability, mig=True)
-        for m in p.mig_profiles
-    )
-    return slices + whole
+    return tuple(GPUSpec.of(p, m) for m in p.mig_profiles) + whole
 
 
 def resolve_model(spec: VLMDeploymentSpec) -> ModelFacts:
@@ -178,5 +165,5 @@ def request_from_file(path: str, gpu: str | None = None) -> EstimateRequest:
     if gpu:
         from dataclasses import replace
 
-        req = replace(req, gpu=_gpu_spec(gpus.lookup(gpu)))
+        req = replace(req, gpu=GPUSpec.of(gpus.lookup(gpu)))
     return req

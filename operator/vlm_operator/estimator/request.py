@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from vlm_operator import gpus
 from vlm_operator.models.facts import ModelFacts
 
 GIB = 1024**3
@@ -27,6 +28,15 @@ class GPUSpec:
     compute_capability: tuple[int, int] = (9, 0)
     #: a MIG slice: one engine per slice, no tensor parallelism across slices (NCCL has no MIG-to-MIG path)
     mig: bool = False
+
+    @classmethod
+    def of(cls, product: gpus.GPUProduct, mig: gpus.MigProfile | None = None) -> GPUSpec:
+        """A whole board from the GPU table, or one MIG slice of it (its memory is what ``cudaMemGetInfo`` reports
+        inside the instance)."""
+        if mig is None:
+            return cls(product.short_name, product.cuda_memory_bytes, product.compute_capability)
+        name = f"{product.short_name} MIG {mig.name}"
+        return cls(name, mig.memory_mib * 1024**2, product.compute_capability, mig=True)
 
     @property
     def memory_gib(self) -> float:
