@@ -15,8 +15,8 @@ import pytest
 from hack import build_kstatus
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.operator_helpers import OperatorAs, running_operator
-from tests.integration.test_operator import apply, condition, sample, vlmd, wait_ready
+from tests.integration.operator_helpers import running_operator
+from tests.integration.test_operator import Operator, apply, condition, sample, vlmd, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
@@ -27,7 +27,7 @@ def kstatus_bin() -> Path:
 
 
 @pytest.fixture(scope="module")
-def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorAs]:
+def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     with running_operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log") as op:
         yield op
 
@@ -37,7 +37,7 @@ def kstatus(binary: Path, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_rollout_reads_in_progress_then_current(
-    cluster: Cluster, namespace: str, operator: OperatorAs, kstatus_bin: Path
+    cluster: Cluster, namespace: str, operator: Operator, kstatus_bin: Path
 ) -> None:
     # a slow model load: the pods run for a while before they are Ready
     doc = sample(
@@ -81,7 +81,7 @@ def test_rollout_reads_in_progress_then_current(
 
 
 def test_crash_loop_reads_failed_with_the_degraded_message(
-    cluster: Cluster, namespace: str, operator: OperatorAs, kstatus_bin: Path
+    cluster: Cluster, namespace: str, operator: Operator, kstatus_bin: Path
 ) -> None:
     ann = {"sim.vlmops.io/behavior": "crashloop", "sim.vlmops.io/crash-after": "1s"}
     doc = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.podTemplate.annotations": ann})

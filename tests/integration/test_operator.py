@@ -42,19 +42,24 @@ def free_port() -> int:
 
 
 class Operator:
-    def __init__(self, cluster: Cluster, log: Path, hub: FakeHub | None = None) -> None:
+    """The operator subprocess, authenticated by ``kubeconfig`` (the cluster admin's when None), with the Hub
+    resolver pointed at ``hub`` when one is given."""
+
+    def __init__(self, cluster: Cluster, log: Path, hub: FakeHub | None = None, kubeconfig: Path | None = None) -> None:
         self.cluster = cluster
         self.log = log
         self.hub = hub
+        self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {
             **os.environ,
-            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "KUBECONFIG": str(self.kubeconfig),
             "VLM_OPERATOR_DRIFT_SECONDS": str(DRIFT_SECONDS),
         }
+        env.pop("VLM_OPERATOR_WEBHOOK_SERVICE", None)  # the local API server dials the webhook by URL on loopback
         if self.hub is not None:  # the Hub resolver on, against a fake Hub on loopback (models outside the catalog)
             env |= {
                 "VLM_OPERATOR_HUB": "1",
@@ -88,20 +93,18 @@ class Operator:
         return self.log.read_text(errors="replace")
 
 
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+def install_crds_and_peering(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"))
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "kopf-peering.yaml"))
     for crd in ("vlmdeployments.vlmops.io", "clusterkopfpeerings.kopf.dev"):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-    cluster.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=yaml.safe_dump(
-            {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "vlm-operator"}}
-        ),
-    )
+    peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "vlm-operator"}}
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(peering))
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    install_crds_and_peering(cluster)
     hub = FakeHub().__enter__()
     qwen = next(e for e in catalog.raw_entries() if e["id"] == "Qwen/Qwen2.5-VL-7B-Instruct")
     hub.add(

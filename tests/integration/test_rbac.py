@@ -17,8 +17,16 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.operator_helpers import OperatorAs, install_crds_and_peering, running_operator
-from tests.integration.test_operator import ROOT, apply, condition, sample, wait_ready
+from tests.integration.operator_helpers import running_operator
+from tests.integration.test_operator import (
+    ROOT,
+    Operator,
+    apply,
+    condition,
+    install_crds_and_peering,
+    sample,
+    wait_ready,
+)
 from vlm_operator import rbac
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
@@ -86,9 +94,7 @@ def sa_kubeconfig(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
-def sa_operator(
-    cluster: Cluster, sa_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorAs]:
+def sa_operator(cluster: Cluster, sa_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     with running_operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log", sa_kubeconfig) as op:
         yield op
 
@@ -133,7 +139,7 @@ def test_the_service_account_cannot_read_secrets_or_delete(cluster: Cluster, sa_
 
 
 def test_operator_with_only_its_cluster_role_reconciles_to_ready(
-    cluster: Cluster, namespace: str, sa_operator: OperatorAs
+    cluster: Cluster, namespace: str, sa_operator: Operator
 ) -> None:
     doc = sample("llava-1.5-7b-l4.yaml", namespace)
     name = doc["metadata"]["name"]

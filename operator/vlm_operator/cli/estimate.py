@@ -118,10 +118,10 @@ def build_request(args: argparse.Namespace) -> Any:
             from_spec = importlib.import_module("vlm_operator.estimator.from_spec")
         except ImportError:
             raise BadInput("-f needs the VLMDeployment API package, which this build lacks") from None
-        from vlm_operator.models.hub import HubResolver, HubSettings
+        from vlm_operator.models.hub import HubResolver
 
         # a manifest naming a model outside the catalog is looked up like --model (the Hub, or its cache offline)
-        hub = HubResolver(HubSettings(endpoint=args.hf_endpoint, token=args.hf_token, offline=args.offline))
+        hub = HubResolver(_hub_settings(args))
         try:
             with from_spec.using_hub(hub):
                 return from_spec.request_from_file(args.file, gpu=args.gpu)
@@ -209,10 +209,15 @@ def _catalog_or_hub(args: argparse.Namespace) -> Any:
         except catalog.UnknownModelError:
             if "/" not in args.model:  # a bare name can only be a catalog name
                 raise
-    from vlm_operator.models.hub import HubResolver, HubSettings
+    from vlm_operator.models.hub import HubResolver
 
-    settings = HubSettings(endpoint=args.hf_endpoint, token=args.hf_token, offline=args.offline)
-    return HubResolver(settings).resolve(args.model, args.revision)
+    return HubResolver(_hub_settings(args)).resolve(args.model, args.revision)
+
+
+def _hub_settings(args: argparse.Namespace) -> Any:
+    from vlm_operator.models.hub import HubSettings
+
+    return HubSettings(endpoint=args.hf_endpoint, token=args.hf_token, offline=args.offline)
 
 
 def _gpu_choices() -> tuple[Any, ...]:

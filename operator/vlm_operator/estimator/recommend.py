@@ -147,9 +147,9 @@ def _candidates(
             return g.name == req.gpu.name
         return tp * pp <= most
 
-    tps = [
-        t for t in (r.tp * 2, r.tp * 4, r.tp * 8) if t <= 8 and req.model.text.num_heads % t == 0 and room(req.gpu, t)
-    ]
+    # wider TP that divides the heads (up to 8); on this GPU only as wide as its nodes allow
+    more_tp = [t for t in (r.tp * 2, r.tp * 4, r.tp * 8) if t <= 8 and req.model.text.num_heads % t == 0]
+    tps = [t for t in more_tp if room(req.gpu, t)]
     for tp in tps:
         cand = req.with_engine(tensor_parallel_size=tp)
         if _fits(cand) is not None or tp == tps[-1]:
@@ -160,7 +160,6 @@ def _candidates(
         yield "fp8 KV cache", {"kvCacheDtype": "fp8"}, req.with_engine(kv_cache_dtype="fp8")
     # 7. a larger GPU: the smallest that fits, first at the current TP, then with more TP.
     larger = [g for g in sorted(gpus, key=lambda g: g.memory_bytes) if g.memory_bytes > req.gpu.memory_bytes]
-    more_tp = [t for t in (r.tp * 2, r.tp * 4, r.tp * 8) if t <= 8 and req.model.text.num_heads % t == 0]
     for tp in (r.tp, *more_tp):
         fitting = next(
             (g for g in larger if room(g, tp) and _fits(replace(req, gpu=g).with_engine(tensor_parallel_size=tp))),

@@ -59,7 +59,7 @@ def default_cache_dir() -> Path:
 
 
 def _env_offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE",))
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
