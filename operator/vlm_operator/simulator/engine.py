@@ -92,9 +92,7 @@ def split_command(argv: Sequence[str]) -> tuple[str, list[str]]:
     raise EngineRefused(f"the container command is not `vllm serve MODEL ...`: {' '.join(args[:4])} ...")
 
 
-def engine_command(
-    argv: Sequence[str], *, python: str, checkpoint: str, host: str, port: int
-) -> tuple[list[str], str]:
+def engine_command(argv: Sequence[str], *, python: str, checkpoint: str, host: str, port: int) -> tuple[list[str], str]:
     """The engine's command for a pod whose container runs ``argv``, and the served model name."""
     model, flags = split_command(argv)
     out: list[str] = []

@@ -46,8 +46,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from ..api.versions import VllmVersion
-from .prometheus import Target, write_targets
 from .engine import EngineProcess, EngineRefused, engine_command, engine_env, split_command
+from .prometheus import Target, write_targets
 from .server import SimConfig, SimulatorServer, config_from_mapping
 
 if TYPE_CHECKING:
@@ -174,13 +174,16 @@ def _now() -> str:
 def _not_ready_conditions(pod: Mapping[str, Any], now: str) -> list[dict[str, Any]]:
     status = pod.get("status", {})
     conditions = [c for c in status.get("conditions") or [] if c.get("type") not in ("Ready", "ContainersReady")]
-    return conditions + [
+    return [
+        *conditions,
         {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now},
         {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now},
     ]
 
 
-def crashed_status_patch(pod: Mapping[str, Any], exit_code: int, message: str, started: str, now: str) -> dict[str, Any]:
+def crashed_status_patch(
+    pod: Mapping[str, Any], exit_code: int, message: str, started: str, now: str
+) -> dict[str, Any]:
     """What a kubelet reports after a container exits with an error: the run in ``lastState.terminated`` (its log
     tail as message under FallbackToLogsOnError), ``CrashLoopBackOff`` while it waits, one more restart."""
     spec_containers = {c["name"]: c for c in pod.get("spec", {}).get("containers") or []}
@@ -276,16 +279,22 @@ def plan_engine(
     try:
         facts = catalog.lookup(model)
     except (KeyError, LookupError, ValueError):
-        return Fallback(f"model {model!r} is not in the built-in catalog, so its architecture (and tiny checkpoint) "
-                        "is unknown; serving the simulator instead")
+        return Fallback(
+            f"model {model!r} is not in the built-in catalog, so its architecture (and tiny checkpoint) "
+            "is unknown; serving the simulator instead"
+        )
     fam = tiny.for_model(facts.architecture, facts.family)
     if fam is None:
         return Fallback(f"no tiny checkpoint for {facts.architecture} ({facts.family}); serving the simulator instead")
     if not tiny.is_generated(fam.name):
-        return Fallback(f"the tiny {fam.name} checkpoint is not generated ({tiny.checkpoint_dir(fam.name)}); run "
-                        f"`{python} -m vlm_operator.devcluster.tiny`; serving the simulator instead")
+        return Fallback(
+            f"the tiny {fam.name} checkpoint is not generated ({tiny.checkpoint_dir(fam.name)}); run "
+            f"`{python} -m vlm_operator.devcluster.tiny`; serving the simulator instead"
+        )
     host = str(pod.get("status", {}).get("podIP"))
-    cmd, _served = engine_command(argv, python=python, checkpoint=str(tiny.checkpoint_dir(fam.name)), host=host, port=port)
+    cmd, _served = engine_command(
+        argv, python=python, checkpoint=str(tiny.checkpoint_dir(fam.name)), host=host, port=port
+    )
     return cmd, engine_env(c, kv_cache_gib)
 
 
@@ -477,8 +486,12 @@ class PodWatcher:
             sim.engine = EngineProcess(cmd, env, log_path)
             await sim.engine.start(_now())
             running += 1
-            self.log(f"{sim.key}: started the real engine (pid {sim.engine.pid}) on {sim.ip}:{self.port}, log {log_path}")
-            await self._say(pod, "Normal", "EngineStarted", f"real vLLM CPU engine on {sim.ip}:{self.port}: {' '.join(cmd[1:])}")
+            self.log(
+                f"{sim.key}: started the real engine (pid {sim.engine.pid}) on {sim.ip}:{self.port}, log {log_path}"
+            )
+            await self._say(
+                pod, "Normal", "EngineStarted", f"real vLLM CPU engine on {sim.ip}:{self.port}: {' '.join(cmd[1:])}"
+            )
             if sim.restarts:
                 patch = restarted_status_patch(pod, sim.engine.started_at)
                 meta = pod["metadata"]
