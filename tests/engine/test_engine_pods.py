@@ -137,10 +137,10 @@ def test_a_family_without_a_tiny_checkpoint_falls_back_to_the_simulator_and_says
 def test_an_engine_that_cannot_start_is_degraded_with_the_engines_own_message(
     cluster: Cluster, namespace: str, operator: Operator, watcher: SimWatcher
 ) -> None:
-    # The operator renders this (the flag is typed and in range); vLLM refuses it when it builds its scheduler
-    # config: a Qwen2.5-VL image needs more tokens than one batch may hold.
+    # The operator renders this (a known flag through extraArgs; its JSON value is the engine's to judge); vLLM
+    # refuses it when it builds its config: n-gram speculation needs num_speculative_tokens.
     doc = sample("qwen2.5-vl-7b-pixels")
-    doc["spec"]["engine"]["maxNumBatchedTokens"] = 64
+    doc["spec"]["engine"]["extraArgs"] = ["--speculative-config", '{"method":"ngram"}']
     name = doc["metadata"]["name"]
     apply(cluster, namespace, doc)
 
@@ -154,7 +154,7 @@ def test_an_engine_that_cannot_start_is_degraded_with_the_engines_own_message(
 
     term = wait_until(crashed, "the engine's exit in lastState.terminated", timeout=READY_TIMEOUT, interval=2)
     assert term["exitCode"] != 0
-    assert "max_num_batched_tokens" in term["message"] or "64" in term["message"], term["message"]
+    assert "num_speculative_tokens must be provided" in term["message"], term["message"]
     assert len(term["message"].encode()) <= 2048
 
     def degraded() -> dict[str, Any] | None:
@@ -166,7 +166,7 @@ def test_an_engine_that_cannot_start_is_degraded_with_the_engines_own_message(
     assert events(cluster, namespace, "BackOff")
     conds = cluster.get_json("vlmd", name, "-n", namespace)["status"]["conditions"]
     text = " ".join(c.get("message", "") for c in conds)
-    assert "max_num_batched_tokens" in text, f"the engine's reason is not in the status conditions: {conds}"
+    assert "num_speculative_tokens" in text, f"the engine's reason is not in the status conditions: {conds}"
     delete_and_wait(cluster, namespace, name)
 
 

@@ -178,3 +178,14 @@ def test_every_tiny_family_keeps_its_special_tokens_inside_the_vocabulary() -> N
         assert max(ids) < tiny.VOCAB, fam.name
         assert set(fam.image_tokens) <= set(fam.special_tokens), fam.name
         assert tiny.ESTIMATOR_FAMILY[fam.name]
+
+
+def test_the_docs_table_lists_exactly_the_substitutions_the_code_makes() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "real-engine.md").read_text()
+    rows = [line for line in doc.splitlines() if line.startswith("| ") and " | " in line]
+    for what, change, why in engine.SUBSTITUTIONS:
+        assert f"| {what} | {change} | {why} |" in rows, what
+    table = [r for r in rows if r.split(" | ")[0].lstrip("| ") in {s[0] for s in engine.SUBSTITUTIONS}]
+    assert len(table) == len(engine.SUBSTITUTIONS)

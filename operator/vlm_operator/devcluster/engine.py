@@ -149,6 +149,25 @@ def ensure_engine(log: Log, force: bool = False) -> Path:
     return python_path()
 
 
+def ensure_tiny_checkpoints(python: Path, log: Log) -> list[Path]:
+    """Generate the tiny checkpoints (:mod:`vlm_operator.devcluster.tiny`) with the engine's python (transformers)."""
+    from vlm_operator.devcluster import tiny
+
+    if all(tiny.is_current(n) for n in tiny.FAMILIES):
+        return [tiny.checkpoint_dir(n) for n in tiny.FAMILIES]
+    log(f"==> generating {len(tiny.FAMILIES)} tiny checkpoints into {tiny.root_dir()}")
+    package_root = Path(tiny.__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(package_root)}
+    proc = subprocess.run(
+        [str(python), "-m", "vlm_operator.devcluster.tiny"], capture_output=True, text=True, env=env, timeout=900
+    )
+    for line in proc.stderr.splitlines():
+        log(f"[tiny]   {line}")
+    if proc.returncode != 0:
+        raise BuildError(f"generating the tiny checkpoints failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return [Path(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(argv if argv is not None else sys.argv[1:])
     try:
