@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## demo: build (or reuse) the binaries, start the local cluster and show its GPU nodes
+## (ENGINE=1 also serves one sample on the real vLLM CPU engine: needs `make build-engine`)
 demo: $(STAMP)
-	$(BIN)/python -m hack.demo
+	VLM_DEMO_ENGINE=$(ENGINE) $(BIN)/python -m hack.demo
 
 ## test: lint, then every tier (unit, integration, e2e, portable on a second cluster); prints counts per tier
 test: $(STAMP)

@@ -5,6 +5,7 @@
 3. Apply a sample VLMDeployment and watch it become Ready on its GPU pool.
 4. Apply a spec that cannot fit and show the API server refusing it with the estimator's figures and a fix.
 5. Scale on queue depth: a burst of multimodal requests to simulated vLLM pods, then quiet (when available).
+6. Opt-in (``make demo ENGINE=1``): one sample on the real vLLM CPU engine, and its answer to an image request.
 
 The cluster keeps running afterwards; the operator started here is stopped at the end.
 """
@@ -126,6 +127,12 @@ class Demo:
         if demo_autoscale is not None:
             banner("scaling on queue depth: a burst of image requests, then quiet")
             demo_autoscale(self.kubeconfig, NAMESPACE)
+
+        if os.environ.get("VLM_DEMO_ENGINE") == "1":
+            from hack.demo_engine import demo_real_engine
+
+            banner("the real vLLM CPU engine: one sample, one image request")
+            demo_real_engine(self.kubeconfig, NAMESPACE, f"{self.st.bin_dir}/kubectl")
 
         print(
             "\nThe dev cluster keeps running. Use it with:\n"
