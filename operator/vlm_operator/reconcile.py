@@ -88,6 +88,8 @@ def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tupl
             ):
                 reason = last.get("reason") or waiting["reason"]
                 msg = f"exit code {last['exitCode']}" if "exitCode" in last else waiting.get("message", "")
+                if (last.get("message") or "").strip():  # FallbackToLogsOnError: the container's own last words
+                    msg += f"; last log: {rollout.last_lines(last['message'])}"
                 found.append(status.PodProblem(pod["metadata"]["name"], reason, msg, int(cs.get("restartCount", 0))))
             elif pod.get("status", {}).get("phase") == "Failed" and term:
                 found.append(

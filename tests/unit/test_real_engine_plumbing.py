@@ -189,3 +189,17 @@ def test_the_docs_table_lists_exactly_the_substitutions_the_code_makes() -> None
         assert f"| {what} | {change} | {why} |" in rows, what
     table = [r for r in rows if r.split(" | ")[0].lstrip("| ") in {s[0] for s in engine.SUBSTITUTIONS}]
     assert len(table) == len(engine.SUBSTITUTIONS)
+
+
+def test_a_crash_loops_last_log_lines_reach_the_degraded_message() -> None:
+    from vlm_operator import reconcile
+
+    pod = _pod()
+    crashed = podwatcher.crashed_status_patch(
+        pod, 1, "INFO starting\nValueError: num_speculative_tokens must be provided\n", "s", "f"
+    )
+    pod["status"].update(crashed)
+    (problem,) = reconcile._pod_problems([pod], None)
+    assert problem.reason == "Error" and problem.restarts == 3
+    assert problem.message.startswith("exit code 1; last log: ")
+    assert "num_speculative_tokens must be provided" in problem.message
