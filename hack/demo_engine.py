@@ -24,6 +24,7 @@ import yaml
 
 from vlm_operator.devcluster import engine as engine_install
 from vlm_operator.devcluster import pins
+from vlm_operator.render import objects
 from vlm_operator.smoke import tiny_png
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +68,7 @@ def demo_real_engine(kubeconfig: str, namespace: str, kubectl: str) -> None:
         )
         pods = json.loads(
             subprocess.run(
-                [*k, "get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={NAME}", "-o", "json"],
+                [*k, "get", "pods", "-n", namespace, "-l", objects.selector_string(NAME), "-o", "json"],
                 capture_output=True,
                 text=True,
                 check=True,

@@ -20,6 +20,7 @@ from tests.integration.operator_helpers import running_operator
 from tests.integration.test_operator import Operator
 from tests.integration.test_simulated_pods import SimWatcher
 from vlm_operator.devcluster import pins
+from vlm_operator.render import objects
 from vlm_operator.simulator.load import BurstLoad, ready_pod_urls
 
 pytestmark = [pytest.mark.engine, pytest.mark.local_only, pytest.mark.timeout(900)]
@@ -62,8 +63,7 @@ def apply(cluster: Cluster, ns: str, doc: dict[str, Any]) -> None:
 
 
 def pods_of(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
-    sel = f"app.kubernetes.io/instance={name}"
-    items: list[dict[str, Any]] = cluster.get_json("pods", "-n", ns, "-l", sel)["items"]
+    items: list[dict[str, Any]] = cluster.get_json("pods", "-n", ns, "-l", objects.selector_string(name))["items"]
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
 
@@ -205,7 +205,7 @@ def test_internal_autoscaling_follows_the_real_engines_queue_up_and_down(
     finally:
         load.join()
     assert load.ok > 0, "the real engine answered no request"
-    ups = events(cluster, namespace, "ScaleUp") or events(cluster, namespace, "ScaledUp")
+    ups = events(cluster, namespace, "ScaleUp")
     print(f"\nscale-up: {load.ok} requests answered, {load.failed} failed; events: {[e['message'] for e in ups]}")
     wait_until(lambda: replicas() == 1, "a scale-down to 1 once quiet", timeout=180, interval=2)
     delete_and_wait(cluster, namespace, name)
