@@ -115,7 +115,9 @@ def start_engine(family: str, served: str, flags: list[str], logdir: Path, host:
     cmd += ["--served-model-name", served, "--load-format", "dummy", "--host", host, "--port", str(port), *flags]
     log = logdir / f"{family}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=engine_env({}), start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=engine_env({}, tmpdir=logdir / "tmp"), start_new_session=True
+        )
     return Engine(family, served, f"http://{host}:{port}", proc, log, time.monotonic())
 
 

@@ -122,8 +122,9 @@ def engine_command(argv: Sequence[str], *, python: str, checkpoint: str, host: s
     return head + out, served
 
 
-def engine_env(container: Mapping[str, Any], kv_cache_gib: int = 1) -> dict[str, str]:
-    """The process environment: this machine's, the container's literal ``env`` values, and the two additions."""
+def engine_env(container: Mapping[str, Any], kv_cache_gib: int = 1, tmpdir: Path | None = None) -> dict[str, str]:
+    """The process environment: this machine's, the container's literal ``env`` values, and the two additions.
+    ``tmpdir`` keeps the engine's scratch files (``vllm_dist_*``, the torch compile cache) out of the shared /tmp."""
     env = dict(os.environ)
     for item in container.get("env") or []:
         if "value" in item and "name" in item:
@@ -131,6 +132,9 @@ def engine_env(container: Mapping[str, Any], kv_cache_gib: int = 1) -> dict[str,
     env.pop("HF_HOME", None)  # the pod's cache path (/var/cache/...) does not exist here
     env["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
     env["HF_HUB_OFFLINE"] = "1"
+    if tmpdir is not None:
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(tmpdir)
     return env
 
 

@@ -483,6 +483,9 @@ class PodWatcher:
             assert sim.engine_plan is not None
             cmd, env = sim.engine_plan
             log_path = self.engine_logs / sim.namespace / f"{sim.name}.{sim.restarts}.log"
+            scratch = self.engine_logs / sim.namespace / f"{sim.name}.tmp"
+            scratch.mkdir(parents=True, exist_ok=True)
+            env = {**env, "TMPDIR": str(scratch)}
             sim.engine = EngineProcess(cmd, env, log_path)
             await sim.engine.start(_now())
             running += 1
