@@ -124,10 +124,15 @@ FAMILIES: dict[str, Family] = {
                 "<start_of_image>",
                 "<end_of_image>",
                 "<image_soft_token>",
+                # Gemma's vocabulary has runs of newlines as single tokens; vLLM's Gemma 3 processor looks them up
+                # and merges the "\n\n" it inserts with a neighbouring "\n" (vllm/model_executor/models/gemma3_mm.py)
+                "\n",
                 "\n\n",
+                "\n\n\n",
+                "\n\n\n\n",
             ),
             ("<start_of_image>", "<image_soft_token>", "<end_of_image>"),
-            ("\n\n",),
+            ("\n\n", "\n\n\n", "\n\n\n\n"),
         ),
         Family(
             "idefics3",
