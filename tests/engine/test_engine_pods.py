@@ -19,15 +19,30 @@ from tests.engine.engine_util import http, image_chat
 from tests.integration.operator_helpers import running_operator
 from tests.integration.test_operator import Operator
 from tests.integration.test_simulated_pods import SimWatcher
-from vlm_operator.devcluster import pins
+from vlm_operator.devcluster import pins, tiny
+from vlm_operator.models import catalog
 from vlm_operator.render import objects
 from vlm_operator.simulator.load import BurstLoad, ready_pod_urls
 
 pytestmark = [pytest.mark.engine, pytest.mark.local_only, pytest.mark.timeout(900)]
 
 SAMPLES = Path(__file__).resolve().parents[2] / "crds" / "samples"
-#: non-legacy samples whose architecture has a tiny checkpoint (the others fall back to the simulator)
-ENGINE_SAMPLES = ("llava-1.5-7b-l4", "qwen2.5-vl-7b-pixels", "gemma-3-27b-tp2")
+
+
+def _engine_samples() -> list[str]:
+    """Every sample that is not a legacy release or a refusal and whose model has a tiny checkpoint (the others fall
+    back to the simulator)."""
+    out = []
+    for path in sorted(SAMPLES.glob("*.yaml")):
+        if "legacy" in path.stem or path.stem.startswith("does-not-fit"):
+            continue
+        facts = catalog.lookup(yaml.safe_load(path.read_text())["spec"]["model"]["name"])
+        if tiny.for_model(facts.architecture, facts.family) is not None:
+            out.append(path.stem)
+    return out
+
+
+ENGINE_SAMPLES = _engine_samples()
 #: start-up and first request on 2 shared cores
 READY_TIMEOUT = 600
 
