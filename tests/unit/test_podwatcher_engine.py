@@ -30,6 +30,7 @@ class FakeKube:
         pod["status"].update(copy.deepcopy(status))
 
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        assert (involved["apiVersion"], involved["kind"]) == ("v1", "Pod")  # Kube.event builds the reference from these
         self.events.append((involved["metadata"]["name"], type_, reason, message))
 
 
@@ -83,17 +84,22 @@ def test_an_engine_that_exits_crash_loops_with_its_log_tail_and_a_second_engine_
         log=lambda m: None,
     )
 
+    scratch: list[Path] = []
+
     async def scenario() -> None:
         w._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0))
         await w.sync_once()  # both planned; one slot: a starts, b waits
         running = [s for s in w.sims.values() if s.engine is not None]
         assert [s.name for s in running] == ["a"]
+        assert running[0].scratch is not None and len(str(running[0].scratch)) < 40  # zmq IPC paths fit
+        scratch.append(running[0].scratch)
         assert ("b", "Normal", "EngineQueued") in [e[:3] for e in kube.events]
         await asyncio.wait_for(running[0].engine.proc.wait(), 60)  # type: ignore[union-attr]
         await w.sync_once()  # a's exit is reported like a kubelet would; its slot goes to b
         await w.close()
 
     asyncio.run(scenario())
+    assert scratch and not any(p.exists() for p in scratch)  # each engine's private TMPDIR is removed
     a = kube.pods["uid-a"]["status"]
     (cs,) = a["containerStatuses"]
     assert cs["restartCount"] == 1 and cs["state"]["waiting"]["reason"] == "CrashLoopBackOff"

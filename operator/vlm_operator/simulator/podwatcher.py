@@ -37,7 +37,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,6 +316,12 @@ class _Sim:
     restarts: int = 0
     not_before: float = 0.0
     queued_said: bool = False
+    scratch: Path | None = None
+
+    def drop_scratch(self) -> None:
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
 
     @property
     def url(self) -> str | None:
@@ -436,7 +444,8 @@ class PodWatcher:
         self._said.add(key)
         self.log(f"{meta['namespace']}/{meta['name']}: {reason}: {message}")
         try:
-            await asyncio.to_thread(self.kube.event, dict(pod), type_, reason, message)
+            involved = {"apiVersion": "v1", "kind": "Pod", **pod}  # list items carry neither
+            await asyncio.to_thread(self.kube.event, involved, type_, reason, message)
         except Exception as exc:  # an event is best effort; the log line above stays
             self.log(f"event {reason} not posted: {type(exc).__name__}: {exc}")
 
@@ -450,6 +459,7 @@ class PodWatcher:
             message = sim.engine.message()
             started = sim.engine.started_at
             sim.engine = None
+            sim.drop_scratch()
             sim.restarts += 1
             backoff = min(BACKOFF_MAX, BACKOFF_START * 2 ** (sim.restarts - 1))
             sim.not_before = loop.time() + backoff
@@ -483,9 +493,9 @@ class PodWatcher:
             assert sim.engine_plan is not None
             cmd, env = sim.engine_plan
             log_path = self.engine_logs / sim.namespace / f"{sim.name}.{sim.restarts}.log"
-            scratch = self.engine_logs / sim.namespace / f"{sim.name}.tmp"
-            scratch.mkdir(parents=True, exist_ok=True)
-            env = {**env, "TMPDIR": str(scratch)}
+            # a short private TMPDIR: vLLM binds zmq IPC sockets there (paths of at most 107 bytes)
+            sim.scratch = Path(tempfile.mkdtemp(prefix="vlm-eng-"))
+            env = {**env, "TMPDIR": str(sim.scratch)}
             sim.engine = EngineProcess(cmd, env, log_path)
             await sim.engine.start(_now())
             running += 1
@@ -547,6 +557,7 @@ class PodWatcher:
         if sim.engine is not None:
             await sim.engine.stop()
             self.log(f"{sim.key}: stopped the real engine on {sim.ip}:{self.port} ({why})")
+        sim.drop_scratch()
         if sim.task is not None and not sim.task.done():
             sim.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
