@@ -119,6 +119,8 @@ def test_sample_goes_ready_on_the_real_engine_and_answers_an_image_chat(
     assert res is not None and res[0] == 200, res
     body = json.loads(res[1])
     assert body["model"] == served and body["usage"]["prompt_tokens"] > 20, body["usage"]
+    # the real engine answered (it returns the prompt's token ids; nothing else on the shared loopback range does)
+    assert len(body["prompt_token_ids"]) == body["usage"]["prompt_tokens"]
     print(f"\n{stem}: Ready on the real engine in {ready_s:.0f}s; image chat prompt_tokens {body['usage']}")
     delete_and_wait(cluster, namespace, name)
 

@@ -571,8 +571,18 @@ class PodWatcher:
         url = sim.server.url if sim.server is not None else f"http://{sim.ip}:{self.port}"
         try:
             async with self._session.get(url + "/health") as resp:
-                return resp.status == 200
-        except (aiohttp.ClientError, TimeoutError, OSError):
+                if resp.status != 200:
+                    return False
+            if sim.engine_plan is None:
+                return True
+            # Several dev clusters on one machine share the loopback pod range, so something else may answer on
+            # this IP: Ready only when the answer comes from the engine started here (it serves our checkpoint).
+            async with self._session.get(url + "/v1/models") as resp:
+                cards = (await resp.json()).get("data") or [] if resp.status == 200 else []
+            cmd = sim.engine_plan[0]
+            checkpoint = cmd[cmd.index("--model") + 1]
+            return any(isinstance(c, dict) and c.get("root") == checkpoint for c in cards)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
             return False
 
     def _write_targets(self) -> None:
