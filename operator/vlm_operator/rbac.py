@@ -27,6 +27,8 @@ class Rule:
     verbs: tuple[str, ...]
     why: str
     resource_names: tuple[str, ...] = ()
+    #: The resource is cluster-scoped (nodes, CRDs, webhook configurations): a Role cannot grant it.
+    cluster_scoped: bool = False
 
     def as_policy_rule(self) -> dict[str, Any]:
         out: dict[str, Any] = {"apiGroups": [self.group], "resources": list(self.resources)}
@@ -87,6 +89,7 @@ RULES: tuple[Rule, ...] = (
         ("nodes",),
         ("list",),
         "the webhook checks TP x PP against the largest node of the GPU product; the rollout counts free GPUs",
+        cluster_scoped=True,
     ),
     Rule("", ("events",), ("create",), "events on condition transitions and autoscaling; kopf posts warnings"),
     Rule(
@@ -94,12 +97,14 @@ RULES: tuple[Rule, ...] = (
         ("customresourcedefinitions",),
         ("list", "watch"),
         "kopf discovers the VLMDeployment CRD and notices when it is (re)installed",
+        cluster_scoped=True,
     ),
     Rule(
         "kopf.dev",
         ("clusterkopfpeerings",),
         ("get", "list", "watch", "patch"),
         "kopf peering: replicas announce themselves so that only one acts",
+        cluster_scoped=True,
     ),
     Rule(
         "admissionregistration.k8s.io",
@@ -107,6 +112,7 @@ RULES: tuple[Rule, ...] = (
         ("create",),
         "kopf creates its managed webhook configurations when absent, a mutating one too even with no mutating "
         "handler (create cannot be limited to a name)",
+        cluster_scoped=True,
     ),
     Rule(
         "admissionregistration.k8s.io",
@@ -114,8 +120,32 @@ RULES: tuple[Rule, ...] = (
         ("patch",),
         "kopf keeps its managed webhook configurations' client config and CA bundle current",
         resource_names=(WEBHOOK_CONFIGURATION,),
+        cluster_scoped=True,
     ),
 )
+
+#: kopf's peering when it watches a list of namespaces: a ``KopfPeering`` in each of them instead of the
+#: ``ClusterKopfPeering`` (kopf/_core/engines/peering.py, guess_selectors: namespaced mode selects kopfpeerings).
+NAMESPACED_PEERING = Rule(
+    "kopf.dev",
+    ("kopfpeerings",),
+    ("get", "list", "watch", "patch"),
+    "kopf peering in each watched namespace: replicas announce themselves so that only one acts",
+)
+_CLUSTER_PEERING = "clusterkopfpeerings"
+
+
+def namespaced_install(rules: tuple[Rule, ...] = RULES) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+    """The rules of an install that watches a list of namespaces: (a Role in each watched namespace, the ClusterRole).
+
+    The Role gets every namespaced rule and the namespaced peering; the ClusterRole keeps only what has no namespace:
+    nodes (the GPU inventory), the CRDs (kopf's discovery) and the webhook configurations. Pods are then listed in
+    the watched namespaces only, so the rollout cannot count free GPUs cluster-wide and replaces pods in place
+    (the reconciler catches the refusal and logs it).
+    """
+    role = (*(r for r in rules if not r.cluster_scoped), NAMESPACED_PEERING)
+    cluster = tuple(r for r in rules if r.cluster_scoped and _CLUSTER_PEERING not in r.resources)
+    return role, cluster
 
 
 def cluster_role_rules(rules: tuple[Rule, ...] = RULES) -> list[dict[str, Any]]:

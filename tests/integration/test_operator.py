@@ -43,10 +43,18 @@ def free_port() -> int:
 
 class Operator:
     """The operator subprocess, authenticated by ``kubeconfig`` (the cluster admin's when None), with the Hub
-    resolver pointed at ``hub`` when one is given."""
+    resolver pointed at ``hub`` when one is given; ``args`` go after ``vlmctl operator run`` (e.g. ``--namespace``)."""
 
-    def __init__(self, cluster: Cluster, log: Path, hub: FakeHub | None = None, kubeconfig: Path | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        log: Path,
+        hub: FakeHub | None = None,
+        kubeconfig: Path | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.cluster = cluster
+        self.args = args
         self.log = log
         self.hub = hub
         self.kubeconfig = kubeconfig or cluster.kubeconfig
@@ -69,7 +77,7 @@ class Operator:
             }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vlm_operator", "operator", "run", "--webhook-port", str(self.port)],
+                [sys.executable, "-m", "vlm_operator", "operator", "run", "--webhook-port", str(self.port), *self.args],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

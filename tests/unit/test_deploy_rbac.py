@@ -131,9 +131,30 @@ def test_the_cluster_role_is_the_table_and_the_chart_is_not_stale() -> None:
     assert gen.render_deploy(deploy) == deploy, "run `python hack/gen_rbac.py`"
     chart_role = (ROOT / "charts" / "vlm-operator" / "templates" / "clusterrole.yaml").read_text()
     assert gen.chart_role() == chart_role, "run `python hack/gen_rbac.py`"
-    rules_part = chart_role[chart_role.index("rules:") :]
-    assert yaml.safe_load(rules_part)["rules"] == rbac.cluster_role_rules()
+    # the chart's ClusterRole: every rule cluster-wide, only the cluster-scoped ones with watchNamespaces
+    namespaced_part, _, clusterwide_part = chart_role.partition("{{- else }}")
+    namespaced_part = namespaced_part[namespaced_part.index("rules:") :]
+    assert yaml.safe_load(clusterwide_part.replace("{{- end }}", ""))["rules"] == rbac.cluster_role_rules()
+    role, cluster = rbac.namespaced_install()
+    assert yaml.safe_load(namespaced_part)["rules"] == rbac.cluster_role_rules(cluster)
     assert gen.main(["--check"]) == 0
+
+
+def test_a_namespaced_install_splits_the_table_into_role_and_cluster_role() -> None:
+    role, cluster = rbac.namespaced_install()
+    assert {r for rule in cluster for r in rule.resources} == {
+        "nodes",
+        "customresourcedefinitions",
+        "validatingwebhookconfigurations",
+        "mutatingwebhookconfigurations",
+    }
+    assert all(rule.cluster_scoped for rule in cluster) and not any(rule.cluster_scoped for rule in role)
+    assert rbac.NAMESPACED_PEERING in role
+    # every namespaced rule of the cluster-wide table is in the Role; only the cluster peering is dropped
+    assert {r for r in rbac.RULES if not r.cluster_scoped} | {rbac.NAMESPACED_PEERING} == set(role)
+    assert [r for r in rbac.RULES if r not in role and r not in cluster] == [
+        r for r in rbac.RULES if "clusterkopfpeerings" in r.resources
+    ]
 
 
 def test_the_chart_metadata_and_values_parse() -> None:
