@@ -124,6 +124,24 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 
+#: The chart owns the ValidatingWebhookConfiguration (``webhook_config`` mode ``chart``): the operator only patches the
+#: CA bundle of that one configuration, and creates none. With cert-manager's CA injection (mode ``injected``) even
+#: this rule is left out.
+CHART_WEBHOOK_PATCH = Rule(
+    "admissionregistration.k8s.io",
+    ("validatingwebhookconfigurations",),
+    ("patch",),
+    "the chart owns the webhook configuration; the operator keeps its CA bundle current (not with cert-manager)",
+    resource_names=(WEBHOOK_CONFIGURATION,),
+    cluster_scoped=True,
+)
+
+
+def chart_rules(rules: tuple[Rule, ...] = RULES) -> tuple[Rule, ...]:
+    """The chart's table: no create on webhook configurations, only the CA-bundle patch by name."""
+    return (*(r for r in rules if r.group != "admissionregistration.k8s.io"), CHART_WEBHOOK_PATCH)
+
+
 #: kopf's peering when it watches a list of namespaces: a ``KopfPeering`` in each of them instead of the
 #: ``ClusterKopfPeering`` (kopf/_core/engines/peering.py, guess_selectors: namespaced mode selects kopfpeerings).
 NAMESPACED_PEERING = Rule(
@@ -135,7 +153,7 @@ NAMESPACED_PEERING = Rule(
 _CLUSTER_PEERING = "clusterkopfpeerings"
 
 
-def namespaced_install(rules: tuple[Rule, ...] = RULES) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+def namespaced_install(rules: tuple[Rule, ...] | None = None) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
     """The rules of an install that watches a list of namespaces: (a Role in each watched namespace, the ClusterRole).
 
     The Role gets every namespaced rule and the namespaced peering; the ClusterRole keeps only what has no namespace:
@@ -143,6 +161,7 @@ def namespaced_install(rules: tuple[Rule, ...] = RULES) -> tuple[tuple[Rule, ...
     the watched namespaces only, so the rollout cannot count free GPUs cluster-wide and replaces pods in place
     (the reconciler catches the refusal and logs it).
     """
+    rules = chart_rules() if rules is None else rules
     role = (*(r for r in rules if not r.cluster_scoped), NAMESPACED_PEERING)
     cluster = tuple(r for r in rules if r.cluster_scoped and _CLUSTER_PEERING not in r.resources)
     return role, cluster

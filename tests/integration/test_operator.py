@@ -52,9 +52,11 @@ class Operator:
         hub: FakeHub | None = None,
         kubeconfig: Path | None = None,
         args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.cluster = cluster
         self.args = args
+        self.extra_env = env or {}
         self.log = log
         self.hub = hub
         self.kubeconfig = kubeconfig or cluster.kubeconfig
@@ -66,6 +68,7 @@ class Operator:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "VLM_OPERATOR_DRIFT_SECONDS": str(DRIFT_SECONDS),
+            **self.extra_env,
         }
         env.pop("VLM_OPERATOR_WEBHOOK_SERVICE", None)  # the local API server dials the webhook by URL on loopback
         if self.hub is not None:  # the Hub resolver on, against a fake Hub on loopback (models outside the catalog)

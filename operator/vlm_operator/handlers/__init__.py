@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from vlm_operator import admission, inventory, kube, reconcile, webhook_server
+from vlm_operator import admission, inventory, kube, reconcile, webhook_config, webhook_server
 from vlm_operator.api import VLMDeployment
 from vlm_operator.render import objects
 
@@ -23,6 +23,8 @@ GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
 #: How often every object is reconciled even without events (drift repair); overridable for tests.
 DRIFT_SECONDS = float(os.environ.get("VLM_OPERATOR_DRIFT_SECONDS", "60"))
 WEBHOOK_NAME = "vlm-operator.vlmops.io"
+#: The validating handler's id: kopf serves it at /<id> and names its webhook <id>.<WEBHOOK_NAME>.
+VALIDATE_ID = "validate"
 #: `vlmctl operator run --no-webhook` sets VLM_OPERATOR_WEBHOOK=0 before this module is imported.
 WEBHOOK_ENABLED = os.environ.get("VLM_OPERATOR_WEBHOOK", "1") != "0"
 
@@ -63,7 +65,18 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         )
     else:
         settings.admission.server = kopf.WebhookServer(**server_args)
-    settings.admission.managed = WEBHOOK_NAME
+    owner = webhook_config.mode()
+    if owner == "operator":
+        settings.admission.managed = WEBHOOK_NAME
+    elif owner == "chart":  # the chart made the configuration; keep only its CA bundle current (patch by name)
+        names = [webhook_config.webhook_name(VALIDATE_ID, WEBHOOK_NAME)]
+        _client().patch(
+            webhook_config.API_VERSION,
+            webhook_config.KIND,
+            None,
+            WEBHOOK_NAME,
+            webhook_config.ca_bundle_patch(names, (certs / "ca.crt").read_bytes()),
+        )
 
 
 def _webhook_certs() -> Path:
@@ -125,7 +138,7 @@ if WEBHOOK_ENABLED:
         GROUP,
         VERSION,
         PLURAL,
-        id="validate",
+        id=VALIDATE_ID,
         operations=["CREATE", "UPDATE"],
         ignore_failures=False,
         side_effects=False,
