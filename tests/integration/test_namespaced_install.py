@@ -17,9 +17,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.chart_helpers import apply_docs, docs, template
-from tests.integration.operator_helpers import running_operator
-from tests.integration.test_operator import Operator, apply, condition, sample, wait_ready
+from tests.integration.chart_helpers import WEBHOOK_CONFIGURATION, apply_docs, chart_operator, docs, template
+from tests.integration.test_operator import (
+    Operator,
+    apply,
+    condition,
+    free_port,
+    install_crds_and_peering,
+    sample,
+    wait_ready,
+)
 from tests.integration.test_rbac import DENIED, token_kubeconfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
@@ -38,6 +45,7 @@ class NamespacedInstall:
     sa_user: str
     rendered: list[dict[str, Any]]
     kubeconfig: Path
+    port: int
 
 
 def can_i(cluster: Cluster, user: str, verb: str, resource: str, *extra: str) -> bool:
@@ -49,13 +57,19 @@ def can_i(cluster: Cluster, user: str, verb: str, resource: str, *extra: str) ->
 def install(cluster: Cluster, helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamespacedInstall]:
     uid = uuid.uuid4().hex[:8]
     op_ns, watched, unwatched = f"vlm-sys-{uid}", f"team-a-{uid}", f"team-b-{uid}"
-    release = f"vlmop-{uid}"
-    rendered = docs(template(helm, release=release, namespace=op_ns, values={"watchNamespaces": [watched]}))
+    release, port = f"vlmop-{uid}", free_port()
+    # the operator runs here, outside the cluster: the chart's webhook configuration points at it on loopback
+    values = {"watchNamespaces": [watched], "webhook.url": f"https://127.0.0.1:{port}"}
+    rendered = docs(template(helm, release=release, namespace=op_ns, values=values))
     sa = next(d for d in rendered if d["kind"] == "ServiceAccount")["metadata"]["name"]
     user = f"system:serviceaccount:{op_ns}:{sa}"
-    cluster_scoped = [d for d in rendered if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    cluster_scoped = [
+        d for d in rendered if d["kind"] in ("ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration")
+    ]
     for ns in (op_ns, watched, unwatched):
         cluster.kubectl("create", "namespace", ns)
+    install_crds_and_peering(cluster)
+    cluster.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION, "--ignore-not-found")
     try:
         # the chart's objects, but the operator runs here as a process instead of its Deployment
         apply_docs(cluster, [d for d in rendered if d["kind"] != "Deployment"])
@@ -65,7 +79,7 @@ def install(cluster: Cluster, helm: Path, tmp_path_factory: pytest.TempPathFacto
         )
         token = cluster.kubectl("create", "token", sa, "-n", op_ns, "--duration=1h").stdout.strip()
         kubeconfig = token_kubeconfig(cluster, token, tmp_path_factory.mktemp("ns-sa") / "kubeconfig.yaml")
-        yield NamespacedInstall(op_ns, watched, unwatched, user, rendered, kubeconfig)
+        yield NamespacedInstall(op_ns, watched, unwatched, user, rendered, kubeconfig, port)
     finally:
         for d in cluster_scoped:
             cluster.kubectl("delete", d["kind"].lower(), d["metadata"]["name"], "--ignore-not-found", check=False)
@@ -79,7 +93,7 @@ def ns_operator(
 ) -> Iterator[Operator]:
     log = tmp_path_factory.mktemp("ns-operator") / "operator.log"
     args = ("--namespace", install.watched, "--peering", PEERING)
-    with running_operator(cluster, log, install.kubeconfig, args=args) as op:
+    with chart_operator(cluster, log, install.kubeconfig, install.port, args=args) as op:
         yield op
 
 
@@ -93,6 +107,10 @@ def test_the_chart_renders_roles_and_a_namespaced_peering(install: NamespacedIns
     # only what has no namespace stays cluster-wide
     assert "nodes" in cluster_resources and "customresourcedefinitions" in cluster_resources
     assert not cluster_resources & {"vlmdeployments", "deployments", "pods", "services", "clusterkopfpeerings"}
+    # the admission webhook sees only the watched namespaces
+    (vwc,) = [d for d in install.rendered if d["kind"] == "ValidatingWebhookConfiguration"]
+    sel = vwc["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]
+    assert sel == {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [install.watched]}
     dep = next(d for d in install.rendered if d["kind"] == "Deployment")
     args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--namespace") + 1] == install.watched
@@ -116,7 +134,7 @@ def test_the_namespaced_operator_reconciles_in_its_namespace_and_does_not_pause(
 ) -> None:
     doc = sample("llava-1.5-7b-l4.yaml", install.watched)
     name = doc["metadata"]["name"]
-    apply(cluster, doc)  # through the webhook the operator registered with the ServiceAccount's rights
+    apply(cluster, doc)  # through the chart's webhook configuration, whose CA the operator patched
     obj = wait_ready(cluster, install.watched, name)
     assert condition(obj, "FitsGPU")["status"] == "True"
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
