@@ -1,8 +1,9 @@
 """Build (once) and run ``hack/argocd-health``: an Argo CD health script run the way Argo CD runs it.
 
 Argo CD evaluates ``resource.customizations.health.<group>_<Kind>`` with gopher-lua in a sandbox (argo-cd v3.6.2
-util/lua/lua.go): only the package, base and table libraries and a safe os library (os.time, os.date), a one-second
-deadline, the object as ``obj``, and the returned table read as ``{status, message}``. The harness reproduces exactly
+util/lua/lua.go, runLuaWithResourceActionParameters and ExecuteHealthLua): only the package, base and table libraries
+and a safe os library (os.time, os.date), a one-second deadline, the object as ``obj``, and the returned table read as
+``{status, message}``. The harness reproduces exactly
 that with the same gopher-lua (v1.1.2) and gopher-json that argo-cd v3.6.2's go.mod pins; Argo CD's own module is not
 used because it drags in all of k8s.io/kubernetes. The binary lives in ``<cache_root>/argocd-health/<gopher-lua
 version>/`` and is rebuilt only when its sources change.

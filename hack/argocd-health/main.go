@@ -2,22 +2,24 @@
 //
 // Usage: argocd-health SCRIPT.lua < objects.jsonl  (one Kubernetes object per line; one {"status","message"} out)
 //
-// What is reproduced, from argo-cd v3.6.2 util/lua/lua.go (VM.runLua, ExecuteHealthLua, decodeValue) and
-// util/lua/oslib_safe.go:
+// What is reproduced, from argo-cd v3.6.2 util/lua/lua.go (runLuaWithResourceActionParameters, ExecuteHealthLua,
+// decodeValue, isValidHealthStatusCode) and util/lua/oslib_safe.go:
 //   - lua.NewState with SkipOpenLibs (user scripts run with useOpenLibs false), then only the package, base and
 //     table libraries and a "safe" os library holding os.time and os.date, also preloaded for require("os");
-//   - layeh.com/gopher-json preloaded (require("json"));
 //   - a one-second context deadline;
-//   - the object as the global `obj`, converted the way decodeValue converts an unstructured object (integers
-//     arrive as int64, which becomes a Lua number);
-//   - the returned table encoded with gopher-json and decoded as {status, message}; a status outside Argo CD's six
-//     health codes becomes Unknown with "Lua returned an invalid health status"; a non-table return is an error.
+//   - an empty global table `actionParams` and the object as the global `obj`, converted the way decodeValue
+//     converts an unstructured object (integers arrive as int64, which becomes a Lua number);
+//   - the script compiled with LoadString and run with PCall;
+//   - the returned table encoded with gopher-json and decoded as {status, message}; an empty table reads as an
+//     empty status; a status outside Argo CD's six health codes becomes Unknown with "Lua returned an invalid
+//     health status"; nil is "no health"; any other return is an error.
 package main
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -190,15 +192,23 @@ func executeHealthLua(obj map[string]interface{}, script string) (*healthStatus,
 		}
 	}
 	l.PreloadModule(lua.OsLibName, safeOsLoader)
-	luajson.Preload(l)
 	ctx, cancel := context.WithTimeout(context.Background(), 1*time.Second)
 	defer cancel()
 	l.SetContext(ctx)
+	l.SetGlobal("actionParams", l.CreateTable(0, 0))
 	l.SetGlobal("obj", decodeValue(l, obj))
-	if err := l.DoString(script); err != nil {
+	fn, err := l.LoadString(script)
+	if err == nil {
+		l.Push(fn)
+		err = l.PCall(0, lua.MultRet, nil)
+	}
+	if err != nil {
 		return nil, err
 	}
 	ret := l.Get(-1)
+	if ret.Type() == lua.LTNil {
+		return nil, nil
+	}
 	if ret.Type() != lua.LTTable {
 		return nil, fmt.Errorf("expect table output from Lua script, not %s", ret.Type().String())
 	}
@@ -208,6 +218,10 @@ func executeHealthLua(obj map[string]interface{}, script string) (*healthStatus,
 	}
 	hs := &healthStatus{}
 	if err := json.Unmarshal(raw, hs); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Value == "array" { // an empty table encodes as []
+			return &healthStatus{}, nil
+		}
 		return nil, err
 	}
 	if !validCodes[hs.Status] {
@@ -241,10 +255,13 @@ func main() {
 			os.Exit(2)
 		}
 		hs, err := executeHealthLua(unstructuredNumbers(obj).(map[string]interface{}), string(script))
-		if err != nil {
+		switch {
+		case err != nil:
 			_ = out.Encode(map[string]string{"error": err.Error()})
-			continue
+		case hs == nil:
+			_ = out.Encode(map[string]string{}) // no health from the script: Argo CD falls back to its own checks
+		default:
+			_ = out.Encode(hs)
 		}
-		_ = out.Encode(hs)
 	}
 }

@@ -54,6 +54,8 @@ def test_the_harness_sandbox_is_argo_cds(argo: Path, tmp_path: Path) -> None:
         'return {status = "Healthy", message = t[1] .. tostring(require("os") ~= nil)}\n'
     )
     assert health(argo, obj, probe) == {"status": "Healthy", "message": "atrue"}
+    probe.write_text('local ok = pcall(require, "json")\nreturn {status = "Healthy", message = tostring(ok)}\n')
+    assert health(argo, obj, probe)["message"] == "false"  # argo-cd v3.6.2 preloads no json module
     probe.write_text('return {status = "Fine"}\n')
     assert health(argo, obj, probe) == {"status": "Unknown", "message": "Lua returned an invalid health status"}
     probe.write_text("return 1\n")
