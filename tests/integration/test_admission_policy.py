@@ -15,7 +15,7 @@ import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.operator_helpers import WEBHOOK
-from tests.integration.test_operator import apply, sample
+from tests.integration.test_operator import apply, install_crds_and_peering, sample
 
 pytestmark = [pytest.mark.integration]
 
@@ -28,6 +28,7 @@ POLICY = "vlm-allowed-models-images-gpus"
 def policy(cluster: Cluster) -> Iterator[list[dict[str, Any]]]:
     # no operator in this module: a webhook configuration left by another module would point at a dead port
     cluster.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK, "--ignore-not-found")
+    install_crds_and_peering(cluster)
     docs = [d for d in yaml.safe_load_all(POLICY_FILE.read_text()) if d]
     cluster.kubectl("apply", "--server-side", "-f", str(POLICY_FILE))
     try:
