@@ -31,6 +31,8 @@ _PLURALS = {
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("vlmops.io/v1alpha1", "VLMDeployment"): "vlmdeployments",
     ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): "validatingwebhookconfigurations",
+    ("v1", "Namespace"): "namespaces",
+    ("vlmops.io/v1alpha1", "VLMPlatformProfile"): "vlmplatformprofiles",
 }
 
 

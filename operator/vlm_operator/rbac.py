@@ -7,8 +7,8 @@ rules, through a ServiceAccount token, against the real API server.
 
 What is deliberately absent: Secrets (the HF token and API key reach pods through ``secretKeyRef``, which the kubelet
 resolves; the operator never reads them), ConfigMaps (mounted by name only), ``delete`` (children go through owner
-references and the garbage collector), and namespaces (kopf lists them only for ``--namespace`` globs; with exact
-names or cluster-wide it does not).
+references and the garbage collector), and listing namespaces (kopf lists them only for ``--namespace`` globs; with
+exact names or cluster-wide it does not; the webhook only ``get``s one namespace for its labels).
 """
 
 from __future__ import annotations
@@ -92,6 +92,20 @@ RULES: tuple[Rule, ...] = (
         cluster_scoped=True,
     ),
     Rule("", ("events",), ("create",), "events on condition transitions and autoscaling; kopf posts warnings"),
+    Rule(
+        "vlmops.io",
+        ("vlmplatformprofiles",),
+        ("list",),
+        "the webhook reads the platform profiles (VLMPlatformProfile, cluster-scoped)",
+        cluster_scoped=True,
+    ),
+    Rule(
+        "",
+        ("namespaces",),
+        ("get",),
+        "the webhook reads the labels of a VLMDeployment's namespace to select its platform profile",
+        cluster_scoped=True,
+    ),
     Rule(
         "apiextensions.k8s.io",
         ("customresourcedefinitions",),

@@ -151,6 +151,8 @@ def test_a_namespaced_install_splits_the_table_into_role_and_cluster_role() -> N
         "nodes",
         "customresourcedefinitions",
         "validatingwebhookconfigurations",
+        "vlmplatformprofiles",
+        "namespaces",
     }
     assert all(rule.cluster_scoped for rule in cluster) and not any(rule.cluster_scoped for rule in role)
     assert rbac.NAMESPACED_PEERING in role

@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from vlm_operator import admission, inventory, kube, reconcile, webhook_config, webhook_server
+from vlm_operator import admission, inventory, kube, profile_admission, reconcile, webhook_config, webhook_server
 from vlm_operator.api import VLMDeployment
 from vlm_operator.render import objects
 
@@ -116,15 +116,30 @@ def child_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     reconcile.reconcile(_client(), ns, owner, logger)
 
 
-def validate_vlmd(body: kopf.Body, warnings: list[str], **_: Any) -> None:
+def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: Any) -> None:
     try:
         vlmd = VLMDeployment.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
     except ValidationError as exc:
         raise kopf.AdmissionError(f"invalid VLMDeployment: {reconcile.validation_message(exc)}", code=422) from None
     decision = admission.decide(vlmd.spec, inventory.SHARED.get(_client()))
     warnings.extend(w[:1000] for w in decision.warnings)
-    if not decision.allowed:
-        raise kopf.AdmissionError(" | ".join(decision.errors), code=422)
+    errors = list(decision.errors)
+    # platform profiles (VLMPlatformProfile): limits that only check what this change touches
+    old_spec = None
+    if old and old.get("spec"):
+        try:
+            old_spec = VLMDeployment.model_validate(
+                {k: old[k] for k in ("apiVersion", "kind", "metadata", "spec")}
+            ).spec
+        except ValidationError:
+            old_spec = None
+    profile = profile_admission.admission_verdict(
+        _client(), body.get("metadata", {}).get("namespace", ""), vlmd.spec, old_spec
+    )
+    warnings.extend(w[:1000] for w in profile.warnings)
+    errors.extend(str(r) for r in profile.refusals)
+    if errors:
+        raise kopf.AdmissionError(" | ".join(errors), code=422)
 
 
 from vlm_operator.handlers import autoscale  # noqa: E402,F401  (registers the Internal-mode autoscaler daemon)
