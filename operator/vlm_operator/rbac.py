@@ -7,8 +7,8 @@ rules, through a ServiceAccount token, against the real API server.
 
 What is deliberately absent: Secrets (the HF token and API key reach pods through ``secretKeyRef``, which the kubelet
 resolves; the operator never reads them), ConfigMaps (mounted by name only), ``delete`` (children go through owner
-references and the garbage collector), and listing namespaces (kopf lists them only for ``--namespace`` globs; with
-exact names or cluster-wide it does not; the webhook only ``get``s one namespace for its labels).
+references and the garbage collector), and listing namespaces cluster-wide (the webhook only ``get``s one namespace
+for its labels; a namespaced install adds ``list``/``watch``, see :data:`NAMESPACE_WATCH`).
 """
 
 from __future__ import annotations
@@ -166,6 +166,17 @@ NAMESPACED_PEERING = Rule(
 )
 _CLUSTER_PEERING = "clusterkopfpeerings"
 
+#: kopf's namespaced mode lists and watches namespaces, even for exact names (kopf/_core/reactor/observation.py); without
+#: the right it retries nine times (about a minute in which nothing is reconciled) before falling back to the names as
+#: given, and logs each refusal as an error. Namespace objects carry only names and labels.
+NAMESPACE_WATCH = Rule(
+    "",
+    ("namespaces",),
+    ("list", "watch"),
+    "kopf watches the namespaces it was given (namespaced mode), and waits a minute without this",
+    cluster_scoped=True,
+)
+
 
 def namespaced_install(rules: tuple[Rule, ...] | None = None) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
     """The rules of an install that watches a list of namespaces: (a Role in each watched namespace, the ClusterRole).
@@ -177,7 +188,7 @@ def namespaced_install(rules: tuple[Rule, ...] | None = None) -> tuple[tuple[Rul
     """
     rules = chart_rules() if rules is None else rules
     role = (*(r for r in rules if not r.cluster_scoped), NAMESPACED_PEERING)
-    cluster = tuple(r for r in rules if r.cluster_scoped and _CLUSTER_PEERING not in r.resources)
+    cluster = (*(r for r in rules if r.cluster_scoped and _CLUSTER_PEERING not in r.resources), NAMESPACE_WATCH)
     return role, cluster
 
 

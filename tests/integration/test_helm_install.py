@@ -193,12 +193,24 @@ def test_a_verb_removed_from_the_chart_role_fails_visibly(
         print("refused:", line)
         assert not vlmd(cluster, namespace, "no-status-rights").get("status", {}).get("conditions")
     finally:
-        # helm upgrade puts the chart's role back (and proves an upgrade repairs drift)
+        # Helm 4 upgrades by server-side apply: a plain `helm upgrade` refuses to take back a field another manager
+        # (here kubectl-patch) changed; --force-conflicts puts the chart's role back
+        res = run_helm(
+            release.helm,
+            "upgrade",
+            release.name,
+            str(CHART),
+            *values_args(release.port, release.peering),
+            *release.helm_args(cluster),
+            check=False,
+        )
+        assert res.returncode != 0 and "conflict" in res.stderr and "kubectl-patch" in res.stderr, res.stderr
         run_helm(
             release.helm,
             "upgrade",
             release.name,
             str(CHART),
+            "--force-conflicts",
             *values_args(release.port, release.peering),
             *release.helm_args(cluster),
         )
