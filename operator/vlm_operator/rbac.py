@@ -166,9 +166,9 @@ NAMESPACED_PEERING = Rule(
 )
 _CLUSTER_PEERING = "clusterkopfpeerings"
 
-#: kopf's namespaced mode lists and watches namespaces, even for exact names (kopf/_core/reactor/observation.py); without
-#: the right it retries nine times (about a minute in which nothing is reconciled) before falling back to the names as
-#: given, and logs each refusal as an error. Namespace objects carry only names and labels.
+#: kopf's namespaced mode lists and watches namespaces, even for exact names (kopf/_core/reactor/observation.py);
+#: without the right it retries nine times (about a minute in which nothing is reconciled) before falling back to the
+#: names as given, and logs each refusal as an error. Namespace objects carry only names and labels.
 NAMESPACE_WATCH = Rule(
     "",
     ("namespaces",),

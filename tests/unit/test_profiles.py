@@ -162,3 +162,19 @@ def test_defaults_fill_only_unset_fields() -> None:
     assert profiles.effective_spec(bare, None) == bare
     only_mirror = parsed("m", defaults={"imageMirror": "registry.example.com/vllm/vllm-openai"})
     assert profiles.effective_spec(bare, only_mirror)["engine"]["version"] == DEFAULT_VLLM_VERSION
+
+
+def test_profile_refusals_join_the_one_refusal_policy() -> None:
+    from vlm_operator import admission
+
+    base = admission.Decision((), ("a fit warning",))
+    p = parsed("team-limits", maxGPUsPerReplica=1)
+    verdict = profiles.evaluate(
+        [profile("team-limits", maxGPUsPerReplica=1)], {}, vspec(**{"engine.tensorParallelSize": 2})
+    )
+    assert [r.rule for r in verdict.refusals] == ["maxGPUsPerReplica"] and p.name == "team-limits"
+    merged = admission.with_policy(base, (str(r) for r in verdict.refusals), verdict.warnings, admission.REASON_PROFILE)
+    assert not merged.allowed and merged.reason == admission.REASON_PROFILE
+    assert merged.message.endswith("(VLMPlatformProfile team-limits, rule maxGPUsPerReplica)")
+    assert merged.warnings == ("a fit warning",)
+    assert admission.with_policy(base, (), (), admission.REASON_PROFILE) is base

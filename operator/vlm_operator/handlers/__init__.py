@@ -120,11 +120,10 @@ def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: An
     try:
         vlmd = VLMDeployment.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
     except ValidationError as exc:
-        raise kopf.AdmissionError(f"invalid VLMDeployment: {reconcile.validation_message(exc)}", code=422) from None
+        raise kopf.AdmissionError(f"invalid VLMDeployment: {admission.validation_message(exc)}", code=422) from None
     decision = admission.decide(vlmd.spec, inventory.SHARED.get(_client()))
     warnings.extend(w[:1000] for w in decision.warnings)
-    errors = list(decision.errors)
-    # platform profiles (VLMPlatformProfile): limits that only check what this change touches
+    # platform profiles (VLMPlatformProfile): limits that check only what this change touches
     old_spec = None
     if old and old.get("spec"):
         try:
@@ -133,13 +132,15 @@ def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: An
             ).spec
         except ValidationError:
             old_spec = None
-    profile = profile_admission.admission_verdict(
+    verdict = profile_admission.admission_verdict(
         _client(), body.get("metadata", {}).get("namespace", ""), vlmd.spec, old_spec
     )
-    warnings.extend(w[:1000] for w in profile.warnings)
-    errors.extend(str(r) for r in profile.refusals)
-    if errors:
-        raise kopf.AdmissionError(" | ".join(errors), code=422)
+    decision = admission.with_policy(
+        decision, (str(r) for r in verdict.refusals), verdict.warnings, admission.REASON_PROFILE
+    )
+    warnings.extend(w[:1000] for w in verdict.warnings)
+    if not decision.allowed:
+        raise kopf.AdmissionError(decision.message, code=422)
 
 
 from vlm_operator.handlers import autoscale  # noqa: E402,F401  (registers the Internal-mode autoscaler daemon)
