@@ -32,6 +32,7 @@ _PLURALS = {
     ("vlmops.io/v1alpha1", "VLMDeployment"): "vlmdeployments",
     ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): "validatingwebhookconfigurations",
     ("v1", "Namespace"): "namespaces",
+    ("v1", "ResourceQuota"): "resourcequotas",
     ("vlmops.io/v1alpha1", "VLMPlatformProfile"): "vlmplatformprofiles",
 }
 

@@ -6,11 +6,31 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from vlm_operator import profiles
+from vlm_operator import profiles, quota
 from vlm_operator.api import VLMDeploymentSpec
+from vlm_operator.render import objects
 
 
 def admission_verdict(
+    kube: Any, namespace: str, new: VLMDeploymentSpec, old: VLMDeploymentSpec | None, name: str = ""
+) -> profiles.Verdict:
+    """The profiles' verdict, then the namespace's GPU quota (a warning, or a refusal under ``quotaCheck: Enforce``)."""
+    verdict = _profile_verdict(kube, namespace, new, old)
+    try:
+        quotas = kube.list("v1", "ResourceQuota", namespace)
+        if not quotas:
+            return verdict
+        own = kube.list("v1", "Pod", namespace, objects.selector_string(name)) if name else []
+    except Exception as exc:  # an unreadable quota is reported, never fatal
+        return profiles.Verdict(
+            verdict.refusals,
+            (*verdict.warnings, f"ResourceQuotas could not be read ({str(exc).splitlines()[0][:200]})"),
+            verdict.selected,
+        )
+    return profiles.quota_verdict(verdict, quota.check(new, quotas, own), new, old)
+
+
+def _profile_verdict(
     kube: Any, namespace: str, new: VLMDeploymentSpec, old: VLMDeploymentSpec | None
 ) -> profiles.Verdict:
     """The profiles' verdict for a VLMDeployment in ``namespace``, read from the API server (the webhook's hook).

@@ -54,6 +54,8 @@ class Selection:
 class Verdict:
     refusals: tuple[Refusal, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    #: The profile that applied, if any.
+    selected: VLMPlatformProfile | None = None
 
     @property
     def allowed(self) -> bool:
@@ -196,7 +198,30 @@ def evaluate(
             f"VLMPlatformProfile {sel.profile.name} applies (priority {sel.profile.spec.priority}); "
             f"also matching, not applied: {', '.join(sel.shadowed)}"
         )
-    return Verdict(check(sel.profile, new, old), tuple(warnings))
+    return Verdict(check(sel.profile, new, old), tuple(warnings), sel.profile)
+
+
+def quota_verdict(
+    verdict: Verdict, message: str | None, new: VLMDeploymentSpec, old: VLMDeploymentSpec | None
+) -> Verdict:
+    """Add the quota check's ``message`` (:func:`vlm_operator.quota.check`) to ``verdict``: a warning, or a refusal
+    when the selected profile says ``quotaCheck: Enforce``. An update that changes neither the replicas it must have
+    nor the GPUs per replica is never refused (ratcheting)."""
+    from vlm_operator import quota
+
+    if message is None:
+        return verdict
+    if old is not None and (
+        quota.min_replicas(old) >= quota.min_replicas(new)
+        and quota.gpus_per_replica(old) >= quota.gpus_per_replica(new)
+        and quota.quota_resource(old) == quota.quota_resource(new)
+    ):
+        return verdict
+    p = verdict.selected
+    if p is not None and p.spec.quota_check == "Enforce":
+        refusal = Refusal(p.name, "quotaCheck", "spec.scaling", message.removeprefix("spec.scaling: "))
+        return Verdict((*verdict.refusals, refusal), verdict.warnings, p)
+    return Verdict(verdict.refusals, (*verdict.warnings, message), p)
 
 
 def effective_spec(raw_spec: Mapping[str, Any], profile: VLMPlatformProfile | None) -> dict[str, Any]:

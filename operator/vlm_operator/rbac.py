@@ -93,6 +93,12 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("", ("events",), ("create",), "events on condition transitions and autoscaling; kopf posts warnings"),
     Rule(
+        "",
+        ("resourcequotas",),
+        ("list",),
+        "the webhook compares the GPUs a VLMDeployment needs with what the namespace's ResourceQuota leaves",
+    ),
+    Rule(
         "vlmops.io",
         ("vlmplatformprofiles",),
         ("list",),

@@ -87,6 +87,10 @@ class VLMPlatformProfileSpec(ApiModel):
     """MIG profiles (``3g.40gb``) a VLMDeployment may ask for; unset allows any, empty allows none."""
     required_fit_check: FitCheck | None = None
     """The ``fitCheck`` every VLMDeployment must use (e.g. ``Enforce``, so nobody turns the memory check off)."""
+    quota_check: Literal["Warn", "Enforce"] = "Warn"
+    """When the replicas a VLMDeployment must have need more GPUs than the namespace's ResourceQuota
+    (``requests.nvidia.com/gpu``, or the MIG slice's) leaves: ``Warn`` admits it with a warning (the default; the API
+    server's quota admission still refuses the pods it cannot fit), ``Enforce`` refuses it at admission."""
     defaults: ProfileDefaults = Field(default_factory=ProfileDefaults)
     """Values for fields a VLMDeployment leaves unset."""
 

@@ -123,7 +123,7 @@ def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: An
         raise kopf.AdmissionError(f"invalid VLMDeployment: {admission.validation_message(exc)}", code=422) from None
     decision = admission.decide(vlmd.spec, inventory.SHARED.get(_client()))
     warnings.extend(w[:1000] for w in decision.warnings)
-    # platform profiles (VLMPlatformProfile): limits that check only what this change touches
+    # platform profiles (VLMPlatformProfile) and GPU quota: limits that check only what this change touches
     old_spec = None
     if old and old.get("spec"):
         try:
@@ -132,8 +132,9 @@ def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: An
             ).spec
         except ValidationError:
             old_spec = None
+    meta = body.get("metadata", {})
     verdict = profile_admission.admission_verdict(
-        _client(), body.get("metadata", {}).get("namespace", ""), vlmd.spec, old_spec
+        _client(), meta.get("namespace", ""), vlmd.spec, old_spec, meta.get("name", "")
     )
     decision = admission.with_policy(
         decision, (str(r) for r in verdict.refusals), verdict.warnings, admission.REASON_PROFILE
