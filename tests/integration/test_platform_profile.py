@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Cluster
+from tests.conftest import Cluster, wait_until
 from tests.integration.operator_helpers import running_operator
 from tests.integration.test_operator import Operator, apply, sample, vlmd
 
@@ -102,3 +102,39 @@ def test_a_stricter_profile_never_blocks_unchanged_fields_or_scale(
     # the profile is gone: nothing is blocked any more
     doc["spec"]["engine"]["tensorParallelSize"] = 4
     assert apply(cluster, doc).returncode == 0
+
+
+def test_gpu_quota_warns_by_default_and_refuses_under_enforce(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "team-gpus", "namespace": namespace},
+        "spec": {"hard": {"requests.nvidia.com/gpu": "2"}},
+    }
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(quota))
+    wait_until(
+        lambda: cluster.get_json("resourcequota", "team-gpus", "-n", namespace).get("status", {}).get("hard"),
+        "the quota controller to fill status.hard",
+    )
+    big = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.scaling.replicas": 3})
+    res = apply(cluster, big)
+    assert "3 replica(s) x 1 GPU(s) = 3 nvidia.com/gpu exceed what ResourceQuota team-gpus leaves: hard 2" in res.stderr
+    # under a profile with quotaCheck: Enforce the same spec is refused, naming the profile and the rule
+    name = f"quota-{namespace}"
+    cluster.kubectl("label", "namespace", namespace, f"vlmops.io/team={namespace}")
+    sel = {"matchLabels": {"vlmops.io/team": namespace}}
+    cluster.kubectl(
+        "apply", "-f", "-", input=yaml.safe_dump(profile(name, namespaceSelector=sel, quotaCheck="Enforce"))
+    )
+    try:
+        other = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.scaling.replicas": 4})
+        other["metadata"]["name"] = "over-quota"
+        res = apply(cluster, other, check=False)
+        assert res.returncode != 0 and f"(VLMPlatformProfile {name}, rule quotaCheck)" in res.stderr, res.stderr
+        # the existing one is not blocked by the newer profile when the change leaves its size alone
+        big["spec"]["engine"]["maxModelLen"] = 2048
+        assert apply(cluster, big).returncode == 0
+    finally:
+        cluster.kubectl("delete", "vlmplatformprofile", name, "--ignore-not-found")
