@@ -104,7 +104,7 @@ def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None)
     if facts is not None:
         family = FAMILY_BY_ARCHITECTURE.get(facts.architecture)
         if spec.multimodal.processor_kwargs and family:
-            for p in check_processor_kwargs(family, spec.multimodal.processor_kwargs):
+            for p in sorted(check_processor_kwargs(family, spec.multimodal.processor_kwargs)):  # key order varies
                 refuse(REASON_INVALID, f"spec.multimodal.{p}; fix: remove the key or use one of the known options")
         if e.enable_expert_parallel and not facts.text.is_moe:
             warnings.append(
