@@ -299,6 +299,20 @@ def assumed_gpu(args: argparse.Namespace) -> str | None:
     return gpus.lookup(DEFAULT_GPU).short_name
 
 
+def item_report(result: Any) -> dict[str, Any]:
+    """Per modality, what one worst-case item costs (``tokens.modality_costs``; docs/estimator.md §4)."""
+    from vlm_operator.estimator import tokens
+
+    costs = tokens.modality_costs(
+        result.request.model,
+        result.item_costs,
+        kwargs=result.resolved.processor_kwargs,
+        limits=result.resolved.limits,
+        cross_bytes_per_token=result.cross_bytes_per_token,
+    )
+    return {m: c.to_json() for m, c in costs.items()}
+
+
 def _catalog_or_hub(args: argparse.Namespace) -> Any:
     """The catalog's facts for ``--model``; a model it lacks comes from the Hub (or the Hub cache when offline)."""
     from vlm_operator.models import catalog
@@ -359,9 +373,36 @@ def _print_table(data: dict[str, Any]) -> None:
     console.print(t)
     if data.get("gpu_assumed"):
         console.print(f"GPU: assumed {data['gpu_assumed']} (no --gpu given; pass --gpu to choose)")
-    items = ", ".join(f"{k}: {v}" for k, v in data["image_tokens_per_item"].items()) or "none"
+    if data["items"]:
+        it = Table(title="one worst-case item, in tokens (docs/estimator.md §4)")
+        has_cross = any(c["cross_attention_tokens_per_sequence"] for c in data["items"].values())
+        for col in ("item", "encoder", "prompt", "markers", "size", "vLLM"):
+            it.add_column(col, justify="left" if col in ("item", "size") else "right", no_wrap=True)
+        if has_cross:
+            it.add_column("cross/seq", no_wrap=True)
+        for modality, c in data["items"].items():
+            w, h = c["worst_case_size"]
+            cross = f"{c['cross_attention_tokens_per_sequence']:,} {c['cross_attention_gib_per_sequence']:.2f}GiB"
+            it.add_row(
+                modality,
+                f"{c['encoder_tokens']:,}",
+                f"{c['prompt_tokens']:,}",
+                f"{c['marker_tokens']:,}",
+                f"{w}x{h}" if w else "-",
+                f"{c['vllm_profile_encoder_tokens']:,}" + (" (<)" if c["exceeds_vllm_profile"] else ""),
+                *([cross] if has_cross else []),
+            )
+        console.print(it)
+        console.print(
+            "  encoder: features the encoder outputs (vLLM profiles and caches them); prompt: positions in the "
+            "context, markers included; vLLM: what vLLM's own profiling item yields"
+            + ("; cross/seq: encoder states one sequence keeps for cross-attention" if has_cross else "")
+        )
+        for modality, c in data["items"].items():
+            if c["note"]:
+                console.print(f"  {modality}: {c['note']}", markup=False)
     console.print(
-        f"tokens per item (worst case): {items}; profiled {d['profiled_items']} {d['profiled_modality'] or '-'} "
+        f"profiled {d['profiled_items']} {d['profiled_modality'] or '-'} "
         f"item(s); max_num_seqs {d['max_num_seqs']}, max_num_batched_tokens {d['max_num_batched_tokens']}"
     )
     console.print(
@@ -397,6 +438,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     data = result.to_json()
     data["gpu_assumed"] = assumed_gpu(args)
+    data["items"] = item_report(result)
     if args.output == "json":
         print(json.dumps(data, indent=2))
     else:
