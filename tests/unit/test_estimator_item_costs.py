@@ -27,7 +27,7 @@ def items(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, dict[str,
 def test_qwen_default_item_is_vllms_profile_plus_two_markers(capsys: pytest.CaptureFixture[str]) -> None:
     got = items(capsys, "--model", QWEN, "--max-model-len", "32k", "--limit-mm-per-prompt", '{"image": 1, "video": 0}')
     image = got["image"]
-    # max_pixels 12845056 = 16384 x 28²: a 3584 x 3584 image, 16384 merged tokens between <|vision_start|>/<|vision_end|>
+    # max_pixels 12845056 = 16384 x 28²: a 3584 x 3584 image, 16384 merged tokens between start/end markers
     assert image["encoder_tokens"] == 16384
     assert image["prompt_tokens"] == 16386 and image["marker_tokens"] == 2
     assert image["encoder_input_patches"] == 16384 * 4
