@@ -88,7 +88,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="never use the network: the catalog, --model-dir, and models already in the Hub cache only",
     )
     src.add_argument("--model-dir", help="a local checkpoint directory (config.json, safetensors)")
-    src.add_argument("--gpu", help="GPU product or alias from the GPU table, e.g. H100, L4, A100-40GB")
+    src.add_argument(
+        "--gpu",
+        help="GPU product or alias from the GPU table, e.g. H100, L4, A100-40GB (left out: H100-80GB, and the output "
+        "says it was assumed)",
+    )
     src.add_argument("--gpu-memory-gib", type=float, help="GPU memory in GiB instead of --gpu")
     src.add_argument("--mig-profile", help="a MIG slice of --gpu, e.g. 3g.40gb (one engine per slice, no TP)")
     eng = parser.add_argument_group("engine (as vllm serve; a flag left out takes vLLM's default for the release)")
