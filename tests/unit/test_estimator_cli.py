@@ -213,3 +213,16 @@ def test_model_facts_line_never_wraps(
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("model facts:"))
     assert str(deep) in line and len(line) > 60
+
+
+def test_a_manifest_without_a_gpu_is_stated_as_assumed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sample = (Path(__file__).resolve().parents[2] / "crds" / "samples" / "llava-1.5-7b-l4.yaml").read_text()
+    named = tmp_path / "named.yaml"
+    named.write_text(sample)
+    unnamed = tmp_path / "unnamed.yaml"
+    unnamed.write_text(sample.replace("    gpu:\n      product: L4\n", ""))
+    main(["estimate", "-f", str(named), "--output", "json"])
+    assert json.loads(capsys.readouterr().out)["gpu_assumed"] is None
+    main(["estimate", "-f", str(unnamed), "--output", "json"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["gpu_assumed"] == "H100-80GB" and data["gpu"] == "H100-80GB"

@@ -11,6 +11,7 @@ import importlib
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from vlm_operator.releases import DEFAULT_VLLM_VERSION
@@ -301,9 +302,21 @@ def build_request(args: argparse.Namespace) -> Any:
 
 
 def assumed_gpu(args: argparse.Namespace) -> str | None:
-    """The GPU product the estimate assumed because no flag named one (None when one was named)."""
-    if args.file or args.gpu or args.gpu_memory_gib is not None:
+    """The GPU product the estimate assumed because nothing named one: no --gpu / --gpu-memory-gib, and with -f no
+    ``resources.gpu.product`` / ``minMemoryGiB`` in the manifest (None when one was named)."""
+    if args.gpu or args.gpu_memory_gib is not None:
         return None
+    if args.file:
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
+            spec = data.get("spec", data) if isinstance(data, dict) else {}
+            gpu = ((spec.get("resources") or {}).get("gpu") or {}) if isinstance(spec, dict) else {}
+        except (OSError, yaml.YAMLError, AttributeError):
+            return None
+        if not isinstance(gpu, dict) or gpu.get("product") or gpu.get("minMemoryGiB"):
+            return None
     from vlm_operator import gpus
 
     return gpus.lookup(DEFAULT_GPU).short_name
