@@ -205,3 +205,30 @@ def test_cli_answers_a_quantized_derivative_offline(
     rc = main([*args, "--model", "otherorg/Llama-3.2-11B-Vision-quantized.w4a16"])
     derived = json.loads(capsys.readouterr().out)
     assert rc in (0, 2) and derived["model"] == "otherorg/Llama-3.2-11B-Vision-quantized.w4a16"
+
+
+@pytest.mark.parametrize(
+    ("record_id", "model_id", "extra"),
+    [
+        ("vllm-pr12569-llama31-70b-w8a8", "neuralmagic/Meta-Llama-3.1-70B-Instruct-quantized.w8a8", {}),
+        ("lmcache-433-internvl25-8b-awq-tp1", "OpenGVLab/InternVL2_5-8B-AWQ", {"dtype": "float16"}),
+    ],
+)
+def test_derivative_weights_match_public_logs(record_id: str, model_id: str, extra: dict[str, str]) -> None:
+    """The weights a derivative resolved offline is estimated at, against a public start-up log of that checkpoint
+    ("Model loading took X GiB"; records in tests/data/calibration/logs.json with their sources)."""
+    from pathlib import Path
+
+    logs = json.loads((Path(__file__).resolve().parents[1] / "data" / "calibration" / "logs.json").read_text())
+    rec = next(r for r in logs["records"] if r["id"] == record_id)
+    flags = rec["flags"]
+    req = EstimateRequest(
+        catalog.lookup(model_id),
+        H100,
+        EngineSettings(
+            tensor_parallel_size=flags["tensor_parallel_size"], max_model_len=flags["max_model_len"], **extra
+        ),
+        vllm_version=rec["vllm_version"],
+    )
+    got = estimate(req).weights_bytes / 1024**3
+    assert got == pytest.approx(rec["observed"]["weights_gib"], rel=0.01)
