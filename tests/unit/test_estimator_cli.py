@@ -23,6 +23,8 @@ KEYS = {
     "image_tokens_per_item",
     "fits",
     "recommendations",
+    "items",
+    "gpu_assumed",
 }
 
 
