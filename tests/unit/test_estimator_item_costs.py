@@ -128,3 +128,31 @@ def test_image_prompt_tokens_entry_point(
 ) -> None:
     assert tokens.image_prompt_tokens(model, size[0], size[1], kwargs) == expected
     assert tokens.image_prompt_tokens(catalog.lookup(model), size[0], size[1], kwargs) == expected
+
+
+def test_items_not_allowed_in_a_prompt_are_reported_but_not_tabled(capsys: pytest.CaptureFixture[str]) -> None:
+    got = items(capsys, "--model", QWEN, "--max-model-len", "16k", "--limit-mm-per-prompt", '{"image": 2, "video": 0}')
+    assert got["image"]["limit_per_prompt"] == 2 and got["video"]["limit_per_prompt"] == 0
+    main(
+        [
+            "estimate",
+            "--model",
+            QWEN,
+            "--gpu",
+            "H100",
+            "--max-model-len",
+            "16k",
+            "--limit-mm-per-prompt",
+            '{"video": 0}',
+        ]
+    )
+    out = capsys.readouterr().out
+    assert any(line.startswith("│ image") for line in out.splitlines())
+    assert not any(line.startswith("│ video") for line in out.splitlines())
+
+
+def test_derived_model_facts_say_where_they_come_from(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["estimate", "--model", "RedHatAI/gemma-3-4b-it-quantized.w4a16", "--gpu", "L4", "--max-model-len", "8k"])
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("model facts:"))
+    assert "the architecture of google/gemma-3-4b-it with this repository's quantization_config" in line

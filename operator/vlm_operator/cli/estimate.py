@@ -333,7 +333,8 @@ def item_report(result: Any) -> dict[str, Any]:
         limits=result.resolved.limits,
         cross_bytes_per_token=result.cross_bytes_per_token,
     )
-    return {m: c.to_json() for m, c in costs.items()}
+    limits = result.resolved.limits
+    return {m: {"limit_per_prompt": limits.get(m, 0), **c.to_json()} for m, c in costs.items()}
 
 
 def _catalog_or_hub(args: argparse.Namespace) -> Any:
@@ -404,6 +405,8 @@ def _print_table(data: dict[str, Any]) -> None:
         if has_cross:
             it.add_column("cross/seq", no_wrap=True)
         for modality, c in data["items"].items():
+            if not c["limit_per_prompt"]:
+                continue  # not allowed in a prompt: nothing to cost
             w, h = c["worst_case_size"]
             cross = f"{c['cross_attention_tokens_per_sequence']:,} {c['cross_attention_gib_per_sequence']:.2f}GiB"
             it.add_row(
@@ -422,7 +425,7 @@ def _print_table(data: dict[str, Any]) -> None:
             + ("; cross/seq: encoder states one sequence keeps for cross-attention" if has_cross else "")
         )
         for modality, c in data["items"].items():
-            if c["note"]:
+            if c["note"] and c["limit_per_prompt"]:
                 console.print(f"  {modality}: {c['note']}", markup=False)
     console.print(
         f"profiled {d['profiled_items']} {d['profiled_modality'] or '-'} "
@@ -432,6 +435,8 @@ def _print_table(data: dict[str, Any]) -> None:
         f"host memory for the processor cache: {d['host_memory_gib']:.2f} GiB; /dev/shm: {d['shm_gib']:.2f} GiB"
     )
     checked = "checked against a public config.json copy" if d["model_verified"] else "not checked against a copy"
+    if data.get("model_notes"):
+        checked += f"; {data['model_notes']}"
     # a path or URL must stay copyable: no wrapping inside it, whatever the terminal width
     console.print(f"model facts: {d['model_source'] or '-'} ({checked})", markup=False, soft_wrap=True)
     verdict = "[green]FITS[/green]" if data["fits"] else "[red]DOES NOT FIT[/red]"
@@ -462,6 +467,7 @@ def run(args: argparse.Namespace) -> int:
     data = result.to_json()
     data["gpu_assumed"] = assumed_gpu(args)
     data["items"] = item_report(result)
+    data["model_notes"] = result.request.model.notes
     if args.output == "json":
         print(json.dumps(data, indent=2))
     else:

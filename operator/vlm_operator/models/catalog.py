@@ -70,8 +70,16 @@ def _facts(entry: dict[str, Any], model_id: str | None = None, notes: str | None
         total_params=e.get("total_params"),
         source=e.get("source", ""),
         verified=bool(e.get("verified", False)) and model_id is None,
-        notes=notes if notes is not None else e.get("notes", ""),
+        notes=notes if notes is not None else (e.get("notes") or _derivative_note(e)),
     )
+
+
+def _derivative_note(entry: dict[str, Any]) -> str:
+    if not entry.get("base"):
+        return ""
+    if entry.get("quantization_config"):
+        return f"the architecture of {entry['base']} with this repository's quantization_config"
+    return f"a sibling of {entry['base']} (same architecture)"
 
 
 @cache
