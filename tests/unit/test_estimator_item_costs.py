@@ -156,3 +156,18 @@ def test_derived_model_facts_say_where_they_come_from(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("model facts:"))
     assert "the architecture of google/gemma-3-4b-it with this repository's quantization_config" in line
+
+
+def test_releases_before_the_factorised_profile_profile_a_square() -> None:
+    """vllm PR #29692 (~v0.12.0): before it Qwen's "most features" image was smart_resize(9999999, 9999999), a square;
+    with max_pixels = 1280 x 28² that is 35 x 35 = 1225 merged tokens, while a real 1120 x 896 image costs 1280."""
+    facts = catalog.lookup(QWEN)
+    kw = {"max_pixels": 1003520}
+    old = tokens.vllm_profile_image(facts, kw, (0, 11, 0))
+    new = tokens.vllm_profile_image(facts, kw, (0, 12, 0))
+    assert (old.width, old.height, old.embeds) == (980, 980, 1225)
+    assert (new.embeds, tokens.image_tokens(facts, 1120, 896, kw).embeds) == (1280, 1280)
+    costs = {"image": tokens.max_image_tokens(facts, kw)}
+    assert tokens.modality_costs(facts, costs, kwargs=kw, version=(0, 11, 0))["image"].exceeds_vllm_profile
+    assert "#29692" in tokens.modality_costs(facts, costs, kwargs=kw, version=(0, 11, 0))["image"].note
+    assert not tokens.modality_costs(facts, costs, kwargs=kw, version=(0, 12, 0))["image"].exceeds_vllm_profile

@@ -332,6 +332,7 @@ def item_report(result: Any) -> dict[str, Any]:
         kwargs=result.resolved.processor_kwargs,
         limits=result.resolved.limits,
         cross_bytes_per_token=result.cross_bytes_per_token,
+        version=result.resolved.version,
     )
     limits = result.resolved.limits
     return {m: {"limit_per_prompt": limits.get(m, 0), **c.to_json()} for m, c in costs.items()}

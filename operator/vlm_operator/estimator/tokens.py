@@ -626,21 +626,28 @@ def _upscaled_sizes(lo: int) -> list[tuple[int, int]]:
     return out
 
 
-def vllm_profile_image(facts: ModelFacts, kwargs: Mapping[str, Any] | None = None) -> ItemTokens:
+def vllm_profile_image(facts: ModelFacts, kwargs: Mapping[str, Any] | None = None, version: Any = None) -> ItemTokens:
     """The image vLLM itself profiles with (``get_image_size_with_most_features``), which can cost less than the
     worst real image (:func:`max_image_tokens`).
 
     Qwen2/2.5/3-VL: the most-square factor pair of ``max_pixels // (patch·merge)²`` with aspect <= 200
     (vllm/model_executor/models/qwen2_vl.py ``Qwen2VLProcessingInfo.get_image_size_with_most_features``, the
-    ``closest_factor_pair`` form of recent releases; earlier ones, e.g. vllm@002d181a, profile
-    ``smart_resize(9999999, 9999999)``, a square, which is never larger). GLM-4.1V the same on ``max_pixels / 2``.
-    Other families: their worst case is the size vLLM profiles.
+    ``closest_factor_pair`` form from vllm PR #29692, ~v0.12.0; before it, e.g. vllm@002d181a,
+    ``smart_resize(9999999, 9999999)``, a square, which is never larger: ``releases.factorises_qwen_profile_image``).
+    ``version`` None means the newest form. GLM-4.1V: the factorisation on ``max_pixels / 2``. Other families:
+    their worst case is the size vLLM profiles.
     """
     kw = merged_kwargs(facts, kwargs)
     fn = FAMILIES.get(facts.family)
     if fn is None or facts.vision is None:
         raise TokenError(f"{facts.model_id} ({facts.family}) takes no images")
     if facts.family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
+        from vlm_operator import releases
+
+        if version is not None and not releases.factorises_qwen_profile_image(version):
+            patch, merge, lo, hi = _qwen_params(facts, kw)
+            side_h, side_w = smart_resize(9999999, 9999999, patch * merge, lo, hi)
+            return fn(side_w, side_h, facts, kw)
         w, h = qwen_vl_max_size(facts, kw)
         return fn(w, h, facts, kw)
     if facts.family == "glm4v":
@@ -769,6 +776,7 @@ def modality_costs(
     kwargs: Mapping[str, Any] | None = None,
     limits: Mapping[str, int] | None = None,
     cross_bytes_per_token: float = 0.0,
+    version: Any = None,
 ) -> dict[str, ModalityCost]:
     """The per-modality report for the worst-case items ``costs`` (what the estimate used).
 
@@ -782,10 +790,10 @@ def modality_costs(
         profile = item
         note = ""
         if modality == "image":
-            profile = vllm_profile_image(facts, kwargs)
+            profile = vllm_profile_image(facts, kwargs, version)
         elif modality == "video" and facts.family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"):
             # vLLM's profiled video is frames of its "most features" image size (get_max_video_tokens)
-            frame, vllm_frame = max_image_tokens(facts, kwargs), vllm_profile_image(facts, kwargs)
+            frame, vllm_frame = max_image_tokens(facts, kwargs), vllm_profile_image(facts, kwargs, version)
             groups = item.embeds // max(1, frame.embeds)
             n = groups * vllm_frame.embeds
             profile = ItemTokens(n + 2, n, groups * vllm_frame.patches, vllm_frame.width, vllm_frame.height)
@@ -797,6 +805,11 @@ def modality_costs(
                 f"{profile.embeds} of the {profile.width}x{profile.height} one vLLM profiles with; the estimate "
                 "keeps the larger"
             )
+            if facts.family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl") and profile.width == profile.height:
+                note += (
+                    " (this release profiles a square image: when max_num_batched_tokens is below the real item's "
+                    "tokens its encoder budget cannot schedule it, fixed by vllm PR #29692)"
+                )
         in_prompt = item.prompt if cross else item.embeds  # Mllama: the one <|image|> token is the placeholder
         states = item.embeds * max(1, (limits or {}).get(modality, 1)) if cross else 0
         if cross:
