@@ -86,6 +86,10 @@ class Estimate:
     host_memory_bytes: float
     shm_bytes: float
     recommendations: tuple[Any, ...] = field(default=())
+    #: per modality: the worst-case item (prompt tokens, encoder tokens, patches, size) the estimate used
+    item_costs: dict[str, tokens.ItemTokens] = field(default_factory=dict)
+    #: KV bytes one encoder token takes over this rank's cross-attention layers (Mllama; 0 otherwise)
+    cross_bytes_per_token: float = 0.0
 
     @property
     def kv_cache_tokens(self) -> int:
@@ -453,4 +457,6 @@ def estimate(req: EstimateRequest) -> Estimate:
         warnings=tuple(warnings),
         host_memory_bytes=host,
         shm_bytes=shm,
+        item_costs=dict(costs),
+        cross_bytes_per_token=sum(g.layers * g.bytes_per_token_per_layer for g in groups if g.kind == CROSS),
     )
