@@ -335,15 +335,22 @@ def estimate(req: EstimateRequest) -> Estimate:
     )
     early_v1 = r.engine == "v1" and r.version < (0, 8, 0)
     rows = lm_tokens if early_v1 else min(r.max_num_seqs, lm_tokens)
-    samp = memory.sampler_bytes(facts, rows=rows, engine=r.engine, early_v1=early_v1)
+    path = versions.v1_sampler_path(r.version, req.engine.flashinfer_sampler)
+    samp = memory.sampler_bytes(facts, rows=rows, engine=r.engine, early_v1=early_v1, path=path)
     # Peak: the encoder outputs stay in the encoder cache while the LM and sampler run (V1 profile_run); in V0 the
     # encoder runs inside the same forward, so its transient adds to the LM's, and the sampler runs after it.
+    hidden = lm_tokens * facts.text.hidden_size * act_bytes
     if r.engine == "v1":
-        activation = enc_cache + max(enc_act, lm_act + samp)
+        activation = memory.v1_activation_peak(
+            encoder_cache=enc_cache, encoder=enc_act, lm=lm_act, sampler=samp, hidden=hidden, early=early_v1
+        )
     else:
-        hidden = lm_tokens * facts.text.hidden_size * act_bytes
         activation = enc_cache + memory.v0_activation_peak(encoder=enc_act, lm=lm_act, sampler=samp, hidden=hidden)
-    non_torch = memory.non_torch_bytes(r.tp, r.pp)
+    non_torch = memory.non_torch_bytes(
+        r.tp,
+        r.pp,
+        after_distributed_init=r.engine == "v1" and versions.v1_snapshot_after_distributed_init(r.version),
+    )
     graphs = memory.cuda_graph_bytes(facts, pp=r.pp, enforce_eager=req.engine.enforce_eager)
     graphs_in_budget = versions.cuda_graphs_in_budget(r.version) and graphs > 0
     total = float(req.gpu.memory_bytes)

@@ -102,3 +102,39 @@ def mm_cache_default_gb(v: Version) -> float:
 def default_api_server_count(v: Version, data_parallel_size: int) -> int:
     """1, or ``data_parallel_size`` from 803e3f3f6 (#32525, ≈v0.15) (facts §1a)."""
     return data_parallel_size if v >= (0, 15, 0) else 1
+
+
+#: The V1 top-k/top-p sampler the profiling run's dummy sampler goes through (``_dummy_sampler_run`` samples with
+#: top-k = vocab - 1 and top-p 0.9 in every release, vllm@v0.11.0..v0.21.0 v1/worker/gpu_model_runner.py):
+#: - ``flashinfer``: FlashInfer's fused kernel. On by default when FlashInfer is installed from v0.8 to v0.11
+#:   (``VLLM_USE_FLASHINFER_SAMPLER`` unset means on, vllm@v0.11.0 v1/sample/ops/topk_topp_sampler.py:33-60; the
+#:   vllm/vllm-openai image ships FlashInfer, and the v0.10.1.1 logs in tests/data/calibration print "Using FlashInfer
+#:   for top-p & top-k sampling"), and again from v0.21.0 (env default True, vllm@v0.21.0 envs.py:48).
+#: - ``sort``: PyTorch sort + scatter, opt-in FlashInfer only, v0.12.0-v0.16.x (vllm@v0.12.0
+#:   topk_topp_sampler.py:35-58 "disabled by default"; ``apply_top_k_top_p`` sorts the whole vocabulary).
+#: - ``triton``: from v0.17.0 a Triton kernel filters in place for batches of 8 rows or more (vllm@v0.17.0
+#:   topk_topp_sampler.py:251 ``apply_top_k_top_p_triton``), FlashInfer still opt-in until v0.21.0.
+#: Before v0.10 the V1 releases keep the calibrated per-logit figure (``legacy``).
+def v1_sampler_path(v: Version, flashinfer: bool | None = None) -> str:
+    """``flashinfer`` = ``VLLM_USE_FLASHINFER_SAMPLER`` set (with FlashInfer installed) or not; ``None`` = the image's
+    default. FlashInfer's sampler exists in V1 from v0.7 (#11394); the PyTorch fallback is ``sort`` before v0.17."""
+    if flashinfer is True and v >= (0, 10, 0):
+        return "flashinfer"
+    if flashinfer is False and v >= (0, 10, 0):
+        return "triton" if v >= (0, 17, 0) else "sort"
+    if v >= (0, 21, 0):
+        return "flashinfer"
+    if v >= (0, 17, 0):
+        return "triton"
+    if v >= (0, 12, 0):
+        return "sort"
+    if v >= (0, 10, 0):
+        return "flashinfer"
+    return "legacy"
+
+
+def v1_snapshot_after_distributed_init(v: Version) -> bool:
+    """From v0.9.1 the V1 worker takes its baseline memory snapshot after NCCL / custom all-reduce set-up
+    (vllm@v0.11.0 v1/worker/gpu_worker.py:169-182 ``init_device``), so those buffers are not part of the
+    profiled non-torch increase (cc867be19, #19312)."""
+    return v >= (0, 9, 1)
