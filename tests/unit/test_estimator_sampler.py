@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vlm_operator.estimator import memory, versions
+from vlm_operator import releases as versions
+from vlm_operator.estimator import memory
 from vlm_operator.estimator.core import estimate
 from vlm_operator.estimator.request import GIB, EngineSettings, EstimateRequest, GPUSpec
 from vlm_operator.gpus import lookup

@@ -277,7 +277,7 @@ def plan_kv(
 #: Bytes per logit of the V1 dummy sampler run before v0.10 (``legacy`` path), fitted on the V1 logs in
 #: tests/data/calibration when the estimate still added the LM forward's transient to it.
 SAMPLER_BYTES_V1 = 20.0
-#: Bytes per logit of the V1 dummy sampler run by sampler path (``versions.v1_sampler_path``). Every path holds the
+#: Bytes per logit of the V1 dummy sampler run by sampler path (``releases.v1_sampler_path``). Every path holds the
 #: model-dtype logits ``compute_logits`` returns (2, kept by ``_dummy_sampler_run``) and their fp32 copy (4,
 #: ``Sampler.forward``), vllm@v0.11.0 v1/worker/gpu_model_runner.py:3183-3218 and v1/sample/sampler.py.
 #: - flashinfer: ``top_k_top_p_sampling_from_logits`` masks the top-k logits into a new fp32 tensor and takes its
@@ -411,7 +411,7 @@ def encoder_activation_bytes(
 NON_TORCH_TP1_GIB = 0.20
 NON_TORCH_TP_EXTRA_GIB = 0.25
 #: V1 from v0.9.1 takes its baseline after NCCL and custom all-reduce set-up
-#: (``versions.v1_snapshot_after_distributed_init``), so only what the profiling run itself creates counts:
+#: (``releases.v1_snapshot_after_distributed_init``), so only what the profiling run itself creates counts:
 #: cuBLAS/Triton workspaces, the all-gather of the logits.
 #: The V1 logs that print it: 0.07 GiB (vLLM 0.10.2, TP 1, H100) and 0.21 GiB (0.10.2, TP 8, L40S); the 0.10.1.1
 #: A100 logs leave about 0.05 (TP 1) and 0.15 (TP 2) GiB next to the sampler (tests/data/calibration).

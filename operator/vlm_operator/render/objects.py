@@ -21,7 +21,7 @@ from typing import Any
 
 from vlm_operator import gpus
 from vlm_operator.api import VLMDeployment, VLMDeploymentSpec
-from vlm_operator.api.versions import default_image
+from vlm_operator.releases import default_image
 
 HTTP_PORT = 8000
 CONTAINER = "vllm"
