@@ -148,6 +148,10 @@ def _positive(name: str, value: int | None) -> None:
         raise memory.InputError(f"{name} must be >= 1, got {value}")
 
 
+def _cross_attention(req: EstimateRequest) -> bool:
+    return CROSS in req.model.text.kinds()
+
+
 def resolve(req: EstimateRequest) -> Resolved:
     """Fill in vLLM's defaults for this release and GPU; raise ``InputError`` on settings vLLM would reject."""
     try:
@@ -155,6 +159,13 @@ def resolve(req: EstimateRequest) -> Resolved:
         engine = releases.engine_for(v, req.engine.engine)
     except ValueError as exc:
         raise memory.InputError(str(exc)) from None
+    if engine == "v1" and _cross_attention(req) and not releases.v1_serves_encoder_decoder(v):
+        if req.engine.engine is not None:
+            raise memory.InputError(
+                f"{req.model.model_id} is an encoder-decoder (cross-attention) model, which vLLM {req.vllm_version} "
+                "runs only on the V0 engine; drop engine v1"
+            )
+        engine = "v0"  # the V1 oracle falls back to V0 for encoder-decoder models
     e = req.engine
     for name, val in (
         ("tensor_parallel_size", e.tensor_parallel_size),
@@ -297,6 +308,12 @@ def plan_profile(req: EstimateRequest, r: Resolved, costs: dict[str, tokens.Item
         relaxed = max(float(m_tok), min(cap, r.max_num_seqs * min(limit * m_tok, max(r.max_model_len, m_tok))))
         return ProfilePlan(modality, cost.embeds, items, cost.patches, budget, relaxed)
     total_mm = sum(r.limits[m] * max(1, c.embeds) for m, c in active.items())
+    if _cross_attention(req):
+        # encoder-decoder profile: every one of max_num_seqs dummy sequences carries its images, whatever the token
+        # budget (vllm@v0.10.2 worker/enc_dec_model_runner.py:316-330 ``profile_run``)
+        return ProfilePlan(
+            modality, cost.embeds, r.max_num_seqs * limit, cost.patches, total_mm, float(r.max_num_seqs * limit * m_tok)
+        )
     seqs = max(1, min(r.max_num_seqs, r.max_num_batched_tokens // total_mm))
     relaxed_seqs = max(1.0, min(float(r.max_num_seqs), r.max_num_batched_tokens / total_mm))
     relaxed = relaxed_seqs * limit * m_tok
@@ -345,6 +362,17 @@ def estimate(req: EstimateRequest) -> Estimate:
         activation = memory.v1_activation_peak(
             encoder_cache=enc_cache, encoder=enc_act, lm=lm_act, sampler=samp, hidden=hidden, early=early_v1
         )
+    elif _cross_attention(req) and prof.items:
+        # Mllama: the vision encoder runs over every profiled image first (its own peak); its projected outputs
+        # (the cross-attention states, ``enc_cache``) then stay alive through the LM, whose cross-attention layers
+        # project them to K/V one layer at a time (vllm@v0.10.2 model_executor/models/mllama.py).
+        enc_act = memory.cross_attention_encoder_bytes(
+            facts, images=prof.items, tokens_per_image=prof.tokens_per_item, tp=r.tp, act_bytes=act_bytes
+        )
+        t = facts.text
+        cross_kv = prof.encoder_tokens * 2 * memory.kv_heads_per_rank(t.num_kv_heads, r.tp) * t.head_dim * act_bytes
+        lm_phase = enc_cache + memory.v0_activation_peak(encoder=cross_kv, lm=lm_act, sampler=samp, hidden=hidden)
+        activation = max(enc_act, lm_phase)
     else:
         activation = enc_cache + memory.v0_activation_peak(encoder=enc_act, lm=lm_act, sampler=samp, hidden=hidden)
     non_torch = memory.non_torch_bytes(
@@ -390,7 +418,9 @@ def estimate(req: EstimateRequest) -> Estimate:
                 f"max_model_len {r.max_model_len} holds fewer than {r.limits['image']} worst-case images "
                 f"({active_items['image']} tokens each) plus 256 text tokens"
             )
-    need = plan.bytes_per_request + enc_cache
+    # Mllama keeps no encoder cache at run time: its cross-attention states live in the KV cache (cross blocks,
+    # counted in bytes_per_request); the profiled states only raise the peak.
+    need = plan.bytes_per_request + (0.0 if _cross_attention(req) else enc_cache)
     if kv_avail <= 0:
         reasons.append(
             f"no memory left for the KV cache: budget {budget / GIB:.2f} GiB < non-KV "

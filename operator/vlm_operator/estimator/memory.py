@@ -405,6 +405,37 @@ def encoder_activation_bytes(
     return n * (2 * h + max(attn, mlp) + pixels) * act_bytes
 
 
+#: Mllama keeps five vision layers' outputs for its projector (``intermediate_layers_indices`` = [3, 7, 15, 23, 30] in
+#: every Llama-3.2-Vision checkpoint; ``MllamaVisionModel.forward`` stacks them, vllm@v0.10.2
+#: model_executor/models/mllama.py:655-760).
+MLLAMA_INTERMEDIATE_LAYERS = 5
+
+
+def cross_attention_encoder_bytes(
+    facts: ModelFacts, *, images: int, tokens_per_image: int, tp: int, act_bytes: float
+) -> float:
+    """Peak of Mllama's vision encoder over ``images`` worst-case images in one batch (V0 profile).
+
+    Per image the encoder runs ``tiles`` tiles of ``(image_size / patch)² + 1`` patches, padded to a multiple of 8
+    (T tokens in all). Alive at the MLP of the last local layer (vllm@v0.10.2 model_executor/models/mllama.py
+    ``MllamaVisionModel.forward``): the aspect-ratio attention mask ``_prepare_aspect_ratio_attention_mask`` builds,
+    T × T in the model dtype; the hidden state and residual (2·T·H); the kept intermediate layer outputs (5·T·H);
+    and the MLP's fc1 output and activation (2·T·I/TP; the hidden state is all-gathered, so H is not split).
+    The V0 encoder-decoder profile gives every one of ``max_num_seqs`` dummy sequences its images
+    (vllm@v0.6.3 and v0.10.2 worker/enc_dec_model_runner.py ``profile_run``), so at 128 sequences the 128-image
+    batch needs ~39 GiB where one image needs 0.3 GiB.
+    """
+    v = facts.vision
+    if v is None or images <= 0:
+        return 0.0
+    per_tile = (v.image_size // v.patch_size) ** 2 + 1
+    tiles = max(1, round(tokens_per_image / per_tile))
+    t = tiles * (math.ceil(per_tile / 8) * 8)
+    h, inter = v.hidden_size, v.intermediate_size
+    per_image = t * t + t * ((2 + MLLAMA_INTERMEDIATE_LAYERS) * h + 2 * inter / tp)
+    return images * per_image * act_bytes
+
+
 #: Non-torch memory growth during profiling (cuBLAS/cuDNN workspaces, allocator slack) at TP=1, and the extra for
 #: NCCL + custom all-reduce buffers at TP>1. Medians of the "non_torch_memory takes X GiB" lines in the V0 logs in
 #: tests/data/calibration (0.03–0.43 GiB).

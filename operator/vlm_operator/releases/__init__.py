@@ -37,6 +37,7 @@ from .defaults import (
     reports_tokens_as_concurrency,
     skips_encoder_when_text_only,
     v1_sampler_path,
+    v1_serves_encoder_decoder,
     v1_snapshot_after_distributed_init,
     video_fills_context,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "skips_encoder_when_text_only",
     "supported_versions",
     "v1_sampler_path",
+    "v1_serves_encoder_decoder",
     "v1_snapshot_after_distributed_init",
     "video_fills_context",
 ]

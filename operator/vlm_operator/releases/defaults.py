@@ -187,6 +187,14 @@ def v1_snapshot_after_distributed_init(version: VersionLike) -> bool:
     return _v(version) >= (0, 9, 1)
 
 
+def v1_serves_encoder_decoder(version: VersionLike) -> bool:
+    """Encoder-decoder (cross-attention) models such as Mllama never ran on V1 while vLLM served them: on
+    v0.8-v0.10.x the V1 oracle falls back to V0 ("No Mamba or Encoder-Decoder so far", ``_is_v1_supported_oracle``,
+    vllm-0.10.2 vllm/engine/arg_utils.py:1479-1483), and Mllama is gone from v0.11.0 (no
+    model_executor/models/mllama.py in the 0.11.0 sdist)."""
+    return _v(version) >= (0, 11, 0)
+
+
 # ---- encoder cache and multimodal profiling -------------------------------------------------------------------
 
 
