@@ -105,7 +105,7 @@ KNOWN_OUTLIERS = {
     "sipeed-wiki-cua-qwen3vl30b-a3b-rtx3090-tp4": (
         "Qwen3-VL-30B-A3B at TP 4 on four RTX 3090s (0.11.0, max_model_len 65,536). vLLM profiles a 65,536-token "
         "video here (frames fill the context from v0.10.2); the estimator puts the encoder peak on its 262,144 "
-        "patches at ~5.7 GiB per rank where the log leaves room for ~3 GiB, so the KV estimate is 82 % low. The "
+        "patches at ~5.7 GiB per rank where the log leaves room for ~3 GiB, so the KV estimate is 71 % low. The "
         "rotary ViT's TP all-gather term was fitted on a TP 2 Qwen2.5-VL log and looks too large at TP 4 or for "
         "Qwen3-VL. An over-estimate: the fit check errs towards refusing"
     ),
