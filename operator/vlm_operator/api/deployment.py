@@ -132,8 +132,8 @@ class VLMDeploymentSpec(ApiModel):
 
     @property
     def gpus_per_replica(self) -> int:
-        """``resources.gpu.count``, or TP x PP x DP."""
-        return self.resources.gpu.count or self.engine.gpus_per_pod
+        """GPUs one pod requests: ``engine.gpus_per_pod`` (``resources.gpu.count`` is validated to equal it)."""
+        return self.engine.gpus_per_pod
 
     @property
     def fit_check_explicit(self) -> bool:
