@@ -9,6 +9,7 @@ the KV tokens computed from the *logged* available KV memory.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from dataclasses import fields, replace
 from pathlib import Path
@@ -146,6 +147,9 @@ def test_calibration_report_and_bounds() -> None:
     assert set(KNOWN_OUTLIERS) <= {r["id"] for r in RECORDS}
 
 
+PROVENANCE = re.compile(r"^https://github\.com/[^/]+/[^/]+/((issues|pull)/\d+|blob/[0-9a-f]{40}/.+)$")
+
+
 def era(version: str) -> str:
     """The vLLM eras the issue names: V0 (<= 0.7), early V1 (0.8-0.10), recent (>= 0.11)."""
     minor = int(version.split(".")[1])
@@ -158,6 +162,8 @@ def test_calibration_records_are_complete() -> None:
     assert len(ids) == len(set(ids))
     for rec in RECORDS:
         assert rec["source"].startswith("https://github.com/")
+        # provenance: an issue or pull request, or a file at a commit
+        assert PROVENANCE.match(rec["source"]), rec["source"]
         assert "llm-d" not in rec["source"]
         assert {"model", "gpu", "vllm_version", "engine", "flags", "observed"} <= set(rec)
         assert rec["observed"], rec["id"]
