@@ -36,8 +36,8 @@ def test_v1_peak_is_the_largest_transient_not_their_sum() -> None:
     assert peak == 6.0
     assert memory.v1_activation_peak(encoder_cache=0.0, encoder=0.0, lm=3.0, sampler=2.0, hidden=0.5) == 3.0
     assert memory.v1_activation_peak(encoder_cache=0.0, encoder=0.0, lm=1.0, sampler=2.0, hidden=0.5) == 2.5
-    # early V1 (logits of every token, no sampler) keeps the calibrated sum
-    assert memory.v1_activation_peak(encoder_cache=0.0, encoder=0.0, lm=1.0, sampler=2.0, hidden=0.5, early=True) == 3
+    # V1 before v0.10 keeps the calibrated sum
+    assert memory.v1_activation_peak(encoder_cache=0.0, encoder=0.0, lm=1.0, sampler=2.0, hidden=0.5, summed=True) == 3
 
 
 def _llama8b_h100(release: str, flashinfer: bool | None = None) -> float:

@@ -361,7 +361,12 @@ def estimate(req: EstimateRequest) -> Estimate:
     hidden = lm_tokens * facts.text.hidden_size * act_bytes
     if r.engine == "v1":
         activation = memory.v1_activation_peak(
-            encoder_cache=enc_cache, encoder=enc_act, lm=lm_act, sampler=samp, hidden=hidden, early=early_v1
+            encoder_cache=enc_cache,
+            encoder=enc_act,
+            lm=lm_act,
+            sampler=samp,
+            hidden=hidden,
+            summed=early_v1 or path == "legacy",
         )
     elif _cross_attention(req) and prof.items:
         # Mllama: the vision encoder runs over every profiled image first (its own peak); its projected outputs

@@ -355,7 +355,7 @@ def sampler_bytes(facts: ModelFacts, *, rows: int, engine: str, early_v1: bool, 
 
 
 def v1_activation_peak(
-    *, encoder_cache: float, encoder: float, lm: float, sampler: float, hidden: float, early: bool = False
+    *, encoder_cache: float, encoder: float, lm: float, sampler: float, hidden: float, summed: bool = False
 ) -> float:
     """V1's profiled peak (``GPUModelRunner.profile_run``, vllm@v0.11.0 v1/worker/gpu_model_runner.py:3325-3402):
     the encoder runs first and its outputs stay in the encoder cache; then ``_dummy_run`` runs the LM over
@@ -363,9 +363,10 @@ def v1_activation_peak(
     ``_dummy_sampler_run`` samples. So the three transients do not add: the peak is the largest of them, on top of
     the encoder cache (the sampler's also on top of the hidden states).
 
-    Early V1 (v0.7.x, ``early``: logits for every profiled token, no sampler) keeps the sum it was calibrated with
-    (vllm#12569's Llama-3.1-70B w8a8 log: -8 % KV tokens with the sum, +13 % with the maximum)."""
-    if early:
+    ``summed``: V1 before v0.10 keeps the sum of LM and sampler its constants were fitted with (the v0.7 logits of
+    every profiled token: vllm#12569's Llama-3.1-70B w8a8 log is -8 % on KV tokens with the sum, +13 % with the
+    maximum; the 20 B per logit of v0.8-v0.9, whose sampler path, FlashInfer or sort, the image did not pin)."""
+    if summed:
         return encoder_cache + max(encoder, lm + sampler)
     return encoder_cache + max(encoder, lm, hidden + sampler)
 
