@@ -50,3 +50,27 @@ def test_default_sequence_count_does_not_fit_a_long_context() -> None:
     # 256 default V0 sequences x one 4-tile image each: the encoder peak alone exceeds an 80 GB card
     e = _run("0.10.2")
     assert not e.fits
+
+
+@pytest.mark.parametrize(
+    ("gpu", "release", "engine", "fits"),
+    [
+        # vllm#9445 (0.6.3, A100 80GB, --max-model-len 1024): OOM at the default 256 sequences, runs with 32 + eager
+        ("A100-80GB", "0.6.3", {"max_model_len": 1024}, False),
+        ("A100-80GB", "0.6.3", {"max_model_len": 1024, "max_num_seqs": 32, "enforce_eager": True}, True),
+        # vllm#8879 (0.6.2, A100 80GB): OOM in the vision model at the defaults; max_num_seqs=16 + eager launches it
+        ("A100-80GB", "0.6.2", {}, False),
+        ("A100-80GB", "0.6.2", {"max_num_seqs": 16, "enforce_eager": True}, True),
+    ],
+)
+def test_public_mllama_verdicts(gpu: str, release: str, engine: dict[str, object], fits: bool) -> None:
+    g = lookup(gpu)
+    e = estimate(
+        EstimateRequest(
+            catalog.lookup(MLLAMA),
+            GPUSpec(g.short_name, g.cuda_memory_bytes, g.compute_capability),
+            EngineSettings(**engine),  # type: ignore[arg-type]
+            vllm_version=release,
+        )
+    )
+    assert e.fits is fits, e.reasons
