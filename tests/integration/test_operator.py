@@ -43,7 +43,9 @@ def free_port() -> int:
 
 class Operator:
     """The operator subprocess, authenticated by ``kubeconfig`` (the cluster admin's when None), with the Hub
-    resolver pointed at ``hub`` when one is given; ``args`` go after ``vlmctl operator run`` (e.g. ``--namespace``)."""
+    resolver pointed at ``hub`` when one is given. ``args`` are added to ``vlmctl operator run`` (``--no-webhook``,
+    ``--namespace``); ``env`` is added to its environment; ``prelude`` is Python run in the operator process before the
+    package is imported (e.g. to stand in for a newer operator release with another default)."""
 
     def __init__(
         self,
@@ -53,9 +55,11 @@ class Operator:
         kubeconfig: Path | None = None,
         args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        prelude: str = "",
     ) -> None:
-        self.cluster = cluster
         self.args = args
+        self.prelude = prelude
+        self.cluster = cluster
         self.extra_env = env or {}
         self.log = log
         self.hub = hub
@@ -79,8 +83,11 @@ class Operator:
                 "VLM_OPERATOR_HUB_CACHE": str(self.log.parent / "hub-cache"),
             }
         with self.log.open("ab") as out:
+            run = ["operator", "run", "--webhook-port", str(self.port), *self.args]
+            code = f"{self.prelude}\nfrom vlm_operator.cli import main; raise SystemExit(main({run!r}))"
+            launcher = [sys.executable, "-c", code] if self.prelude else [sys.executable, "-m", "vlm_operator", *run]
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vlm_operator", "operator", "run", "--webhook-port", str(self.port), *self.args],
+                launcher,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -16,7 +16,6 @@ import kopf
 from pydantic import ValidationError
 
 from vlm_operator import admission, inventory, kube, profile_admission, reconcile, webhook_config, webhook_server
-from vlm_operator.api import VLMDeployment
 from vlm_operator.render import objects
 
 GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
@@ -118,7 +117,7 @@ def child_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
 
 def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: Any) -> None:
     try:
-        vlmd = VLMDeployment.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+        vlmd = admission.parse(body)
     except ValidationError as exc:
         raise kopf.AdmissionError(f"invalid VLMDeployment: {admission.validation_message(exc)}", code=422) from None
     decision = admission.decide(vlmd.spec, inventory.SHARED.get(_client()))
@@ -127,9 +126,7 @@ def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: An
     old_spec = None
     if old and old.get("spec"):
         try:
-            old_spec = VLMDeployment.model_validate(
-                {k: old[k] for k in ("apiVersion", "kind", "metadata", "spec")}
-            ).spec
+            old_spec = admission.parse(old).spec
         except ValidationError:
             old_spec = None
     meta = body.get("metadata", {})
