@@ -90,8 +90,13 @@ class PolicyTuning:
     tolerance: float = 0.1
     #: A reading older than this many poll intervals counts as missing (``Stale``).
     stale_after_polls: int = 3
-    #: How long not-yet-ready pods block further scale-up. Loading a VLM takes minutes; past this a pod is presumed
-    #: stuck (unschedulable, crash-looping) and no longer holds back a scale-up the load asks for.
+    #: While pods are starting, a further scale-up needs ``need > current × (1 + starting_tolerance)``. The
+    #: starting pods count as capacity that will arrive, but until they do the queue keeps growing on the ready
+    #: pods, and that growth alone would push the count past what the load needs once they serve (and back down:
+    #: a flap). A step whose need outgrows the coming capacity by more than this still adds pods at once.
+    starting_tolerance: float = 0.5
+    #: How long not-yet-ready pods count as capacity coming. Loading a VLM takes minutes; past this a pod is presumed
+    #: stuck (unschedulable, crash-looping) and the ordinary tolerance applies again.
     startup_grace_seconds: float = 900.0
     #: Requests one replica runs at once. ``None`` learns it: the most running requests seen on one pod.
     capacity_per_replica: float | None = None
@@ -293,9 +298,15 @@ def desired_replicas(
 
     # --- up ---------------------------------------------------------------------------------------------------------
     if rec > current:
-        if starting and starting_since is not None and now - starting_since < tune.startup_grace_seconds:
-            # The window restarts once the new pods are ready: only then does the load show what they absorbed.
-            msg = f"{current - ready} of {current} pods still starting; not adding more ({why})"
+        # ``current`` counts the pods still starting: they are capacity that will arrive, so only the rest is added,
+        # now, rather than after they are ready (which would add capacity in rounds of one start-up time). While
+        # they start the queue still grows on the ready pods; only a need well past the coming capacity adds more.
+        coming = starting and starting_since is not None and now - starting_since < tune.startup_grace_seconds
+        if coming and need <= current * (1.0 + tune.starting_tolerance):
+            msg = (
+                f"{current - ready} of {current} pods starting, counted as capacity coming; "
+                f"more only above {current * (1.0 + tune.starting_tolerance):.1f} ({why})"
+            )
             return Decision(current, current, Reason.PODS_STARTING, msg, replace(st, above_since=None), signals)
         above_since = state.above_since if state.above_since is not None else now
         st = replace(st, above_since=above_since)
