@@ -9,13 +9,16 @@ milliseconds. ``docs/autoscaling.md`` explains the rules; the short version:
   requests one pod has been seen running at once (learned; :attr:`PolicyTuning.capacity_per_replica` overrides it).
   A replica at the target holds ``capacity`` running and ``targetQueueDepth`` waiting requests, so ``need`` is the
   number of replicas that would hold today's requests at the target. Optional floors: ``ready × kvUsage /
-  maxKvCacheUsage`` and ``imagesPerSecond / targetImagesPerSecond``. A 10 % tolerance band around the current
-  count (the HPA's default) suppresses changes that would not move the ratio enough.
+  maxKvCacheUsage`` and ``imagesPerSecond / targetImagesPerSecond``. A 10 % tolerance band below the current
+  count (the HPA's default) suppresses scale-downs that would not move the ratio enough; upwards there is none.
 * **Keep.** A scale-down must also leave the remaining pods below :attr:`PolicyTuning.scale_down_utilization` of
   their slots: ``keep = (waiting + running) / (capacity × 0.8)``. Without it the policy would shrink to the point
   where every slot is busy, the queue would grow again and the count would cycle.
-* **Up fast.** Scale up once every recommendation in the last ``scaleUpWindowSeconds`` is above the current count,
-  to the smallest of them, at most ``scaleUpMaxStep`` replicas at a time, never while earlier new pods are starting.
+* **Up fast.** Scale up once every recommendation in the last ``scaleUpWindowSeconds`` (default 0: the first poll
+  that sees it) is above the current count, to the smallest of them, at most ``scaleUpMaxStep`` replicas at a time.
+  Pods still starting count as capacity that will arrive: only the rest is added, at once. While they start, more
+  is added only when the need passes twice the count (:attr:`PolicyTuning.starting_tolerance`), since the queue
+  that grows on the ready pods until they serve is not load the final count must hold.
 * **Down slow.** Scale down to the largest recommendation of the last ``scaleDownStabilizationSeconds``, one
   replica at a time, ``cooldownSeconds`` after any change, and never while a ready pod's reading is missing or stale.
 * ``minReplicas`` / ``maxReplicas`` clamp everything; ``dryRun`` returns the decision without changing replicas.
@@ -85,16 +88,20 @@ class ScalingTargets(Protocol):
 class PolicyTuning:
     """Knobs that ``spec.scaling`` does not (yet) expose; the defaults are what the operator uses."""
 
-    #: Changes whose ``need / current`` ratio is within ``1 ± tolerance`` are skipped. 0.1 is the HPA's default
-    #: (``--horizontal-pod-autoscaler-tolerance``, kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale).
+    #: Scale-downs whose ``need / current`` ratio is at least ``1 - tolerance`` are skipped. 0.1 is the HPA's default
+    #: (``--horizontal-pod-autoscaler-tolerance``, pkg/controller/podautoscaler/config/v1alpha1/defaults.go).
     tolerance: float = 0.1
+    #: Scale-ups whose ratio is at most ``1 + scale_up_tolerance`` are skipped. 0: the queue over its target on busy
+    #: pods is the signal, and a VLM pod takes minutes to start, so a band on the way up only adds to the wait. A
+    #: burst that crosses the target adds a pod; the scale-down rules keep that from turning into a flap.
+    scale_up_tolerance: float = 0.0
     #: A reading older than this many poll intervals counts as missing (``Stale``).
     stale_after_polls: int = 3
     #: While pods are starting, a further scale-up needs ``need > current × (1 + starting_tolerance)``. The
     #: starting pods count as capacity that will arrive, but until they do the queue keeps growing on the ready
     #: pods, and that growth alone would push the count past what the load needs once they serve (and back down:
     #: a flap). A step whose need outgrows the coming capacity by more than this still adds pods at once.
-    starting_tolerance: float = 0.5
+    starting_tolerance: float = 1.0
     #: How long not-yet-ready pods count as capacity coming. Loading a VLM takes minutes; past this a pod is presumed
     #: stuck (unschedulable, crash-looping) and the ordinary tolerance applies again.
     startup_grace_seconds: float = 900.0
@@ -261,11 +268,12 @@ def desired_replicas(
         need_mm = mm_rate / tune.target_mm_items_per_second
     need = max(need_queue, need_kv or 0.0, need_mm or 0.0)
     need_keep = (waiting + running) / (capacity * tune.scale_down_utilization)
-    if current > 0 and need <= current * (1.0 + tune.tolerance):
+    up_bar, down_bar = current * (1.0 + tune.scale_up_tolerance), current * (1.0 - tune.tolerance)
+    if current > 0 and need <= up_bar:
         # Not enough to scale up. Going down is bounded by the utilization floor, which never pushes up by itself
         # (the learned capacity is a lower bound, so the floor may overstate what is needed).
         need = max(need, min(float(current), need_keep))
-    raw = current if current > 0 and abs(need / current - 1.0) <= tune.tolerance else _ceil(need)
+    raw = current if current > 0 and down_bar - _EPS <= need <= up_bar + _EPS else _ceil(need)
     rec = min(hi, max(lo, raw))
     signals = Signals(
         ready=ready,
