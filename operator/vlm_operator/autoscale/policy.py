@@ -128,6 +128,9 @@ class PolicyState:
     last_scale_time: float | None = None
     #: Since when fewer pods are ready than ``replicas`` (new pods starting); ``None`` when all are ready.
     starting_since: float | None = None
+    #: The recommendation the latest scale-up answered (before the step limit): while its pods start, the count may
+    #: still go up to it, a step at a time, without the need having to pass ``starting_tolerance``.
+    asked: int = 0
     #: The most requests seen running on one pod: the learned per-replica capacity.
     peak_running: float = 0.0
     #: Last ``vllm:mm_cache_queries_total`` per pod, as ``(pod, value, timestamp)``, for the items-per-second rate.
@@ -310,12 +313,18 @@ def desired_replicas(
         # now, rather than after they are ready (which would add capacity in rounds of one start-up time). While
         # they start the queue still grows on the ready pods; only a need well past the coming capacity adds more.
         coming = starting and starting_since is not None and now - starting_since < tune.startup_grace_seconds
+        # A scale-up decided with no pod starting records the recommendation it answered; while its pods start, the
+        # ramp the step limit held back goes on up to it. Past it, each further step needs the need to outgrow the
+        # coming capacity again, and does not move ``asked``: the queue's growth alone must not ramp to the maximum.
+        limit, asked = (rec, rec) if not coming else (rec, state.asked)
         if coming and need <= current * (1.0 + tune.starting_tolerance):
-            msg = (
-                f"{current - ready} of {current} pods starting, counted as capacity coming; "
-                f"more only above {current * (1.0 + tune.starting_tolerance):.1f} ({why})"
-            )
-            return Decision(current, current, Reason.PODS_STARTING, msg, replace(st, above_since=None), signals)
+            limit = min(rec, state.asked)
+            if limit <= current:
+                msg = (
+                    f"{current - ready} of {current} pods starting, counted as capacity coming; "
+                    f"more only above a need of {current * (1.0 + tune.starting_tolerance):.1f} ({why})"
+                )
+                return Decision(current, current, Reason.PODS_STARTING, msg, replace(st, above_since=None), signals)
         above_since = state.above_since if state.above_since is not None else now
         st = replace(st, above_since=above_since)
         held = now - above_since
@@ -323,7 +332,9 @@ def desired_replicas(
             msg = f"above target for {held:.0f}s of {spec.scale_up_window_seconds}s ({why})"
             return Decision(current, current, Reason.STABILIZING, msg, st, signals)
         window = [r for t, r in history if t >= now - spec.scale_up_window_seconds]
-        target = min(min(window), current + spec.scale_up_max_step, hi)
+        target = min(min(window), limit, current + spec.scale_up_max_step, hi)
+        if not spec.dry_run:
+            st = replace(st, asked=asked)
         return decide(target, Reason.SCALE_UP, f"{current} → {target}: {why}", st, signals)
 
     st = replace(st, above_since=None)
