@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench crds crds-check flags check-flags test-vllm test-processors test-engine build-engine build-kube cluster-up cluster-down clean
+.PHONY: demo test lint unit bench crds crds-check flags check-flags test-vllm test-processors test-engine build-engine build-kube build-helm cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,11 +44,11 @@ crds: $(STAMP)
 crds-check: $(STAMP)
 	$(BIN)/vlmctl crds --check
 
-## flags: regenerate the vLLM flag table from real releases on PyPI (cached in ~/.cache/vlm-operator)
+## flags: regenerate the vLLM flag and served-architecture tables from real releases on PyPI (cached in ~/.cache/vlm-operator)
 flags: $(STAMP)
 	$(BIN)/python hack/vllm_flags.py
 
-## check-flags: fail when a fresh extraction differs from the committed table
+## check-flags: fail when a fresh extraction differs from the committed tables
 check-flags: $(STAMP)
 	$(BIN)/python hack/vllm_flags.py --check
 
@@ -67,6 +67,10 @@ test-engine: build-engine
 
 build-kube: $(STAMP)
 	$(BIN)/vlmctl dev-cluster build
+
+## build-helm: the pinned Helm (operator/vlm_operator/devcluster/pins.py) for the chart tests, into the cache
+build-helm: $(STAMP)
+	$(BIN)/vlmctl dev-cluster build --helm
 
 cluster-up: $(STAMP)
 	$(BIN)/vlmctl dev-cluster up

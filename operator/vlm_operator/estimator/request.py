@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from vlm_operator import gpus
 from vlm_operator.models.facts import ModelFacts
+from vlm_operator.releases import DEFAULT_VLLM_VERSION
 
 GIB = 1024**3
 
@@ -72,6 +73,10 @@ class EngineSettings:
     api_server_count: int | None = None
     #: ``"v0"`` / ``"v1"``; ``None`` = the release's default engine.
     engine: str | None = None
+    #: V1 top-k/top-p sampler: ``True`` FlashInfer's (``VLLM_USE_FLASHINFER_SAMPLER=1`` with FlashInfer installed),
+    #: ``False`` the PyTorch one (``=0``, or a pip install without FlashInfer); ``None`` = the release's default in
+    #: the vllm/vllm-openai image (``releases.v1_sampler_path``).
+    flashinfer_sampler: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,7 @@ class EstimateRequest:
     gpu: GPUSpec
     engine: EngineSettings = field(default_factory=EngineSettings)
     multimodal: MultimodalSettings = field(default_factory=MultimodalSettings)
-    vllm_version: str = "0.11.0"
+    vllm_version: str = DEFAULT_VLLM_VERSION
 
     def with_engine(self, **changes: Any) -> EstimateRequest:
         return replace(self, engine=replace(self.engine, **changes))
