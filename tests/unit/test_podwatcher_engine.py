@@ -125,3 +125,16 @@ def test_a_pod_of_another_release_is_refused_once_and_never_served(tiny_cache: P
     assert not w.sims
     assert [e[2] for e in kube.events] == ["EngineVersionMismatch"]
     assert kube.pods["uid-old"]["status"]["conditions"] == [{"type": "Ready", "status": "False"}]
+
+
+def test_listens_tells_our_engines_socket_from_another_process_on_the_same_address() -> None:
+    import os
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert podwatcher.listens(os.getpgid(0), "127.0.0.1", port)
+        assert not podwatcher.listens(os.getpgid(0) + 100000, "127.0.0.1", port)  # someone else's group
+    assert not podwatcher.listens(os.getpgid(0), "127.0.0.1", port)  # closed: nothing listens

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import re
 import shutil
 import sys
@@ -227,6 +228,36 @@ def restarted_status_patch(pod: Mapping[str, Any], started: str) -> dict[str, An
         for cs in pod.get("status", {}).get("containerStatuses") or []
     ]
     return {"conditions": _not_ready_conditions(pod, started), "containerStatuses": out}
+
+
+def listens(pgid: int, ip: str, port: int, proc: Path = Path("/proc")) -> bool:
+    """Whether a process of group ``pgid`` owns the TCP socket listening on ``ip:port`` (Linux ``/proc/net/tcp``:
+    local address as little-endian hex ``0100647F:1F40``, state ``0A`` LISTEN, then the socket's inode among the
+    group's open files). Without /proc, assume yes."""
+    table = proc / "net" / "tcp"
+    if not table.exists():
+        return True
+    want = "".join(f"{int(o):02X}" for o in reversed(ip.split("."))) + f":{port:04X}"
+    inodes = set()
+    for line in table.read_text().splitlines()[1:]:
+        f = line.split()
+        if len(f) > 9 and f[1] == want and f[3] == "0A":
+            inodes.add(f"socket:[{f[9]}]")
+    if not inodes:
+        return False
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            for fd in (entry / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return False
 
 
 @dataclass(frozen=True)
@@ -573,15 +604,11 @@ class PodWatcher:
             async with self._session.get(url + "/health") as resp:
                 if resp.status != 200:
                     return False
-            if sim.engine_plan is None:
-                return True
+            if sim.engine is None or sim.engine.pid is None:
+                return sim.engine_plan is None
             # Several dev clusters on one machine share the loopback pod range, so something else may answer on
-            # this IP: Ready only when the answer comes from the engine started here (it serves our checkpoint).
-            async with self._session.get(url + "/v1/models") as resp:
-                cards = (await resp.json()).get("data") or [] if resp.status == 200 else []
-            cmd = sim.engine_plan[0]
-            checkpoint = cmd[cmd.index("--model") + 1]
-            return any(isinstance(c, dict) and c.get("root") == checkpoint for c in cards)
+            # this IP: Ready only when the listening socket belongs to the engine started here.
+            return await asyncio.to_thread(listens, sim.engine.pid, sim.ip, self.port)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
             return False
 
