@@ -13,7 +13,7 @@ import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.operator_helpers import running_operator
-from tests.integration.test_operator import Operator, apply, sample, vlmd
+from tests.integration.test_operator import Operator, apply, condition, sample, vlmd
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
@@ -121,6 +121,18 @@ def test_gpu_quota_warns_by_default_and_refuses_under_enforce(
     big = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.scaling.replicas": 3})
     res = apply(cluster, big)
     assert "3 replica(s) x 1 GPU(s) = 3 nvidia.com/gpu exceed what ResourceQuota team-gpus leaves: hard 2" in res.stderr
+    # the API server's quota refuses the third pod; the refusal reaches the VLMDeployment's status with its numbers
+    obj = wait_until(
+        lambda: (
+            (o := vlmd(cluster, namespace, big["metadata"]["name"]))
+            and condition(o, "Progressing").get("reason") == "QuotaExceeded"
+            and o
+        ),
+        "Progressing=QuotaExceeded",
+        timeout=90,
+    )
+    msg = condition(obj, "Progressing")["message"]
+    assert "exceeded quota: team-gpus" in msg and "limited: requests.nvidia.com/gpu=2" in msg, msg
     # under a profile with quotaCheck: Enforce the same spec is refused, naming the profile and the rule
     name = f"quota-{namespace}"
     cluster.kubectl("label", "namespace", namespace, f"vlmops.io/team={namespace}")
