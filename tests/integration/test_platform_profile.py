@@ -150,3 +150,47 @@ def test_gpu_quota_warns_by_default_and_refuses_under_enforce(
         assert apply(cluster, big).returncode == 0
     finally:
         cluster.kubectl("delete", "vlmplatformprofile", name, "--ignore-not-found")
+
+
+def test_defaults_fill_only_unset_fields_in_what_the_operator_renders(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    name = f"defaults-{namespace}"
+    cluster.kubectl("label", "namespace", namespace, f"vlmops.io/team={namespace}")
+    mirror, hub = "registry.example.com/vllm/vllm-openai", "https://hf-mirror.example.com"
+    doc = profile(
+        name,
+        namespaceSelector={"matchLabels": {"vlmops.io/team": namespace}},
+        defaults={"imageMirror": mirror, "hfEndpoint": hub},
+    )
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    try:
+        plain = sample("llava-1.5-7b-l4.yaml", namespace)
+        mine = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.engine.image": "quay.io/me/vllm:v0.11.0"})
+        mine["metadata"]["name"] = "explicit-image"
+        apply(cluster, plain)
+        apply(cluster, mine)
+
+        def container(n: str) -> dict[str, Any]:
+            dep = cluster.get_json("deployment", n, "-n", namespace)
+            c: dict[str, Any] = dep["spec"]["template"]["spec"]["containers"][0]
+            return c
+
+        # the profile cache holds for 30 s; the drift resync then renders with the defaults
+        wait_until(
+            lambda: (
+                cluster.kubectl("get", "deployment", plain["metadata"]["name"], "-n", namespace, check=False).returncode
+                == 0
+                and container(plain["metadata"]["name"])["image"] == f"{mirror}:v0.11.0"
+            ),
+            "the mirror image in the rendered Deployment",
+            timeout=90,
+        )
+        env = {e["name"]: e.get("value") for e in container(plain["metadata"]["name"]).get("env", [])}
+        assert env.get("HF_ENDPOINT") == hub, env
+        # the stored objects keep what the users wrote: no image added, the explicit one never rewritten
+        assert "image" not in vlmd(cluster, namespace, plain["metadata"]["name"])["spec"]["engine"]
+        assert container("explicit-image")["image"] == "quay.io/me/vllm:v0.11.0"
+        assert vlmd(cluster, namespace, "explicit-image")["spec"]["engine"]["image"] == "quay.io/me/vllm:v0.11.0"
+    finally:
+        cluster.kubectl("delete", "vlmplatformprofile", name, "--ignore-not-found")

@@ -117,7 +117,7 @@ def child_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
 
 def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: Any) -> None:
     try:
-        vlmd = admission.parse(body)
+        vlmd = admission.parse(profile_admission.with_defaults(_client(), body))
     except ValidationError as exc:
         raise kopf.AdmissionError(f"invalid VLMDeployment: {admission.validation_message(exc)}", code=422) from None
     decision = admission.decide(vlmd.spec, inventory.SHARED.get(_client()))
