@@ -7,6 +7,7 @@ Exit codes: 0 fits, 2 does not fit, 1 bad input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import re
@@ -455,13 +456,17 @@ def _print_table(data: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vlm_operator.estimator.core import check_architecture
     from vlm_operator.estimator.memory import InputError
     from vlm_operator.estimator.recommend import estimate_with_recommendations
     from vlm_operator.estimator.tokens import TokenError
 
     try:
         req = build_request(args)
+        served = check_architecture(req)  # a release that cannot serve the model is refused before sizing
         result = estimate_with_recommendations(req, _gpu_choices())
+        if served:
+            result = dataclasses.replace(result, warnings=(served, *result.warnings))
     except (BadInput, InputError, TokenError) as exc:
         print(f"vlmctl estimate: {exc}", file=sys.stderr)
         return 1
