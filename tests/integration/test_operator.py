@@ -43,9 +43,21 @@ def free_port() -> int:
 
 class Operator:
     """The operator subprocess, authenticated by ``kubeconfig`` (the cluster admin's when None), with the Hub
-    resolver pointed at ``hub`` when one is given."""
+    resolver pointed at ``hub`` when one is given. ``args`` are added to ``vlmctl operator run`` (``--no-webhook``);
+    ``prelude`` is Python run in the operator process before the package is imported (e.g. to stand in for a newer
+    operator release with another default)."""
 
-    def __init__(self, cluster: Cluster, log: Path, hub: FakeHub | None = None, kubeconfig: Path | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        log: Path,
+        hub: FakeHub | None = None,
+        kubeconfig: Path | None = None,
+        args: tuple[str, ...] = (),
+        prelude: str = "",
+    ) -> None:
+        self.args = args
+        self.prelude = prelude
         self.cluster = cluster
         self.log = log
         self.hub = hub
@@ -68,8 +80,11 @@ class Operator:
                 "VLM_OPERATOR_HUB_CACHE": str(self.log.parent / "hub-cache"),
             }
         with self.log.open("ab") as out:
+            run = ["operator", "run", "--webhook-port", str(self.port), *self.args]
+            code = f"{self.prelude}\nfrom vlm_operator.cli import main; raise SystemExit(main({run!r}))"
+            launcher = [sys.executable, "-c", code] if self.prelude else [sys.executable, "-m", "vlm_operator", *run]
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vlm_operator", "operator", "run", "--webhook-port", str(self.port)],
+                launcher,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

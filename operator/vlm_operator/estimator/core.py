@@ -86,6 +86,10 @@ class Estimate:
     host_memory_bytes: float
     shm_bytes: float
     recommendations: tuple[Any, ...] = field(default=())
+    #: per modality: the worst-case item (prompt tokens, encoder tokens, patches, size) the estimate used
+    item_costs: dict[str, tokens.ItemTokens] = field(default_factory=dict)
+    #: KV bytes one encoder token takes over this rank's cross-attention layers (Mllama; 0 otherwise)
+    cross_bytes_per_token: float = 0.0
 
     @property
     def kv_cache_tokens(self) -> int:
@@ -321,6 +325,28 @@ def plan_profile(req: EstimateRequest, r: Resolved, costs: dict[str, tokens.Item
     return ProfilePlan(modality, cost.embeds, seqs * limit, cost.patches, total_mm, relaxed)
 
 
+def architecture_support(req: EstimateRequest) -> releases.Support:
+    """Whether ``req.vllm_version`` serves the model's architecture (:mod:`vlm_operator.releases.architectures`)."""
+    facts = req.model
+    return releases.architecture_support(
+        req.vllm_version,
+        facts.architecture,
+        multimodal=facts.is_multimodal,
+        encoder_decoder=CROSS in facts.text.layer_types,
+        model=facts.model_id,
+    )
+
+
+def check_architecture(req: EstimateRequest) -> str | None:
+    """Raise ``InputError`` when ``req.vllm_version`` cannot serve the model's architecture; return a warning when
+    it may only through the Transformers backend. Callers that size a deployment (the fit check, ``vlmctl
+    estimate``) call it first; :func:`estimate` itself sizes any release, for the formula tests."""
+    served = architecture_support(req)
+    if served.refused:
+        raise memory.InputError(str(served.message))
+    return served.message
+
+
 def estimate(req: EstimateRequest) -> Estimate:
     """Estimate one engine rank's memory for ``req``. Raises ``InputError`` / ``TokenError`` on bad input."""
     r = resolve(req)
@@ -474,4 +500,6 @@ def estimate(req: EstimateRequest) -> Estimate:
         warnings=tuple(warnings),
         host_memory_bytes=host,
         shm_bytes=shm,
+        item_costs=dict(costs),
+        cross_bytes_per_token=sum(g.layers * g.bytes_per_token_per_layer for g in groups if g.kind == CROSS),
     )

@@ -85,30 +85,10 @@ def effective_quant(facts: ModelFacts, quantization: str | None) -> QuantFacts |
 
 
 def quant_bytes_per_param(q: QuantFacts | None, model_bytes: float) -> float:
-    """Bytes per linear-layer parameter.
-
-    - fp8 (per-tensor/per-channel scales): 1 byte (vLLM ``Fp8LinearMethod``).
-    - AWQ/GPTQ int-b with group size g: b/8 bytes + an fp16 scale and a b-bit zero point per group
-      (``AWQLinearMethod.create_weights``: ``scales`` [in/g, out] fp16, ``qzeros`` packed b-bit).
-    - compressed-tensors wNa16 with groups: N/8 + 2/g (bf16 scales); w8a8: 1 byte plus per-channel scales.
-    - bitsandbytes 4-bit: 0.5 byte + one fp32 absmax per 64-value block (``bnb_4bit`` blocksize 64).
-    """
+    """Bytes per linear-layer parameter: the model dtype, or the scheme's layout (``QuantFacts.bytes_per_param``)."""
     if q is None:
         return model_bytes
-    m = q.method
-    if m == "fp8":
-        return 1.0
-    if m in ("awq", "gptq"):
-        g = q.group_size if q.group_size > 0 else 4096
-        return q.bits / 8 + (2 + q.bits / 8) / g
-    if m == "compressed-tensors":
-        if q.bits >= 8:
-            return 1.0
-        g = q.group_size if q.group_size > 0 else 4096
-        return q.bits / 8 + 2 / g
-    if m == "bitsandbytes":
-        return 0.5 + 4 / 64 if q.bits == 4 else 1.0
-    return q.bits / 8
+    return q.bytes_per_param(model_bytes)
 
 
 @dataclass(frozen=True)

@@ -225,3 +225,10 @@ def skips_encoder_when_text_only(version: VersionLike) -> bool:
     """Every per-prompt limit at 0 = language-model-only mode: the encoder is not loaded (08b751ba7, #22299,
     ~v0.10.1)."""
     return _v(version) >= (0, 10, 1)
+
+
+def factorises_qwen_profile_image(version: VersionLike) -> bool:
+    """Qwen2/2.5/3-VL ``get_image_size_with_most_features``: from vllm PR #29692 (merged 2025-11-28, ~v0.12.0) the
+    most-square factor pair of ``max_pixels // (patch·merge)²``; before, ``smart_resize(9999999, 9999999)``, a square
+    that holds fewer tokens whenever that count is not a square (vllm/model_executor/models/qwen2_vl.py)."""
+    return _v(version) >= (0, 12, 0)
