@@ -26,7 +26,7 @@ class BadInput(ValueError):
 
 
 def parse_human_int(text: str) -> int:
-    """vLLM's human-readable numbers: ``32k`` = 32,000, ``32K`` = 32,768 (``--max-model-len``, facts §1a)."""
+    """vLLM's human-readable numbers: ``32k`` = 32,000, ``32K`` = 32,768 (vllm/engine/arg_utils.py)."""
     m = _SIZE_RE.match(text)
     if not m:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 32768, 32k, 32K)")

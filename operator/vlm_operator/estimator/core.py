@@ -1,7 +1,7 @@
 """The estimate: resolve defaults for the release, add up the non-KV terms, size the KV cache, give a verdict.
 
 ``available_kv = total × gpu_memory_utilization − (weights + peak activation + non-torch [+ CUDA graphs])``
-(V0 ≥ 0.6.5 and V1 ≥ 0.9.1 ``memory_profiling``; facts §3b). It fits only if the KV cache holds one
+(V0 ≥ 0.6.5 and V1 ≥ 0.9.1 ``memory_profiling``, vllm/utils/mem_utils.py). It fits only if the KV cache holds one
 ``max_model_len`` request plus the encoder-cache budget, which is stricter than vLLM's own check
 (``check_enough_kv_cache_memory``) by the encoder cache.
 """
@@ -273,7 +273,7 @@ def _qwen_profile_frames(req: EstimateRequest, r: Resolved, image: tokens.ItemTo
 
 
 def plan_profile(req: EstimateRequest, r: Resolved, costs: dict[str, tokens.ItemTokens]) -> ProfilePlan:
-    """Which items vLLM pushes through the encoder while profiling (facts §3a).
+    """Which items vLLM pushes through the encoder while profiling (V1 ``profile_run``).
 
     V1: only the modality with the largest per-item cost; budget = max(max_num_batched_tokens, max item);
     items = max(1, min(budget // M, max_num_seqs × max(1, min(limit, max_model_len // M)))) (``cdiv`` before v0.9).
@@ -426,7 +426,7 @@ def estimate(req: EstimateRequest) -> Estimate:
     if req.engine.kv_cache_dtype.lower().startswith("fp8") and req.gpu.compute_capability < (8, 0):
         reasons.append("an fp8 KV cache needs compute capability >= 8.0")
     cache_gb = r.processor_cache_gb if any_mm else 0.0
-    host = cache_gb * GIB * (r.api_server_count + r.dp)  # duplicated per API and engine process (facts §1b)
+    host = cache_gb * GIB * (r.api_server_count + r.dp)  # per API and engine process (multimodal/cache.py)
     shm = cache_gb * GIB if mm.processor_cache_type == "shm" else 0.0
     if r.tp * r.pp > 1:
         shm += 1 * GIB  # NCCL and vLLM's shared-memory message queues between workers (heuristic floor)

@@ -1,7 +1,7 @@
 """The memory terms: weights, KV bytes per token, profiling activations, non-torch memory and CUDA graphs.
 
 Pure arithmetic on :class:`ModelFacts`. Constants name their source: a vLLM file (``vllm@<sha>:path`` or HEAD as in
-``shared/design/vllm-facts.md``) or a calibration log in ``tests/data/calibration/``.
+file and release named in the comment) or a calibration log in ``tests/data/calibration/``.
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ def weight_bytes(
 
     The LM is split over TP ranks (``VocabParallelEmbedding``, column/row-parallel linears) and over PP stages by
     layer. The vision encoder is split over TP in ``--mm-encoder-tp-mode weights`` and copied whole onto every rank
-    in ``data`` mode (facts §1b). Embeddings and ``lm_head`` stay in the model dtype under weight quantization.
+    in ``data`` mode (vllm/config/multimodal.py). Embeddings and ``lm_head`` stay in the model dtype under weight
+    quantization.
     """
     mb = model_dtype_bytes(dtype, facts.checkpoint_dtype)
     q = effective_quant(facts, quantization)
@@ -387,7 +388,7 @@ def non_torch_bytes(tp: int, pp: int) -> float:
 
 #: CUDA-graph pool: a base plus a per-layer share, for the default capture sizes (V1 piecewise graphs: 67 sizes up
 #: to 512; V0: 35 sizes up to 256). Heuristic from "Graph capturing finished in N secs, took X GiB" lines (0.3–1.2
-#: GiB for 7B–72B models). Subtracted before the KV cache only from v0.21.0 (facts §3b).
+#: GiB for 7B–72B models). Subtracted before the KV cache only from v0.21.0 (#38284, vllm/v1/worker/gpu_worker.py).
 CUDA_GRAPH_BASE_GIB = 0.25
 CUDA_GRAPH_PER_LAYER_GIB = 0.012
 
