@@ -104,9 +104,11 @@ def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tupl
     return tuple(sorted(found, key=lambda p: p.pod))
 
 
-#: How the reconciler reads free GPUs per node for a surge pod: pod spec -> {node: free GPUs}, or None when the
-#: cluster cannot be read (a namespace-scoped install without nodes/pods list). Called only while a rollout starts.
-FreeGPUs = Callable[[Mapping[str, Any]], "dict[str, int] | None"]
+#: How the reconciler reads the cluster for a surge decision: pod spec -> ({node: free GPUs}, every non-terminal pod
+#: bound in the cluster). One snapshot for both, so the surge pods this object holds and the free GPUs agree (the
+#: watch-fed pod index may lag a pod the ReplicaSet controller just created). Called only while a rollout runs;
+#: raises when the cluster cannot be read (a namespace-scoped install without nodes/pods list).
+FreeGPUs = Callable[[Mapping[str, Any]], "tuple[dict[str, int], list[dict[str, Any]]]"]
 
 
 @dataclass(frozen=True)
@@ -156,10 +158,10 @@ def observe(
     if replica_sets is None:
         replica_sets = kube.list("apps/v1", "ReplicaSet", ns, selector) if live else []
 
-    def free_gpus(pod_spec: Mapping[str, Any]) -> dict[str, int] | None:
+    def free_gpus(pod_spec: Mapping[str, Any]) -> tuple[dict[str, int], list[dict[str, Any]]]:
         nodes = kube.list("v1", "Node", None)
         bound = kube.list("v1", "Pod", None, field_selector="status.phase!=Succeeded,status.phase!=Failed")
-        return rollout.free_gpus(nodes, bound, pod_spec)
+        return rollout.free_gpus(nodes, bound, pod_spec), list(bound)
 
     return Observation(
         body, live, list(pods), list(replica_sets), inventory.SHARED.get(kube), dt.datetime.now(dt.UTC), free_gpus
@@ -371,6 +373,13 @@ def _good_template(replica_sets: list[dict[str, Any]], good_hash: str, live: dic
     return None
 
 
+def _owned_by(pod: Mapping[str, Any], namespace: str, name: str) -> bool:
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    want = objects.labels_for(name)
+    return meta.get("namespace") == namespace and all(labels.get(k) == v for k, v in want.items())
+
+
 def decide_rollout(
     vlmd: VLMDeployment, plan: Plan, obs: Observation, desired_hash: str, logger: Any = None
 ) -> _RolloutView:
@@ -440,12 +449,14 @@ def decide_rollout(
     held = 0
     if spec.rollout.surge_policy == "Auto" and spec.rollout.max_surge >= 1 and pending is None:
         pod_spec = (view.template or plan.desired[0]["spec"]["template"])["spec"]
+        own = pods
         try:
-            free = obs.free_gpus(pod_spec)
+            free, bound = obs.free_gpus(pod_spec)
+            own = [p for p in bound if _owned_by(p, ns, name)]  # the same snapshot as the free GPUs
         except Exception as exc:  # RBAC without nodes/pods list (namespace-scoped install): replace in place
             if logger is not None:
                 logger.warning(f"Could not read free GPUs ({exc}); replacing pods in place")
-        held = max(0, rollout.bound_pods(pods) - spec.scaling.replicas)
+        held = max(0, rollout.bound_pods(own) - spec.scaling.replicas)
     decision = rollout.choose_strategy(
         spec.rollout, gpus, free, held, pending, fitcheck.gpu_label(spec, gpus).split("x ", 1)[-1]
     )

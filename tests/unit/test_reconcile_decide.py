@@ -73,7 +73,7 @@ def crashing_pod(h: str) -> dict[str, Any]:
 def observation(
     b: dict[str, Any], live: dict[str, Any] | None, pods: list[Any], rsets: list[Any]
 ) -> reconcile.Observation:
-    def no_reads(_: Any) -> dict[str, int] | None:
+    def no_reads(_: Any) -> tuple[dict[str, int], list[dict[str, Any]]]:
         raise AssertionError("this decision must not need the cluster's free GPUs")
 
     return reconcile.Observation(b, live, pods, rsets, {"NVIDIA-L4": 4}, NOW, no_reads)

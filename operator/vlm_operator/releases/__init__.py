@@ -32,12 +32,16 @@ from .defaults import (
     early_v1,
     encoder_budget_floors,
     engine_for,
+    factorises_qwen_profile_image,
     hybrid_allocator,
     is_v1_default,
     mm_cache_default_gb,
     profiles_one_item_per_modality,
     reports_tokens_as_concurrency,
     skips_encoder_when_text_only,
+    v1_sampler_path,
+    v1_serves_encoder_decoder,
+    v1_snapshot_after_distributed_init,
     video_fills_context,
 )
 from .flags import FlagInfo, FlagKind, FlagSet, covered_version, flag_kind, flags_for, has_flag, supported_versions
@@ -82,6 +86,7 @@ __all__ = [
     "early_v1",
     "encoder_budget_floors",
     "engine_for",
+    "factorises_qwen_profile_image",
     "flag_kind",
     "flags_for",
     "has_flag",
@@ -98,6 +103,9 @@ __all__ = [
     "serving_spans",
     "skips_encoder_when_text_only",
     "supported_versions",
+    "v1_sampler_path",
+    "v1_serves_encoder_decoder",
+    "v1_snapshot_after_distributed_init",
     "video_fills_context",
 ]
 
