@@ -2,7 +2,7 @@
 
 Each function re-implements the arithmetic of the family's processor: the transformers image processor / processor
 where one exists, else vLLM's in-tree formula (``get_num_image_tokens`` / ``get_image_size_with_most_features`` in
-``vllm/model_executor/models/<file>.py``). Worst cases follow ``shared/design/vllm-facts.md`` §4.
+``vllm/model_executor/models/<file>.py``). Worst cases are the sizes vLLM profiles.
 
 ``ItemTokens.prompt`` is what counts against ``max_model_len`` and the KV cache (placeholders plus the markers the
 processor inserts), ``embeds`` is what the encoder produces (what the encoder cache stores), ``patches`` the ViT input
@@ -546,7 +546,7 @@ _FIXED_WORST: dict[str, tuple[int, int]] = {
 }
 
 
-#: sizes vLLM itself profiles with that a coarse scan misses (facts §4: LLaVA-OneVision profiles 1153x944).
+#: sizes vLLM itself profiles with that a coarse scan misses (LLaVA-OneVision profiles 1153x944: llava_onevision.py).
 _EXTRA_CANDIDATES: dict[str, tuple[tuple[int, int], ...]] = {"llava_onevision": ((1153, 944), (944, 1153))}
 
 
@@ -694,7 +694,7 @@ def _max_image_tokens(facts: ModelFacts, kw: dict[str, Any]) -> ItemTokens:
         return fn(w, h, facts, kw)
     if fam == "phi4mm":
         # vLLM profiles one 448 x (448 * dynamic_hd) image: a 1 x dynamic_hd grid, the costliest layout
-        # (phi4mm.py ``get_image_size_with_most_features``; facts §4: 10,065 tokens at the default 36)
+        # (phi4mm.py ``get_image_size_with_most_features``: 10,065 tokens at the default 36)
         crops = _kw_int(kw, "dynamic_hd", 36)
         return fn(448, 448 * crops, facts, kw)
     if fam in ("pixtral", "mistral3"):
