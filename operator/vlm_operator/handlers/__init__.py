@@ -6,6 +6,7 @@ Importing this module registers the handlers with kopf's default registry; ``vlm
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -28,6 +29,8 @@ VALIDATE_ID = "validate"
 WEBHOOK_ENABLED = os.environ.get("VLM_OPERATOR_WEBHOOK", "1") != "0"
 
 _kube: kube.Kube | None = None
+MANAGED = {"app.kubernetes.io/managed-by": objects.MANAGED_BY}
+MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={objects.MANAGED_BY}"
 
 
 def _client() -> kube.Kube:
@@ -45,6 +48,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="vlmops.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="vlmops.io", key="last-handled")
     settings.watching.server_timeout = 300
+    # Children are watched with a server-side label selector: the API server streams only the operator's own pods,
+    # ReplicaSets and Deployments, not every one in the cluster.
+    for resource in (("", "v1", "pods"), ("apps", "v1", "replicasets"), ("apps", "v1", "deployments")):
+        settings.watching.label_selectors[resource] = MANAGED_SELECTOR
     settings.networking.request_timeout = 60
     if not WEBHOOK_ENABLED:
         return
@@ -90,29 +97,62 @@ def _webhook_certs() -> Path:
     return out
 
 
+def _by_owner(namespace: str | None, labels: kopf.Labels, body: kopf.Body) -> dict[tuple[str, str], dict[str, Any]]:
+    owner = labels.get(objects.LABEL_OWNER)
+    if not namespace or not owner:
+        return {}
+    return {(namespace, owner): json.loads(json.dumps(dict(body)))}  # a snapshot, not kopf's live view
+
+
+@kopf.index("", "v1", "pods", labels=MANAGED)
+def vlmd_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The watch-fed cache of each VLMDeployment's pods, keyed by (namespace, owner)."""
+    return _by_owner(namespace, labels, body)
+
+
+@kopf.index("apps", "v1", "replicasets", labels=MANAGED)
+def vlmd_replicasets(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The watch-fed cache of each VLMDeployment's ReplicaSets (the rollback finds the last good template here)."""
+    return _by_owner(namespace, labels, body)
+
+
+def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str, Any]) -> None:
+    """Reconcile with the children read from the indexes (kopf passes them to every handler by name)."""
+    key = (namespace, name)
+    pods, rsets = kwargs.get("vlmd_pods"), kwargs.get("vlmd_replicasets")
+    reconcile.reconcile(
+        _client(),
+        namespace,
+        name,
+        logger,
+        pods=list(pods.get(key, [])) if pods is not None else None,
+        replica_sets=list(rsets.get(key, [])) if rsets is not None else None,
+    )
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **_: Any) -> None:
+def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
-        reconcile.reconcile(_client(), namespace, name, logger)
+        _reconcile(namespace, name, logger, kwargs)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
-def resync_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **_: Any) -> None:
+def resync_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
-        reconcile.reconcile(_client(), namespace, name, logger)
+        _reconcile(namespace, name, logger, kwargs)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": objects.MANAGED_BY})
-@kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": objects.MANAGED_BY})
-def child_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("", "v1", "pods", labels=MANAGED)
+def child_changed(body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
     """A child's status moved (a pod became ready, crashed): recompute the owner's status."""
     owner = body.get("metadata", {}).get("labels", {}).get(objects.LABEL_OWNER)
     ns = body.get("metadata", {}).get("namespace")
     if not owner or not ns:
         return
-    reconcile.reconcile(_client(), ns, owner, logger)
+    _reconcile(ns, owner, logger, kwargs)
 
 
 def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: Any) -> None:
