@@ -154,13 +154,6 @@ class Kube:
         }
         self._call("POST", _path("v1", "Event", meta["namespace"]), body=ev)
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        try:
-            self._call("DELETE", _path(api_version, kind, namespace, name))
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-
     def get_scale(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The ``/scale`` subresource (an ``autoscaling/v1`` Scale: ``spec.replicas``, ``status``), or None."""
         return self._get_or_none(_path(api_version, kind, namespace, name, "scale"))
