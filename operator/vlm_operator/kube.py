@@ -186,3 +186,15 @@ class Kube:
             query=[("fieldManager", field_manager or self.field_manager)],
         )
         return out
+
+
+_shared: Kube | None = None
+
+
+def shared() -> Kube:
+    """The operator process's one client (handlers, the autoscaler daemon), made on first use from the
+    environment's credentials (:func:`new_api_client`)."""
+    global _shared
+    if _shared is None:
+        _shared = Kube(new_api_client())
+    return _shared
