@@ -19,8 +19,8 @@ $BIN/mypy
 echo "== Prometheus (Debian package) for the metrics tests"
 bash hack/install-prometheus.sh
 
-echo "== binaries (built from the Go module proxy once, then cached)"
-$BIN/vlmctl dev-cluster build
+echo "== binaries and Helm (built from the Go module proxy once, then cached)"
+$BIN/vlmctl dev-cluster build --helm
 
 echo "== unit, integration, e2e"
 status=0

@@ -126,3 +126,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "local_only" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The pinned Helm binary (``vlmctl dev-cluster build --helm``), built from the Go module proxy when absent."""
+    from vlm_operator.devcluster import build
+
+    return build.ensure_helm(log=lambda m: print(m, flush=True))

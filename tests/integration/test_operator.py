@@ -43,9 +43,9 @@ def free_port() -> int:
 
 class Operator:
     """The operator subprocess, authenticated by ``kubeconfig`` (the cluster admin's when None), with the Hub
-    resolver pointed at ``hub`` when one is given. ``args`` are added to ``vlmctl operator run`` (``--no-webhook``);
-    ``prelude`` is Python run in the operator process before the package is imported (e.g. to stand in for a newer
-    operator release with another default)."""
+    resolver pointed at ``hub`` when one is given. ``args`` are added to ``vlmctl operator run`` (``--no-webhook``,
+    ``--namespace``); ``env`` is added to its environment; ``prelude`` is Python run in the operator process before the
+    package is imported (e.g. to stand in for a newer operator release with another default)."""
 
     def __init__(
         self,
@@ -54,11 +54,13 @@ class Operator:
         hub: FakeHub | None = None,
         kubeconfig: Path | None = None,
         args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
         prelude: str = "",
     ) -> None:
         self.args = args
         self.prelude = prelude
         self.cluster = cluster
+        self.extra_env = env or {}
         self.log = log
         self.hub = hub
         self.kubeconfig = kubeconfig or cluster.kubeconfig
@@ -70,6 +72,7 @@ class Operator:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "VLM_OPERATOR_DRIFT_SECONDS": str(DRIFT_SECONDS),
+            **self.extra_env,
         }
         env.pop("VLM_OPERATOR_WEBHOOK_SERVICE", None)  # the local API server dials the webhook by URL on loopback
         if self.hub is not None:  # the Hub resolver on, against a fake Hub on loopback (models outside the catalog)
@@ -111,7 +114,8 @@ class Operator:
 def install_crds_and_peering(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"))
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "kopf-peering.yaml"))
-    for crd in ("vlmdeployments.vlmops.io", "clusterkopfpeerings.kopf.dev"):
+    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmplatformprofiles.yaml"))
+    for crd in ("vlmdeployments.vlmops.io", "clusterkopfpeerings.kopf.dev", "vlmplatformprofiles.vlmops.io"):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "vlm-operator"}}
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(peering))

@@ -674,8 +674,12 @@ def _max_image_tokens(facts: ModelFacts, kw: dict[str, Any]) -> ItemTokens:
                 cand = fn(sw, sh, facts, kw)
                 if cand.embeds > best.embeds:
                     best = cand
-        # the true worst case: an image below min_pixels that the ceil-upscale pushes past max_pixels
-        for sw, sh in _upscaled_sizes(lo):
+        # the true worst case: an image below min_pixels that the ceil-upscale pushes past max_pixels. The ceils add
+        # at most one factor to each side: with an aspect ratio under 200 the upscaled area stays below
+        # lo + factor·(sqrt(200·lo) + sqrt(lo)) + factor² (doubled for GLM's two-frame images), so the scan only runs
+        # when that can pass max_pixels
+        reach = lo + 2 * unit * (math.sqrt(200 * lo) + math.sqrt(lo)) + 2 * unit * unit
+        for sw, sh in _upscaled_sizes(lo) if reach > hi else ():
             try:
                 cand = fn(sw, sh, facts, kw)
             except TokenError:  # aspect ratio >= 200 after rounding

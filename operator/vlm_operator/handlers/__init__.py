@@ -16,13 +16,15 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from vlm_operator import admission, inventory, kube, reconcile, webhook_server
+from vlm_operator import admission, inventory, kube, profile_admission, reconcile, webhook_config, webhook_server
 from vlm_operator.render import objects
 
 GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
 #: How often every object is reconciled even without events (drift repair); overridable for tests.
 DRIFT_SECONDS = float(os.environ.get("VLM_OPERATOR_DRIFT_SECONDS", "60"))
 WEBHOOK_NAME = "vlm-operator.vlmops.io"
+#: The validating handler's id: kopf serves it at /<id> and names its webhook <id>.<WEBHOOK_NAME>.
+VALIDATE_ID = "validate"
 #: `vlmctl operator run --no-webhook` sets VLM_OPERATOR_WEBHOOK=0 before this module is imported.
 WEBHOOK_ENABLED = os.environ.get("VLM_OPERATOR_WEBHOOK", "1") != "0"
 
@@ -65,7 +67,18 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         )
     else:
         settings.admission.server = kopf.WebhookServer(**server_args)
-    settings.admission.managed = WEBHOOK_NAME
+    owner = webhook_config.mode()
+    if owner == "operator":
+        settings.admission.managed = WEBHOOK_NAME
+    elif owner == "chart":  # the chart made the configuration; keep only its CA bundle current (patch by name)
+        names = [webhook_config.webhook_name(VALIDATE_ID, WEBHOOK_NAME)]
+        _client().patch(
+            webhook_config.API_VERSION,
+            webhook_config.KIND,
+            None,
+            WEBHOOK_NAME,
+            webhook_config.ca_bundle_patch(names, (certs / "ca.crt").read_bytes()),
+        )
 
 
 def _webhook_certs() -> Path:
@@ -138,13 +151,28 @@ def child_changed(body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
     _reconcile(ns, owner, logger, kwargs)
 
 
-def validate_vlmd(body: kopf.Body, warnings: list[str], **_: Any) -> None:
+def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: Any) -> None:
     try:
         vlmd = admission.parse(body)
     except ValidationError as exc:
         raise kopf.AdmissionError(f"invalid VLMDeployment: {admission.validation_message(exc)}", code=422) from None
     decision = admission.decide(vlmd.spec, inventory.SHARED.get(_client()))
     warnings.extend(w[:1000] for w in decision.warnings)
+    # platform profiles (VLMPlatformProfile) and GPU quota: limits that check only what this change touches
+    old_spec = None
+    if old and old.get("spec"):
+        try:
+            old_spec = admission.parse(old).spec
+        except ValidationError:
+            old_spec = None
+    meta = body.get("metadata", {})
+    verdict = profile_admission.admission_verdict(
+        _client(), meta.get("namespace", ""), vlmd.spec, old_spec, meta.get("name", "")
+    )
+    decision = admission.with_policy(
+        decision, (str(r) for r in verdict.refusals), verdict.warnings, admission.REASON_PROFILE
+    )
+    warnings.extend(w[:1000] for w in verdict.warnings)
     if not decision.allowed:
         raise kopf.AdmissionError(decision.message, code=422)
 
@@ -160,7 +188,7 @@ if WEBHOOK_ENABLED:
         GROUP,
         VERSION,
         PLURAL,
-        id="validate",
+        id=VALIDATE_ID,
         operations=["CREATE", "UPDATE"],
         ignore_failures=False,
         side_effects=False,
