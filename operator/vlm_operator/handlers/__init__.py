@@ -28,16 +28,12 @@ VALIDATE_ID = "validate"
 #: `vlmctl operator run --no-webhook` sets VLM_OPERATOR_WEBHOOK=0 before this module is imported.
 WEBHOOK_ENABLED = os.environ.get("VLM_OPERATOR_WEBHOOK", "1") != "0"
 
-_kube: kube.Kube | None = None
 MANAGED = {"app.kubernetes.io/managed-by": objects.MANAGED_BY}
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={objects.MANAGED_BY}"
 
 
 def _client() -> kube.Kube:
-    global _kube
-    if _kube is None:
-        _kube = kube.Kube(kube.new_api_client())
-    return _kube
+    return kube.shared()
 
 
 @kopf.on.startup()
