@@ -16,8 +16,8 @@ $BIN/ruff check operator tests hack benchmarks
 $BIN/ruff format --check operator tests hack benchmarks
 $BIN/mypy
 
-echo "== Prometheus (Debian package) for the metrics tests"
-bash hack/install-prometheus.sh
+echo "== Prometheus (Debian package, fetched once into the cache; no root, nothing installed) for the metrics tests"
+bash hack/fetch-prometheus.sh >/dev/null
 
 echo "== binaries (built from the Go module proxy once, then cached)"
 $BIN/vlmctl dev-cluster build
