@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,3 +97,4 @@ def test_dev_cluster_lifecycle() -> None:
         assert not workdir.exists()
     finally:
         vlmctl("dev-cluster", "down", *base, check=False)
+        shutil.rmtree(workdir.parent, ignore_errors=True)

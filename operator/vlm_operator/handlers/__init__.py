@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
-from vlm_operator import admission, inventory, kube, reconcile, webhook_server
+from vlm_operator import admission, inventory, kube, reconcile, webhook_certs, webhook_server
 from vlm_operator.api import VLMDeployment
 from vlm_operator.render import objects
 
@@ -47,14 +45,14 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 60
     if not WEBHOOK_ENABLED:
         return
-    certs = _webhook_certs()
+    files = webhook_certs.serving_files(os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"))
     server_args: dict[str, Any] = {
         "addr": os.environ.get("VLM_OPERATOR_WEBHOOK_ADDR", "127.0.0.1"),
         "port": int(os.environ.get("VLM_OPERATOR_WEBHOOK_PORT", "9443")),
         "host": os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"),
-        "certfile": str(certs / "tls.crt"),
-        "pkeyfile": str(certs / "tls.key"),
-        "cafile": str(certs / "ca.crt"),
+        "certfile": files.certfile,
+        "pkeyfile": files.keyfile,
+        "cafile": files.cafile,
     }
     service = os.environ.get(webhook_server.SERVICE_ENV)
     if service:  # in a cluster: the API server reaches the webhook through its Service, not a URL
@@ -64,18 +62,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     else:
         settings.admission.server = kopf.WebhookServer(**server_args)
     settings.admission.managed = WEBHOOK_NAME
-
-
-def _webhook_certs() -> Path:
-    """The webhook's serving certificate: a mounted one (``VLM_OPERATOR_WEBHOOK_CERT_DIR``) or one made now."""
-    mounted = os.environ.get("VLM_OPERATOR_WEBHOOK_CERT_DIR")
-    if mounted:
-        return Path(mounted)
-    from vlm_operator import webhook_certs
-
-    out = Path(tempfile.mkdtemp(prefix="vlm-webhook-"))
-    webhook_certs.generate(out, os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"))
-    return out
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
