@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +45,23 @@ class Operator:
     """The operator subprocess, authenticated by ``kubeconfig`` (the cluster admin's when None), with the Hub
     resolver pointed at ``hub`` when one is given."""
 
-    def __init__(self, cluster: Cluster, log: Path, hub: FakeHub | None = None, kubeconfig: Path | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        log: Path,
+        hub: FakeHub | None = None,
+        kubeconfig: Path | None = None,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
         self.cluster = cluster
         self.log = log
         self.hub = hub
         self.kubeconfig = kubeconfig or cluster.kubeconfig
-        self.port = free_port()
+        self.port = port or free_port()
+        self.args = list(args)  # extra `vlmctl operator run` arguments
+        self.extra_env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -58,6 +69,7 @@ class Operator:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "VLM_OPERATOR_DRIFT_SECONDS": str(DRIFT_SECONDS),
+            **self.extra_env,
         }
         env.pop("VLM_OPERATOR_WEBHOOK_SERVICE", None)  # the local API server dials the webhook by URL on loopback
         if self.hub is not None:  # the Hub resolver on, against a fake Hub on loopback (models outside the catalog)
@@ -69,7 +81,7 @@ class Operator:
             }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vlm_operator", "operator", "run", "--webhook-port", str(self.port)],
+                [sys.executable, "-m", "vlm_operator", "operator", "run", "--webhook-port", str(self.port), *self.args],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
