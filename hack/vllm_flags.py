@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Extract the `vllm serve` CLI flags of real vLLM releases into a committed JSON table.
 
-    python hack/vllm_flags.py            # (re)generate operator/vlm_operator/render/data/vllm_flags.json
+    python hack/vllm_flags.py            # (re)generate operator/vlm_operator/releases/data/vllm_flags.json
     python hack/vllm_flags.py --check    # regenerate into a temp file; exit 1 if it differs from the committed one
 
 How it works
@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-TABLE = REPO / "operator" / "vlm_operator" / "render" / "data" / "vllm_flags.json"
+TABLE = REPO / "operator" / "vlm_operator" / "releases" / "data" / "vllm_flags.json"
 PYPI_JSON = "https://pypi.org/pypi/vllm/json"
 PYPI_VERSION_JSON = "https://pypi.org/pypi/vllm/{version}/json"
 SCHEMA_VERSION = 1

@@ -1,17 +1,42 @@
-"""What the validating webhook decides, as a pure function of the spec, the fit check and the cluster's GPU nodes.
+"""The one refusal policy: what is wrong with a spec, as a pure function of the spec, the fit check and the cluster's
+GPU nodes. The validating webhook and the reconciler both run :func:`decide`, so a spec applied with the webhook
+off shows in status exactly what the webhook would have said, and "admitted" means "renders".
 
-The webhook (handlers) only gathers the node inventory and turns the result into an admission response. The same
-fit check runs in the reconciler, so a spec that was admitted with ``fitCheck: Warn`` and one that was refused say
-the same figures.
+It covers, in order: processorKwargs keys and values, attention heads vs tensor parallelism, whether the release
+serves the model's architecture, node size (GPUs per pod vs the largest node of the product), whether the spec renders
+to a ``vllm serve`` command for its release, and the GPU-memory fit. Schema errors come before it (pydantic, see
+:func:`validation_message`). Each refusal names the field, the value and a fix.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
 
 from vlm_operator import fitcheck, gpus, inventory
 from vlm_operator.api import VLMDeploymentSpec
+
+if TYPE_CHECKING:
+    from vlm_operator.render.args import RenderedCommand
+
+#: ``Decision.reason`` values (the reason of the ``Degraded``/``Stalled`` condition when the reconciler refuses).
+REASON_INVALID = "InvalidSpec"
+REASON_DOES_NOT_FIT = "DoesNotFit"
+REASON_UNSERVED = "UnservedArchitecture"
+REASON_NODE = "NoNodeLargeEnough"
+
+
+def validation_message(exc: ValidationError) -> str:
+    """Pydantic's errors as ``spec.field: message`` lines (the user's camelCase paths)."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -19,29 +44,44 @@ class Decision:
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     fit: fitcheck.FitOutcome | None = field(default=None)
+    #: Why the first error refuses the spec (``REASON_*``); empty when allowed.
+    reason: str = ""
+    #: The rendered command when the spec renders (the reconciler uses it instead of rendering again).
+    rendered: RenderedCommand | None = None
 
     @property
     def allowed(self) -> bool:
         return not self.errors
 
+    @property
+    def message(self) -> str:
+        """All errors in one line, as the webhook returns them and status shows them."""
+        return " | ".join(self.errors)
 
-def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int]) -> Decision:
-    """``max_gpus_per_node`` maps a GFD product name to the most allocatable GPUs one node of it has."""
+
+def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None) -> Decision:
+    """``max_gpus_per_node`` maps a GFD product name to the most allocatable GPUs one node of it has (empty or None
+    when the inventory is unknown: node-size checks are skipped)."""
     from vlm_operator.api.processor_kwargs import FAMILY_BY_ARCHITECTURE, check_processor_kwargs
     from vlm_operator.estimator import from_spec
+    from vlm_operator.render import args as render_args
 
+    max_gpus_per_node = max_gpus_per_node or {}
     errors: list[str] = []
+    reasons: list[str] = []
     warnings: list[str] = []
     e = spec.engine
+
+    def refuse(reason: str, message: str) -> None:
+        errors.append(message)
+        reasons.append(reason)
 
     facts = from_spec.model_facts_for(spec)
     if facts is not None:
         family = FAMILY_BY_ARCHITECTURE.get(facts.architecture)
         if spec.multimodal.processor_kwargs and family:
-            errors += [
-                f"spec.multimodal.{p}; fix: remove the key or use one of the known options"
-                for p in check_processor_kwargs(family, spec.multimodal.processor_kwargs)
-            ]
+            for p in check_processor_kwargs(family, spec.multimodal.processor_kwargs):
+                refuse(REASON_INVALID, f"spec.multimodal.{p}; fix: remove the key or use one of the known options")
         if e.enable_expert_parallel and not facts.text.is_moe:
             warnings.append(
                 f"spec.engine.enableExpertParallel has no effect: {facts.model_id} is not a mixture-of-experts model"
@@ -49,12 +89,13 @@ def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int]) -> Dec
         heads = facts.num_attention_heads
         if heads and heads % e.tensor_parallel_size:
             divisors = [d for d in (1, 2, 4, 8, 16) if heads % d == 0]
-            errors.append(
+            refuse(
+                REASON_INVALID,
                 f"spec.engine.tensorParallelSize: {e.tensor_parallel_size} does not divide the model's {heads} "
-                f"attention heads; fix: use one of {divisors}"
+                f"attention heads; fix: use one of {divisors}",
             )
 
-    per_pod = e.tensor_parallel_size * e.pipeline_parallel_size
+    per_pod = e.gpus_per_pod
     mig = spec.resources.gpu.mig_profile
     if spec.resources.gpu.product and mig and max_gpus_per_node:
         product = gpus.lookup(spec.resources.gpu.product).product
@@ -69,29 +110,61 @@ def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int]) -> Dec
         if most is None:
             warnings.append(f"no node in the cluster has {product} GPUs yet; pods will stay Pending until one joins")
         elif per_pod > most:
-            errors.append(
-                f"spec.engine: tensorParallelSize x pipelineParallelSize = {per_pod} GPUs per pod, but the largest "
-                f"{product} node has {most}; fix: lower the parallelism to {most} or pick a product with larger nodes"
+            refuse(
+                REASON_NODE,
+                f"spec.engine: tensorParallelSize x pipelineParallelSize x dataParallelSize = {e.tensor_parallel_size}"
+                f" x {e.pipeline_parallel_size} x {e.data_parallel_size} = {per_pod} GPUs per pod, but the largest "
+                f"{product} node has {most}; fix: {_node_fix(spec, most)}",
             )
+
+    rendered = None
+    try:
+        rendered = render_args.render_command(spec)
+    except render_args.RenderError as exc:
+        refuse(REASON_INVALID, f"{exc}; fix: {_render_fix(exc)}")
+    else:
+        warnings += list(rendered.warnings)
 
     fit = None
     if spec.fit_check != "Off" and not errors:
         fit = fitcheck.check(spec, max_gpus_per_node)
         warnings += list(fit.warnings)
-        if fit.verdict == "DoesNotFit":
+        if fit.invalid is not None:
+            refuse(REASON_INVALID, fit.invalid)
+        elif fit.verdict == "DoesNotFit":
             if spec.fit_check == "Enforce":
-                errors.append(f"spec does not fit the GPU (fitCheck: Enforce): {fit.message}")
+                refuse(REASON_DOES_NOT_FIT, f"spec does not fit the GPU (fitCheck: Enforce): {fit.message}")
             else:
                 warnings.append(f"fitCheck: Warn: {fit.message}")
         elif fit.verdict == "Unknown":
             if spec.fit_check_explicit and spec.fit_check == "Enforce":
-                errors.append(
+                refuse(
+                    REASON_DOES_NOT_FIT,
                     f"fitCheck: Enforce, but {fit.message}; fix: use a catalog model (vlmctl estimate --help), run "
                     "the operator with --hub so it can read the model's config from the Hub (apply again once a "
-                    "slow lookup has finished), or set fitCheck: Warn"
+                    "slow lookup has finished), or set fitCheck: Warn",
                 )
             else:
                 warnings.append(f"FitsGPU will be Unknown: {fit.message}")
         elif fit.verdict == "Tight":
             warnings.append(f"fits with little room: {fit.message}")
-    return Decision(tuple(errors), tuple(warnings), fit)
+    return Decision(tuple(errors), tuple(warnings), fit, reasons[0] if reasons else "", rendered)
+
+
+def _node_fix(spec: VLMDeploymentSpec, most: int) -> str:
+    e = spec.engine
+    if e.data_parallel_size > 1 and e.gpus_per_engine <= most:
+        return (
+            f"set dataParallelSize 1 and scale out with scaling.replicas (one {e.gpus_per_engine}-GPU engine per pod "
+            f"fits), or lower tensorParallelSize x pipelineParallelSize x dataParallelSize to {most}"
+        )
+    return f"lower the parallelism to {most} GPUs per pod or pick a product with larger nodes"
+
+
+def _render_fix(exc: Exception) -> str:
+    field_path = getattr(exc, "field", "")
+    if str(field_path).startswith("engine.extraArgs"):
+        return "remove the flag, or check its spelling against `vllm serve --help` of this release"
+    if field_path == "engine.version":
+        return "pick a release from docs/vllm-releases.md"
+    return "unset the field or pick an engine.version that has the flag"

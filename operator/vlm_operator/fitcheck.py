@@ -33,7 +33,9 @@ class FitOutcome:
     weights_gib_per_replica: float | None = None
     host_memory_bytes: int | None = None
     shm_bytes: int | None = None
-    min_gpu_memory_mib: int | None = None
+    #: A refusal (``spec.<field>: <problem>; fix: ...``) when the estimator found a setting vLLM would reject
+    #: (min_pixels > max_pixels, batched tokens below maxModelLen, ...); the verdict is then Unknown.
+    invalid: str | None = None
 
     @property
     def resolved(self) -> bool:
@@ -64,13 +66,15 @@ def check(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None =
     except from_spec.UnresolvedModel as exc:
         return FitOutcome("Unknown", f"the fit check could not resolve the model: {exc}")
     from vlm_operator.estimator.memory import InputError
+    from vlm_operator.estimator.tokens import TokenError
 
     try:
         est = estimate_with_recommendations(req, alternatives, _by_short_name(max_gpus_per_node))
-    except InputError as exc:  # e.g. TP that does not divide the heads; admission names the field
-        return FitOutcome("Unknown", f"the estimator cannot size this spec: {exc}")
+    except (InputError, TokenError) as exc:
+        message = f"the estimator cannot size this spec: {exc}"
+        return FitOutcome("Unknown", message, invalid=_as_refusal(exc))
     j = est.to_json()
-    n_gpus = spec.engine.tensor_parallel_size * spec.engine.pipeline_parallel_size
+    n_gpus = spec.engine.gpus_per_engine  # the weights are per engine; its data-parallel copies load the same files
     recs = tuple(_phrase(r) for r in j.get("recommendations", []))
     summary: dict[str, Any] = {
         "gpu": req.gpu.name,
@@ -113,8 +117,43 @@ def check(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None =
         weights_gib_per_replica=float(j["weights_gib"]) * max(1, n_gpus),
         host_memory_bytes=math.ceil(host) if host else None,
         shm_bytes=math.ceil(est.shm_bytes) if est.shm_bytes else None,
-        min_gpu_memory_mib=None,
     )
+
+
+#: Estimator setting names (as its errors spell them) -> the spec field a user sets.
+_FIELDS: tuple[tuple[str, str], ...] = (
+    ("min_pixels", "spec.multimodal.processorKwargs"),
+    ("max_pixels", "spec.multimodal.processorKwargs"),
+    ("dynamic_patch", "spec.multimodal.processorKwargs"),
+    ("num_crops", "spec.multimodal.processorKwargs"),
+    ("mm processor kwarg", "spec.multimodal.processorKwargs"),
+    ("tensor_parallel_size", "spec.engine.tensorParallelSize"),
+    ("pipeline_parallel_size", "spec.engine.pipelineParallelSize"),
+    ("data_parallel_size", "spec.engine.dataParallelSize"),
+    ("max_num_batched_tokens", "spec.engine.maxNumBatchedTokens"),
+    ("max_num_seqs", "spec.engine.maxNumSeqs"),
+    ("max_model_len", "spec.engine.maxModelLen"),
+    ("block_size", "spec.engine.blockSize"),
+    ("gpu_memory_utilization", "spec.engine.gpuMemoryUtilization"),
+    ("limit_mm_per_prompt", "spec.multimodal.limitPerPrompt"),
+    ("input", "spec.multimodal.limitPerPrompt"),
+    ("takes no", "spec.multimodal.limitPerPrompt"),
+    ("mm_processor_cache_gb", "spec.multimodal.processorCache.sizeGiB"),
+    ("encoder TP mode", "spec.multimodal.encoderTPMode"),
+    ("frame", "spec.multimodal.mediaIOKwargs"),
+)
+
+
+def _as_refusal(exc: Exception) -> str | None:
+    """The estimator's complaint as a refusal naming the spec field, or None when it is the estimator's own limit
+    (a dtype or quantization it does not model: vLLM may still accept it, so that stays a warning)."""
+    text = str(exc)
+    if text.startswith("unsupported"):
+        return None
+    for word, path in _FIELDS:
+        if word in text:
+            return f"{path}: {text}; fix: correct the value so vLLM can start"
+    return f"spec: {text}; fix: correct the setting so vLLM can start"
 
 
 def _by_short_name(inventory: Mapping[str, int] | None) -> dict[str, int] | None:

@@ -13,12 +13,12 @@ import json
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from vlm_operator import fitcheck, inventory, rollout, status
+from vlm_operator import admission, fitcheck, inventory, rollout, status
 from vlm_operator import metrics as op_metrics
 from vlm_operator.api import VLMDeployment
 from vlm_operator.autoscale import report as scaling_report
@@ -33,14 +33,10 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def validation_message(exc: ValidationError) -> str:
-    """Pydantic's errors as ``spec.field: message`` lines (the user's camelCase paths)."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
+#: Moved to :mod:`vlm_operator.admission` (the one refusal policy); kept for callers that import it from here.
+validation_message = admission.validation_message
+
+_NOT_CHECKED = fitcheck.FitOutcome("Unknown", "spec not checked")
 
 
 @dataclass
@@ -50,24 +46,34 @@ class Plan:
     command: tuple[str, ...]
     desired: list[dict[str, Any]]
     render: objects.RenderPlan
+    #: The refusal policy's verdict (:func:`vlm_operator.admission.decide`); children exist only when it allows.
+    decision: admission.Decision = field(default_factory=admission.Decision)
+
+    @property
+    def refused(self) -> str | None:
+        """Why no pods are rolled out (what the webhook would have said), or None."""
+        return f"not rolled out: {self.decision.message}" if not self.decision.allowed else None
 
 
 def build_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None = None) -> Plan:
-    """Pure: the fit check and the desired children of ``vlmd`` (``max_gpus_per_node``: the cluster's GPU inventory,
-    which only narrows the recommended fixes)."""
-    from vlm_operator.render import args as render_args
-
-    fit = fitcheck.check(vlmd.spec, max_gpus_per_node)
-    rendered = render_args.render_command(vlmd.spec)
+    """Pure: the refusal policy, the fit check and the desired children of ``vlmd`` (``max_gpus_per_node``: the
+    cluster's GPU inventory). The spec is rendered once, by the policy; a refused spec has no children."""
+    decision = admission.decide(vlmd.spec, max_gpus_per_node)
+    fit = decision.fit
+    if fit is None:
+        fit = fitcheck.check(vlmd.spec, max_gpus_per_node) if decision.allowed else _NOT_CHECKED
+    rendered = decision.rendered
+    if rendered is None:
+        return Plan(vlmd, fit, (), [], objects.RenderPlan(command=()), decision)
     plan = objects.RenderPlan(
         command=rendered.argv,
         env=rendered.env,
         weights_gib=fit.weights_gib_per_replica,
         host_memory_bytes=fit.host_memory_bytes,
         shm_bytes=max(fit.shm_bytes or 0, objects.SHM_FLOOR_BYTES),
-        min_gpu_memory_mib=fit.min_gpu_memory_mib,
     )
-    return Plan(vlmd, fit, rendered.argv, objects.render_all(vlmd, plan), plan)
+    desired = objects.render_all(vlmd, plan) if decision.allowed else []
+    return Plan(vlmd, fit, rendered.argv, desired, plan, decision)
 
 
 def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tuple[status.PodProblem, ...]:
@@ -125,7 +131,7 @@ def _reconcile(kube: Kube, body: dict[str, Any], logger: logging.Logger | loggin
     try:
         vlmd = VLMDeployment.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
     except ValidationError as exc:
-        msg = f"the spec is invalid: {validation_message(exc)}"
+        msg = f"the spec is invalid: {admission.validation_message(exc)}"
         obs = status.Observed(
             generation,
             0,
@@ -140,14 +146,12 @@ def _reconcile(kube: Kube, body: dict[str, Any], logger: logging.Logger | loggin
     desired_replicas = vlmd.spec.scaling.replicas
     plan = build_plan(vlmd, inventory.SHARED.get(kube))
     fit = plan.fit
-    refused: str | None = None
-    if fit.verdict == "DoesNotFit" and vlmd.spec.fit_check == "Enforce":
-        refused = f"not rolled out: {fit.message}"
-    elif fit.verdict == "Unknown" and vlmd.spec.fit_check == "Enforce" and vlmd.spec.fit_check_explicit:
-        refused = f"not rolled out: fitCheck is Enforce and {fit.message}"
-
-    dep_obj = plan.desired[0]
-    template_hash = dep_obj["spec"]["template"]["metadata"]["annotations"][objects.ANN_SPEC_HASH]
+    refused = plan.refused
+    # A refused spec is a permanent failure until the spec changes: status says why, and the handler returns
+    # normally (no exception, so kopf does not retry it forever).
+    template_hash = (
+        plan.desired[0]["spec"]["template"]["metadata"]["annotations"][objects.ANN_SPEC_HASH] if plan.desired else ""
+    )
     live = kube.get("apps/v1", "Deployment", ns, name)
     pods = kube.list("v1", "Pod", ns, objects.selector_string(name)) if live else []
     running_hash = _template_hash(live)
@@ -172,6 +176,7 @@ def _reconcile(kube: Kube, body: dict[str, Any], logger: logging.Logger | loggin
         deployment_status=dep_status,
         deployment_generation=current["metadata"].get("generation") if current else None,
         refused=refused,
+        refused_reason=plan.decision.reason or "DoesNotFit",
         selector=objects.selector_string(name),
         url=objects.url(vlmd),
         gpu=fitcheck.gpu_label(vlmd.spec, objects.gpus_per_replica(vlmd.spec)),

@@ -16,7 +16,7 @@ import pytest
 
 from vlm_operator.render import flags as F
 
-RAW = resources.files("vlm_operator.render").joinpath("data/vllm_flags.json").read_text(encoding="utf-8")
+RAW = resources.files("vlm_operator.releases").joinpath("data/vllm_flags.json").read_text(encoding="utf-8")
 TABLE: dict[str, Any] = json.loads(RAW)
 
 

@@ -7,6 +7,8 @@ rules cannot drift from the code. This package imports only pydantic and :mod:`v
 
 from __future__ import annotations
 
+from vlm_operator.releases import DEFAULT_VLLM_VERSION, MIN_VLLM_VERSION, VllmVersion
+
 from ._base import ApiModel, CelRule, parse_quantity
 from .common import ConfigMapKeyRef, EnvVar, EnvVarSource, LocalObjectReference, SecretKeyRef, Toleration
 from .deployment import (
@@ -39,7 +41,6 @@ from .resources import GPURequest, ResourcesSpec
 from .rollout import RolloutSpec
 from .scaling import MetricsSource, ScalingSpec
 from .status import CONDITION_TYPES, Condition, EstimateSummary, VLMDeploymentStatus
-from .versions import DEFAULT_VLLM_VERSION, MIN_VLLM_VERSION, VllmVersion
 
 __all__ = [
     "API_VERSION",

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from vlm_operator.releases import MIN_VLLM_VERSION, VllmVersion, default_api_server_count, default_processor_cache_gib
+
 from ._base import CRD_DEFAULT, ApiModel, CelRule, parse_quantity
 from .engine import EngineSpec
 from .flags import FIELD_MAPPINGS
@@ -23,7 +25,6 @@ from .resources import ResourcesSpec
 from .rollout import RolloutSpec
 from .scaling import ScalingSpec
 from .status import VLMDeploymentStatus
-from .versions import MIN_VLLM_VERSION, VllmVersion, default_api_server_count, default_processor_cache_gib
 
 GROUP = "vlmops.io"
 VERSION = "v1alpha1"
@@ -131,8 +132,8 @@ class VLMDeploymentSpec(ApiModel):
 
     @property
     def gpus_per_replica(self) -> int:
-        """``resources.gpu.count``, or TP x PP x DP."""
-        return self.resources.gpu.count or self.engine.gpus_per_pod
+        """GPUs one pod requests: ``engine.gpus_per_pod`` (``resources.gpu.count`` is validated to equal it)."""
+        return self.engine.gpus_per_pod
 
     @property
     def fit_check_explicit(self) -> bool:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from vlm_operator.releases import DEFAULT_VLLM_VERSION, MIN_VLLM_VERSION
+
 from .crd import structural_schema
 from .deployment import VLMDeploymentSpec
 from .flags import OPERATOR_OWNED_ENV, OPERATOR_OWNED_FLAGS, mapping_for
-from .versions import DEFAULT_VLLM_VERSION, MIN_VLLM_VERSION
 
 INTRO = f"""# VLMDeployment API reference (`vlmops.io/v1alpha1`)
 

@@ -11,10 +11,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from vlm_operator.releases import DEFAULT_VLLM_VERSION, VERSION_PATTERN, default_image
+
 from ._base import ApiModel, CelRule, MediumStr
 from .common import ConfigMapKeyRef, EnvVar, SecretKeyRef
 from .flags import OPERATOR_OWNED_ENV, SHADOWED_ARG_PATTERN, shadowed_field
-from .versions import DEFAULT_VLLM_VERSION, VERSION_PATTERN, default_image
 
 VersionStr = Annotated[str, Field(max_length=32, pattern=VERSION_PATTERN)]
 Dtype = Literal["auto", "half", "float16", "bfloat16", "float", "float32"]

@@ -20,8 +20,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from vlm_operator.releases import default_limit_per_prompt
+
 from ._base import ApiModel, CelRule, LongStr, MediumStr, ShortStr
-from .versions import default_limit_per_prompt
 
 Modality = Literal["image", "video", "audio"]
 MODALITIES: tuple[Modality, ...] = ("image", "video", "audio")

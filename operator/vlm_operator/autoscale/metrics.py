@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ..api.versions import VllmVersion
+from ..releases import VllmVersion
 
 WAITING = "vllm:num_requests_waiting"
 RUNNING = "vllm:num_requests_running"

@@ -13,6 +13,8 @@ import re
 import sys
 from typing import Any
 
+from vlm_operator.releases import DEFAULT_VLLM_VERSION
+
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*$")
 _DECIMAL = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
 _BINARY = {"K": 2**10, "M": 2**20, "G": 2**30}
@@ -77,7 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     eng.add_argument("--block-size", type=int)
     eng.add_argument("--kv-cache-memory-bytes", type=parse_human_int)
     eng.add_argument("--api-server-count", type=int)
-    eng.add_argument("--vllm-version", default="0.11.0", help="vLLM release the estimate is for (default 0.11.0)")
+    eng.add_argument(
+        "--vllm-version",
+        default=DEFAULT_VLLM_VERSION,
+        help=f"vLLM release the estimate is for (default {DEFAULT_VLLM_VERSION})",
+    )
     eng.add_argument("--engine", choices=["v0", "v1"], help="force the V0 or V1 engine")
     mm = parser.add_argument_group("multimodal")
     mm.add_argument("--limit-mm-per-prompt", type=_json_arg, help='JSON, e.g. \'{"image": 4, "video": 0}\'')

@@ -104,7 +104,6 @@ def _plan_figures(spec: Any) -> tuple[dict[str, Any], str | None]:
     figures: dict[str, Any] = {
         "weights_gib": outcome.weights_gib_per_replica,
         "host_memory_bytes": outcome.host_memory_bytes,
-        "min_gpu_memory_mib": outcome.min_gpu_memory_mib,
     }
     if outcome.shm_bytes:
         figures["shm_bytes"] = outcome.shm_bytes

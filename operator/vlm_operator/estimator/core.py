@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from vlm_operator.estimator import memory, tokens, versions
+from vlm_operator import releases
+from vlm_operator.estimator import memory, tokens
 from vlm_operator.estimator.request import GIB, EstimateRequest
 from vlm_operator.models.facts import CROSS
 
@@ -21,7 +22,7 @@ from vlm_operator.models.facts import CROSS
 class Resolved:
     """The request with every version/hardware default filled in."""
 
-    version: versions.Version
+    version: tuple[int, int, int]
     engine: str
     tp: int
     pp: int
@@ -150,8 +151,8 @@ def _positive(name: str, value: int | None) -> None:
 def resolve(req: EstimateRequest) -> Resolved:
     """Fill in vLLM's defaults for this release and GPU; raise ``InputError`` on settings vLLM would reject."""
     try:
-        v = versions.parse_version(req.vllm_version)
-        engine = versions.engine_for(v, req.engine.engine)
+        v = releases.parse_version(req.vllm_version).release
+        engine = releases.engine_for(v, req.engine.engine)
     except ValueError as exc:
         raise memory.InputError(str(exc)) from None
     e = req.engine
@@ -174,9 +175,9 @@ def resolve(req: EstimateRequest) -> Resolved:
         )
     gib = req.gpu.memory_gib
     max_len = e.max_model_len or t.max_position_embeddings
-    seqs = e.max_num_seqs or versions.default_max_num_seqs(v, engine, gib, req.gpu.is_a100)
+    seqs = e.max_num_seqs or releases.default_max_num_seqs(v, engine, gib, req.gpu.is_a100)
     mm = req.model.is_multimodal
-    batched = e.max_num_batched_tokens or versions.default_max_num_batched_tokens(
+    batched = e.max_num_batched_tokens or releases.default_max_num_batched_tokens(
         v, engine, gib, req.gpu.is_a100, max_len, mm
     )
     chunked = e.enable_chunked_prefill if e.enable_chunked_prefill is not None else engine == "v1"
@@ -184,9 +185,9 @@ def resolve(req: EstimateRequest) -> Resolved:
         raise memory.InputError(
             f"max_num_batched_tokens ({batched}) is smaller than max_model_len ({max_len}) without chunked prefill"
         )
-    util = e.gpu_memory_utilization or versions.default_gpu_memory_utilization(v)
+    util = e.gpu_memory_utilization or releases.default_gpu_memory_utilization(v)
     block = e.block_size or (64 if t.is_mla and engine == "v1" and req.gpu.compute_capability >= (9, 0) else 16)
-    default_limit = versions.default_limit_per_prompt(v, engine)
+    default_limit = releases.default_limit_per_prompt(v, engine)
     limits: dict[str, int] = {}
     for modality in req.model.modalities:
         limits[modality] = int(req.multimodal.limit_per_prompt.get(modality, default_limit))
@@ -197,10 +198,10 @@ def resolve(req: EstimateRequest) -> Resolved:
             raise memory.InputError(f"{req.model.model_id} does not take {modality} input")
     cache_gb = req.multimodal.processor_cache_gb
     if cache_gb is None:
-        cache_gb = versions.mm_cache_default_gb(v) if mm else 0.0
+        cache_gb = releases.mm_cache_default_gb(v) if mm else 0.0
     if cache_gb < 0:
         raise memory.InputError("mm_processor_cache_gb must be >= 0")
-    api = e.api_server_count or versions.default_api_server_count(v, e.data_parallel_size)
+    api = e.api_server_count or releases.default_api_server_count(v, e.data_parallel_size)
     return Resolved(
         version=v,
         engine=engine,
@@ -252,9 +253,9 @@ def _qwen_profile_frames(req: EstimateRequest, r: Resolved, image: tokens.ItemTo
     per_frame_pair = image.embeds if image else 1
     temporal = req.model.vision.temporal_patch_size if req.model.vision else 2
     images, videos = r.limits.get("image", 0), r.limits.get("video", 0)
-    if r.version >= (0, 8, 4):
+    if releases.profiles_one_item_per_modality(r.version):
         images, videos = min(images, 1), min(videos, 1)
-    if r.version >= (0, 10, 2):
+    if releases.video_fills_context(r.version):
         images = 0  # from v0.10.2 the frames fill max_model_len with no room kept for images
     room = r.max_model_len - per_frame_pair * images
     frames = 0
@@ -266,7 +267,7 @@ def _qwen_profile_frames(req: EstimateRequest, r: Resolved, image: tokens.ItemTo
         if frames > 10_000:
             break
     family = req.model.family
-    cap = _MAX_PROFILE_FRAMES.get(family, 2048 if r.version >= (0, 16, 0) else 24576)
+    cap = _MAX_PROFILE_FRAMES.get(family, releases.default_video_frame_cap(r.version))
     per_video = min(frames // max(videos, 1), cap)
     return max(per_video, 1)
 
@@ -289,10 +290,10 @@ def plan_profile(req: EstimateRequest, r: Resolved, costs: dict[str, tokens.Item
     if r.engine == "v1":
         budget = max(r.max_num_batched_tokens, m_tok)
         per_prompt = max(1, min(limit, r.max_model_len // m_tok))
-        first = budget // m_tok if r.version >= (0, 9, 0) else math.ceil(budget / m_tok)
+        first = budget // m_tok if releases.encoder_budget_floors(r.version) else math.ceil(budget / m_tok)
         items = max(1, min(first, r.max_num_seqs * per_prompt))
         # ceil (before v0.9) rounds up by less than one item: budget + M bounds it and stays monotone
-        cap = float(budget) if r.version >= (0, 9, 0) else float(budget + m_tok)
+        cap = float(budget) if releases.encoder_budget_floors(r.version) else float(budget + m_tok)
         relaxed = max(float(m_tok), min(cap, r.max_num_seqs * min(limit * m_tok, max(r.max_model_len, m_tok))))
         return ProfilePlan(modality, cost.embeds, items, cost.patches, budget, relaxed)
     total_mm = sum(r.limits[m] * max(1, c.embeds) for m, c in active.items())
@@ -320,7 +321,7 @@ def estimate(req: EstimateRequest) -> Estimate:
         quantization=req.engine.quantization,
         encoder_tp_mode=mm.encoder_tp_mode,
         # every limit at 0 = language-model-only mode: the encoder is not loaded (08b751ba7, #22299, ≈v0.10.1)
-        load_vision=any_mm or r.version < (0, 10, 1) or not facts.is_multimodal,
+        load_vision=any_mm or not releases.skips_encoder_when_text_only(r.version) or not facts.is_multimodal,
     )
     costs = _item_costs(req, r)
     prof = plan_profile(req, r, costs)
@@ -333,7 +334,7 @@ def estimate(req: EstimateRequest) -> Estimate:
     lm_act = memory.lm_activation_bytes(
         facts, tokens=lm_tokens, tp=r.tp, act_bytes=act_bytes, expert_parallel=req.engine.enable_expert_parallel
     )
-    early_v1 = r.engine == "v1" and r.version < (0, 8, 0)
+    early_v1 = releases.early_v1(r.version, r.engine)
     rows = lm_tokens if early_v1 else min(r.max_num_seqs, lm_tokens)
     samp = memory.sampler_bytes(facts, rows=rows, engine=r.engine, early_v1=early_v1)
     # Peak: the encoder outputs stay in the encoder cache while the LM and sampler run (V1 profile_run); in V0 the
@@ -345,7 +346,7 @@ def estimate(req: EstimateRequest) -> Estimate:
         activation = enc_cache + memory.v0_activation_peak(encoder=enc_act, lm=lm_act, sampler=samp, hidden=hidden)
     non_torch = memory.non_torch_bytes(r.tp, r.pp)
     graphs = memory.cuda_graph_bytes(facts, pp=r.pp, enforce_eager=req.engine.enforce_eager)
-    graphs_in_budget = versions.cuda_graphs_in_budget(r.version) and graphs > 0
+    graphs_in_budget = releases.cuda_graphs_in_budget(r.version) and graphs > 0
     total = float(req.gpu.memory_bytes)
     budget = math.ceil(total * r.gpu_memory_utilization)
     if req.engine.kv_cache_memory_bytes is not None:
@@ -362,8 +363,8 @@ def estimate(req: EstimateRequest) -> Estimate:
         block_size=r.block_size,
         max_model_len=r.max_model_len,
         max_num_batched_tokens=r.max_num_batched_tokens,
-        hybrid=versions.hybrid_allocator(r.version, r.engine),
-        tokens_as_concurrency=versions.reports_tokens_as_concurrency(r.version),
+        hybrid=releases.hybrid_allocator(r.version, r.engine),
+        tokens_as_concurrency=releases.reports_tokens_as_concurrency(r.version),
         extra_request_tokens=cross_tokens,
     )
     reasons: list[str] = []

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from vlm_operator import gpus
 from vlm_operator.models.facts import ModelFacts
+from vlm_operator.releases import DEFAULT_VLLM_VERSION
 
 GIB = 1024**3
 
@@ -97,7 +98,7 @@ class EstimateRequest:
     gpu: GPUSpec
     engine: EngineSettings = field(default_factory=EngineSettings)
     multimodal: MultimodalSettings = field(default_factory=MultimodalSettings)
-    vllm_version: str = "0.11.0"
+    vllm_version: str = DEFAULT_VLLM_VERSION
 
     def with_engine(self, **changes: Any) -> EstimateRequest:
         return replace(self, engine=replace(self.engine, **changes))

@@ -93,11 +93,11 @@ def validate_vlmd(body: kopf.Body, warnings: list[str], **_: Any) -> None:
     try:
         vlmd = VLMDeployment.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
     except ValidationError as exc:
-        raise kopf.AdmissionError(f"invalid VLMDeployment: {reconcile.validation_message(exc)}", code=422) from None
+        raise kopf.AdmissionError(f"invalid VLMDeployment: {admission.validation_message(exc)}", code=422) from None
     decision = admission.decide(vlmd.spec, inventory.SHARED.get(_client()))
     warnings.extend(w[:1000] for w in decision.warnings)
     if not decision.allowed:
-        raise kopf.AdmissionError(" | ".join(decision.errors), code=422)
+        raise kopf.AdmissionError(decision.message, code=422)
 
 
 from vlm_operator.handlers import autoscale  # noqa: E402,F401  (registers the Internal-mode autoscaler daemon)

@@ -2,7 +2,7 @@
 
 :func:`render_command` turns a parsed spec into the container command (``vllm serve M --flag value ...``) and the
 env vars that stand in for flags a release does not have yet. Every flag it writes is looked up in the flag table
-extracted from the real releases (:mod:`vlm_operator.render.flags`): a flag the release lacks, a value outside the
+extracted from the real releases (:mod:`vlm_operator.releases.flags`): a flag the release lacks, a value outside the
 release's ``choices``, or a value in the wrong shape for the flag's kind raises :class:`RenderError` naming the spec
 field, the release, and the releases that do have the flag. Nothing is silently dropped.
 
@@ -43,9 +43,10 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel
 
-from vlm_operator.api import MODALITIES, VllmVersion, VLMDeploymentSpec
+from vlm_operator.api import MODALITIES, VLMDeploymentSpec
 from vlm_operator.api.multimodal import AudioLimit, ImageLimit, VideoLimit
-from vlm_operator.render import flags as F
+from vlm_operator.releases import VllmVersion
+from vlm_operator.releases import flags as F
 from vlm_operator.render.objects import CHAT_TEMPLATE_DIR, HTTP_PORT
 
 __all__ = [

@@ -21,7 +21,7 @@ from typing import Any
 
 from vlm_operator import gpus
 from vlm_operator.api import VLMDeployment, VLMDeploymentSpec
-from vlm_operator.api.versions import default_image
+from vlm_operator.releases import default_image
 
 HTTP_PORT = 8000
 CONTAINER = "vllm"
@@ -55,8 +55,6 @@ class RenderPlan:
     host_memory_bytes: int | None = None
     #: /dev/shm the pod needs, bytes.
     shm_bytes: int = SHM_FLOOR_BYTES
-    #: Least per-GPU memory (MiB) that fits, for node affinity when the spec names no product.
-    min_gpu_memory_mib: int | None = None
     #: Extra env (name -> value) the renderer of the args decided on, e.g. a fetch timeout.
     env: tuple[tuple[str, str], ...] = ()
 
@@ -71,8 +69,8 @@ def selector_string(name: str) -> str:
 
 
 def gpus_per_replica(spec: VLMDeploymentSpec) -> int:
-    e = spec.engine
-    return spec.resources.gpu.count or e.tensor_parallel_size * e.pipeline_parallel_size * e.data_parallel_size
+    """GPUs one pod requests: ``spec.engine.gpus_per_pod`` (TP x PP x DP; ``resources.gpu.count`` must equal it)."""
+    return spec.engine.gpus_per_pod
 
 
 def startup_budget_seconds(spec: VLMDeploymentSpec, weights_gib: float | None) -> int:
@@ -96,9 +94,9 @@ def _node_affinity(spec: VLMDeploymentSpec, plan: RenderPlan) -> dict[str, Any] 
     if req.product:
         products = [gpus.lookup(req.product).product]
     else:
-        floor = req.min_memory_gib * 1024 if req.min_memory_gib else plan.min_gpu_memory_mib
-        if floor is None:
+        if not req.min_memory_gib:
             return None
+        floor = req.min_memory_gib * 1024
         products = [p.product for p in gpus.products_with_memory_at_least(int(floor))]
         if not products:
             # No product in the table is large enough; the fit check refuses such a spec, so this is a fallback.

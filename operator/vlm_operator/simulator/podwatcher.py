@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from ..api.versions import VllmVersion
+from ..releases import VllmVersion
 from .prometheus import Target, write_targets
 from .server import SimConfig, SimulatorServer, config_from_mapping
 

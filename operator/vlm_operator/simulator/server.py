@@ -62,7 +62,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..api.versions import DEFAULT_VLLM_VERSION, VllmVersion
+from ..releases import DEFAULT_VLLM_VERSION, VllmVersion
 
 #: vLLM's ``/metrics`` content type (prometheus_client's text format 0.0.4; what Prometheus 2.x expects).
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

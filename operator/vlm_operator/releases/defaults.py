@@ -1,0 +1,175 @@
+"""What vLLM does by default at each release, and the per-release memory facts the estimator models.
+
+One function per fact; each takes the release (``VllmVersion``, ``"0.8.5"`` or ``(0, 8, 5)``) and cites the vLLM
+commit or PR that changed it. Boundaries after v0.6.1 are the first release after the merge (a commit's release is
+not always pinned), so one can be off by one minor release; docs/vllm-releases.md lists them in one table, and
+``tests/unit/test_releases.py`` checks the ones that the PyPI sdists show against the extracted table.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .version import VersionLike, VllmVersion
+
+Engine = Literal["v0", "v1"]
+
+
+def _v(version: VersionLike) -> VllmVersion:
+    return VllmVersion.of(version)
+
+
+# ---- engine ---------------------------------------------------------------------------------------------------
+
+
+def default_engine(version: VersionLike) -> Engine:
+    """V1 is the default from v0.8.0 (``VLLM_USE_V1`` defaults on, vllm/envs.py); V0 is gone by v0.11.0."""
+    return "v1" if _v(version) >= (0, 8, 0) else "v0"
+
+
+def is_v1_default(version: VersionLike) -> bool:
+    """Whether the V1 engine is vLLM's default at this release."""
+    return default_engine(version) == "v1"
+
+
+def engine_for(version: VersionLike, requested: str | None) -> Engine:
+    """The engine a release runs: ``requested`` (``v0``/``v1``) if the release has it, else its default."""
+    v = _v(version)
+    if requested is None:
+        return default_engine(v)
+    e = requested.lower()
+    if e not in ("v0", "v1"):
+        raise ValueError(f"engine must be v0 or v1, not {requested!r}")
+    if e == "v1" and v < (0, 7, 0):
+        raise ValueError(f"the V1 engine does not exist in vLLM {v}")
+    if e == "v0" and v >= (0, 11, 0):
+        raise ValueError("the V0 engine was removed before vLLM 0.11.0")
+    return "v1" if e == "v1" else "v0"
+
+
+# ---- serve defaults -------------------------------------------------------------------------------------------
+
+
+def default_gpu_memory_utilization(version: VersionLike) -> float:
+    """``--gpu-memory-utilization`` default: 0.90, and 0.92 together with CUDA-graph profiling from v0.21.0
+    (96a85c575, #38284; ``CacheConfig.gpu_memory_utilization`` in vllm/config/cache.py)."""
+    return 0.92 if _v(version) >= (0, 21, 0) else 0.90
+
+
+def default_limit_per_prompt(version: VersionLike, engine: str | None = None) -> int:
+    """What vLLM allows per prompt for a modality ``--limit-mm-per-prompt`` does not name.
+
+    1 in V0 and in V1 before d9fc8cd9d (#15799, "[V1] Enable multi-input by default", ~v0.8.4); 999 from then on
+    (``get_limit_per_prompt()`` in vllm/config/multimodal.py). Before v0.5.5 there is no flag and the limit is 1.
+    ``engine`` defaults to the release's default engine.
+    """
+    v = _v(version)
+    eng = engine if engine is not None else default_engine(v)
+    return 999 if eng == "v1" and v >= (0, 8, 4) else 1
+
+
+def default_processor_cache_gib(version: VersionLike) -> float:
+    """Host RAM the multimodal processor cache takes by default: 4 GiB (env ``VLLM_MM_INPUT_CACHE_GIB`` from #14805,
+    ~v0.8.0, then ``--mm-processor-cache-gb``, #22441, ~v0.10.2); no such cache before v0.8.0."""
+    return 4.0 if _v(version) >= (0, 8, 0) else 0.0
+
+
+#: The estimator's name for :func:`default_processor_cache_gib`.
+mm_cache_default_gb = default_processor_cache_gib
+
+
+def default_api_server_count(version: VersionLike, data_parallel_size: int) -> int:
+    """``--api-server-count`` default: 1, and ``data_parallel_size`` from 803e3f3f6 (#32525, ~v0.15)."""
+    return data_parallel_size if _v(version) >= (0, 15, 0) else 1
+
+
+def default_max_num_seqs(version: VersionLike, engine: str, gpu_gib: float, is_a100: bool) -> int:
+    """V0 256; V1 1024 (v0.8.0), hardware-dependent from #16158 (~v0.8.4): 1024 on >=70 GiB non-A100 GPUs, else 256
+    (``EngineArgs.get_default_usage_context``/``_set_default_args`` in vllm/engine/arg_utils.py)."""
+    if engine == "v0":
+        return 256
+    if _v(version) < (0, 8, 4):
+        return 1024
+    return 1024 if gpu_gib >= 70 and not is_a100 else 256
+
+
+def default_max_num_batched_tokens(
+    version: VersionLike, engine: str, gpu_gib: float, is_a100: bool, max_model_len: int, multimodal: bool
+) -> int:
+    """V1 serve default 2048 (#11187), 8192 on >=70 GiB GPUs (#12369), A100 kept at 2048 (#17885), and 16384 on
+    >=160 GiB GPUs (B200/B300) from v0.28.0 (``_set_default_max_num_seqs_and_batched_tokens_args`` in
+    vllm-0.28.0/vllm/engine/arg_utils.py: ``device_memory >= 160 * GiB_bytes``; absent from the 0.27.1 sdist).
+
+    V0 without chunked prefill: ``max(max_model_len, 2048)``, and at least 5120 for multimodal models
+    (vllm@f0fe4fe86:vllm/config.py ``SchedulerConfig``).
+    """
+    if engine == "v0":
+        return max(max_model_len, 5120 if multimodal else 2048)
+    v = _v(version)
+    if v >= (0, 28, 0) and gpu_gib >= 160:
+        return 16384
+    if v >= (0, 7, 1) and gpu_gib >= 70 and not is_a100:
+        return 8192
+    return 2048
+
+
+# ---- memory accounting ----------------------------------------------------------------------------------------
+
+
+def cuda_graphs_in_budget(version: VersionLike) -> bool:
+    """CUDA-graph memory is profiled and subtracted before the KV cache from v0.21.0 (#38284,
+    vllm/v1/worker/gpu_worker.py ``determine_available_memory``)."""
+    return _v(version) >= (0, 21, 0)
+
+
+def hybrid_allocator(version: VersionLike, engine: str) -> bool:
+    """Layers of different attention kinds get separate KV groups (hybrid allocator, ~v0.10.0).
+
+    Before it, V1 turned sliding-window layers of a mixed model into full-attention layers and V0 allocated every
+    layer for every token (vllm/v1/core/kv_cache_utils.py ``unify_hybrid_kv_cache_specs``).
+    """
+    return engine == "v1" and _v(version) >= (0, 10, 0)
+
+
+def reports_tokens_as_concurrency(version: VersionLike) -> bool:
+    """From ~0.13 "GPU KV cache size" is ``max_concurrency x max_model_len``
+    (``get_max_concurrency_for_kv_cache_config``, vllm/v1/core/kv_cache_utils.py); earlier releases log
+    ``num_blocks // num_groups x block_size``. The exact release of the switch is not pinned; 0.13 is assumed."""
+    return _v(version) >= (0, 13, 0)
+
+
+def early_v1(version: VersionLike, engine: str) -> bool:
+    """V1 before v0.8.0 profiled the sampler over every batched token, not over ``max_num_seqs`` rows."""
+    return engine == "v1" and _v(version) < (0, 8, 0)
+
+
+# ---- encoder cache and multimodal profiling -------------------------------------------------------------------
+
+
+def profiles_one_item_per_modality(version: VersionLike) -> bool:
+    """From v0.8.4 the profiler sizes one item per enabled modality (``get_max_tokens_per_item_by_modality`` passes
+    ``{modality: 1}``, vllm/multimodal/registry.py); before, it used the per-prompt limits."""
+    return _v(version) >= (0, 8, 4)
+
+
+def video_fills_context(version: VersionLike) -> bool:
+    """From v0.10.2 the profiled Qwen/GLM video fills ``max_model_len`` with no room kept for images
+    (``_get_max_video_frames(seq_len)``, vllm/model_executor/models/qwen2_vl.py)."""
+    return _v(version) >= (0, 10, 2)
+
+
+def default_video_frame_cap(version: VersionLike) -> int:
+    """The profiled-video frame cap for families without their own: 2048 from v0.16.0, 24576 before."""
+    return 2048 if _v(version) >= (0, 16, 0) else 24576
+
+
+def encoder_budget_floors(version: VersionLike) -> bool:
+    """From v0.9.0 the encoder profiling count is ``budget // M`` (floor); before it was ``cdiv(budget, M)``
+    (vllm/v1/worker/gpu_model_runner.py ``profile_run``)."""
+    return _v(version) >= (0, 9, 0)
+
+
+def skips_encoder_when_text_only(version: VersionLike) -> bool:
+    """Every per-prompt limit at 0 = language-model-only mode: the encoder is not loaded (08b751ba7, #22299,
+    ~v0.10.1)."""
+    return _v(version) >= (0, 10, 1)

@@ -1,0 +1,98 @@
+"""The one model of each vLLM release: one parser, one default, one answer per per-release fact."""
+
+from __future__ import annotations
+
+import pytest
+
+from vlm_operator import releases as R
+from vlm_operator.api import DEFAULT_VLLM_VERSION as API_DEFAULT
+from vlm_operator.api import VLMDeploymentSpec
+from vlm_operator.api import versions as api_versions
+from vlm_operator.estimator import EstimateRequest
+from vlm_operator.estimator import versions as est_versions
+from vlm_operator.render import flags as render_flags
+
+
+def test_one_default_engine_version_everywhere() -> None:
+    # Regression: api/versions.py said 0.11.0 while render/flags.py said 0.32.0.
+    assert API_DEFAULT == R.DEFAULT_VLLM_VERSION
+    assert api_versions.DEFAULT_VLLM_VERSION == R.DEFAULT_VLLM_VERSION
+    assert render_flags.DEFAULT_VLLM_VERSION == R.DEFAULT_VLLM_VERSION
+    spec = VLMDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen2.5-VL-7B-Instruct"}})
+    assert spec.engine.version == R.DEFAULT_VLLM_VERSION
+    assert EstimateRequest.__dataclass_fields__["vllm_version"].default == R.DEFAULT_VLLM_VERSION
+
+
+def test_default_is_a_release_the_flag_table_covers_exactly() -> None:
+    assert R.flags_for(R.DEFAULT_VLLM_VERSION).exact
+    assert R.DEFAULT_VLLM_VERSION in R.supported_versions()
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("0.8.5", "0.8.5.post1"),
+        ("0.8.5.post1", "0.9.0"),
+        ("0.12.0rc1", "0.12.0"),
+        ("0.12.0.dev1", "0.12.0rc1"),
+        ("0.10.1", "0.10.1.1"),
+        ("0.9.2", "0.10.0"),
+    ],
+)
+def test_parser_orders_releases(a: str, b: str) -> None:
+    assert R.parse_version(a) < R.parse_version(b)
+    # the old parsers are the same parser now
+    assert render_flags.parse_version(a) < render_flags.parse_version(b)
+    assert api_versions.VllmVersion(a) < b
+
+
+@pytest.mark.parametrize("text", ["v0.11.0", "0.11.0+cu128", "0.11", "0.11.0"])
+def test_spellings_of_one_release_are_equal(text: str) -> None:
+    assert R.parse_version(text) == "0.11.0"
+    assert R.parse_version(text) == (0, 11, 0)
+    assert est_versions.parse_version(text) == (0, 11, 0)
+
+
+@pytest.mark.parametrize("text", ["latest", "", "0", "main", "11.x"])
+def test_bad_versions_are_refused_by_every_path(text: str) -> None:
+    with pytest.raises(R.UnsupportedVersion):
+        R.parse_version(text)
+    with pytest.raises(ValueError):
+        est_versions.parse_version(text)
+
+
+@pytest.mark.parametrize("version", R.supported_versions())
+def test_the_old_copies_agree_with_the_one_model(version: str) -> None:
+    # api/versions.py and estimator/versions.py used to hold their own copies; they must answer the same.
+    v = R.parse_version(version)
+    assert api_versions.default_gpu_memory_utilization(version) == est_versions.default_gpu_memory_utilization(
+        v.release
+    )
+    engine = R.default_engine(version)
+    assert api_versions.default_limit_per_prompt(version) == est_versions.default_limit_per_prompt(v.release, engine)
+    assert api_versions.default_processor_cache_gib(version) == est_versions.mm_cache_default_gb(v.release)
+    assert api_versions.default_api_server_count(version, 2) == est_versions.default_api_server_count(v.release, 2)
+
+
+def test_release_view() -> None:
+    r = R.release("0.10.2")
+    assert (r.engine, r.gpu_memory_utilization, r.limit_per_prompt, r.processor_cache_gib) == ("v1", 0.9, 999, 4.0)
+    assert r.flags.lookup("--limit-mm-per-prompt") is not None
+    assert r.image == "vllm/vllm-openai:v0.10.2"
+    old = R.release("0.6.0")
+    assert (old.engine, old.limit_per_prompt, old.processor_cache_gib) == ("v0", 1, 0.0)
+    assert R.release().version == R.DEFAULT_VLLM_VERSION
+
+
+@pytest.mark.parametrize(
+    ("version", "gib", "is_a100", "want"),
+    [
+        ("0.27.1", 180.0, False, 8192),  # B200 before the >=160 GiB tier
+        ("0.28.0", 180.0, False, 16384),  # vllm-0.28.0/vllm/engine/arg_utils.py: device_memory >= 160 GiB
+        ("0.32.0", 131.0, False, 8192),  # H200 (141 GB = 131 GiB) stays in the >=70 GiB tier
+        ("0.32.0", 80.0, True, 2048),  # A100 kept at 2048 (#17885)
+        ("0.32.0", 22.0, False, 2048),  # L4
+    ],
+)
+def test_serve_default_batched_tokens_by_gpu(version: str, gib: float, is_a100: bool, want: int) -> None:
+    assert R.default_max_num_batched_tokens(version, "v1", gib, is_a100, 8192, True) == want
