@@ -25,7 +25,12 @@ NAMED_CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "extra-args-names-the-flag-with-value",
         spec(engine={"extraArgs": ["--max-model-len=4096"]}),
-        "set the typed field instead: '--max-model-len=4096'",
+        "set the typed field instead: '--max-model-len'",
+    ),
+    (
+        "extra-args-api-key-names-the-flag-not-the-key",
+        spec(engine={"extraArgs": ["--api-key=sk-secret-123"]}),
+        "set the typed field instead: '--api-key'",
     ),
     (
         "env-owned-names-the-var",

@@ -54,7 +54,8 @@ _NO_SHADOWING = CelRule(
     message="extraArgs must not repeat a flag that a typed field renders or the operator owns; set the typed field "
     "instead",
     field_path=".extraArgs",
-    value=("'%s'", f"self.extraArgs.filter(a, a.matches('{SHADOWED_ARG_PATTERN}'))[0]"),
+    # the flag only, never what follows '=' (``--api-key=<key>`` must not come back in an error or a log)
+    value=("'%s'", f"self.extraArgs.filter(a, a.matches('{SHADOWED_ARG_PATTERN}'))[0].split('=')[0]"),
 )
 _OWNED_ENV = CelRule(
     rule="!has(self.env) || self.env.all(e, !(e.name in [" + ", ".join(f"'{n}'" for n in OPERATOR_OWNED_ENV) + "]))",
@@ -172,7 +173,7 @@ class EngineSpec(ApiModel):
         for arg in self.extra_args:
             path = shadowed_field(arg)
             if path is not None:
-                raise _NO_SHADOWING.error(f"'{arg}' is rendered from {path}")
+                raise _NO_SHADOWING.error(f"'{arg.split('=', 1)[0]}' is rendered from {path}")
         for e in self.env:
             if e.name in OPERATOR_OWNED_ENV:
                 raise _OWNED_ENV.error(e.name)
