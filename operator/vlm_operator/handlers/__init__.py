@@ -59,6 +59,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.admission.server = webhook_server.ServiceWebhookServer(
             service=webhook_server.ServiceRef.parse(service), **server_args
         )
+    elif os.environ.get(webhook_server.URL_ENV):  # replicas behind a load balancer, one shared certificate
+        settings.admission.server = webhook_server.AdvertisedWebhookServer(
+            advertised=os.environ[webhook_server.URL_ENV], **server_args
+        )
     else:
         settings.admission.server = kopf.WebhookServer(**server_args)
     settings.admission.managed = WEBHOOK_NAME
