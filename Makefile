@@ -43,11 +43,11 @@ crds: $(STAMP)
 crds-check: $(STAMP)
 	$(BIN)/vlmctl crds --check
 
-## flags: regenerate the vLLM flag table from real releases on PyPI (cached in ~/.cache/vlm-operator)
+## flags: regenerate the vLLM flag and served-architecture tables from real releases on PyPI (cached in ~/.cache/vlm-operator)
 flags: $(STAMP)
 	$(BIN)/python hack/vllm_flags.py
 
-## check-flags: fail when a fresh extraction differs from the committed table
+## check-flags: fail when a fresh extraction differs from the committed tables
 check-flags: $(STAMP)
 	$(BIN)/python hack/vllm_flags.py --check
 

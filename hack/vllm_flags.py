@@ -2,7 +2,8 @@
 """Extract the `vllm serve` CLI flags of real vLLM releases into a committed JSON table.
 
     python hack/vllm_flags.py            # (re)generate operator/vlm_operator/releases/data/vllm_flags.json
-    python hack/vllm_flags.py --check    # regenerate into a temp file; exit 1 if it differs from the committed one
+                                         # and operator/vlm_operator/releases/data/vllm_architectures.json
+    python hack/vllm_flags.py --check    # regenerate into temp files; exit 1 if either differs from the committed one
 
 How it works
 ------------
@@ -27,6 +28,13 @@ How it works
   (``--x`` and ``--no-x``), a Literal gives ``choices``, list/tuple/set give ``nargs="+"``, a dict or a config
   dataclass takes JSON, int/float/str take a value.
 * Conditions the interpreter cannot decide (``if not ("serve" in sys.argv ...)``) take both branches.
+
+* The model architectures each release serves come from the same archives: the module-level ``_*_MODELS`` dict
+  literals of ``vllm/model_executor/models/registry.py`` (``models/__init__.py`` before 0.6.3), read with ``ast``
+  (``**other`` expansions followed). Served = the keys of ``_VLLM_MODELS`` (``_MODELS`` before 0.6.3); the kind of an
+  architecture (text, multimodal, pooling, speculative, transformers) is the category dict that holds it in the newest
+  release that serves it; ``_PREVIOUSLY_SUPPORTED_MODELS`` (from 0.10.0) is vLLM's own "last release" note. The
+  table lists each architecture once with the spans of covered releases that serve it.
 
 Every flag record has ``kind`` (``store_true``, ``store_false``, ``boolean-optional``, ``value``, ``json-dict``,
 ``kv-pairs``, ``optional-value`` or ``help``), and when known ``aliases``, ``choices``, ``nargs``, ``type`` and
@@ -57,6 +65,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 TABLE = REPO / "operator" / "vlm_operator" / "releases" / "data" / "vllm_flags.json"
+ARCH_TABLE = REPO / "operator" / "vlm_operator" / "releases" / "data" / "vllm_architectures.json"
 PYPI_JSON = "https://pypi.org/pypi/vllm/json"
 PYPI_VERSION_JSON = "https://pypi.org/pypi/vllm/{version}/json"
 SCHEMA_VERSION = 1
@@ -1199,14 +1208,124 @@ def version_key(v: str) -> tuple[int, ...]:
 def build_release(version: str) -> dict[str, Any]:
     art = pick_artifact(version)
     path = fetch(art)
-    entry, positionals, flags = extract(read_sources(path))
+    sources = read_sources(path)
+    entry, positionals, flags = extract(sources)
     return {
         "artifact": {"filename": art.filename, "packagetype": art.packagetype, "sha256": art.sha256},
         "entrypoint": entry,
         "flags": flags,
         "positionals": positionals,
         "version": version,
+        "_architectures": extract_architectures(sources),
     }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model registry (architectures served)
+# --------------------------------------------------------------------------------------------------------------
+
+_REGISTRY_MODULES = ("vllm.model_executor.models.registry", "vllm.model_executor.models")
+#: Registry dicts that are not sets of served architectures.
+_NOT_SERVED = {
+    "_OOT_MODELS",
+    "_OOT_SUPPORTED_MODELS",
+    "_PREVIOUSLY_SUPPORTED_MODELS",
+    "_ROCM_PARTIALLY_SUPPORTED_MODELS",
+}
+
+
+def _registry_kind(dict_name: str) -> str:
+    if "MULTIMODAL" in dict_name or "CONDITIONAL_GENERATION" in dict_name:
+        return "multimodal"
+    if "SPECULATIVE" in dict_name:
+        return "speculative"
+    if "TRANSFORMERS" in dict_name:
+        return "transformers"
+    if any(w in dict_name for w in ("EMBEDDING", "CROSS_ENCODER", "LATE_INTERACTION", "REWARD", "CLASSIFICATION")):
+        return "pooling"
+    return "text"
+
+
+def extract_architectures(sources: dict[str, str]) -> dict[str, Any]:
+    """``{"served": {arch: kind}, "previously_supported": {arch: last release}}`` of one release."""
+    src = next((sources[m] for m in _REGISTRY_MODULES if m in sources and "_MODELS" in sources[m]), None)
+    if src is None:
+        raise SystemExit("no model registry found")
+    dicts: dict[str, dict[str, str]] = {}
+    previously: dict[str, str] = {}
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, value = node.targets[0].id, node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, value = node.target.id, node.value
+        else:
+            continue
+        if not re.fullmatch(r"_[A-Z0-9_]*MODELS", name) or not isinstance(value, ast.Dict):
+            continue
+        if name == "_PREVIOUSLY_SUPPORTED_MODELS":
+            previously = {
+                k.value: v.value
+                for k, v in zip(value.keys, value.values, strict=True)
+                if isinstance(k, ast.Constant) and isinstance(v, ast.Constant) and isinstance(k.value, str)
+            }
+            continue
+        if name in _NOT_SERVED:
+            continue
+        entries: dict[str, str] = {}
+        for k, v in zip(value.keys, value.values, strict=True):
+            if k is None and isinstance(v, ast.Name):
+                entries.update(dicts.get(v.id, {}))
+            elif isinstance(k, ast.Constant) and isinstance(k.value, str):
+                entries[k.value] = _registry_kind(name)
+        dicts[name] = entries
+    served = dicts.get("_VLLM_MODELS") or dicts.get("_MODELS")
+    if not served:
+        raise SystemExit("the model registry has neither _VLLM_MODELS nor _MODELS")
+    return {"served": served, "previously_supported": previously}
+
+
+def render_architectures(releases: list[dict[str, Any]]) -> str:
+    """One line per architecture: its kind and the spans of covered releases that serve it (deterministic)."""
+    ordered = sorted(releases, key=lambda r: version_key(r["version"]))
+    versions = [r["version"] for r in ordered]
+    served_in: dict[str, list[int]] = {}
+    kind: dict[str, str] = {}
+    for i, rel in enumerate(ordered):
+        for arch, k in rel["_architectures"]["served"].items():
+            served_in.setdefault(arch, []).append(i)
+            kind[arch] = k  # the newest release's category wins
+    newest_previously: dict[str, str] = ordered[-1]["_architectures"]["previously_supported"]
+
+    def spans(idx: list[int]) -> list[list[str]]:
+        out: list[list[int]] = []
+        for i in idx:
+            if out and out[-1][1] == i - 1:
+                out[-1][1] = i
+            else:
+                out.append([i, i])
+        return [[versions[a], versions[b]] for a, b in out]
+
+    def dumps(v: Any) -> str:
+        return json.dumps(v, sort_keys=True, ensure_ascii=False)
+
+    lines = ["{", '  "architectures": {']
+    names = sorted(served_in)
+    for n, arch in enumerate(names):
+        rec: dict[str, Any] = {"kind": kind[arch], "served": spans(served_in[arch])}
+        if arch in newest_previously:
+            rec["last_release"] = newest_previously[arch]
+        lines.append(f"    {dumps(arch)}: {dumps(rec)}" + ("," if n < len(names) - 1 else ""))
+    lines.append("  },")
+    lines.append(f'  "generator": {dumps("hack/vllm_flags.py")},')
+    lines.append(f'  "releases": {dumps(versions)},')
+    lines.append(f'  "schema_version": {SCHEMA_VERSION},')
+    lines.append(
+        f'  "source": {dumps("vllm/model_executor/models/registry.py of the PyPI artifacts in vllm_flags.json")}'
+    )
+    lines.append("}")
+    text = "\n".join(lines) + "\n"
+    json.loads(text)
+    return text
 
 
 def render(releases: list[dict[str, Any]]) -> str:
@@ -1241,17 +1360,18 @@ def render(releases: list[dict[str, Any]]) -> str:
     return text
 
 
-def generate(versions: tuple[str, ...]) -> str:
+def generate(versions: tuple[str, ...]) -> dict[Path, str]:
+    """The text of every generated table, by path."""
     releases = []
     for v in versions:
         print(f"vllm {v}", file=sys.stderr)
         releases.append(build_release(v))
-    return render(releases)
+    return {TABLE: render(releases), ARCH_TABLE: render_architectures(releases)}
 
 
-def _iter_diff(old: str, new: str) -> Iterator[str]:
+def _iter_diff(old: str, new: str, path: Path) -> Iterator[str]:
     yield from difflib.unified_diff(
-        old.splitlines(keepends=True), new.splitlines(keepends=True), str(TABLE), "regenerated", n=1
+        old.splitlines(keepends=True), new.splitlines(keepends=True), str(path), "regenerated", n=1
     )
 
 
@@ -1266,24 +1386,29 @@ def main(argv: list[str] | None = None) -> int:
         releases = [build_release(v) for v in args.only]
         sys.stdout.write(render(releases))
         return 0
-    text = generate(RELEASES)
+    tables = generate(RELEASES)
     if args.check:
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as tmp:
-            tmp.write(text)
-        try:
-            old = TABLE.read_text(encoding="utf-8") if TABLE.exists() else ""
-            new = Path(tmp.name).read_text(encoding="utf-8")
-        finally:
-            os.unlink(tmp.name)
-        if old != new:
-            sys.stdout.writelines(_iter_diff(old, new))
-            print(f"\n{TABLE.relative_to(REPO)} is out of date: run python hack/vllm_flags.py", file=sys.stderr)
-            return 1
-        print(f"{TABLE.relative_to(REPO)} is up to date ({len(RELEASES)} releases)", file=sys.stderr)
-        return 0
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text, encoding="utf-8")
-    print(f"wrote {args.output} ({len(RELEASES)} releases)", file=sys.stderr)
+        stale = 0
+        for path, text in tables.items():
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as tmp:
+                tmp.write(text)
+            try:
+                old = path.read_text(encoding="utf-8") if path.exists() else ""
+                new = Path(tmp.name).read_text(encoding="utf-8")
+            finally:
+                os.unlink(tmp.name)
+            if old != new:
+                sys.stdout.writelines(_iter_diff(old, new, path))
+                print(f"\n{path.relative_to(REPO)} is out of date: run python hack/vllm_flags.py", file=sys.stderr)
+                stale += 1
+            else:
+                print(f"{path.relative_to(REPO)} is up to date ({len(RELEASES)} releases)", file=sys.stderr)
+        return 1 if stale else 0
+    outputs = {args.output: tables[TABLE], args.output.parent / ARCH_TABLE.name: tables[ARCH_TABLE]}
+    for path, text in outputs.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path} ({len(RELEASES)} releases)", file=sys.stderr)
     return 0
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from vlm_operator import fitcheck, gpus, inventory
-from vlm_operator.api import VLMDeploymentSpec
+from vlm_operator.api import VLMDeployment, VLMDeploymentSpec
 
 if TYPE_CHECKING:
     from vlm_operator.render.args import RenderedCommand
@@ -37,6 +37,30 @@ def validation_message(exc: ValidationError) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
+
+
+def engine_version_of(body: Mapping[str, Any]) -> str | None:
+    """The vLLM release an object runs when its spec names none: the one recorded in ``status.engineVersion`` when
+    the operator first reconciled it. An operator upgrade with a newer default therefore re-renders nothing; a user
+    who wants the new release sets ``spec.engine.version``."""
+    spec = body.get("spec")
+    engine = spec.get("engine") if isinstance(spec, Mapping) else None
+    if isinstance(engine, Mapping) and engine.get("version"):
+        return str(engine["version"])
+    recorded = (body.get("status") or {}).get("engineVersion")
+    return str(recorded) if recorded else None
+
+
+def parse(body: Mapping[str, Any]) -> VLMDeployment:
+    """The VLMDeployment in ``body`` (as read from the API server or an admission request), with an unset
+    ``spec.engine.version`` resolved by :func:`engine_version_of`. Raises pydantic's ``ValidationError``."""
+    doc: dict[str, Any] = {k: body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in body}
+    spec, version = doc.get("spec"), engine_version_of(body)
+    if isinstance(spec, Mapping) and version is not None:
+        engine = spec.get("engine")
+        if engine is None or isinstance(engine, Mapping):
+            doc["spec"] = {**spec, "engine": {**(engine or {}), "version": version}}
+    return VLMDeployment.model_validate(doc)
 
 
 @dataclass(frozen=True)
@@ -80,12 +104,20 @@ def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None)
     if facts is not None:
         family = FAMILY_BY_ARCHITECTURE.get(facts.architecture)
         if spec.multimodal.processor_kwargs and family:
-            for p in check_processor_kwargs(family, spec.multimodal.processor_kwargs):
+            for p in sorted(check_processor_kwargs(family, spec.multimodal.processor_kwargs)):  # key order varies
                 refuse(REASON_INVALID, f"spec.multimodal.{p}; fix: remove the key or use one of the known options")
         if e.enable_expert_parallel and not facts.text.is_moe:
             warnings.append(
                 f"spec.engine.enableExpertParallel has no effect: {facts.model_id} is not a mixture-of-experts model"
             )
+        from vlm_operator.estimator import EstimateRequest
+        from vlm_operator.estimator.core import architecture_support
+
+        served = architecture_support(EstimateRequest(model=facts, gpu=from_spec.gpu_for(spec), vllm_version=e.version))
+        if served.refused:
+            refuse(REASON_UNSERVED, f"spec.engine.version: {served.message}")
+        elif served.message:
+            warnings.append(served.message)
         heads = facts.num_attention_heads
         if heads and heads % e.tensor_parallel_size:
             divisors = [d for d in (1, 2, 4, 8, 16) if heads % d == 0]
@@ -148,7 +180,8 @@ def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None)
                 warnings.append(f"FitsGPU will be Unknown: {fit.message}")
         elif fit.verdict == "Tight":
             warnings.append(f"fits with little room: {fit.message}")
-    return Decision(tuple(errors), tuple(warnings), fit, reasons[0] if reasons else "", rendered)
+    unique = tuple(dict.fromkeys(warnings))  # the estimator repeats the architecture warning
+    return Decision(tuple(errors), unique, fit, reasons[0] if reasons else "", rendered)
 
 
 def _node_fix(spec: VLMDeploymentSpec, most: int) -> str:

@@ -65,9 +65,16 @@ def check(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None =
         req, alternatives = from_spec.request_from_spec(spec)
     except from_spec.UnresolvedModel as exc:
         return FitOutcome("Unknown", f"the fit check could not resolve the model: {exc}")
+    from vlm_operator.estimator.core import check_architecture
     from vlm_operator.estimator.memory import InputError
     from vlm_operator.estimator.tokens import TokenError
 
+    try:
+        served = check_architecture(req)
+    except InputError as exc:
+        return FitOutcome(
+            "Unknown", f"the estimator cannot size this spec: {exc}", invalid=f"spec.engine.version: {exc}"
+        )
     try:
         est = estimate_with_recommendations(req, alternatives, _by_short_name(max_gpus_per_node))
     except (InputError, TokenError) as exc:
@@ -113,7 +120,7 @@ def check(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None =
         message,
         summary,
         recs,
-        tuple(est.warnings),
+        tuple(([served] if served else []) + list(est.warnings)),
         weights_gib_per_replica=float(j["weights_gib"]) * max(1, n_gpus),
         host_memory_bytes=math.ceil(host) if host else None,
         shm_bytes=math.ceil(est.shm_bytes) if est.shm_bytes else None,

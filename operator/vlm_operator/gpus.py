@@ -92,7 +92,8 @@ GPU_PRODUCTS: tuple[GPUProduct, ...] = (
     GPUProduct("NVIDIA-L4", ("L4",), 23034, (8, 9), "ada-lovelace"),
     GPUProduct("NVIDIA-A10G", ("A10G",), 23028, (8, 6), "ampere", cuda_total_mib=22620),
     GPUProduct("NVIDIA-A10", ("A10",), 23028, (8, 6), "ampere", cuda_total_mib=22620),
-    GPUProduct("NVIDIA-L40S", ("L40S",), 46068, (8, 9), "ada-lovelace"),
+    # "Free memory on device (43.93/44.42 GiB)": vLLM 0.10.2, 8 x L40S (tim-roethig/ai-platform, tests/data/calibration)
+    GPUProduct("NVIDIA-L40S", ("L40S",), 46068, (8, 9), "ada-lovelace", cuda_total_mib=45486),
     GPUProduct(
         "NVIDIA-A100-SXM4-40GB",
         ("A100-40GB", "A100-SXM4-40GB"),

@@ -129,7 +129,7 @@ def _reconcile(kube: Kube, body: dict[str, Any], logger: logging.Logger | loggin
     old_status: dict[str, Any] = body.get("status") or {}
     prev_conds = tuple(old_status.get("conditions") or [])
     try:
-        vlmd = VLMDeployment.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+        vlmd = admission.parse(body)
     except ValidationError as exc:
         msg = f"the spec is invalid: {admission.validation_message(exc)}"
         obs = status.Observed(
@@ -138,6 +138,7 @@ def _reconcile(kube: Kube, body: dict[str, Any], logger: logging.Logger | loggin
             status.FitResult("Unknown", "spec not checked"),
             refused=msg,
             refused_reason="InvalidSpec",
+            engine_version=old_status.get("engineVersion"),  # keep the recorded release (admission.parse)
             previous_conditions=prev_conds,
         )
         _write_status(kube, body, status.compute_status(obs, _now()), logger)

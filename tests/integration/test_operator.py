@@ -43,7 +43,9 @@ def free_port() -> int:
 
 class Operator:
     """The operator subprocess, authenticated by ``kubeconfig`` (the cluster admin's when None), with the Hub
-    resolver pointed at ``hub`` when one is given."""
+    resolver pointed at ``hub`` when one is given. ``args`` are added to ``vlmctl operator run`` (``--no-webhook``);
+    ``prelude`` is Python run in the operator process before the package is imported (e.g. to stand in for a newer
+    operator release with another default)."""
 
     def __init__(
         self,
@@ -52,9 +54,11 @@ class Operator:
         hub: FakeHub | None = None,
         kubeconfig: Path | None = None,
         args: Sequence[str] = (),
+        prelude: str = "",
         env: Mapping[str, str] | None = None,
         port: int | None = None,
     ) -> None:
+        self.prelude = prelude
         self.cluster = cluster
         self.log = log
         self.hub = hub
@@ -80,8 +84,11 @@ class Operator:
                 "VLM_OPERATOR_HUB_CACHE": str(self.log.parent / "hub-cache"),
             }
         with self.log.open("ab") as out:
+            run = ["operator", "run", "--webhook-port", str(self.port), *self.args]
+            code = f"{self.prelude}\nfrom vlm_operator.cli import main; raise SystemExit(main({run!r}))"
+            launcher = [sys.executable, "-c", code] if self.prelude else [sys.executable, "-m", "vlm_operator", *run]
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vlm_operator", "operator", "run", "--webhook-port", str(self.port), *self.args],
+                launcher,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -73,6 +73,9 @@ SIZES: tuple[tuple[int, int], ...] = (
     (1600, 40),
     (8000, 50),
     (50, 8000),
+    # below min_pixels when min_pixels = max_pixels: the ceil-upscale overshoots max_pixels (docs/estimator.md §4)
+    (7924, 56),
+    (56, 7924),
 )
 
 
@@ -94,6 +97,13 @@ CASES: tuple[Case, ...] = (
         "qwen",
         "qwen2_5_vl",
         config_overrides={"min_pixels": 200704, "max_pixels": 1003520},
+        compare=("embeds", "patches"),
+    ),
+    Case(
+        "qwen2_5_vl-min_eq_max",
+        "qwen",
+        "qwen2_5_vl",
+        config_overrides={"min_pixels": 1003520, "max_pixels": 1003520},
         compare=("embeds", "patches"),
     ),
     Case("qwen3_vl", "qwen", "qwen3_vl", compare=("embeds", "patches")),
@@ -259,3 +269,18 @@ def test_tokens_equal_the_real_processor(case: Case) -> None:
     print(f"{case.id}: {compared} sizes compared, {len(mismatches)} mismatches")
     assert mismatches == []
     assert compared >= 20
+
+
+def test_a_real_thin_image_exceeds_vllms_profile_and_our_worst_case_covers_it() -> None:
+    """With min_pixels = max_pixels the real processor gives a thin image more tokens than vLLM's profiling item;
+    the estimator's worst case (``max_image_tokens``) is never below any real count."""
+    case = next(c for c in CASES if c.id == "qwen2_5_vl-min_eq_max")
+    rows = real_counts()["results"][case.id]
+    entry = next(e for e in catalog.raw_entries() if e["id"] == "Qwen/Qwen2.5-VL-7B-Instruct")
+    facts = parse_config(entry["config"], model_id=entry["id"])
+    kw = dict(case.config_overrides)
+    profile = T.vllm_profile_image(facts, kw).embeds
+    worst = T.max_image_tokens(facts, kw).embeds
+    real = {size: int(row["embeds"]) for size, row in zip(SIZES, rows, strict=True) if "error" not in row}
+    assert real[(7924, 56)] > profile == 1280
+    assert max(real.values()) <= worst

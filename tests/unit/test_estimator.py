@@ -56,7 +56,9 @@ def test_fp8_and_int4_weights_are_smaller_and_keep_vision_in_bf16() -> None:
 
 def test_bitsandbytes_and_compressed_tensors_bytes() -> None:
     assert memory.quant_bytes_per_param(QuantFacts("bitsandbytes", 4, 64), 2.0) == pytest.approx(0.5625)
-    assert memory.quant_bytes_per_param(QuantFacts("compressed-tensors", 8, 0), 2.0) == 1.0
+    # w8a16 per channel: an int8 weight plus a model-dtype scale per output row (1 + 2/in)
+    w8a16 = QuantFacts("compressed-tensors", 8, 0, strategy="channel", in_features=4096)
+    assert memory.quant_bytes_per_param(w8a16, 2.0) == pytest.approx(1 + 2 / 4096)
     assert memory.quant_bytes_per_param(QuantFacts("compressed-tensors", 4, 128), 2.0) == pytest.approx(0.5 + 2 / 128)
 
 

@@ -9,6 +9,7 @@ the KV tokens computed from the *logged* available KV memory.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from dataclasses import fields, replace
 from pathlib import Path
@@ -105,10 +106,15 @@ KNOWN_OUTLIERS = {
     "sipeed-wiki-cua-qwen3vl30b-a3b-rtx3090-tp4": (
         "Qwen3-VL-30B-A3B at TP 4 on four RTX 3090s (0.11.0, max_model_len 65,536). vLLM profiles a 65,536-token "
         "video here (frames fill the context from v0.10.2); the estimator puts the encoder peak on its 262,144 "
-        "patches at ~5.7 GiB per rank where the log leaves room for ~3 GiB, so the KV estimate is 82 % low. The "
+        "patches at ~5.7 GiB per rank where the log leaves room for ~3 GiB, so the KV estimate is 71 % low. The "
         "rotary ViT's TP all-gather term was fitted on a TP 2 Qwen2.5-VL log and looks too large at TP 4 or for "
         "Qwen3-VL. An over-estimate: the fit check errs towards refusing"
     ),
+}
+
+
+RECENT_V1 = {
+    r["id"] for r in RECORDS if r["engine"] == "v1" and versions.parse_version(r["vllm_version"]) >= (0, 10, 0)
 }
 
 
@@ -125,16 +131,23 @@ def test_calibration_report_and_bounds() -> None:
         for rid, v in values:
             print(f"    {rid:45s} {v:+.2%}{'  (known outlier)' if rid in KNOWN_OUTLIERS else ''}")
     # Bounds documented in docs/estimator.md section 8 (issue targets: weights <= 3 %, KV tokens <= 10 % median).
-    assert summary["weights"][0] <= 0.03 and summary["weights"][1] <= 0.05
+    assert summary["weights"][0] <= 0.01 and summary["weights"][1] <= 0.05
     assert summary["kv_tokens_given_kv_gib"][1] <= 0.02
-    assert summary["kv_tokens"][0] <= 0.10 and summary["kv_tokens"][1] <= 0.20
+    assert summary["kv_tokens"][0] <= 0.025 and summary["kv_tokens"][1] <= 0.20
     # kv_gib: the two RTX 3090 logs (vLLM 0.6.4, a desktop card) see 23.58 GiB total and 0.35 GiB non-torch where the
     # GPU table and the estimator use 23.69 and 0.20; with the V0 activation now right they carry +7-9 % on their own.
-    assert summary["kv_gib"][0] <= 0.08 and summary["kv_gib"][1] <= 0.20
-    assert summary["activation"][1] <= 0.5
+    assert summary["kv_gib"][0] <= 0.025 and summary["kv_gib"][1] <= 0.20
+    # activation: 0.5 until the V1 peak became max(LM, hidden + sampler) with a per-path sampler (docs section 8)
+    assert summary["activation"][1] <= 0.2
+    # V1 from 0.10 on a known GPU: the release line the issue's 2-4 % KV bias was measured on
+    recent = [abs(v) for rid, v in errs["kv_gib"] if rid in RECENT_V1 and rid not in KNOWN_OUTLIERS]
+    assert len(recent) >= 5 and statistics.median(recent) <= 0.015 and max(recent) <= 0.03, recent
     # enough data behind each bound
     assert len(errs["weights"]) >= 12 and len(errs["kv_tokens_given_kv_gib"]) >= 5 and len(errs["kv_gib"]) >= 4
     assert set(KNOWN_OUTLIERS) <= {r["id"] for r in RECORDS}
+
+
+PROVENANCE = re.compile(r"^https://github\.com/[^/]+/[^/]+/((issues|pull)/\d+|blob/[0-9a-f]{40}/.+)$")
 
 
 def era(version: str) -> str:
@@ -149,6 +162,8 @@ def test_calibration_records_are_complete() -> None:
     assert len(ids) == len(set(ids))
     for rec in RECORDS:
         assert rec["source"].startswith("https://github.com/")
+        # provenance: an issue or pull request, or a file at a commit
+        assert PROVENANCE.match(rec["source"]), rec["source"]
         assert "llm-d" not in rec["source"]
         assert {"model", "gpu", "vllm_version", "engine", "flags", "observed"} <= set(rec)
         assert rec["observed"], rec["id"]

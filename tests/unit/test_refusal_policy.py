@@ -15,6 +15,7 @@ import pytest
 from vlm_operator import admission
 from vlm_operator.api import VLMDeployment, VLMDeploymentSpec
 from vlm_operator.reconcile import build_plan
+from vlm_operator.releases import DEFAULT_VLLM_VERSION
 from vlm_operator.render import objects
 
 QWEN = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -97,3 +98,23 @@ def test_an_allowed_spec_is_rendered_once_by_the_policy() -> None:
     plan = build_plan(vlmd(s), {})
     assert plan.command == d.rendered.argv
     assert plan.desired[0]["spec"]["template"]["spec"]["containers"][0]["command"] == list(d.rendered.argv)
+
+
+def test_an_unpinned_object_keeps_the_release_recorded_in_status_when_the_default_changes() -> None:
+    # Upgrades must not roll pods: an object without spec.engine.version runs the release the operator recorded in
+    # status.engineVersion when it first reconciled it, not a newer operator's default.
+    body: dict[str, Any] = {
+        "apiVersion": "vlmops.io/v1alpha1",
+        "kind": "VLMDeployment",
+        "metadata": {"name": "m", "namespace": "ns", "uid": "u-1"},
+        "spec": {"model": {"name": QWEN}, "resources": {"gpu": {"product": "H100"}}},
+    }
+    fresh = admission.parse(body)
+    assert fresh.spec.engine.version == DEFAULT_VLLM_VERSION
+    recorded = admission.parse({**body, "status": {"engineVersion": "0.11.0"}})
+    assert recorded.spec.engine.version == "0.11.0"
+    template = build_plan(recorded, {}).desired[0]["spec"]["template"]
+    assert template["spec"]["containers"][0]["image"] == "vllm/vllm-openai:v0.11.0"
+    # a pinned spec wins over what status recorded
+    pinned = {**body, "spec": {**body["spec"], "engine": {"version": "0.10.2"}}, "status": {"engineVersion": "0.11.0"}}
+    assert admission.parse(pinned).spec.engine.version == "0.10.2"

@@ -96,3 +96,70 @@ def test_release_view() -> None:
 )
 def test_serve_default_batched_tokens_by_gpu(version: str, gib: float, is_a100: bool, want: int) -> None:
     assert R.default_max_num_batched_tokens(version, "v1", gib, is_a100, 8192, True) == want
+
+
+# ---- architectures served per release (releases/data/vllm_architectures.json) ---------------------------------
+
+
+def test_architecture_table_covers_the_flag_tables_releases() -> None:
+    import json
+    from importlib import resources
+
+    doc = json.loads(resources.files("vlm_operator.releases").joinpath("data/vllm_architectures.json").read_text())
+    assert doc["releases"] == list(R.supported_versions())
+    assert "MllamaForConditionalGeneration" in doc["architectures"]
+
+
+def test_mllama_is_served_up_to_0_10_2_only() -> None:
+    assert R.serves("0.6.2", "MllamaForConditionalGeneration")
+    assert R.serves("0.10.2", "MllamaForConditionalGeneration")
+    assert not R.serves("0.11.0", "MllamaForConditionalGeneration")
+    assert not R.serves(R.DEFAULT_VLLM_VERSION, "MllamaForConditionalGeneration")
+    assert R.last_release("MllamaForConditionalGeneration") == "0.10.2"  # vLLM's own _PREVIOUSLY_SUPPORTED_MODELS
+    assert R.serving_spans("MllamaForConditionalGeneration") == (("0.6.2", "0.10.2"),)
+
+
+def test_an_encoder_decoder_architecture_a_release_dropped_is_refused_naming_the_last_release() -> None:
+    s = R.architecture_support("0.32.0", "MllamaForConditionalGeneration", multimodal=True, encoder_decoder=True)
+    assert s.refused and s.suggested_version == "0.10.2"
+    assert "0.6.2-0.10.2" in str(s.message) and "the last is 0.10.2" in str(s.message)
+
+
+def test_an_unregistered_decoder_only_model_is_a_warning_where_the_transformers_backend_exists() -> None:
+    s = R.architecture_support("0.32.0", "SomeNewVLMForConditionalGeneration", multimodal=True, encoder_decoder=False)
+    assert not s.refused and "Transformers backend" in str(s.message)
+    # 0.8.0 has no Transformers backend for multimodal models: refused
+    old = R.architecture_support("0.8.0", "Qwen3VLForConditionalGeneration", multimodal=True, encoder_decoder=False)
+    assert old.refused and old.suggested_version == "0.11.0"
+
+
+def test_vlmctl_estimate_says_mllama_is_not_served_at_the_default_release(capsys: pytest.CaptureFixture[str]) -> None:
+    from vlm_operator.cli import main
+
+    argv = [
+        "estimate",
+        "--model",
+        "meta-llama/Llama-3.2-11B-Vision-Instruct",
+        "--gpu",
+        "H100",
+        "--max-model-len",
+        "8192",
+    ]
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "does not serve MllamaForConditionalGeneration" in err and "the last is 0.10.2" in err
+    assert "GiB needed" not in err  # it used to report "977.51 GiB needed for one 8192-token request"
+    assert main([*argv, "--vllm-version", "0.10.2"]) in (0, 2)  # sized normally on a release that serves it
+
+
+def test_admission_refuses_mllama_at_the_default_release_and_admits_it_pinned() -> None:
+    from vlm_operator import admission
+    from vlm_operator.api import VLMDeploymentSpec
+
+    doc = {"model": {"name": "meta-llama/Llama-3.2-11B-Vision-Instruct"}, "engine": {"maxModelLen": 8192}}
+    d = admission.decide(VLMDeploymentSpec.model_validate(doc), {})
+    assert d.reason == admission.REASON_UNSERVED
+    assert d.errors[0].startswith("spec.engine.version: vLLM 0.32.0 does not serve MllamaForConditionalGeneration")
+    pinned = {**doc, "engine": {"maxModelLen": 8192, "version": "0.10.2"}}
+    assert admission.decide(VLMDeploymentSpec.model_validate(pinned), {}).reason != admission.REASON_UNSERVED

@@ -11,6 +11,7 @@ import importlib
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 #: subcommand -> (module under vlm_operator.cli, one-line help). Each module defines
 #: ``add_arguments(parser)`` and ``run(args) -> int``.
@@ -24,8 +25,20 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: exit status of a usage error. argparse uses 2, which ``vlmctl estimate`` reserves for "does not fit".
+USAGE_ERROR = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits 1 (subparsers inherit the class through ``add_subparsers``) and is printed
+    like every other bad input: ``vlmctl estimate: argument --max-model-len: must be a positive integer ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: {message}\nsee '{self.prog} --help'\n")
+
+
 def _build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vlmctl", description="vlm-operator command-line tool")
+    parser = _Parser(prog="vlmctl", description="vlm-operator command-line tool")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (_module, help_text) in SUBCOMMANDS.items():
@@ -45,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser(args_list)
-    args = parser.parse_args(args_list)
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # --help exits 0, a usage error USAGE_ERROR; return it so callers in-process see it
+        return exc.code if isinstance(exc.code, int) else USAGE_ERROR
     if args.command is None:
         parser.print_help()
         return 1

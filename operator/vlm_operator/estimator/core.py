@@ -1,8 +1,8 @@
 """The estimate: resolve defaults for the release, add up the non-KV terms, size the KV cache, give a verdict.
 
 ``available_kv = total × gpu_memory_utilization − (weights + peak activation + non-torch [+ CUDA graphs])``
-(V0 ≥ 0.6.5 and V1 ≥ 0.9.1 ``memory_profiling``; facts §3b). It fits only if the KV cache holds one
-``max_model_len`` request plus the encoder-cache budget, which is stricter than vLLM's own check
+(V0 ≥ 0.6.5 and V1 ≥ 0.9.1 ``memory_profiling``, vllm@551603fef vllm/utils.py, #10511, #19312). It fits only if
+the KV cache holds one ``max_model_len`` request plus the encoder-cache budget, which is stricter than vLLM's own check
 (``check_enough_kv_cache_memory``) by the encoder cache.
 """
 
@@ -86,6 +86,10 @@ class Estimate:
     host_memory_bytes: float
     shm_bytes: float
     recommendations: tuple[Any, ...] = field(default=())
+    #: per modality: the worst-case item (prompt tokens, encoder tokens, patches, size) the estimate used
+    item_costs: dict[str, tokens.ItemTokens] = field(default_factory=dict)
+    #: KV bytes one encoder token takes over this rank's cross-attention layers (Mllama; 0 otherwise)
+    cross_bytes_per_token: float = 0.0
 
     @property
     def kv_cache_tokens(self) -> int:
@@ -148,6 +152,10 @@ def _positive(name: str, value: int | None) -> None:
         raise memory.InputError(f"{name} must be >= 1, got {value}")
 
 
+def _cross_attention(req: EstimateRequest) -> bool:
+    return CROSS in req.model.text.kinds()
+
+
 def resolve(req: EstimateRequest) -> Resolved:
     """Fill in vLLM's defaults for this release and GPU; raise ``InputError`` on settings vLLM would reject."""
     try:
@@ -155,6 +163,13 @@ def resolve(req: EstimateRequest) -> Resolved:
         engine = releases.engine_for(v, req.engine.engine)
     except ValueError as exc:
         raise memory.InputError(str(exc)) from None
+    if engine == "v1" and _cross_attention(req) and not releases.v1_serves_encoder_decoder(v):
+        if req.engine.engine is not None:
+            raise memory.InputError(
+                f"{req.model.model_id} is an encoder-decoder (cross-attention) model, which vLLM {req.vllm_version} "
+                "runs only on the V0 engine; drop engine v1"
+            )
+        engine = "v0"  # the V1 oracle falls back to V0 for encoder-decoder models
     e = req.engine
     for name, val in (
         ("tensor_parallel_size", e.tensor_parallel_size),
@@ -273,7 +288,8 @@ def _qwen_profile_frames(req: EstimateRequest, r: Resolved, image: tokens.ItemTo
 
 
 def plan_profile(req: EstimateRequest, r: Resolved, costs: dict[str, tokens.ItemTokens]) -> ProfilePlan:
-    """Which items vLLM pushes through the encoder while profiling (facts §3a).
+    """Which items vLLM pushes through the encoder while profiling (``profile_run``, vllm/v1/worker/gpu_model_runner.py
+    and, for V0, vllm/worker/model_runner.py).
 
     V1: only the modality with the largest per-item cost; budget = max(max_num_batched_tokens, max item);
     items = max(1, min(budget // M, max_num_seqs × max(1, min(limit, max_model_len // M)))) (``cdiv`` before v0.9).
@@ -297,10 +313,38 @@ def plan_profile(req: EstimateRequest, r: Resolved, costs: dict[str, tokens.Item
         relaxed = max(float(m_tok), min(cap, r.max_num_seqs * min(limit * m_tok, max(r.max_model_len, m_tok))))
         return ProfilePlan(modality, cost.embeds, items, cost.patches, budget, relaxed)
     total_mm = sum(r.limits[m] * max(1, c.embeds) for m, c in active.items())
+    if _cross_attention(req):
+        # encoder-decoder profile: every one of max_num_seqs dummy sequences carries its images, whatever the token
+        # budget (vllm@v0.10.2 worker/enc_dec_model_runner.py:316-330 ``profile_run``)
+        return ProfilePlan(
+            modality, cost.embeds, r.max_num_seqs * limit, cost.patches, total_mm, float(r.max_num_seqs * limit * m_tok)
+        )
     seqs = max(1, min(r.max_num_seqs, r.max_num_batched_tokens // total_mm))
     relaxed_seqs = max(1.0, min(float(r.max_num_seqs), r.max_num_batched_tokens / total_mm))
     relaxed = relaxed_seqs * limit * m_tok
     return ProfilePlan(modality, cost.embeds, seqs * limit, cost.patches, total_mm, relaxed)
+
+
+def architecture_support(req: EstimateRequest) -> releases.Support:
+    """Whether ``req.vllm_version`` serves the model's architecture (:mod:`vlm_operator.releases.architectures`)."""
+    facts = req.model
+    return releases.architecture_support(
+        req.vllm_version,
+        facts.architecture,
+        multimodal=facts.is_multimodal,
+        encoder_decoder=CROSS in facts.text.layer_types,
+        model=facts.model_id,
+    )
+
+
+def check_architecture(req: EstimateRequest) -> str | None:
+    """Raise ``InputError`` when ``req.vllm_version`` cannot serve the model's architecture; return a warning when
+    it may only through the Transformers backend. Callers that size a deployment (the fit check, ``vlmctl
+    estimate``) call it first; :func:`estimate` itself sizes any release, for the formula tests."""
+    served = architecture_support(req)
+    if served.refused:
+        raise memory.InputError(str(served.message))
+    return served.message
 
 
 def estimate(req: EstimateRequest) -> Estimate:
@@ -336,15 +380,38 @@ def estimate(req: EstimateRequest) -> Estimate:
     )
     early_v1 = releases.early_v1(r.version, r.engine)
     rows = lm_tokens if early_v1 else min(r.max_num_seqs, lm_tokens)
-    samp = memory.sampler_bytes(facts, rows=rows, engine=r.engine, early_v1=early_v1)
+    path = releases.v1_sampler_path(r.version, req.engine.flashinfer_sampler)
+    samp = memory.sampler_bytes(facts, rows=rows, engine=r.engine, early_v1=early_v1, path=path)
     # Peak: the encoder outputs stay in the encoder cache while the LM and sampler run (V1 profile_run); in V0 the
     # encoder runs inside the same forward, so its transient adds to the LM's, and the sampler runs after it.
+    hidden = lm_tokens * facts.text.hidden_size * act_bytes
     if r.engine == "v1":
-        activation = enc_cache + max(enc_act, lm_act + samp)
+        activation = memory.v1_activation_peak(
+            encoder_cache=enc_cache,
+            encoder=enc_act,
+            lm=lm_act,
+            sampler=samp,
+            hidden=hidden,
+            summed=early_v1 or path == "legacy",
+        )
+    elif _cross_attention(req) and prof.items:
+        # Mllama: the vision encoder runs over every profiled image first (its own peak); its projected outputs
+        # (the cross-attention states, ``enc_cache``) then stay alive through the LM, whose cross-attention layers
+        # project them to K/V one layer at a time (vllm@v0.10.2 model_executor/models/mllama.py).
+        enc_act = memory.cross_attention_encoder_bytes(
+            facts, images=prof.items, tokens_per_image=prof.tokens_per_item, tp=r.tp, act_bytes=act_bytes
+        )
+        t = facts.text
+        cross_kv = prof.encoder_tokens * 2 * memory.kv_heads_per_rank(t.num_kv_heads, r.tp) * t.head_dim * act_bytes
+        lm_phase = enc_cache + memory.v0_activation_peak(encoder=cross_kv, lm=lm_act, sampler=samp, hidden=hidden)
+        activation = max(enc_act, lm_phase)
     else:
-        hidden = lm_tokens * facts.text.hidden_size * act_bytes
         activation = enc_cache + memory.v0_activation_peak(encoder=enc_act, lm=lm_act, sampler=samp, hidden=hidden)
-    non_torch = memory.non_torch_bytes(r.tp, r.pp)
+    non_torch = memory.non_torch_bytes(
+        r.tp,
+        r.pp,
+        after_distributed_init=r.engine == "v1" and releases.v1_snapshot_after_distributed_init(r.version),
+    )
     graphs = memory.cuda_graph_bytes(facts, pp=r.pp, enforce_eager=req.engine.enforce_eager)
     graphs_in_budget = releases.cuda_graphs_in_budget(r.version) and graphs > 0
     total = float(req.gpu.memory_bytes)
@@ -383,7 +450,9 @@ def estimate(req: EstimateRequest) -> Estimate:
                 f"max_model_len {r.max_model_len} holds fewer than {r.limits['image']} worst-case images "
                 f"({active_items['image']} tokens each) plus 256 text tokens"
             )
-    need = plan.bytes_per_request + enc_cache
+    # Mllama keeps no encoder cache at run time: its cross-attention states live in the KV cache (cross blocks,
+    # counted in bytes_per_request); the profiled states only raise the peak.
+    need = plan.bytes_per_request + (0.0 if _cross_attention(req) else enc_cache)
     if kv_avail <= 0:
         reasons.append(
             f"no memory left for the KV cache: budget {budget / GIB:.2f} GiB < non-KV "
@@ -404,7 +473,7 @@ def estimate(req: EstimateRequest) -> Estimate:
     if req.engine.kv_cache_dtype.lower().startswith("fp8") and req.gpu.compute_capability < (8, 0):
         reasons.append("an fp8 KV cache needs compute capability >= 8.0")
     cache_gb = r.processor_cache_gb if any_mm else 0.0
-    host = cache_gb * GIB * (r.api_server_count + r.dp)  # duplicated per API and engine process (facts §1b)
+    host = cache_gb * GIB * (r.api_server_count + r.dp)  # duplicated per API and engine process (#22441)
     shm = cache_gb * GIB if mm.processor_cache_type == "shm" else 0.0
     if r.tp * r.pp > 1:
         shm += 1 * GIB  # NCCL and vLLM's shared-memory message queues between workers (heuristic floor)
@@ -431,4 +500,6 @@ def estimate(req: EstimateRequest) -> Estimate:
         warnings=tuple(warnings),
         host_memory_bytes=host,
         shm_bytes=shm,
+        item_costs=dict(costs),
+        cross_bytes_per_token=sum(g.layers * g.bytes_per_token_per_layer for g in groups if g.kind == CROSS),
     )

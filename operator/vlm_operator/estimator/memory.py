@@ -1,7 +1,7 @@
 """The memory terms: weights, KV bytes per token, profiling activations, non-torch memory and CUDA graphs.
 
-Pure arithmetic on :class:`ModelFacts`. Constants name their source: a vLLM file (``vllm@<sha>:path`` or HEAD as in
-``shared/design/vllm-facts.md``) or a calibration log in ``tests/data/calibration/``.
+Pure arithmetic on :class:`ModelFacts`. Constants name their source: a vLLM file at a release or commit
+(``vllm@v0.11.0 path``, ``vllm@<sha>:path``), a vLLM PR (``#N``) or a calibration log in ``tests/data/calibration/``.
 """
 
 from __future__ import annotations
@@ -85,30 +85,10 @@ def effective_quant(facts: ModelFacts, quantization: str | None) -> QuantFacts |
 
 
 def quant_bytes_per_param(q: QuantFacts | None, model_bytes: float) -> float:
-    """Bytes per linear-layer parameter.
-
-    - fp8 (per-tensor/per-channel scales): 1 byte (vLLM ``Fp8LinearMethod``).
-    - AWQ/GPTQ int-b with group size g: b/8 bytes + an fp16 scale and a b-bit zero point per group
-      (``AWQLinearMethod.create_weights``: ``scales`` [in/g, out] fp16, ``qzeros`` packed b-bit).
-    - compressed-tensors wNa16 with groups: N/8 + 2/g (bf16 scales); w8a8: 1 byte plus per-channel scales.
-    - bitsandbytes 4-bit: 0.5 byte + one fp32 absmax per 64-value block (``bnb_4bit`` blocksize 64).
-    """
+    """Bytes per linear-layer parameter: the model dtype, or the scheme's layout (``QuantFacts.bytes_per_param``)."""
     if q is None:
         return model_bytes
-    m = q.method
-    if m == "fp8":
-        return 1.0
-    if m in ("awq", "gptq"):
-        g = q.group_size if q.group_size > 0 else 4096
-        return q.bits / 8 + (2 + q.bits / 8) / g
-    if m == "compressed-tensors":
-        if q.bits >= 8:
-            return 1.0
-        g = q.group_size if q.group_size > 0 else 4096
-        return q.bits / 8 + 2 / g
-    if m == "bitsandbytes":
-        return 0.5 + 4 / 64 if q.bits == 4 else 1.0
-    return q.bits / 8
+    return q.bytes_per_param(model_bytes)
 
 
 @dataclass(frozen=True)
@@ -136,7 +116,8 @@ def weight_bytes(
 
     The LM is split over TP ranks (``VocabParallelEmbedding``, column/row-parallel linears) and over PP stages by
     layer. The vision encoder is split over TP in ``--mm-encoder-tp-mode weights`` and copied whole onto every rank
-    in ``data`` mode (facts §1b). Embeddings and ``lm_head`` stay in the model dtype under weight quantization.
+    in ``data`` mode (``--mm-encoder-tp-mode``, vllm/config/multimodal.py). Embeddings and ``lm_head`` stay in the
+    model dtype under weight quantization.
     """
     mb = model_dtype_bytes(dtype, facts.checkpoint_dtype)
     q = effective_quant(facts, quantization)
@@ -274,10 +255,25 @@ def plan_kv(
 
 
 # ----------------------------------------------------------------------------------------------------- activations
-#: Bytes per element of the V1 dummy sampler run, per logit: fp32 logits (4) + fp32 probs (4) + top-p/top-k sort
-#: (sorted fp32 values 4 + int64 indices 8). ``_dummy_sampler_run`` samples with top-k/top-p set
-#: (vllm@HEAD:vllm/v1/worker/gpu_model_runner.py); calibrated against the V1 logs in tests/data/calibration.
+#: Bytes per logit of the V1 dummy sampler run before v0.10 (``legacy`` path), fitted on the V1 logs in
+#: tests/data/calibration when the estimate still added the LM forward's transient to it.
 SAMPLER_BYTES_V1 = 20.0
+#: Bytes per logit of the V1 dummy sampler run by sampler path (``releases.v1_sampler_path``). Every path holds the
+#: model-dtype logits ``compute_logits`` returns (2, kept by ``_dummy_sampler_run``) and their fp32 copy (4,
+#: ``Sampler.forward``), vllm@v0.11.0 v1/worker/gpu_model_runner.py:3183-3218 and v1/sample/sampler.py.
+#: - flashinfer: ``top_k_top_p_sampling_from_logits`` masks the top-k logits into a new fp32 tensor and takes its
+#:   softmax (4 + 4) = 14. The three vLLM 0.10.1.1 A100 logs in tests/data/calibration (FlashInfer sampler logged)
+#:   leave 0.5-0.7 GiB for activation and non-torch memory at 256 rows x 152,064 logits, which 14 matches.
+#: - sort: ``apply_top_k_top_p`` (vllm@v0.12.0 v1/sample/ops/topk_topp_sampler.py:239-279): sorted fp32 values (4),
+#:   int64 indices (8), the top-k mask (1), the sorted probabilities (4), the top-p mask (1) and the scattered result
+#:   (4) are alive together (28), plus the sort's own scratch. The vLLM 0.10.2 L40S log in tests/data/calibration
+#:   ("FlashInfer is not available. Falling back to the PyTorch-native implementation") profiles 1.40 GiB at 256 rows
+#:   x 151,936 logits = 38 bytes per logit, the V0 sampler's 36-39 (the same sort). flashinfer-ai/flashinfer#1180
+#:   reports 1.51 GiB less KV cache with the native sampler than with FlashInfer's on one setup, 24 bytes per logit
+#:   at 256 x 262,144 logits (a Gemma-3 vocabulary; the model is not named), the 38 - 14 here.
+#: - triton: the filter runs in place (vllm@v0.17.0 topk_topp_triton.py), then ``random_sample`` holds the softmax
+#:   probabilities (4) and the exponential noise (4) = 14; its per-SM row buffer (at most 132 rows) is left out.
+SAMPLER_BYTES_BY_PATH = {"flashinfer": 14.0, "sort": 38.0, "triton": 14.0, "legacy": SAMPLER_BYTES_V1}
 #: V0 profile: the dummy sequences sample with top-k = vocab - 1 and top-p 0.99 (``ModelRunner.profile_run``), so
 #: the sampler sorts the full vocabulary for every row (``_apply_top_k_top_p``, vllm@v0.6.5 and v0.8.2
 #: model_executor/layers/sampler.py, FlashInfer's sampler off by default). Live per logit when it scatters back: the
@@ -329,13 +325,30 @@ def v0_activation_peak(*, encoder: float, lm: float, sampler: float, hidden: flo
     return hidden + max(encoder + lm, sampler)
 
 
-def sampler_bytes(facts: ModelFacts, *, rows: int, engine: str, early_v1: bool) -> float:
+def sampler_bytes(facts: ModelFacts, *, rows: int, engine: str, early_v1: bool, path: str = "legacy") -> float:
     vocab = facts.text.vocab_size
     if engine == "v0":
         return rows * vocab * SAMPLER_BYTES_V0
     if early_v1:
         return rows * vocab * EARLY_V1_LOGIT_BYTES
-    return rows * vocab * SAMPLER_BYTES_V1
+    return rows * vocab * SAMPLER_BYTES_BY_PATH[path]
+
+
+def v1_activation_peak(
+    *, encoder_cache: float, encoder: float, lm: float, sampler: float, hidden: float, summed: bool = False
+) -> float:
+    """V1's profiled peak (``GPUModelRunner.profile_run``, vllm@v0.11.0 v1/worker/gpu_model_runner.py:3325-3402):
+    the encoder runs first and its outputs stay in the encoder cache; then ``_dummy_run`` runs the LM over
+    ``max_num_tokens`` and returns, freeing its transients; only its hidden states (``hidden``) stay alive while
+    ``_dummy_sampler_run`` samples. So the three transients do not add: the peak is the largest of them, on top of
+    the encoder cache (the sampler's also on top of the hidden states).
+
+    ``summed``: V1 before v0.10 keeps the sum of LM and sampler its constants were fitted with (the v0.7 logits of
+    every profiled token: vllm#12569's Llama-3.1-70B w8a8 log is -8 % on KV tokens with the sum, +13 % with the
+    maximum; the 20 B per logit of v0.8-v0.9, whose sampler path, FlashInfer or sort, the image did not pin)."""
+    if summed:
+        return encoder_cache + max(encoder, lm + sampler)
+    return encoder_cache + max(encoder, lm, hidden + sampler)
 
 
 #: ViTs with 2-D rotary position embeddings whose attention vLLM runs through ``split_qkv`` and
@@ -374,20 +387,61 @@ def encoder_activation_bytes(
     return n * (2 * h + max(attn, mlp) + pixels) * act_bytes
 
 
+#: Mllama keeps five vision layers' outputs for its projector (``intermediate_layers_indices`` = [3, 7, 15, 23, 30] in
+#: every Llama-3.2-Vision checkpoint; ``MllamaVisionModel.forward`` stacks them, vllm@v0.10.2
+#: model_executor/models/mllama.py:655-760).
+MLLAMA_INTERMEDIATE_LAYERS = 5
+
+
+def cross_attention_encoder_bytes(
+    facts: ModelFacts, *, images: int, tokens_per_image: int, tp: int, act_bytes: float
+) -> float:
+    """Peak of Mllama's vision encoder over ``images`` worst-case images in one batch (V0 profile).
+
+    Per image the encoder runs ``tiles`` tiles of ``(image_size / patch)² + 1`` patches, padded to a multiple of 8
+    (T tokens in all). Alive at the MLP of the last local layer (vllm@v0.10.2 model_executor/models/mllama.py
+    ``MllamaVisionModel.forward``): the aspect-ratio attention mask ``_prepare_aspect_ratio_attention_mask`` builds,
+    T × T in the model dtype; the hidden state and residual (2·T·H); the kept intermediate layer outputs (5·T·H);
+    and the MLP's fc1 output and activation (2·T·I/TP; the hidden state is all-gathered, so H is not split).
+    The V0 encoder-decoder profile gives every one of ``max_num_seqs`` dummy sequences its images
+    (vllm@v0.6.3 and v0.10.2 worker/enc_dec_model_runner.py ``profile_run``), so at 128 sequences the 128-image
+    batch needs ~39 GiB where one image needs 0.3 GiB.
+    """
+    v = facts.vision
+    if v is None or images <= 0:
+        return 0.0
+    per_tile = (v.image_size // v.patch_size) ** 2 + 1
+    tiles = max(1, round(tokens_per_image / per_tile))
+    t = tiles * (math.ceil(per_tile / 8) * 8)
+    h, inter = v.hidden_size, v.intermediate_size
+    per_image = t * t + t * ((2 + MLLAMA_INTERMEDIATE_LAYERS) * h + 2 * inter / tp)
+    return images * per_image * act_bytes
+
+
 #: Non-torch memory growth during profiling (cuBLAS/cuDNN workspaces, allocator slack) at TP=1, and the extra for
 #: NCCL + custom all-reduce buffers at TP>1. Medians of the "non_torch_memory takes X GiB" lines in the V0 logs in
 #: tests/data/calibration (0.03–0.43 GiB).
 NON_TORCH_TP1_GIB = 0.20
 NON_TORCH_TP_EXTRA_GIB = 0.25
+#: V1 from v0.9.1 takes its baseline after NCCL and custom all-reduce set-up
+#: (``releases.v1_snapshot_after_distributed_init``), so only what the profiling run itself creates counts:
+#: cuBLAS/Triton workspaces, the all-gather of the logits.
+#: The V1 logs that print it: 0.07 GiB (vLLM 0.10.2, TP 1, H100) and 0.21 GiB (0.10.2, TP 8, L40S); the 0.10.1.1
+#: A100 logs leave about 0.05 (TP 1) and 0.15 (TP 2) GiB next to the sampler (tests/data/calibration).
+NON_TORCH_V1_TP1_GIB = 0.08
+NON_TORCH_V1_TP_EXTRA_GIB = 0.10
 
 
-def non_torch_bytes(tp: int, pp: int) -> float:
+def non_torch_bytes(tp: int, pp: int, *, after_distributed_init: bool = False) -> float:
+    if after_distributed_init:
+        return (NON_TORCH_V1_TP1_GIB + (NON_TORCH_V1_TP_EXTRA_GIB if tp * pp > 1 else 0.0)) * GIB
     return (NON_TORCH_TP1_GIB + (NON_TORCH_TP_EXTRA_GIB if tp * pp > 1 else 0.0)) * GIB
 
 
 #: CUDA-graph pool: a base plus a per-layer share, for the default capture sizes (V1 piecewise graphs: 67 sizes up
 #: to 512; V0: 35 sizes up to 256). Heuristic from "Graph capturing finished in N secs, took X GiB" lines (0.3–1.2
-#: GiB for 7B–72B models). Subtracted before the KV cache only from v0.21.0 (facts §3b).
+#: GiB for 7B–72B models). Subtracted before the KV cache only from v0.21.0
+#: (``VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS`` default 1, vllm-0.21.0 vllm/envs.py:1768-1770; 0 in 0.19.0).
 CUDA_GRAPH_BASE_GIB = 0.25
 CUDA_GRAPH_PER_LAYER_GIB = 0.012
 

@@ -73,6 +73,10 @@ class EngineSettings:
     api_server_count: int | None = None
     #: ``"v0"`` / ``"v1"``; ``None`` = the release's default engine.
     engine: str | None = None
+    #: V1 top-k/top-p sampler: ``True`` FlashInfer's (``VLLM_USE_FLASHINFER_SAMPLER=1`` with FlashInfer installed),
+    #: ``False`` the PyTorch one (``=0``, or a pip install without FlashInfer); ``None`` = the release's default in
+    #: the vllm/vllm-openai image (``releases.v1_sampler_path``).
+    flashinfer_sampler: bool | None = None
 
 
 @dataclass(frozen=True)

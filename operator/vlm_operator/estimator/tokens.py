@@ -608,17 +608,65 @@ def max_image_tokens(facts: ModelFacts, kwargs: Mapping[str, Any] | None = None)
     return hit
 
 
+#: aspect ratios tried for images below ``min_pixels`` (smart_resize rejects 200 and more)
+_THIN_ASPECTS = (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 100, 150, 199)
+_THIN_FILL = (0.05, 0.2, 0.4, 0.6, 0.8, 0.9, 0.97, 0.995)
+
+
+def _upscaled_sizes(lo: int) -> list[tuple[int, int]]:
+    """Images smaller than ``min_pixels``, thin and square, both orientations. smart_resize scales these *up* with a
+    ceil on each side, and the ceils can overshoot ``max_pixels`` when ``min_pixels`` is close to it: a thin image
+    overshoots most (its short side gains up to one whole factor)."""
+    out: list[tuple[int, int]] = []
+    for aspect in _THIN_ASPECTS:
+        for fill in _THIN_FILL:
+            short = max(1, int(math.sqrt(lo * fill / aspect)))
+            long = max(1, int(short * aspect))
+            out += [(long, short), (short, long)]
+    return out
+
+
+def vllm_profile_image(facts: ModelFacts, kwargs: Mapping[str, Any] | None = None, version: Any = None) -> ItemTokens:
+    """The image vLLM itself profiles with (``get_image_size_with_most_features``), which can cost less than the
+    worst real image (:func:`max_image_tokens`).
+
+    Qwen2/2.5/3-VL: the most-square factor pair of ``max_pixels // (patch·merge)²`` with aspect <= 200
+    (vllm/model_executor/models/qwen2_vl.py ``Qwen2VLProcessingInfo.get_image_size_with_most_features``, the
+    ``closest_factor_pair`` form from vllm PR #29692, ~v0.12.0; before it, e.g. vllm@002d181a,
+    ``smart_resize(9999999, 9999999)``, a square, which is never larger: ``releases.factorises_qwen_profile_image``).
+    ``version`` None means the newest form. GLM-4.1V: the factorisation on ``max_pixels / 2``. Other families:
+    their worst case is the size vLLM profiles.
+    """
+    kw = merged_kwargs(facts, kwargs)
+    fn = FAMILIES.get(facts.family)
+    if fn is None or facts.vision is None:
+        raise TokenError(f"{facts.model_id} ({facts.family}) takes no images")
+    if facts.family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
+        from vlm_operator import releases
+
+        if version is not None and not releases.factorises_qwen_profile_image(version):
+            patch, merge, lo, hi = _qwen_params(facts, kw)
+            side_h, side_w = smart_resize(9999999, 9999999, patch * merge, lo, hi)
+            return fn(side_w, side_h, facts, kw)
+        w, h = qwen_vl_max_size(facts, kw)
+        return fn(w, h, facts, kw)
+    if facts.family == "glm4v":
+        w, h = glm4v_max_size(facts, kw)
+        return fn(w, h, facts, kw)
+    return max_image_tokens(facts, kw)
+
+
 def _max_image_tokens(facts: ModelFacts, kw: dict[str, Any]) -> ItemTokens:
     fam = facts.family
     fn = FAMILIES.get(fam)
     if fn is None or facts.vision is None:
         raise TokenError(f"{facts.model_id} ({fam}) takes no images")
-    if fam in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
-        w, h = qwen_vl_max_size(facts, kw)
+    if fam in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"):
+        w, h = qwen_vl_max_size(facts, kw) if fam != "glm4v" else glm4v_max_size(facts, kw)
         best = fn(w, h, facts, kw)
         patch, merge, lo, hi = _qwen_params(facts, kw)
         unit = patch * merge
-        if hi < 4 * lo:
+        if hi < 4 * lo and fam != "glm4v":
             # Near min_pixels, smart_resize scales small sizes *up*, so a smaller max_pixels can cost more tokens;
             # take the envelope over smaller budgets so the estimate stays monotone in max_pixels.
             for seq in range(1, max(1, hi // (unit * unit))):
@@ -626,10 +674,15 @@ def _max_image_tokens(facts: ModelFacts, kw: dict[str, Any]) -> ItemTokens:
                 cand = fn(sw, sh, facts, kw)
                 if cand.embeds > best.embeds:
                     best = cand
+        # the true worst case: an image below min_pixels that the ceil-upscale pushes past max_pixels
+        for sw, sh in _upscaled_sizes(lo):
+            try:
+                cand = fn(sw, sh, facts, kw)
+            except TokenError:  # aspect ratio >= 200 after rounding
+                continue
+            if cand.embeds > best.embeds:
+                best = cand
         return best
-    if fam == "glm4v":
-        w, h = glm4v_max_size(facts, kw)
-        return fn(w, h, facts, kw)
     if fam in _FIXED_WORST:
         w, h = _FIXED_WORST[fam]
         if fam == "gemma3" and kw.get("do_pan_and_scan"):
@@ -653,6 +706,131 @@ def _max_image_tokens(facts: ModelFacts, kw: dict[str, Any]) -> ItemTokens:
             scanned = t
     assert scanned is not None
     return scanned
+
+
+def image_prompt_tokens(
+    model: ModelFacts | str, width: int, height: int, processor_kwargs: Mapping[str, Any] | None = None
+) -> int:
+    """Prompt tokens one ``width`` x ``height`` image occupies for ``model`` (a catalog id or facts) under these
+    ``--mm-processor-kwargs``: the placeholder run plus the start/end/tile/row markers the processor inserts, i.e.
+    the positions the real engine's prompt gains for the image. For cross-attention models (Mllama) that is the one
+    ``<|image|>`` token; the encoder states go to the cross-attention cache instead (:func:`modality_costs`).
+
+    The entry point for cross-checks against a real engine (tests/vllm): count the prompt's token ids with and
+    without the image and compare."""
+    if isinstance(model, str):
+        from vlm_operator.models import catalog
+
+        model = catalog.lookup(model)
+    return image_tokens(model, width, height, processor_kwargs).prompt
+
+
+@dataclass(frozen=True)
+class ModalityCost:
+    """What one item of a modality costs, as ``vlmctl estimate`` reports it (docs/estimator.md §4 defines each)."""
+
+    modality: str
+    #: encoder output features of the worst-case item: what vLLM profiles and stores in the encoder cache
+    encoder_tokens: int
+    #: positions the item occupies in the prompt (placeholders + start/end/tile/row markers), counted against
+    #: max_model_len and the KV cache
+    prompt_tokens: int
+    #: the markers among ``prompt_tokens`` (start/end, tile separators, row breaks, thumbnails' tags): prompt tokens
+    #: that no encoder feature fills
+    marker_tokens: int
+    #: vision-encoder input patches of the item (drives the encoder's activation memory)
+    encoder_input_patches: int
+    #: (width, height) of the worst-case item
+    size: tuple[int, int]
+    #: what vLLM's own profiling item ("most features" size) costs in encoder tokens and prompt tokens
+    vllm_profile_encoder_tokens: int
+    vllm_profile_prompt_tokens: int
+    #: a real item can cost more than vLLM's profiling item; the estimate keeps the real worst case
+    exceeds_vllm_profile: bool
+    #: cross-attention models: encoder states kept per sequence (tokens, and bytes over every cross-attention layer
+    #: of one rank); 0 for models that put the features in the prompt
+    cross_attention_tokens_per_sequence: int = 0
+    cross_attention_bytes_per_sequence: float = 0.0
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "encoder_tokens": self.encoder_tokens,
+            "prompt_tokens": self.prompt_tokens,
+            "marker_tokens": self.marker_tokens,
+            "encoder_input_patches": self.encoder_input_patches,
+            "worst_case_size": list(self.size),
+            "vllm_profile_encoder_tokens": self.vllm_profile_encoder_tokens,
+            "vllm_profile_prompt_tokens": self.vllm_profile_prompt_tokens,
+            "exceeds_vllm_profile": self.exceeds_vllm_profile,
+            "cross_attention_tokens_per_sequence": self.cross_attention_tokens_per_sequence,
+            "cross_attention_gib_per_sequence": round(self.cross_attention_bytes_per_sequence / 1024**3, 3),
+            "note": self.note,
+        }
+
+
+def modality_costs(
+    facts: ModelFacts,
+    costs: Mapping[str, ItemTokens],
+    *,
+    kwargs: Mapping[str, Any] | None = None,
+    limits: Mapping[str, int] | None = None,
+    cross_bytes_per_token: float = 0.0,
+    version: Any = None,
+) -> dict[str, ModalityCost]:
+    """The per-modality report for the worst-case items ``costs`` (what the estimate used).
+
+    ``cross_bytes_per_token``: KV bytes one encoder token takes over one rank's cross-attention layers (Mllama);
+    the states per sequence are ``limit × encoder tokens`` (vLLM V0 ``MllamaMultiModalProcessor``: every image's
+    ``tiles × 1601`` states stay in the sequence's cross-attention cache).
+    """
+    out: dict[str, ModalityCost] = {}
+    cross = facts.family == "mllama"
+    for modality, item in costs.items():
+        profile = item
+        note = ""
+        if modality == "image":
+            profile = vllm_profile_image(facts, kwargs, version)
+        elif modality == "video" and facts.family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"):
+            # vLLM's profiled video is frames of its "most features" image size (get_max_video_tokens)
+            frame, vllm_frame = max_image_tokens(facts, kwargs), vllm_profile_image(facts, kwargs, version)
+            groups = item.embeds // max(1, frame.embeds)
+            n = groups * vllm_frame.embeds
+            profile = ItemTokens(n + 2, n, groups * vllm_frame.patches, vllm_frame.width, vllm_frame.height)
+        exceeds = (item.embeds, item.prompt) > (profile.embeds, profile.prompt) and item != profile
+        if exceeds:
+            what = "image" if modality == "image" else f"{modality} (frames of that size)"
+            note = (
+                f"a {item.width}x{item.height} {what} costs {item.embeds} encoder tokens, more than the "
+                f"{profile.embeds} of the {profile.width}x{profile.height} one vLLM profiles with; the estimate "
+                "keeps the larger"
+            )
+            if facts.family in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl") and profile.width == profile.height:
+                note += (
+                    " (this release profiles a square image: when max_num_batched_tokens is below the real item's "
+                    "tokens its encoder budget cannot schedule it, fixed by vllm PR #29692)"
+                )
+        in_prompt = item.prompt if cross else item.embeds  # Mllama: the one <|image|> token is the placeholder
+        states = item.embeds * max(1, (limits or {}).get(modality, 1)) if cross else 0
+        if cross:
+            note = (
+                note + "; " if note else ""
+            ) + "one <|image|> token in the prompt; the features go to cross-attention"
+        out[modality] = ModalityCost(
+            modality=modality,
+            encoder_tokens=item.embeds,
+            prompt_tokens=item.prompt,
+            marker_tokens=max(0, item.prompt - in_prompt),
+            encoder_input_patches=item.patches,
+            size=(item.width, item.height),
+            vllm_profile_encoder_tokens=profile.embeds,
+            vllm_profile_prompt_tokens=profile.prompt,
+            exceeds_vllm_profile=exceeds,
+            cross_attention_tokens_per_sequence=states,
+            cross_attention_bytes_per_sequence=states * cross_bytes_per_token,
+            note=note,
+        )
+    return out
 
 
 def video_tokens(facts: ModelFacts, num_frames: int, kwargs: Mapping[str, Any] | None = None) -> ItemTokens:

@@ -16,6 +16,8 @@ from vlm_operator.releases import (
     hybrid_allocator,
     mm_cache_default_gb,
     reports_tokens_as_concurrency,
+    v1_sampler_path,
+    v1_snapshot_after_distributed_init,
 )
 from vlm_operator.releases import parse_version as _parse
 
@@ -41,4 +43,6 @@ __all__ = [
     "mm_cache_default_gb",
     "parse_version",
     "reports_tokens_as_concurrency",
+    "v1_sampler_path",
+    "v1_snapshot_after_distributed_init",
 ]

@@ -14,7 +14,6 @@ import kopf
 from pydantic import ValidationError
 
 from vlm_operator import admission, inventory, kube, reconcile, webhook_certs, webhook_server
-from vlm_operator.api import VLMDeployment
 from vlm_operator.render import objects
 
 GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
@@ -95,7 +94,7 @@ def child_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
 
 def validate_vlmd(body: kopf.Body, warnings: list[str], **_: Any) -> None:
     try:
-        vlmd = VLMDeployment.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+        vlmd = admission.parse(body)
     except ValidationError as exc:
         raise kopf.AdmissionError(f"invalid VLMDeployment: {admission.validation_message(exc)}", code=422) from None
     decision = admission.decide(vlmd.spec, inventory.SHARED.get(_client()))

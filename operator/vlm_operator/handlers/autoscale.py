@@ -38,9 +38,8 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from vlm_operator import admission, reconcile, status
 from vlm_operator import metrics as op_metrics
-from vlm_operator import reconcile, status
-from vlm_operator.api import VLMDeployment
 from vlm_operator.autoscale import report as reports
 from vlm_operator.autoscale.metrics import (
     EngineSample,
@@ -149,9 +148,9 @@ class Autoscaler:
         if body is None or body["metadata"].get("deletionTimestamp"):
             return FALLBACK_INTERVAL
         try:
-            vlmd = VLMDeployment.model_validate({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+            vlmd = admission.parse(body)
         except ValidationError as exc:
-            why = f"the spec is invalid: {reconcile.validation_message(exc)}"
+            why = f"the spec is invalid: {admission.validation_message(exc)}"
             await self._file(reports.source_failed(why, 0), acted=False)
             return FALLBACK_INTERVAL
         scaling = vlmd.spec.scaling

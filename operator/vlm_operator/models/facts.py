@@ -164,15 +164,89 @@ class VisionFacts:
 
 @dataclass(frozen=True)
 class QuantFacts:
-    """How the checkpoint's linear layers are stored (``quantization_config`` in config.json)."""
+    """How the checkpoint's linear layers are stored (``quantization_config`` in config.json).
 
-    #: ``fp8``, ``awq``, ``gptq``, ``compressed-tensors``, ``bitsandbytes`` ...
+    :meth:`bytes_per_param` sizes one quantized linear weight the way vLLM allocates it, scales and zero points
+    included (see its docstring for the layout each method follows).
+    """
+
+    #: ``fp8``, ``awq``, ``gptq``, ``compressed-tensors``, ``bitsandbytes``, ``fbgemm_fp8`` ...
     method: str
     bits: int = 16
+    #: input channels per scale; 0 = per output channel (or per tensor), -1 treated as 0
     group_size: int = 128
     #: whether the vision tower is quantized too (most VLM checkpoints leave it in bf16 via ``ignore`` /
     #: ``modules_to_not_convert``).
     quantizes_vision: bool = False
+    #: ``int`` or ``float`` (fp8) weights
+    weight_type: str = "int"
+    #: ``tensor``, ``channel``, ``group`` or ``block`` scales
+    strategy: str = "group"
+    #: symmetric quantization stores no zero points (compressed-tensors ``symmetric``, GPTQ ``sym``)
+    symmetric: bool = True
+    #: activation bits (8 for w8a8 / fp8-dynamic, 16 for weight-only schemes)
+    act_bits: int = 16
+    #: (rows, cols) of one scale block (fp8 ``weight_block_size``, compressed-tensors ``block_structure``)
+    block: tuple[int, int] | None = None
+    #: GPTQ ``desc_act`` / compressed-tensors ``actorder: group``: an int32 group index per input channel
+    act_order: bool = False
+    #: typical input width of a quantized linear (the LM hidden size); sizes per-channel scales and ``g_idx``
+    in_features: int = 4096
+
+    @property
+    def scheme(self) -> str:
+        """A short label: ``awq w4 g128``, ``compressed-tensors w8a8 int8 channel``, ``fp8 block 128x128``."""
+        if self.method in ("fp8", "fbgemm_fp8"):
+            if self.block:
+                return f"{self.method} block {self.block[0]}x{self.block[1]}"
+            return f"{self.method} {self.strategy}"
+        kind = "fp8" if self.weight_type == "float" else f"int{self.bits}"
+        group = f" g{self.group_size}" if self.strategy == "group" and self.group_size > 0 else f" {self.strategy}"
+        if self.method == "compressed-tensors":
+            return f"compressed-tensors w{self.bits}a{self.act_bits} {kind}{group}"
+        return f"{self.method} w{self.bits}{group}"
+
+    def bytes_per_param(self, model_bytes: float) -> float:
+        """Bytes per parameter of one quantized linear layer, as vLLM allocates it.
+
+        - AWQ (vllm/model_executor/layers/quantization/awq.py ``AWQLinearMethod.create_weights``): ``qweight``
+          int32 [in, out/8], ``qzeros`` int32 [in/g, out/8], ``scales`` fp16 [in/g, out] -> b/8 + (2 + b/8)/g.
+        - GPTQ (gptq.py ``GPTQLinearMethod.create_weights``): ``qweight`` [in/8, out], ``qzeros`` [in/g, out/8],
+          ``scales`` fp16 [in/g, out] and ``g_idx`` int32 [in] -> b/8 + (2 + b/8)/g + 4/out.
+        - compressed-tensors weight-only wNa16 (compressed_tensors_wNa16.py ``CompressedTensorsWNA16``, e.g.
+          vllm@519b90d): ``weight_packed`` int32 [out, in/(32/b)], ``weight_scale`` in the model dtype [out, in/g]
+          (g = in for ``channel``), a packed zero point per group when not ``symmetric``, ``weight_g_idx`` int32 [in]
+          with ``actorder: group``.
+        - compressed-tensors w8a8 int8 / fp8 (compressed_tensors_w8a8_int8.py, compressed_tensors_w8a8_fp8.py):
+          an 8-bit weight and, for ``channel``, a float32 scale per output row [out, 1] -> 1 + 4/in; ``tensor``:
+          one float32 per layer; ``block``: one float32 per block.
+        - fp8 (fp8.py ``Fp8LinearMethod``): 1 byte, float32 ``weight_scale_inv`` per ``weight_block_size`` block
+          (Qwen3-VL / DeepSeek style) or one per tensor; fbgemm_fp8 scales per output channel.
+        - bitsandbytes 4-bit: 0.5 byte + one fp32 absmax per 64-value block (``bnb_4bit`` blocksize 64).
+        """
+        m = self.method
+        fin = max(1, self.in_features)
+        if m in ("awq", "gptq"):
+            g = self.group_size if self.group_size > 0 else fin
+            b = self.bits / 8 + (2 + self.bits / 8) / g
+            return b + (4 / fin if m == "gptq" else 0.0)  # g_idx [in] per layer ~ 4 bytes per input row
+        if m in ("fp8", "fbgemm_fp8") or (m == "compressed-tensors" and self.bits == 8 and self.act_bits == 8):
+            if self.block:
+                return 1.0 + 4 / (self.block[0] * self.block[1])
+            if self.strategy == "channel" or m == "fbgemm_fp8":
+                return 1.0 + 4 / fin
+            return 1.0
+        if m == "compressed-tensors":
+            g = self.group_size if (self.strategy == "group" and self.group_size > 0) else fin
+            b = self.bits / 8 + model_bytes / g
+            if not self.symmetric:
+                b += self.bits / 8 / g
+            if self.act_order:
+                b += 4 / fin
+            return b
+        if m == "bitsandbytes":
+            return 0.5 + 4 / 64 if self.bits == 4 else 1.0
+        return self.bits / 8
 
 
 @dataclass(frozen=True)

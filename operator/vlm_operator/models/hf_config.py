@@ -298,7 +298,23 @@ def parse_vision(config: Mapping[str, Any], family: str, text: TextFacts) -> Vis
     raise ConfigError(f"no vision parser for family {family!r}")
 
 
-def parse_quantization(config: Mapping[str, Any]) -> QuantFacts | None:
+def _vision_ignored(ignored: object) -> bool:
+    """Whether an ``ignore`` / ``modules_to_not_convert`` list keeps the vision tower unquantized
+    (``re:visual.*``, ``re:vision_tower.*``, ``vision_model``, ``visual`` ...)."""
+    names = [str(m) for m in ignored] if isinstance(ignored, list) else []
+    return any(("vision" in m or "visual" in m) for m in names)
+
+
+def parse_quantization(config: Mapping[str, Any], in_features: int = 4096) -> QuantFacts | None:
+    """``quantization_config`` -> :class:`QuantFacts`.
+
+    Key names: AutoAWQ (``bits``/``w_bit``, ``group_size``/``q_group_size``, ``zero_point``,
+    ``modules_to_not_convert``),
+    AutoGPTQ / transformers ``GPTQConfig`` (``bits``, ``group_size``, ``sym``, ``desc_act``), compressed-tensors
+    ``QuantizationConfig`` (``config_groups.*.weights``: ``num_bits``, ``type``, ``strategy``, ``group_size``,
+    ``symmetric``, ``actorder``, ``block_structure``; ``input_activations``; ``ignore``), and transformers'
+    ``FineGrainedFP8Config`` (``quant_method: fp8``, ``weight_block_size``, ``modules_to_not_convert``).
+    """
     q = _dict(config.get("quantization_config"))
     if not q:
         t = _dict(config.get("text_config"))
@@ -307,29 +323,65 @@ def parse_quantization(config: Mapping[str, Any]) -> QuantFacts | None:
         return None
     method = str(q.get("quant_method", q.get("quant_type", ""))).lower()
     ignored = q.get("ignore") or q.get("modules_to_not_convert") or q.get("ignored_layers") or []
-    quantizes_vision = not any(("vision" in str(m) or "visual" in str(m)) for m in ignored)
-    if method == "fp8":
-        return QuantFacts("fp8", bits=8, group_size=0, quantizes_vision=quantizes_vision)
-    if method in ("awq", "gptq", "awq_marlin", "gptq_marlin"):
+    keeps_vision = _vision_ignored(ignored)
+    if method in ("fp8", "fbgemm_fp8"):
+        block = q.get("weight_block_size")
+        blk = (int(block[0]), int(block[1])) if isinstance(block, list) and len(block) == 2 else None
         return QuantFacts(
-            method.split("_")[0],
+            method,
+            bits=8,
+            group_size=0,
+            quantizes_vision=not keeps_vision,
+            weight_type="float",
+            strategy="block" if blk else ("channel" if method == "fbgemm_fp8" else "tensor"),
+            act_bits=8,
+            block=blk,
+            in_features=in_features,
+        )
+    if method in ("awq", "gptq", "awq_marlin", "gptq_marlin"):
+        base = method.split("_")[0]
+        group = _int(q, "group_size", "q_group_size", default=128)
+        zero_point = bool(q.get("zero_point", True)) if base == "awq" else not bool(q.get("sym", True))
+        return QuantFacts(
+            base,
             bits=_int(q, "bits", "w_bit", default=4),
-            group_size=_int(q, "group_size", "q_group_size", default=128),
-            quantizes_vision=False if method.startswith("awq") else quantizes_vision,
+            group_size=max(group, 0),
+            # AutoAWQ / AutoGPTQ quantize the decoder blocks only; vLLM's Qwen2-VL/2.5-VL drop a GPTQ config for the
+            # vision tower (qwen2_vl.py ``_maybe_ignore_quant_config``)
+            quantizes_vision=False,
+            strategy="group" if group > 0 else "channel",
+            symmetric=not zero_point,
+            act_order=bool(q.get("desc_act", False)),
+            in_features=in_features,
         )
     if method == "bitsandbytes":
         bits = 4 if q.get("load_in_4bit") else 8
-        return QuantFacts("bitsandbytes", bits=bits, group_size=64, quantizes_vision=quantizes_vision)
+        return QuantFacts(
+            "bitsandbytes", bits=bits, group_size=64, quantizes_vision=not keeps_vision, in_features=in_features
+        )
     if method == "compressed-tensors":
         groups = _dict(q.get("config_groups"))
-        bits, group = 8, 0
-        for g in groups.values():
-            w = _dict(_dict(g).get("weights"))
-            bits = _int(w, "num_bits", default=8)
-            group = _int(w, "group_size", default=0)
-            break
-        return QuantFacts("compressed-tensors", bits=bits, group_size=group, quantizes_vision=quantizes_vision)
-    return QuantFacts(method, bits=_int(q, "bits", default=8), quantizes_vision=quantizes_vision)
+        first = _dict(next(iter(groups.values()), {}))
+        w = _dict(first.get("weights"))
+        a = _dict(first.get("input_activations"))
+        bits = _int(w, "num_bits", default=8)
+        strategy = str(w.get("strategy") or ("group" if w.get("group_size") else "channel")).lower()
+        block = w.get("block_structure")
+        blk = (int(block[0]), int(block[1])) if isinstance(block, list) and len(block) == 2 else None
+        return QuantFacts(
+            "compressed-tensors",
+            bits=bits,
+            group_size=_int(w, "group_size", default=0),
+            quantizes_vision=not keeps_vision,
+            weight_type=str(w.get("type") or "int").lower(),
+            strategy=strategy,
+            symmetric=w.get("symmetric", True) is not False,
+            act_bits=_int(a, "num_bits", default=16) if a else 16,
+            block=blk,
+            act_order=str(w.get("actorder") or "").lower() == "group",
+            in_features=in_features,
+        )
+    return QuantFacts(method, bits=_int(q, "bits", default=8), quantizes_vision=not keeps_vision)
 
 
 def processor_defaults(
@@ -417,7 +469,7 @@ def parse_config(
         vision=vision,
         total_params=total_params,
         checkpoint_dtype=dtype,
-        quantization=parse_quantization(config),
+        quantization=parse_quantization(config, text.hidden_size),
         processor=processor_defaults(family, config, preprocessor),
         modalities=modalities,
         extra_params=_int(config, "extra_params", default=0),

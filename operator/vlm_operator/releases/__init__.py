@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from .architectures import Support, has_transformers_backend, last_release, serves, serving_spans
+from .architectures import support as architecture_support
 from .defaults import (
     Engine,
     cuda_graphs_in_budget,
@@ -30,12 +32,16 @@ from .defaults import (
     early_v1,
     encoder_budget_floors,
     engine_for,
+    factorises_qwen_profile_image,
     hybrid_allocator,
     is_v1_default,
     mm_cache_default_gb,
     profiles_one_item_per_modality,
     reports_tokens_as_concurrency,
     skips_encoder_when_text_only,
+    v1_sampler_path,
+    v1_serves_encoder_decoder,
+    v1_snapshot_after_distributed_init,
     video_fills_context,
 )
 from .flags import FlagInfo, FlagKind, FlagSet, covered_version, flag_kind, flags_for, has_flag, supported_versions
@@ -61,9 +67,11 @@ __all__ = [
     "FlagKind",
     "FlagSet",
     "Release",
+    "Support",
     "UnsupportedVersion",
     "VersionLike",
     "VllmVersion",
+    "architecture_support",
     "covered_version",
     "cuda_graphs_in_budget",
     "default_api_server_count",
@@ -78,18 +86,26 @@ __all__ = [
     "early_v1",
     "encoder_budget_floors",
     "engine_for",
+    "factorises_qwen_profile_image",
     "flag_kind",
     "flags_for",
     "has_flag",
+    "has_transformers_backend",
     "hybrid_allocator",
     "is_v1_default",
+    "last_release",
     "mm_cache_default_gb",
     "parse_version",
     "profiles_one_item_per_modality",
     "release",
     "reports_tokens_as_concurrency",
+    "serves",
+    "serving_spans",
     "skips_encoder_when_text_only",
     "supported_versions",
+    "v1_sampler_path",
+    "v1_serves_encoder_decoder",
+    "v1_snapshot_after_distributed_init",
     "video_fills_context",
 ]
 
@@ -130,6 +146,9 @@ class Release:
     @cached_property
     def flags(self) -> FlagSet:
         return flags_for(self.text)
+
+    def serves(self, architecture: str) -> bool:
+        return serves(self.text, architecture)
 
 
 def release(version: VersionLike | None = None) -> Release:

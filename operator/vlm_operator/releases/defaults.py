@@ -143,6 +143,58 @@ def early_v1(version: VersionLike, engine: str) -> bool:
     return engine == "v1" and _v(version) < (0, 8, 0)
 
 
+SamplerPath = Literal["flashinfer", "sort", "triton", "legacy"]
+
+
+def v1_sampler_path(version: VersionLike, flashinfer: bool | None = None) -> SamplerPath:
+    """The V1 top-k/top-p sampler the profiling run's dummy sampler goes through. ``_dummy_sampler_run`` samples
+    with top-k = vocab - 1 and top-p 0.9 in every release (vllm@v0.11.0..v0.21.0 v1/worker/gpu_model_runner.py).
+
+    - ``flashinfer``: FlashInfer's fused kernel. On by default when FlashInfer is installed from v0.8 to v0.11
+      (``VLLM_USE_FLASHINFER_SAMPLER`` unset means on, vllm-0.11.0 v1/sample/ops/topk_topp_sampler.py:33-60; the
+      vllm/vllm-openai image ships FlashInfer: vllm-0.11.0 docker/Dockerfile:372-383), and again from v0.21.0
+      (``VLLM_USE_FLASHINFER_SAMPLER: bool = True``, vllm-0.21.0 vllm/envs.py:48).
+    - ``sort``: PyTorch sort + scatter, v0.12.0-v0.16.x: FlashInfer's is opt-in (vllm-0.12.0
+      topk_topp_sampler.py:35-58, "disabled by default") and ``apply_top_k_top_p`` sorts the whole vocabulary.
+    - ``triton``: from v0.17.0 a Triton kernel filters in place for batches of 8 rows or more (vllm-0.17.0
+      topk_topp_sampler.py:251 ``apply_top_k_top_p_triton``); FlashInfer's still opt-in until v0.21.0.
+    - ``legacy``: V1 before v0.10 keeps the calibrated per-logit figure.
+
+    ``flashinfer`` is the deployment's choice where known: ``True`` = ``VLLM_USE_FLASHINFER_SAMPLER=1`` with FlashInfer
+    installed, ``False`` = ``=0`` or an install without FlashInfer (a plain ``pip install vllm`` before v0.12 has none);
+    ``None`` = the default of the release's vllm/vllm-openai image.
+    """
+    v = _v(version)
+    if flashinfer is not None and v >= (0, 10, 0):
+        if flashinfer:
+            return "flashinfer"
+        return "triton" if v >= (0, 17, 0) else "sort"
+    if v >= (0, 21, 0):
+        return "flashinfer"
+    if v >= (0, 17, 0):
+        return "triton"
+    if v >= (0, 12, 0):
+        return "sort"
+    if v >= (0, 10, 0):
+        return "flashinfer"
+    return "legacy"
+
+
+def v1_snapshot_after_distributed_init(version: VersionLike) -> bool:
+    """From v0.9.1 the V1 worker takes its baseline memory snapshot after NCCL / custom all-reduce set-up
+    (vllm-0.11.0 v1/worker/gpu_worker.py:169-182 ``init_device``; cc867be19, #19312), so those buffers are not part
+    of the profiled non-torch increase, and they are not charged to the budget at all."""
+    return _v(version) >= (0, 9, 1)
+
+
+def v1_serves_encoder_decoder(version: VersionLike) -> bool:
+    """Encoder-decoder (cross-attention) models such as Mllama never ran on V1 while vLLM served them: on
+    v0.8-v0.10.x the V1 oracle falls back to V0 ("No Mamba or Encoder-Decoder so far", ``_is_v1_supported_oracle``,
+    vllm-0.10.2 vllm/engine/arg_utils.py:1479-1483), and Mllama is gone from v0.11.0 (no
+    model_executor/models/mllama.py in the 0.11.0 sdist)."""
+    return _v(version) >= (0, 11, 0)
+
+
 # ---- encoder cache and multimodal profiling -------------------------------------------------------------------
 
 
@@ -173,3 +225,10 @@ def skips_encoder_when_text_only(version: VersionLike) -> bool:
     """Every per-prompt limit at 0 = language-model-only mode: the encoder is not loaded (08b751ba7, #22299,
     ~v0.10.1)."""
     return _v(version) >= (0, 10, 1)
+
+
+def factorises_qwen_profile_image(version: VersionLike) -> bool:
+    """Qwen2/2.5/3-VL ``get_image_size_with_most_features``: from vllm PR #29692 (merged 2025-11-28, ~v0.12.0) the
+    most-square factor pair of ``max_pixels // (patch·merge)²``; before, ``smart_resize(9999999, 9999999)``, a square
+    that holds fewer tokens whenever that count is not a square (vllm/model_executor/models/qwen2_vl.py)."""
+    return _v(version) >= (0, 12, 0)

@@ -1,0 +1,68 @@
+"""The V1 profiling peak and its sampler term, per vLLM release line (docs/estimator.md section 4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from vlm_operator import releases as versions
+from vlm_operator.estimator import memory
+from vlm_operator.estimator.core import estimate
+from vlm_operator.estimator.request import GIB, EngineSettings, EstimateRequest, GPUSpec
+from vlm_operator.gpus import lookup
+from vlm_operator.models import catalog
+
+
+@pytest.mark.parametrize(
+    ("release", "flashinfer", "path"),
+    [
+        ("0.9.2", None, "legacy"),
+        ("0.10.1", None, "flashinfer"),
+        ("0.11.0", None, "flashinfer"),
+        ("0.11.0", False, "sort"),
+        ("0.12.0", None, "sort"),
+        ("0.16.0", None, "sort"),
+        ("0.16.0", True, "flashinfer"),
+        ("0.17.0", None, "triton"),
+        ("0.19.1", False, "triton"),
+        ("0.21.0", None, "flashinfer"),
+    ],
+)
+def test_sampler_path_per_release(release: str, flashinfer: bool | None, path: str) -> None:
+    assert versions.v1_sampler_path(versions.parse_version(release), flashinfer) == path
+
+
+def test_v1_peak_is_the_largest_transient_not_their_sum() -> None:
+    peak = memory.v1_activation_peak(encoder_cache=1.0, encoder=5.0, lm=3.0, sampler=2.0, hidden=0.5)
+    assert peak == 6.0
+    assert memory.v1_activation_peak(encoder_cache=0.0, encoder=0.0, lm=3.0, sampler=2.0, hidden=0.5) == 3.0
+    assert memory.v1_activation_peak(encoder_cache=0.0, encoder=0.0, lm=1.0, sampler=2.0, hidden=0.5) == 2.5
+    # V1 before v0.10 keeps the calibrated sum
+    assert memory.v1_activation_peak(encoder_cache=0.0, encoder=0.0, lm=1.0, sampler=2.0, hidden=0.5, summed=True) == 3
+
+
+def _llama8b_h100(release: str, flashinfer: bool | None = None) -> float:
+    g = lookup("H100-80GB")
+    e = estimate(
+        EstimateRequest(
+            catalog.lookup("meta-llama/Llama-3.1-8B-Instruct"),
+            GPUSpec(g.short_name, g.cuda_memory_bytes, g.compute_capability),
+            EngineSettings(max_model_len=8192, flashinfer_sampler=flashinfer),
+            vllm_version=release,
+        )
+    )
+    return e.activation_bytes / GIB
+
+
+def test_sort_sampler_releases_reserve_more_than_flashinfer_ones() -> None:
+    # 1024 rows x 128,256 logits on an 80 GB H100: 14 vs 38 bytes per logit
+    fi, srt, tri = _llama8b_h100("0.11.0"), _llama8b_h100("0.13.0"), _llama8b_h100("0.17.0")
+    assert srt - fi == pytest.approx(1024 * 128_256 * 24 / GIB, rel=0.01)
+    assert tri == pytest.approx(fi)
+    assert _llama8b_h100("0.13.0", flashinfer=True) == pytest.approx(fi)
+
+
+def test_v1_non_torch_leaves_out_what_distributed_init_allocated() -> None:
+    assert memory.non_torch_bytes(1, 1, after_distributed_init=True) < memory.non_torch_bytes(1, 1)
+    assert memory.non_torch_bytes(4, 1, after_distributed_init=True) < memory.non_torch_bytes(4, 1)
+    assert versions.v1_snapshot_after_distributed_init((0, 9, 1))
+    assert not versions.v1_snapshot_after_distributed_init((0, 9, 0))
