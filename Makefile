@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: soak
-.PHONY: demo test lint unit bench crds crds-check flags check-flags test-vllm test-processors build-kube cluster-up cluster-down clean
+.PHONY: demo test lint unit bench crds crds-check flags check-flags test-vllm test-processors build-kube build-helm cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -58,6 +58,10 @@ test-vllm: $(STAMP)
 
 build-kube: $(STAMP)
 	$(BIN)/vlmctl dev-cluster build
+
+## build-helm: the pinned Helm (operator/vlm_operator/devcluster/pins.py) for the chart tests, into the cache
+build-helm: $(STAMP)
+	$(BIN)/vlmctl dev-cluster build --helm
 
 cluster-up: $(STAMP)
 	$(BIN)/vlmctl dev-cluster up

@@ -20,8 +20,8 @@ $BIN/mypy
 echo "== Prometheus (Debian package, fetched once into the cache; no root, nothing installed) for the metrics tests"
 bash hack/fetch-prometheus.sh >/dev/null
 
-echo "== binaries (built from the Go module proxy once, then cached)"
-$BIN/vlmctl dev-cluster build
+echo "== binaries and Helm (built from the Go module proxy once, then cached)"
+$BIN/vlmctl dev-cluster build --helm
 
 echo "== unit, integration, e2e"
 status=0

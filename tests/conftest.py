@@ -128,6 +128,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The pinned Helm binary (``vlmctl dev-cluster build --helm``), built from the Go module proxy when absent."""
+    from vlm_operator.devcluster import build
+
+    return build.ensure_helm(log=lambda m: print(m, flush=True))
+
+
 # --- Nothing left in /tmp -----------------------------------------------------------------------------------------
 # The session gets a private temporary directory (TMPDIR, inherited by every process a test starts: operators, dev
 # clusters, simulators). At the end, anything left in it other than pytest's own tmp_path tree is a leak: the session

@@ -10,8 +10,8 @@ to a ``vllm serve`` command for its release, and the GPU-memory fit. Schema erro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -27,6 +27,8 @@ REASON_INVALID = "InvalidSpec"
 REASON_DOES_NOT_FIT = "DoesNotFit"
 REASON_UNSERVED = "UnservedArchitecture"
 REASON_NODE = "NoNodeLargeEnough"
+#: A VLMPlatformProfile refuses the change (vlm_operator.profiles); the message names the profile and the rule.
+REASON_PROFILE = "PlatformProfile"
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -81,6 +83,20 @@ class Decision:
     def message(self) -> str:
         """All errors in one line, as the webhook returns them and status shows them."""
         return " | ".join(self.errors)
+
+
+def with_policy(decision: Decision, refusals: Iterable[str], warnings: Iterable[str], reason: str) -> Decision:
+    """``decision`` with a platform policy's refusals and warnings added (the webhook adds the VLMPlatformProfile
+    verdict here, so one Decision carries every refusal and the message lists them all)."""
+    refusals, warnings = tuple(refusals), tuple(warnings)
+    if not refusals and not warnings:
+        return decision
+    return replace(
+        decision,
+        errors=decision.errors + refusals,
+        warnings=decision.warnings + warnings,
+        reason=decision.reason or (reason if refusals else ""),
+    )
 
 
 def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None) -> Decision:

@@ -32,6 +32,10 @@ _PLURALS = {
     ("vlmops.io/v1alpha1", "VLMDeployment"): "vlmdeployments",
     ("kopf.dev/v1", "ClusterKopfPeering"): "clusterkopfpeerings",
     ("kopf.dev/v1", "KopfPeering"): "kopfpeerings",
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): "validatingwebhookconfigurations",
+    ("v1", "Namespace"): "namespaces",
+    ("v1", "ResourceQuota"): "resourcequotas",
+    ("vlmops.io/v1alpha1", "VLMPlatformProfile"): "vlmplatformprofiles",
 }
 
 
@@ -124,6 +128,21 @@ class Kube:
         query = [("fieldManager", self.field_manager)] + ([("force", "true")] if force else [])
         out: dict[str, Any] = self._call(
             "PATCH", path, body=obj, content_type="application/apply-patch+yaml", query=query
+        )
+        return out
+
+    def patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        body: dict[str, Any],
+        content_type: str = "application/strategic-merge-patch+json",
+    ) -> dict[str, Any]:
+        """Patch an existing object (strategic merge by default: lists with a merge key merge item by item)."""
+        out: dict[str, Any] = self._call(
+            "PATCH", _path(api_version, kind, namespace, name), body=body, content_type=content_type
         )
         return out
 

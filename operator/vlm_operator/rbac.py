@@ -7,8 +7,8 @@ rules, through a ServiceAccount token, against the real API server.
 
 What is deliberately absent: Secrets (the HF token and API key reach pods through ``secretKeyRef``, which the kubelet
 resolves; the operator never reads them), ConfigMaps (mounted by name only), ``delete`` (children go through owner
-references and the garbage collector), and namespaces (kopf lists them only for ``--namespace`` globs; with exact
-names or cluster-wide it does not).
+references and the garbage collector), and listing namespaces cluster-wide (the webhook only ``get``s one namespace
+for its labels; a namespaced install adds ``list``/``watch``, see :data:`NAMESPACE_WATCH`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ class Rule:
     verbs: tuple[str, ...]
     why: str
     resource_names: tuple[str, ...] = ()
+    #: The resource is cluster-scoped (nodes, CRDs, webhook configurations): a Role cannot grant it.
+    cluster_scoped: bool = False
 
     def as_policy_rule(self) -> dict[str, Any]:
         out: dict[str, Any] = {"apiGroups": [self.group], "resources": list(self.resources)}
@@ -60,8 +62,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "apps",
         ("replicasets",),
-        ("list",),
-        "the rollout reads the Deployment's ReplicaSets (which template is rolling out, the last good one)",
+        ("list", "watch"),
+        "the rollout reads the Deployment's ReplicaSets (the last good template) from a watch-fed index",
     ),
     Rule(
         "",
@@ -87,19 +89,42 @@ RULES: tuple[Rule, ...] = (
         ("nodes",),
         ("list",),
         "the webhook checks TP x PP against the largest node of the GPU product; the rollout counts free GPUs",
+        cluster_scoped=True,
     ),
     Rule("", ("events",), ("create",), "events on condition transitions and autoscaling; kopf posts warnings"),
+    Rule(
+        "",
+        ("resourcequotas",),
+        ("list",),
+        "the webhook compares the GPUs a VLMDeployment needs with what the namespace's ResourceQuota leaves",
+    ),
+    Rule(
+        "vlmops.io",
+        ("vlmplatformprofiles",),
+        ("list",),
+        "the webhook reads the platform profiles (VLMPlatformProfile, cluster-scoped)",
+        cluster_scoped=True,
+    ),
+    Rule(
+        "",
+        ("namespaces",),
+        ("get",),
+        "the webhook reads the labels of a VLMDeployment's namespace to select its platform profile",
+        cluster_scoped=True,
+    ),
     Rule(
         "apiextensions.k8s.io",
         ("customresourcedefinitions",),
         ("list", "watch"),
         "kopf discovers the VLMDeployment CRD and notices when it is (re)installed",
+        cluster_scoped=True,
     ),
     Rule(
         "kopf.dev",
         ("clusterkopfpeerings",),
         ("get", "list", "watch", "patch"),
         "kopf peering: replicas announce themselves so that only one acts",
+        cluster_scoped=True,
     ),
     Rule(
         "admissionregistration.k8s.io",
@@ -107,6 +132,7 @@ RULES: tuple[Rule, ...] = (
         ("create",),
         "kopf creates its managed webhook configurations when absent, a mutating one too even with no mutating "
         "handler (create cannot be limited to a name)",
+        cluster_scoped=True,
     ),
     Rule(
         "admissionregistration.k8s.io",
@@ -114,8 +140,62 @@ RULES: tuple[Rule, ...] = (
         ("patch",),
         "kopf keeps its managed webhook configurations' client config and CA bundle current",
         resource_names=(WEBHOOK_CONFIGURATION,),
+        cluster_scoped=True,
     ),
 )
+
+#: The chart owns the ValidatingWebhookConfiguration (``webhook_config`` mode ``chart``): the operator only patches the
+#: CA bundle of that one configuration, and creates none. With cert-manager's CA injection (mode ``injected``) even
+#: this rule is left out.
+CHART_WEBHOOK_PATCH = Rule(
+    "admissionregistration.k8s.io",
+    ("validatingwebhookconfigurations",),
+    ("patch",),
+    "the chart owns the webhook configuration; the operator keeps its CA bundle current (not with cert-manager)",
+    resource_names=(WEBHOOK_CONFIGURATION,),
+    cluster_scoped=True,
+)
+
+
+def chart_rules(rules: tuple[Rule, ...] = RULES) -> tuple[Rule, ...]:
+    """The chart's table: no create on webhook configurations, only the CA-bundle patch by name."""
+    return (*(r for r in rules if r.group != "admissionregistration.k8s.io"), CHART_WEBHOOK_PATCH)
+
+
+#: kopf's peering when it watches a list of namespaces: a ``KopfPeering`` in each of them instead of the
+#: ``ClusterKopfPeering`` (kopf/_core/engines/peering.py, guess_selectors: namespaced mode selects kopfpeerings).
+NAMESPACED_PEERING = Rule(
+    "kopf.dev",
+    ("kopfpeerings",),
+    ("get", "list", "watch", "patch"),
+    "kopf peering in each watched namespace: replicas announce themselves so that only one acts",
+)
+_CLUSTER_PEERING = "clusterkopfpeerings"
+
+#: kopf's namespaced mode lists and watches namespaces, even for exact names (kopf/_core/reactor/observation.py);
+#: without the right it retries nine times (about a minute in which nothing is reconciled) before falling back to the
+#: names as given, and logs each refusal as an error. Namespace objects carry only names and labels.
+NAMESPACE_WATCH = Rule(
+    "",
+    ("namespaces",),
+    ("list", "watch"),
+    "kopf watches the namespaces it was given (namespaced mode), and waits a minute without this",
+    cluster_scoped=True,
+)
+
+
+def namespaced_install(rules: tuple[Rule, ...] | None = None) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+    """The rules of an install that watches a list of namespaces: (a Role in each watched namespace, the ClusterRole).
+
+    The Role gets every namespaced rule and the namespaced peering; the ClusterRole keeps only what has no namespace:
+    nodes (the GPU inventory), the CRDs (kopf's discovery) and the webhook configurations. Pods are then listed in
+    the watched namespaces only, so the rollout cannot count free GPUs cluster-wide and replaces pods in place
+    (the reconciler catches the refusal and logs it).
+    """
+    rules = chart_rules() if rules is None else rules
+    role = (*(r for r in rules if not r.cluster_scoped), NAMESPACED_PEERING)
+    cluster = (*(r for r in rules if r.cluster_scoped and _CLUSTER_PEERING not in r.resources), NAMESPACE_WATCH)
+    return role, cluster
 
 
 def cluster_role_rules(rules: tuple[Rule, ...] = RULES) -> list[dict[str, Any]]:

@@ -13,12 +13,14 @@ WEBHOOK = "vlm-operator.vlmops.io"
 
 
 @contextmanager
-def running_operator(cluster: Cluster, log: Path, kubeconfig: Path | None = None) -> Iterator[Operator]:
+def running_operator(
+    cluster: Cluster, log: Path, kubeconfig: Path | None = None, args: tuple[str, ...] = ()
+) -> Iterator[Operator]:
     """Start the operator, wait until it registered its webhook, and stop it (and drop the webhook) afterwards."""
     install_crds_and_peering(cluster)
     # a webhook left by an earlier operator points at a dead port; kopf re-patches it, but start clean
     cluster.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK, "--ignore-not-found")
-    op = Operator(cluster, log, kubeconfig=kubeconfig)
+    op = Operator(cluster, log, kubeconfig=kubeconfig, args=args)
     op.start()
     try:
         wait_until(

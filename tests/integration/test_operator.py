@@ -43,9 +43,9 @@ def free_port() -> int:
 
 class Operator:
     """The operator subprocess, authenticated by ``kubeconfig`` (the cluster admin's when None), with the Hub
-    resolver pointed at ``hub`` when one is given. ``args`` are added to ``vlmctl operator run`` (``--no-webhook``);
-    ``prelude`` is Python run in the operator process before the package is imported (e.g. to stand in for a newer
-    operator release with another default)."""
+    resolver pointed at ``hub`` when one is given. ``args`` are added to ``vlmctl operator run`` (``--no-webhook``,
+    ``--namespace``); ``env`` is added to its environment; ``prelude`` is Python run in the operator process before the
+    package is imported (e.g. to stand in for a newer operator release with another default)."""
 
     def __init__(
         self,
@@ -115,7 +115,8 @@ class Operator:
 def install_crds_and_peering(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"))
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "kopf-peering.yaml"))
-    for crd in ("vlmdeployments.vlmops.io", "clusterkopfpeerings.kopf.dev"):
+    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmplatformprofiles.yaml"))
+    for crd in ("vlmdeployments.vlmops.io", "clusterkopfpeerings.kopf.dev", "vlmplatformprofiles.vlmops.io"):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "vlm-operator"}}
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(peering))

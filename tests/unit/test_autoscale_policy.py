@@ -9,6 +9,7 @@ the rest), calls ``desired_replicas`` and applies the decision to ``spec.scaling
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import FrozenInstanceError, dataclass, field
 from typing import Any
@@ -99,7 +100,7 @@ class Loop:
         return out
 
 
-def test_step_scales_up_after_the_window_by_at_most_the_step_then_waits_for_new_pods() -> None:
+def test_step_scales_up_to_the_need_while_pods_start_by_at_most_the_step() -> None:
     loop = Loop(make_spec(replicas=2, scale_up_window_seconds=30, scale_up_max_step=2))
     loop.run(0, 300, lambda t: 12.0)  # light: 6 running per pod, nothing waiting
     assert loop.history()[-1] == 2
@@ -109,14 +110,14 @@ def test_step_scales_up_after_the_window_by_at_most_the_step_then_waits_for_new_
     d = loop.step(330, lambda n, t: list[PodReading](pod_samples(n, 80.0, t)))
     assert (d.replicas, d.reason) == (4, Reason.SCALE_UP)  # need = 80/(8+4) = 6.7, limited to +2
     assert "need 6.67" in d.message
-    loop.run(335, 450, lambda t: 80.0)  # new pods load for 120 s
-    assert loop.replicas == 4
-    assert {d.reason for t, d in loop.log if 335 <= t < 450} == {Reason.PODS_STARTING}
-    loop.run(450, 900, lambda t: 80.0)
-    assert loop.replicas == 7  # 4 -> 6 -> 7 = ceil(6.67), each after its pods were ready and a fresh window
+    loop.run(335, 900, lambda t: 80.0)  # new pods load for 120 s
+    # The pods started at 330 count as capacity coming: the rest of the need is added while they load, a step per
+    # decision (each after its own 30 s window), not a start-up time later.
     ups = loop.changes()
-    assert [r for _, r, _ in ups] == [4, 6, 7]
-    assert all(b - a >= 120 + 30 for (a, _, _), (b, _, _) in itertools.pairwise(ups))
+    assert [(t, r) for t, r, _ in ups] == [(330, 4), (365, 6), (400, 7)]
+    assert all(t < 330 + 120 for t, _, _ in ups), "all of it while the first new pods were still starting"
+    assert loop.replicas == 7 == math.ceil(80 / 12), "and no further: the need is 6.67"
+    assert {d.reason for t, d in loop.log if t >= 405} == {Reason.HOLD}
 
 
 def test_load_stops_scale_down_after_the_window_one_step_per_cooldown_to_min() -> None:
@@ -214,7 +215,7 @@ def test_missing_pod_does_not_block_a_scale_up() -> None:
 
     for t in range(0, 60, POLL):
         loop.step(t, hot)
-    assert loop.replicas == 4
+    assert loop.changes()[0] == (10, 4, Reason.SCALE_UP)
 
 
 def test_old_metric_name_on_old_engine_drives_the_kv_ceiling() -> None:
@@ -255,22 +256,66 @@ def test_dry_run_records_without_acting() -> None:
     assert loop.state.last_scale_time is None
 
 
-def test_no_scale_up_while_new_pods_start_until_the_grace_runs_out() -> None:
+def test_pods_that_never_start_stop_counting_as_capacity_after_the_grace() -> None:
     loop = Loop(
-        make_spec(replicas=2, scale_up_window_seconds=10),
+        make_spec(replicas=2, max_replicas=20, scale_up_window_seconds=10),
         start_delay=10_000,  # the new pods never come up in this test
         tuning=PolicyTuning(startup_grace_seconds=600),
     )
-    loop.run(0, 20, lambda t: 200.0)
-    assert loop.replicas == 4
-    loop.run(20, 600, lambda t: 200.0)
-    assert loop.replicas == 4
+    loop.run(0, 30, lambda t: 50.0)  # need 50/12 = 4.2: 2 -> 4 -> 5, each after a 10 s window
+    assert [(t, r) for t, r, _ in loop.changes()] == [(10, 4), (25, 5)]
+    loop.run(30, 600, lambda t: 100.0)  # need 8.3: more than 5, but not more than twice the 5 (3 of them coming)
+    assert loop.replicas == 5
     assert loop.log[-1][1].reason == Reason.PODS_STARTING
-    assert "2 of 4 pods still starting" in loop.log[-1][1].message
-    loop.run(600, 640, lambda t: 200.0)  # stuck pods past the grace no longer hold back the load's need
-    assert loop.replicas == 6
-    loop.run(640, 1200, lambda t: 200.0)  # ...and the pods that scale-up created get a grace of their own
-    assert loop.replicas == 6
+    assert "3 of 5 pods starting, counted as capacity coming" in loop.log[-1][1].message
+    # Stuck past the grace (600 s after the last scale-up): no longer counted as coming, the ordinary rules apply.
+    loop.run(600, 700, lambda t: 100.0)
+    assert [(t, r) for t, r, _ in loop.changes()][2:] == [(635, 7), (650, 9)]
+
+
+def test_a_need_beyond_twice_the_coming_capacity_adds_pods_while_they_start() -> None:
+    loop = Loop(make_spec(replicas=2, max_replicas=20), start_delay=180)
+    loop.run(0, 100, lambda t: 24.0)  # 2 pods at the target: 8 running + 4 waiting each
+    assert loop.replicas == 2
+    # The queue grows on the ready pods by 2 requests a second: 34 at 105 s, 74 at 125 s, ...
+    loop.run(100, 280, lambda t: 24.0 + 2.0 * (t - 100))
+    ups = loop.changes()
+    # The first write comes at the first poll over the target (need 34/12 = 2.8 -> 3). More follow while the first
+    # new pods load, each once the need passes twice the count: 3 -> 5 (need > 6), -> 7 (> 10), -> 9 (> 14), ...
+    assert ups[0] == (105, 3, Reason.SCALE_UP)
+    assert [(t, r) for t, r, _ in ups][:4] == [(105, 3), (125, 5), (150, 7), (175, 9)]
+    assert all(t < 105 + 180 for t, _, _ in ups), "all while the first new pods are starting"
+    for (_, prev), (t, d) in itertools.pairwise(loop.log):
+        if d.reason == Reason.SCALE_UP and t > 105:
+            assert d.signals.need_queue > 2 * prev.replicas, d.message
+
+
+def test_queue_growth_while_pods_start_scales_up_once_and_down_once() -> None:
+    # A fluid model of one shared queue: each ready replica serves 1 req/s (8 at once, 8 s each). Arrivals go from 2 to
+    # 3.5 req/s for half an hour and back; the 2 replicas are then full and the queue grows on them while new pods
+    # load (180 s).
+    loop = Loop(make_spec(replicas=2, max_replicas=20), start_delay=180)
+    backlog = 16.0
+
+    def read(n: int, t: float) -> list[PodReading]:
+        return list[PodReading](pod_samples(n, backlog, t))
+
+    over_at: list[float] = []
+    for t in range(0, 4800, POLL):
+        arrivals = 3.5 if 600 <= t < 2400 else 2.0
+        served = min(backlog, CAPACITY * loop.ready) / 8.0
+        backlog = max(0.0, backlog + POLL * (arrivals - served))
+        if backlog > 12.0 * loop.ready:
+            over_at.append(t)
+        loop.step(t, read)
+    ups = [(t, r) for t, r, why in loop.changes() if why == Reason.SCALE_UP]
+    downs = [(t, r) for t, r, why in loop.changes() if why == Reason.SCALE_DOWN]
+    assert ups[0][0] == over_at[0], "the first write at the first poll that sees the queue over target"
+    assert sum(1 for t, _ in ups if t < ups[0][0] + 180) >= 2, "more added while the first new pods load"
+    assert max(t for t, _ in ups) < min(t for t, _ in downs), "all the way up, then down: no flap"
+    assert flaps(loop.history()) == 1
+    assert max(over_at) < 1200, "the queue is back at target long before the load ends"
+    assert loop.replicas == 3  # 2 req/s after the step: 16 running / (8 x 0.8) = 2.5
 
 
 def test_all_pods_starting_holds() -> None:
@@ -300,16 +345,23 @@ def test_scale_to_zero_and_stay() -> None:
     assert "external trigger" in loop.log[-1][1].message
 
 
-def test_tolerance_band_holds_small_excess() -> None:
-    # 4 pods, need = 52.8 / 12 = 4.4 -> 10 % over: inside the band... 4.4/4 = 1.10 -> hold.
-    d = desired_replicas(
-        PolicyState(), pod_samples(4, 52.8, 0.0), make_spec(replicas=4, scale_up_window_seconds=1), 0.0
+def test_tolerance_band_is_below_the_count_only() -> None:
+    spec = make_spec(replicas=4)
+    # Upwards there is no band: 4 pods with 52.8 requests need 52.8 / 12 = 4.4 replicas, so 5.
+    d = desired_replicas(PolicyState(), pod_samples(4, 52.8, 0.0), spec, 0.0)
+    assert (d.replicas, d.reason) == (5, Reason.SCALE_UP)
+    d = desired_replicas(PolicyState(), pod_samples(4, 48.0, 0.0), spec, 0.0)
+    assert (d.replicas, d.reason) == (4, Reason.HOLD)
+    # Downwards a need within 10 % below the count holds (the HPA's tolerance): 10 pods, floor 57.6 / 6.4 = 9.0.
+    tuning = PolicyTuning(capacity_per_replica=8.0)
+    ten = make_spec(replicas=10)
+    assert (
+        desired_replicas(PolicyState(), pod_samples(10, 57.6, 0.0), ten, 0.0, tuning=tuning).signals.recommendation
+        == 10
     )
-    assert d.reason == Reason.HOLD
-    d = desired_replicas(
-        PolicyState(), pod_samples(4, 54.0, 0.0), make_spec(replicas=4, scale_up_window_seconds=1), 0.0
+    assert (
+        desired_replicas(PolicyState(), pod_samples(10, 56.9, 0.0), ten, 0.0, tuning=tuning).signals.recommendation == 9
     )
-    assert d.signals.recommendation == 5
 
 
 def test_capacity_is_learned_from_the_busiest_pod() -> None:

@@ -123,6 +123,11 @@ def test_the_deployment_args_and_env_parse_with_the_real_cli(monkeypatch: pytest
     assert named["metrics"] == args.metrics_port and args.metrics_addr == "0.0.0.0"
 
 
+def strip_tpl(text: str) -> str:
+    """The generated chart RBAC without its ``{{- if }}``/``{{- end }}`` lines (plain YAML of every rule)."""
+    return re.sub(r"^\{\{-.*\}\}$\n?", "", text, flags=re.MULTILINE)
+
+
 def test_the_cluster_role_is_the_table_and_the_chart_is_not_stale() -> None:
     role = by_kind(deploy_docs(), "ClusterRole")
     assert role["rules"] == rbac.cluster_role_rules()
@@ -131,16 +136,49 @@ def test_the_cluster_role_is_the_table_and_the_chart_is_not_stale() -> None:
     assert gen.render_deploy(deploy) == deploy, "run `python hack/gen_rbac.py`"
     chart_role = (ROOT / "charts" / "vlm-operator" / "templates" / "clusterrole.yaml").read_text()
     assert gen.chart_role() == chart_role, "run `python hack/gen_rbac.py`"
-    rules_part = chart_role[chart_role.index("rules:") :]
-    assert yaml.safe_load(rules_part)["rules"] == rbac.cluster_role_rules()
+    # the chart's ClusterRole: every rule cluster-wide, only the cluster-scoped ones with watchNamespaces
+    namespaced_part, _, clusterwide_part = chart_role.partition("{{- else }}")
+    namespaced_part = namespaced_part[namespaced_part.index("rules:") :]
+    assert yaml.safe_load(strip_tpl(clusterwide_part))["rules"] == rbac.cluster_role_rules(rbac.chart_rules())
+    _, cluster = rbac.namespaced_install()
+    assert yaml.safe_load(strip_tpl(namespaced_part))["rules"] == rbac.cluster_role_rules(cluster)
     assert gen.main(["--check"]) == 0
+
+
+def test_a_namespaced_install_splits_the_table_into_role_and_cluster_role() -> None:
+    role, cluster = rbac.namespaced_install()
+    assert {r for rule in cluster for r in rule.resources} == {
+        "nodes",
+        "customresourcedefinitions",
+        "validatingwebhookconfigurations",
+        "vlmplatformprofiles",
+        "namespaces",
+    }
+    assert all(rule.cluster_scoped for rule in cluster) and not any(rule.cluster_scoped for rule in role)
+    assert rbac.NAMESPACED_PEERING in role
+    # the chart owns the webhook configuration: no create on webhook configurations, one patch by name
+    assert rbac.CHART_WEBHOOK_PATCH in cluster
+    assert not rbac.granted("admissionregistration.k8s.io", "validatingwebhookconfigurations", "create", rules=cluster)
+    assert not rbac.granted("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch", rules=cluster)
+    # every namespaced rule of the chart's table is in the Role; only the cluster peering is dropped
+    chart = rbac.chart_rules()
+    assert {r for r in chart if not r.cluster_scoped} | {rbac.NAMESPACED_PEERING} == set(role)
+    assert [r for r in chart if r not in role and r not in cluster] == [
+        r for r in chart if "clusterkopfpeerings" in r.resources
+    ]
 
 
 def test_the_chart_metadata_and_values_parse() -> None:
     chart = yaml.safe_load((ROOT / "charts" / "vlm-operator" / "Chart.yaml").read_text())
     assert chart["apiVersion"] == "v2" and chart["name"] == "vlm-operator" and chart["version"]
     values = yaml.safe_load((ROOT / "charts" / "vlm-operator" / "values.yaml").read_text())
-    assert values["webhook"] == {"port": 9443, "servicePort": 443, "certSecret": ""}
+    assert values["webhook"] == {
+        "port": 9443,
+        "servicePort": 443,
+        "certSecret": "",
+        "certManagerCertificate": "",
+        "url": "",
+    }
     assert values["replicaCount"] == 1 and values["peering"]["name"] == "vlm-operator"
     templates = ROOT / "charts" / "vlm-operator" / "templates"
     used = set()

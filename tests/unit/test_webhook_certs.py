@@ -62,3 +62,12 @@ def test_without_memfd_a_private_folder_is_used_and_removed_at_exit(
     assert callable(fn)
     fn(folder)
     assert not folder.exists()
+
+
+def test_advertised_url_replaces_scheme_host_and_port_only() -> None:
+    from vlm_operator import webhook_server
+
+    got = webhook_server.advertised_url("https://127.0.0.1:9443/validate?x=1", "https://127.0.0.1:40000")
+    assert got == "https://127.0.0.1:40000/validate?x=1"
+    with pytest.raises(ValueError, match=webhook_server.URL_ENV):
+        webhook_server.advertised_url("https://127.0.0.1:9443/validate", "http://lb:80")

@@ -14,6 +14,8 @@ from pydantic import Field, model_validator
 from ._base import CRD_DEFAULT, ApiModel, CelRule
 
 Seconds = Annotated[int, Field(ge=1, le=86_400)]
+#: A window that may be 0 (act on the first reading), as the HPA's ``stabilizationWindowSeconds``.
+WindowSeconds = Annotated[int, Field(ge=0, le=86_400)]
 
 _PROMETHEUS_URL = CelRule(
     rule="!has(self.type) || self.type != 'Prometheus' || has(self.prometheusURL)",
@@ -74,8 +76,10 @@ class ScalingSpec(ApiModel):
     """Waiting requests per ready replica (``vllm:num_requests_waiting``) the autoscaler aims for."""
     max_kv_cache_usage: float | None = Field(default=None, gt=0, le=1)
     """Scale up when the mean KV-cache usage (``vllm:kv_cache_usage_perc``, 0–1) exceeds this; unset ignores it."""
-    scale_up_window_seconds: Seconds = 30
-    """How long the queue must stay above target before scaling up."""
+    scale_up_window_seconds: WindowSeconds = 0
+    """How long the load must stay above target before scaling up; 0 scales up at the first poll that sees it (the
+    HPA's default for scale-up). A VLM pod takes minutes to start, so every second waited here is added to the
+    queue's wait; raise it only to ignore bursts shorter than the window."""
     scale_up_max_step: int = Field(default=2, ge=1, le=1000)
     """Most replicas added in one decision."""
     scale_down_stabilization_seconds: Seconds = 300

@@ -9,13 +9,16 @@ milliseconds. ``docs/autoscaling.md`` explains the rules; the short version:
   requests one pod has been seen running at once (learned; :attr:`PolicyTuning.capacity_per_replica` overrides it).
   A replica at the target holds ``capacity`` running and ``targetQueueDepth`` waiting requests, so ``need`` is the
   number of replicas that would hold today's requests at the target. Optional floors: ``ready × kvUsage /
-  maxKvCacheUsage`` and ``imagesPerSecond / targetImagesPerSecond``. A 10 % tolerance band around the current
-  count (the HPA's default) suppresses changes that would not move the ratio enough.
+  maxKvCacheUsage`` and ``imagesPerSecond / targetImagesPerSecond``. A 10 % tolerance band below the current
+  count (the HPA's default) suppresses scale-downs that would not move the ratio enough; upwards there is none.
 * **Keep.** A scale-down must also leave the remaining pods below :attr:`PolicyTuning.scale_down_utilization` of
   their slots: ``keep = (waiting + running) / (capacity × 0.8)``. Without it the policy would shrink to the point
   where every slot is busy, the queue would grow again and the count would cycle.
-* **Up fast.** Scale up once every recommendation in the last ``scaleUpWindowSeconds`` is above the current count,
-  to the smallest of them, at most ``scaleUpMaxStep`` replicas at a time, never while earlier new pods are starting.
+* **Up fast.** Scale up once every recommendation in the last ``scaleUpWindowSeconds`` (default 0: the first poll
+  that sees it) is above the current count, to the smallest of them, at most ``scaleUpMaxStep`` replicas at a time.
+  Pods still starting count as capacity that will arrive: only the rest is added, at once. While they start, more
+  is added only when the need passes twice the count (:attr:`PolicyTuning.starting_tolerance`), since the queue
+  that grows on the ready pods until they serve is not load the final count must hold.
 * **Down slow.** Scale down to the largest recommendation of the last ``scaleDownStabilizationSeconds``, one
   replica at a time, ``cooldownSeconds`` after any change, and never while a ready pod's reading is missing or stale.
 * ``minReplicas`` / ``maxReplicas`` clamp everything; ``dryRun`` returns the decision without changing replicas.
@@ -85,13 +88,22 @@ class ScalingTargets(Protocol):
 class PolicyTuning:
     """Knobs that ``spec.scaling`` does not (yet) expose; the defaults are what the operator uses."""
 
-    #: Changes whose ``need / current`` ratio is within ``1 ± tolerance`` are skipped. 0.1 is the HPA's default
-    #: (``--horizontal-pod-autoscaler-tolerance``, kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale).
+    #: Scale-downs whose ``need / current`` ratio is at least ``1 - tolerance`` are skipped. 0.1 is the HPA's default
+    #: (``--horizontal-pod-autoscaler-tolerance``, pkg/controller/podautoscaler/config/v1alpha1/defaults.go).
     tolerance: float = 0.1
+    #: Scale-ups whose ratio is at most ``1 + scale_up_tolerance`` are skipped. 0: the queue over its target on busy
+    #: pods is the signal, and a VLM pod takes minutes to start, so a band on the way up only adds to the wait. A
+    #: burst that crosses the target adds a pod; the scale-down rules keep that from turning into a flap.
+    scale_up_tolerance: float = 0.0
     #: A reading older than this many poll intervals counts as missing (``Stale``).
     stale_after_polls: int = 3
-    #: How long not-yet-ready pods block further scale-up. Loading a VLM takes minutes; past this a pod is presumed
-    #: stuck (unschedulable, crash-looping) and no longer holds back a scale-up the load asks for.
+    #: While pods are starting, a further scale-up needs ``need > current × (1 + starting_tolerance)``. The
+    #: starting pods count as capacity that will arrive, but until they do the queue keeps growing on the ready
+    #: pods, and that growth alone would push the count past what the load needs once they serve (and back down:
+    #: a flap). A step whose need outgrows the coming capacity by more than this still adds pods at once.
+    starting_tolerance: float = 1.0
+    #: How long not-yet-ready pods count as capacity coming. Loading a VLM takes minutes; past this a pod is presumed
+    #: stuck (unschedulable, crash-looping) and the ordinary tolerance applies again.
     startup_grace_seconds: float = 900.0
     #: Requests one replica runs at once. ``None`` learns it: the most running requests seen on one pod.
     capacity_per_replica: float | None = None
@@ -116,6 +128,9 @@ class PolicyState:
     last_scale_time: float | None = None
     #: Since when fewer pods are ready than ``replicas`` (new pods starting); ``None`` when all are ready.
     starting_since: float | None = None
+    #: The recommendation the latest scale-up answered (before the step limit): while its pods start, the count may
+    #: still go up to it, a step at a time, without the need having to pass ``starting_tolerance``.
+    asked: int = 0
     #: The most requests seen running on one pod: the learned per-replica capacity.
     peak_running: float = 0.0
     #: Last ``vllm:mm_cache_queries_total`` per pod, as ``(pod, value, timestamp)``, for the items-per-second rate.
@@ -256,11 +271,12 @@ def desired_replicas(
         need_mm = mm_rate / tune.target_mm_items_per_second
     need = max(need_queue, need_kv or 0.0, need_mm or 0.0)
     need_keep = (waiting + running) / (capacity * tune.scale_down_utilization)
-    if current > 0 and need <= current * (1.0 + tune.tolerance):
+    up_bar, down_bar = current * (1.0 + tune.scale_up_tolerance), current * (1.0 - tune.tolerance)
+    if current > 0 and need <= up_bar:
         # Not enough to scale up. Going down is bounded by the utilization floor, which never pushes up by itself
         # (the learned capacity is a lower bound, so the floor may overstate what is needed).
         need = max(need, min(float(current), need_keep))
-    raw = current if current > 0 and abs(need / current - 1.0) <= tune.tolerance else _ceil(need)
+    raw = current if current > 0 and down_bar - _EPS <= need <= up_bar + _EPS else _ceil(need)
     rec = min(hi, max(lo, raw))
     signals = Signals(
         ready=ready,
@@ -293,10 +309,22 @@ def desired_replicas(
 
     # --- up ---------------------------------------------------------------------------------------------------------
     if rec > current:
-        if starting and starting_since is not None and now - starting_since < tune.startup_grace_seconds:
-            # The window restarts once the new pods are ready: only then does the load show what they absorbed.
-            msg = f"{current - ready} of {current} pods still starting; not adding more ({why})"
-            return Decision(current, current, Reason.PODS_STARTING, msg, replace(st, above_since=None), signals)
+        # ``current`` counts the pods still starting: they are capacity that will arrive, so only the rest is added,
+        # now, rather than after they are ready (which would add capacity in rounds of one start-up time). While
+        # they start the queue still grows on the ready pods; only a need well past the coming capacity adds more.
+        coming = starting and starting_since is not None and now - starting_since < tune.startup_grace_seconds
+        # A scale-up decided with no pod starting records the recommendation it answered; while its pods start, the
+        # ramp the step limit held back goes on up to it. Past it, each further step needs the need to outgrow the
+        # coming capacity again, and does not move ``asked``: the queue's growth alone must not ramp to the maximum.
+        limit, asked = (rec, rec) if not coming else (rec, state.asked)
+        if coming and need <= current * (1.0 + tune.starting_tolerance):
+            limit = min(rec, state.asked)
+            if limit <= current:
+                msg = (
+                    f"{current - ready} of {current} pods starting, counted as capacity coming; "
+                    f"more only above a need of {current * (1.0 + tune.starting_tolerance):.1f} ({why})"
+                )
+                return Decision(current, current, Reason.PODS_STARTING, msg, replace(st, above_since=None), signals)
         above_since = state.above_since if state.above_since is not None else now
         st = replace(st, above_since=above_since)
         held = now - above_since
@@ -304,7 +332,9 @@ def desired_replicas(
             msg = f"above target for {held:.0f}s of {spec.scale_up_window_seconds}s ({why})"
             return Decision(current, current, Reason.STABILIZING, msg, st, signals)
         window = [r for t, r in history if t >= now - spec.scale_up_window_seconds]
-        target = min(min(window), current + spec.scale_up_max_step, hi)
+        target = min(min(window), limit, current + spec.scale_up_max_step, hi)
+        if not spec.dry_run:
+            st = replace(st, asked=asked)
         return decide(target, Reason.SCALE_UP, f"{current} → {target}: {why}", st, signals)
 
     st = replace(st, above_since=None)

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness")
     parser.add_argument("--output", choices=["text", "json"], default="text", help="status output format")
     parser.add_argument("--force", action="store_true", help="build: rebuild every binary")
+    parser.add_argument(
+        "--helm", action="store_true", help="build: also build the pinned Helm (for the chart tests) into the cache"
+    )
 
 
 def _log(msg: str) -> None:
@@ -41,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "build":
             print(build.ensure_binaries(log=_log, force=args.force))
+            if args.helm:
+                print(build.ensure_helm(log=_log, force=args.force))
             return 0
         cluster = DevCluster(args.name, args.workdir, log=_log)
         if args.action == "up":

@@ -2,7 +2,7 @@
 
 Why from source: these machines have no Docker engine and no release downloads, only the Go module proxy. The
 recipe (wrapper modules, ``replace`` lines for the k8s staging modules, a separate etcd wrapper) follows
-``shared/design/local-cluster.md`` section 1. A cold build takes minutes on two cores, so every step prints what it
+``devcluster/pins.py``. A cold build takes minutes on two cores, so every step prints what it
 is doing, and a failure names the component and the tail of Go's output.
 """
 
@@ -108,7 +108,7 @@ def _k8s_ldflags() -> str:
 
 def _build_etcd(work: Path, out: Path, run: _Runner) -> None:
     # server/v3's go.mod carries replace directives, so `go install` refuses it; a wrapper module ignores them
-    # (local-cluster.md 1.3, etcd-io/etcd#18501).
+    # (etcd-io/etcd#18501).
     w = work / "etcdw"
     shutil.rmtree(w, ignore_errors=True)
     w.mkdir(parents=True)
@@ -155,7 +155,7 @@ def staging_modules(gomod_text: str) -> list[str]:
 
 def _build_kube(work: Path, out: Path, run: _Runner) -> None:
     # k8s.io/kubernetes requires its staging modules at v0.0.0 with ./staging replaces; a consumer must replace each
-    # with its published v0.X.Y tag (kubernetes/kubernetes#79384; local-cluster.md 1.4).
+    # with its published v0.X.Y tag (kubernetes/kubernetes#79384).
     w = work / "k8sw"
     shutil.rmtree(w, ignore_errors=True)
     w.mkdir(parents=True)
@@ -218,9 +218,59 @@ def ensure_binaries(log: Log = _stderr_log, force: bool = False) -> Path:
     return out
 
 
+def helm_path() -> Path:
+    """Where the pinned Helm lives: ``<cache>/tools/helm-<version>/helm``."""
+    return cache_root() / "tools" / f"helm-{pins.HELM}" / "helm"
+
+
+def _helm_ok(path: Path) -> bool:
+    if not path.is_file() or not os.access(path, os.X_OK):
+        return False
+    try:
+        out = subprocess.run(
+            [str(path), "version", "--template", "{{.Version}}"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.strip() == pins.HELM
+
+
+def ensure_helm(log: Log = _stderr_log, force: bool = False) -> Path:
+    """Build Helm (``helm.sh/helm/v4/cmd/helm`` at :data:`pins.HELM`) from the Go module proxy unless cached.
+
+    One progress line while Go works (a cold build is about 3 minutes on two cores); Go's own output is shown only
+    when the build fails.
+    """
+    out = helm_path()
+    if not force and _helm_ok(out):
+        return out
+    if shutil.which("go") is None:
+        raise BuildError("building Helm needs Go >= 1.26 on PATH; install it from https://go.dev/dl/")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = cache_root() / "tools" / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    log(f"==> building helm {pins.HELM} from the Go module proxy into {out.parent} (a cold build takes minutes)")
+    # The version string is the one Helm's Makefile stamps (helm@v4.3.2:Makefile, LDFLAGS += -X .../version.version)
+    ldflags = f"-s -w -X helm.sh/helm/v4/internal/version.version={pins.HELM}"
+    quiet = _Runner("helm", lambda _msg: None)
+    quiet(
+        ["go", "install", "-ldflags", ldflags, f"helm.sh/helm/v4/cmd/helm@{pins.HELM}"],
+        work,
+        {"GOBIN": str(out.parent)},
+    )
+    if not _helm_ok(out):
+        raise BuildError(f"building helm finished but {out} does not report {pins.HELM}")
+    log(f"==> helm built in {time.monotonic() - t0:.0f}s")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(argv if argv is not None else sys.argv[1:])
     try:
+        if "--helm" in args:
+            print(ensure_helm(force="--force" in args))
+            return 0
         out = ensure_binaries(force="--force" in args)
     except BuildError as exc:
         _stderr_log(f"error: {exc}")

@@ -13,6 +13,10 @@ KUBERNETES = "v1.36.1"
 ETCD = "v3.6.16"
 #: sigs.k8s.io/kwok release; v0.8.0 is built on k8s.io/* v0.36.1 (kwok@v0.8.0:go.mod).
 KWOK = "v0.8.0"
+#: helm.sh/helm/v4 release for the chart tests (lint, template, install). Its go.mod has no replace directives
+#: (helm@v4.3.2:go.mod), so a plain `go install` builds it. Cached apart from the kube binaries: a kube pin change
+#: does not rebuild Helm.
+HELM = "v4.3.2"
 
 
 def staging_version(kubernetes: str = KUBERNETES) -> str:

@@ -6,24 +6,39 @@ Importing this module registers the handlers with kopf's default registry; ``vlm
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
-from vlm_operator import admission, inventory, kube, reconcile, webhook_certs, webhook_server
+from vlm_operator import (
+    admission,
+    inventory,
+    kube,
+    profile_admission,
+    reconcile,
+    webhook_certs,
+    webhook_config,
+    webhook_server,
+)
 from vlm_operator.render import objects
 
 GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
 #: How often every object is reconciled even without events (drift repair); overridable for tests.
 DRIFT_SECONDS = float(os.environ.get("VLM_OPERATOR_DRIFT_SECONDS", "60"))
 WEBHOOK_NAME = "vlm-operator.vlmops.io"
+#: The validating handler's id: kopf serves it at /<id> and names its webhook <id>.<WEBHOOK_NAME>.
+VALIDATE_ID = "validate"
 #: `vlmctl operator run --no-webhook` sets VLM_OPERATOR_WEBHOOK=0 before this module is imported.
 WEBHOOK_ENABLED = os.environ.get("VLM_OPERATOR_WEBHOOK", "1") != "0"
 
 _kube: kube.Kube | None = None
+MANAGED = {"app.kubernetes.io/managed-by": objects.MANAGED_BY}
+MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={objects.MANAGED_BY}"
 
 
 def _client() -> kube.Kube:
@@ -41,6 +56,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="vlmops.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="vlmops.io", key="last-handled")
     settings.watching.server_timeout = 300
+    # Children are watched with a server-side label selector: the API server streams only the operator's own pods,
+    # ReplicaSets and Deployments, not every one in the cluster.
+    for resource in (("", "v1", "pods"), ("apps", "v1", "replicasets"), ("apps", "v1", "deployments")):
+        settings.watching.label_selectors[resource] = MANAGED_SELECTOR
     settings.networking.request_timeout = 60
     if not WEBHOOK_ENABLED:
         return
@@ -64,41 +83,100 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         )
     else:
         settings.admission.server = kopf.WebhookServer(**server_args)
-    settings.admission.managed = WEBHOOK_NAME
+    owner = webhook_config.mode()
+    if owner == "operator":
+        settings.admission.managed = WEBHOOK_NAME
+    elif owner == "chart":  # the chart made the configuration; keep only its CA bundle current (patch by name)
+        names = [webhook_config.webhook_name(VALIDATE_ID, WEBHOOK_NAME)]
+        _client().patch(
+            webhook_config.API_VERSION,
+            webhook_config.KIND,
+            None,
+            WEBHOOK_NAME,
+            webhook_config.ca_bundle_patch(names, Path(files.cafile).read_bytes()),
+        )
+
+
+def _by_owner(namespace: str | None, labels: kopf.Labels, body: kopf.Body) -> dict[tuple[str, str], dict[str, Any]]:
+    owner = labels.get(objects.LABEL_OWNER)
+    if not namespace or not owner:
+        return {}
+    return {(namespace, owner): json.loads(json.dumps(dict(body)))}  # a snapshot, not kopf's live view
+
+
+@kopf.index("", "v1", "pods", labels=MANAGED)
+def vlmd_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The watch-fed cache of each VLMDeployment's pods, keyed by (namespace, owner)."""
+    return _by_owner(namespace, labels, body)
+
+
+@kopf.index("apps", "v1", "replicasets", labels=MANAGED)
+def vlmd_replicasets(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The watch-fed cache of each VLMDeployment's ReplicaSets (the rollback finds the last good template here)."""
+    return _by_owner(namespace, labels, body)
+
+
+def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str, Any]) -> None:
+    """Reconcile with the children read from the indexes (kopf passes them to every handler by name)."""
+    key = (namespace, name)
+    pods, rsets = kwargs.get("vlmd_pods"), kwargs.get("vlmd_replicasets")
+    reconcile.reconcile(
+        _client(),
+        namespace,
+        name,
+        logger,
+        pods=list(pods.get(key, [])) if pods is not None else None,
+        replica_sets=list(rsets.get(key, [])) if rsets is not None else None,
+    )
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **_: Any) -> None:
+def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
-        reconcile.reconcile(_client(), namespace, name, logger)
+        _reconcile(namespace, name, logger, kwargs)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
-def resync_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **_: Any) -> None:
+def resync_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
-        reconcile.reconcile(_client(), namespace, name, logger)
+        _reconcile(namespace, name, logger, kwargs)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": objects.MANAGED_BY})
-@kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": objects.MANAGED_BY})
-def child_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("", "v1", "pods", labels=MANAGED)
+def child_changed(body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
     """A child's status moved (a pod became ready, crashed): recompute the owner's status."""
     owner = body.get("metadata", {}).get("labels", {}).get(objects.LABEL_OWNER)
     ns = body.get("metadata", {}).get("namespace")
     if not owner or not ns:
         return
-    reconcile.reconcile(_client(), ns, owner, logger)
+    _reconcile(ns, owner, logger, kwargs)
 
 
-def validate_vlmd(body: kopf.Body, warnings: list[str], **_: Any) -> None:
+def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: Any) -> None:
     try:
         vlmd = admission.parse(body)
     except ValidationError as exc:
         raise kopf.AdmissionError(f"invalid VLMDeployment: {admission.validation_message(exc)}", code=422) from None
     decision = admission.decide(vlmd.spec, inventory.SHARED.get(_client()))
     warnings.extend(w[:1000] for w in decision.warnings)
+    # platform profiles (VLMPlatformProfile) and GPU quota: limits that check only what this change touches
+    old_spec = None
+    if old and old.get("spec"):
+        try:
+            old_spec = admission.parse(old).spec
+        except ValidationError:
+            old_spec = None
+    meta = body.get("metadata", {})
+    verdict = profile_admission.admission_verdict(
+        _client(), meta.get("namespace", ""), vlmd.spec, old_spec, meta.get("name", "")
+    )
+    decision = admission.with_policy(
+        decision, (str(r) for r in verdict.refusals), verdict.warnings, admission.REASON_PROFILE
+    )
+    warnings.extend(w[:1000] for w in verdict.warnings)
     if not decision.allowed:
         raise kopf.AdmissionError(decision.message, code=422)
 
@@ -114,7 +192,7 @@ if WEBHOOK_ENABLED:
         GROUP,
         VERSION,
         PLURAL,
-        id="validate",
+        id=VALIDATE_ID,
         operations=["CREATE", "UPDATE"],
         ignore_failures=False,
         side_effects=False,

@@ -1,0 +1,140 @@
+"""VLMPlatformProfile on the dev cluster: a profile that does not parse is refused at its own admission (the CRD's
+schema and CEL rules); the operator's webhook refuses what a selected profile forbids, naming the profile and the
+rule; an unchanged field and /scale pass a newer, stricter profile; a deleted profile blocks nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Cluster, wait_until
+from tests.integration.operator_helpers import running_operator
+from tests.integration.test_operator import Operator, apply, sample, vlmd
+
+pytestmark = [pytest.mark.integration, pytest.mark.local_only]
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILE_CRD = ROOT / "crds" / "vlmops.io_vlmplatformprofiles.yaml"
+
+
+def profile(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "vlmops.io/v1alpha1", "kind": "VLMPlatformProfile", "metadata": {"name": name}, "spec": spec}
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    cluster.kubectl("apply", "--server-side", "-f", str(PROFILE_CRD))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/vlmplatformprofiles.vlmops.io", "--timeout=60s")
+    with running_operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log") as op:
+        yield op
+
+
+@pytest.fixture
+def team_profile(cluster: Cluster, namespace: str, operator: Operator) -> Iterator[str]:
+    name = f"limits-{namespace}"
+    cluster.kubectl("label", "namespace", namespace, f"vlmops.io/team={namespace}")
+    doc = profile(
+        name,
+        namespaceSelector={"matchLabels": {"vlmops.io/team": namespace}},
+        maxGPUsPerReplica=1,
+        maxGPUsPerDeployment=2,
+        requiredFitCheck="Enforce",
+    )
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "vlmplatformprofile", name, "--ignore-not-found")
+
+
+def test_a_profile_that_does_not_parse_is_refused_at_its_own_admission(cluster: Cluster, operator: Operator) -> None:
+    bad = profile("bad-numbers", maxGPUsPerReplica=8, maxGPUsPerDeployment=4)
+    res = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(bad), check=False)
+    assert res.returncode != 0 and "maxGPUsPerReplica cannot exceed maxGPUsPerDeployment" in res.stderr, res.stderr
+    typo = profile("bad-mode", requiredFitCheck="Sometimes")
+    res = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(typo), check=False)
+    assert res.returncode != 0 and "requiredFitCheck" in res.stderr, res.stderr
+
+
+def test_the_webhook_refuses_naming_the_profile_and_the_rule(
+    cluster: Cluster, namespace: str, team_profile: str
+) -> None:
+    wide = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.engine.tensorParallelSize": 2})
+    res = apply(cluster, wide, check=False)
+    assert res.returncode != 0, res.stdout
+    assert f"VLMPlatformProfile {team_profile}, rule maxGPUsPerReplica" in res.stderr, res.stderr
+    assert "2 GPUs per replica exceed the 1 allowed" in res.stderr
+    warn = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.fitCheck": "Warn"})
+    res = apply(cluster, warn, check=False)
+    assert res.returncode != 0 and "rule requiredFitCheck" in res.stderr and "spec.fitCheck" in res.stderr
+    ok = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.scaling.replicas": 2})
+    assert apply(cluster, ok).returncode == 0
+
+
+def test_a_stricter_profile_never_blocks_unchanged_fields_or_scale(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    # created before any profile selects the namespace
+    doc = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.engine.tensorParallelSize": 2, "spec.fitCheck": "Warn"})
+    name = doc["metadata"]["name"]
+    apply(cluster, doc)
+    stricter = f"stricter-{namespace}"
+    cluster.kubectl("label", "namespace", namespace, f"vlmops.io/team={namespace}")
+    sel = {"matchLabels": {"vlmops.io/team": namespace}}
+    p = profile(stricter, namespaceSelector=sel, maxGPUsPerReplica=1, requiredFitCheck="Enforce")
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(p))
+    try:
+        doc["spec"]["engine"]["maxModelLen"] = 2048  # an unrelated change
+        apply(cluster, doc)
+        cluster.kubectl("scale", "vlmd", name, "-n", namespace, "--replicas=2")
+        cluster.kubectl("annotate", "vlmd", name, "-n", namespace, "team/owner=a")
+        assert vlmd(cluster, namespace, name)["spec"]["engine"]["maxModelLen"] == 2048
+        # touching a policed field is checked
+        doc["spec"]["engine"]["tensorParallelSize"] = 4
+        res = apply(cluster, doc, check=False)
+        assert res.returncode != 0 and f"VLMPlatformProfile {stricter}, rule maxGPUsPerReplica" in res.stderr
+    finally:
+        cluster.kubectl("delete", "vlmplatformprofile", stricter, "--ignore-not-found")
+    # the profile is gone: nothing is blocked any more
+    doc["spec"]["engine"]["tensorParallelSize"] = 4
+    assert apply(cluster, doc).returncode == 0
+
+
+def test_gpu_quota_warns_by_default_and_refuses_under_enforce(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "team-gpus", "namespace": namespace},
+        "spec": {"hard": {"requests.nvidia.com/gpu": "2"}},
+    }
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(quota))
+    wait_until(
+        lambda: cluster.get_json("resourcequota", "team-gpus", "-n", namespace).get("status", {}).get("hard"),
+        "the quota controller to fill status.hard",
+    )
+    big = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.scaling.replicas": 3})
+    res = apply(cluster, big)
+    assert "3 replica(s) x 1 GPU(s) = 3 nvidia.com/gpu exceed what ResourceQuota team-gpus leaves: hard 2" in res.stderr
+    # under a profile with quotaCheck: Enforce the same spec is refused, naming the profile and the rule
+    name = f"quota-{namespace}"
+    cluster.kubectl("label", "namespace", namespace, f"vlmops.io/team={namespace}")
+    sel = {"matchLabels": {"vlmops.io/team": namespace}}
+    cluster.kubectl(
+        "apply", "-f", "-", input=yaml.safe_dump(profile(name, namespaceSelector=sel, quotaCheck="Enforce"))
+    )
+    try:
+        other = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.scaling.replicas": 4})
+        other["metadata"]["name"] = "over-quota"
+        res = apply(cluster, other, check=False)
+        assert res.returncode != 0 and f"(VLMPlatformProfile {name}, rule quotaCheck)" in res.stderr, res.stderr
+        # the existing one is not blocked by the newer profile when the change leaves its size alone
+        big["spec"]["engine"]["maxModelLen"] = 2048
+        assert apply(cluster, big).returncode == 0
+    finally:
+        cluster.kubectl("delete", "vlmplatformprofile", name, "--ignore-not-found")
