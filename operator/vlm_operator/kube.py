@@ -30,6 +30,8 @@ _PLURALS = {
     ("apps/v1", "ReplicaSet"): "replicasets",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("vlmops.io/v1alpha1", "VLMDeployment"): "vlmdeployments",
+    ("kopf.dev/v1", "ClusterKopfPeering"): "clusterkopfpeerings",
+    ("kopf.dev/v1", "KopfPeering"): "kopfpeerings",
     ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): "validatingwebhookconfigurations",
     ("v1", "Namespace"): "namespaces",
     ("v1", "ResourceQuota"): "resourcequotas",
@@ -98,6 +100,12 @@ class Kube:
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         return self._get_or_none(_path(api_version, kind, namespace, name))
+
+    def api_resources(self, group_version: str) -> set[str]:
+        """The resource names (plurals) the API server serves for ``group_version``; empty when it serves none."""
+        base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+        found = self._get_or_none(base)
+        return {r["name"] for r in (found or {}).get("resources", [])}
 
     def list(
         self,
