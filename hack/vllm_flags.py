@@ -15,16 +15,16 @@ How it works
 * vLLM is never imported. The Python sources are read from the archive and the argparse construction code is
   interpreted *abstractly* over the ``ast``:
   - 0.4.x-0.5.1: ``make_arg_parser()`` in ``vllm/entrypoints/openai/cli_args.py`` (the OpenAI api_server); the
-    command was ``python -m vllm.entrypoints.openai.api_server --model M`` (vllm-facts.md 1b, "Positional model
-    argument": ``vllm serve MODEL`` exists since v0.5.2, #5090).
+    command was ``python -m vllm.entrypoints.openai.api_server --model M`` (``vllm serve MODEL`` exists since
+    v0.5.2, vLLM #5090).
   - 0.5.2-0.7.x: the ``serve`` sub-parser built in ``vllm/scripts.py:main``.
   - later: ``ServeSubcommand.subparser_init`` in ``vllm/entrypoints/cli/serve.py``.
   Calls such as ``EngineArgs.add_cli_args(parser)``, ``make_arg_parser(parser)``, ``FrontendArgs.add_cli_args``,
   ``cls._customize_cli_kwargs(kwargs)`` are followed. ``parser.add_argument("--x", ...)`` records a flag.
 * From 2025 most flags are generated from config dataclass fields, ``parser.add_argument("--max-model-len",
-  **model_kwargs["max_model_len"])`` with ``model_kwargs = get_kwargs(ModelConfig)`` (vllm-facts.md section 1:
-  "most flags are generated from dataclass fields"). ``get_kwargs`` is emulated from the field annotations with the
-  rules of ``vllm/engine/arg_utils.py:_compute_kwargs``: a bool field becomes ``argparse.BooleanOptionalAction``
+  **model_kwargs["max_model_len"])`` with ``model_kwargs = get_kwargs(ModelConfig)`` (vllm/engine/arg_utils.py).
+  ``get_kwargs`` is emulated from the field annotations with the rules of
+  ``vllm/engine/arg_utils.py:_compute_kwargs``: a bool field becomes ``argparse.BooleanOptionalAction``
   (``--x`` and ``--no-x``), a Literal gives ``choices``, list/tuple/set give ``nargs="+"``, a dict or a config
   dataclass takes JSON, int/float/str take a value.
 * Conditions the interpreter cannot decide (``if not ("serve" in sys.argv ...)``) take both branches.

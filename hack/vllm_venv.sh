@@ -9,7 +9,7 @@
 # successful install, so an interrupted install is redone on the next run.
 #
 # vLLM from PyPI pulls torch and the CUDA libraries (about 10 GB installed for 0.11.0, see
-# shared/design/vllm-facts.md). If plain PyPI fails, we retry once with the PyTorch CPU wheel index as an extra index.
+# vllm/platforms/__init__.py). If plain PyPI fails, we retry once with the PyTorch CPU wheel index as an extra index.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

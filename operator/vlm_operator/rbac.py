@@ -62,8 +62,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "apps",
         ("replicasets",),
-        ("list",),
-        "the rollout reads the Deployment's ReplicaSets (which template is rolling out, the last good one)",
+        ("list", "watch"),
+        "the rollout reads the Deployment's ReplicaSets (the last good template) from a watch-fed index",
     ),
     Rule(
         "",

@@ -12,13 +12,13 @@ import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
-from vlm_operator import admission, fitcheck, inventory, rollout, status
+from vlm_operator import admission, fitcheck, inventory, profile_admission, rollout, status
 from vlm_operator import metrics as op_metrics
 from vlm_operator.api import VLMDeployment
 from vlm_operator.autoscale import report as scaling_report
@@ -106,14 +106,85 @@ def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tupl
     return tuple(sorted(found, key=lambda p: p.pod))
 
 
+#: How the reconciler reads the cluster for a surge decision: pod spec -> ({node: free GPUs}, every non-terminal pod
+#: bound in the cluster). One snapshot for both, so the surge pods this object holds and the free GPUs agree (the
+#: watch-fed pod index may lag a pod the ReplicaSet controller just created). Called only while a rollout runs;
+#: raises when the cluster cannot be read (a namespace-scoped install without nodes/pods list).
+FreeGPUs = Callable[[Mapping[str, Any]], "tuple[dict[str, int], list[dict[str, Any]]]"]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything one reconcile reads, gathered once by :func:`observe` (from the watch-fed caches when the
+    operator runs, by LIST otherwise); :func:`decide` is a pure function of it."""
+
+    body: dict[str, Any]
+    #: the VLMDeployment's Deployment, or None
+    live: dict[str, Any] | None
+    #: this object's pods and ReplicaSets (label selector of :func:`objects.selector_string`)
+    pods: list[dict[str, Any]]
+    replica_sets: list[dict[str, Any]]
+    #: GFD product -> the most allocatable GPUs one node has (:mod:`vlm_operator.inventory`)
+    inventory: Mapping[str, int]
+    now: dt.datetime
+    free_gpus: FreeGPUs
+
+
+@dataclass
+class Decision:
+    """What :func:`decide` concluded: the children to apply, the rollout view, the events, and why (``details``)."""
+
+    plan: Plan
+    refused: str | None
+    deployment: dict[str, Any] | None
+    others: list[dict[str, Any]]
+    roll: _RolloutView
+    template_hash: str
+    details: list[str]
+
+
+def observe(
+    kube: Kube,
+    body: dict[str, Any],
+    pods: list[dict[str, Any]] | None = None,
+    replica_sets: list[dict[str, Any]] | None = None,
+) -> Observation:
+    """Read what the decision needs. ``pods`` / ``replica_sets`` come from the operator's watch-fed indexes
+    (handlers pass them); without them (CLI, tests, a resync before the index is warm) they are listed once."""
+    meta = body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    live = kube.get("apps/v1", "Deployment", ns, name)
+    selector = objects.selector_string(name)
+    if pods is None:
+        pods = kube.list("v1", "Pod", ns, selector) if live else []
+    if replica_sets is None:
+        replica_sets = kube.list("apps/v1", "ReplicaSet", ns, selector) if live else []
+
+    def free_gpus(pod_spec: Mapping[str, Any]) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        nodes = kube.list("v1", "Node", None)
+        bound = kube.list("v1", "Pod", None, field_selector="status.phase!=Succeeded,status.phase!=Failed")
+        return rollout.free_gpus(nodes, bound, pod_spec), list(bound)
+
+    return Observation(
+        body, live, list(pods), list(replica_sets), inventory.SHARED.get(kube), dt.datetime.now(dt.UTC), free_gpus
+    )
+
+
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
-def reconcile(kube: Kube, namespace: str, name: str, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
-    """Reconcile one VLMDeployment. Watch events, the drift timer and child events can all ask at once; they are
-    serialized per object, and each run reads the object afresh so it never writes a status computed from a stale
-    view over a newer one."""
+def reconcile(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    pods: list[dict[str, Any]] | None = None,
+    replica_sets: list[dict[str, Any]] | None = None,
+) -> None:
+    """Reconcile one VLMDeployment: observe, decide, act. Watch events, the drift timer and child events can all
+    ask at once; they are serialized per object, and each run reads the object afresh so it never writes a status
+    computed from a stale view over a newer one."""
     with _locks_guard:
         lock = _locks.setdefault((namespace, name), threading.Lock())
     with lock, op_metrics.reconcile_timer(namespace, name):
@@ -121,17 +192,22 @@ def reconcile(kube: Kube, namespace: str, name: str, logger: logging.Logger | lo
         if body is None or body["metadata"].get("deletionTimestamp"):
             op_metrics.forget(namespace, name)
             return
-        _reconcile(kube, body, logger)
+        _reconcile(kube, body, logger, pods, replica_sets)
 
 
-def _reconcile(kube: Kube, body: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+def _reconcile(
+    kube: Kube,
+    body: dict[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    pods: list[dict[str, Any]] | None = None,
+    replica_sets: list[dict[str, Any]] | None = None,
+) -> None:
     meta = body["metadata"]
-    ns, name = meta["namespace"], meta["name"]
     generation = int(meta.get("generation", 1))
     old_status: dict[str, Any] = body.get("status") or {}
     prev_conds = tuple(old_status.get("conditions") or [])
     try:
-        vlmd = admission.parse(body)
+        vlmd = admission.parse(profile_admission.with_defaults(kube, body))  # a profile's defaults, never stored
     except ValidationError as exc:
         msg = f"the spec is invalid: {admission.validation_message(exc)}"
         obs = status.Observed(
@@ -145,63 +221,97 @@ def _reconcile(kube: Kube, body: dict[str, Any], logger: logging.Logger | loggin
         )
         _write_status(kube, body, status.compute_status(obs, _now()), logger)
         return
+    observation = observe(kube, body, pods, replica_sets)
+    decision = decide(vlmd, observation, logger)
+    act(kube, vlmd, observation, decision, logger)
 
-    desired_replicas = vlmd.spec.scaling.replicas
-    plan = build_plan(vlmd, inventory.SHARED.get(kube))
-    fit = plan.fit
-    refused = plan.refused
-    # A refused spec is a permanent failure until the spec changes: status says why, and the handler returns
-    # normally (no exception, so kopf does not retry it forever).
-    template_hash = (
-        plan.desired[0]["spec"]["template"]["metadata"]["annotations"][objects.ANN_SPEC_HASH] if plan.desired else ""
-    )
-    live = kube.get("apps/v1", "Deployment", ns, name)
-    pods = kube.list("v1", "Pod", ns, objects.selector_string(name)) if live else []
-    running_hash = _template_hash(live)
-    last_good = old_status.get("lastGoodPodTemplateHash")
-    current = live
-    roll = _RolloutView()
-    if refused is None:
-        roll = _decide_rollout(kube, vlmd, plan, body, live, pods, template_hash, last_good, logger)
-        dep = objects.deployment(vlmd, plan.render, roll.strategy, roll.template, roll.annotations)
-        current = _apply_if_changed(kube, dep, logger, live) or live
-        for obj in plan.desired[1:]:
+
+def decide(vlmd: VLMDeployment, obs: Observation, logger: Any = None) -> Decision:
+    """Pure (given ``obs.free_gpus``): the refusal policy, the rendered children and the rollout decision."""
+    plan = build_plan(vlmd, obs.inventory)
+    details: list[str] = []
+    if plan.refused is not None:
+        details.append(plan.refused)
+        return Decision(plan, plan.refused, None, [], _RolloutView(), "", details)
+    template = plan.desired[0]["spec"]["template"]
+    template_hash = template["metadata"]["annotations"][objects.ANN_SPEC_HASH]
+    roll = decide_rollout(vlmd, plan, obs, template_hash, logger)
+    # Render once: the pod template rendered by build_plan is reused unless the rollout went back to a good one.
+    dep = objects.deployment(vlmd, plan.render, roll.strategy, roll.template or template, roll.annotations)
+    if roll.rolled_back:
+        details.append(roll.rolled_back)
+    if roll.decision is not None:
+        details.append(f"rollout: {roll.decision.reason}: {roll.decision.message}")
+    if roll.waiting:
+        details.append(roll.waiting)
+    return Decision(plan, None, dep, plan.desired[1:], roll, template_hash, details)
+
+
+def act(kube: Kube, vlmd: VLMDeployment, obs: Observation, d: Decision, logger: Any) -> None:
+    """Apply what changed, record the rollout's event, and write status once."""
+    body = obs.body
+    meta = body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    current = obs.live
+    running_hash = _template_hash(obs.live)
+    if d.deployment is not None:
+        current = _apply_if_changed(kube, d.deployment, logger, obs.live) or obs.live
+        for obj in d.others:
             _apply_if_changed(kube, obj, logger)
-        if roll.event is not None:
-            _event(kube, body, *roll.event, logger)
+        if d.roll.event is not None:
+            _event(kube, body, *d.roll.event, logger)
         running_hash = _template_hash(current)
+    new_status = status_for(vlmd, obs, d, current, running_hash)
+    fit = d.plan.fit
+    op_metrics.observe_object(ns, name, desired=vlmd.spec.scaling.replicas, status=new_status, verdict=fit.verdict)
+    if d.details:
+        logger.debug(f"{ns}/{name}: " + "; ".join(d.details))
+    _write_status(kube, body, new_status, logger)
 
+
+def status_for(
+    vlmd: VLMDeployment,
+    obs: Observation,
+    d: Decision,
+    current: dict[str, Any] | None,
+    running_hash: str | None,
+) -> dict[str, Any]:
+    """Pure: the whole status after ``act`` applied ``d`` (``current`` is the Deployment as it now is)."""
+    body = obs.body
+    meta = body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    old_status: dict[str, Any] = body.get("status") or {}
+    last_good = old_status.get("lastGoodPodTemplateHash")
+    fit, roll, refused = d.plan.fit, d.roll, d.refused
     dep_status = current.get("status", {}) if current else None
-    obs = status.Observed(
-        generation=generation,
-        desired_replicas=desired_replicas,
+    observed = status.Observed(
+        generation=int(meta.get("generation", 1)),
+        desired_replicas=vlmd.spec.scaling.replicas,
         fit=status.FitResult(fit.verdict, fit.message, fit.summary),
         deployment_status=dep_status,
         deployment_generation=current["metadata"].get("generation") if current else None,
         refused=refused,
-        refused_reason=plan.decision.reason or "DoesNotFit",
+        refused_reason=d.plan.decision.reason or "DoesNotFit",
         selector=objects.selector_string(name),
         url=objects.url(vlmd),
-        gpu=fitcheck.gpu_label(vlmd.spec, objects.gpus_per_replica(vlmd.spec)),
+        gpu=fitcheck.gpu_label(vlmd.spec, vlmd.spec.engine.gpus_per_pod),
         engine_version=vlmd.spec.engine.version,
-        effective_args=_effective_args(plan, refused, roll),
-        pod_template_hash=running_hash if refused is not None or roll.template is not None else template_hash,
+        effective_args=_effective_args(d.plan, refused, roll),
+        pod_template_hash=running_hash if refused is not None or roll.template is not None else d.template_hash,
         last_good_pod_template_hash=last_good,
-        problems=_pod_problems(pods, running_hash),
+        problems=_pod_problems(obs.pods, running_hash),
         rolled_back=roll.rolled_back,
         waiting=roll.waiting,
         strategy=roll.decision.message if roll.decision else None,
         deadline_exceeded=_deadline_exceeded(dep_status),
-        previous_conditions=prev_conds,
+        previous_conditions=tuple(old_status.get("conditions") or []),
         scaling=_scaling_conditions(vlmd, ns, name),
     )
-    new_status = status.compute_status(obs, _now())
-    op_metrics.observe_object(ns, name, desired=desired_replicas, status=new_status, verdict=fit.verdict)
-    ready = status.condition_true(new_status, "Ready")
-    if ready and running_hash:
+    new_status = status.compute_status(observed, _now())
+    if status.condition_true(new_status, "Ready") and running_hash:
         # Ready means every replica runs the Deployment's current template: that template is the last good one.
         new_status["lastGoodPodTemplateHash"] = running_hash
-    _write_status(kube, body, new_status, logger)
+    return new_status
 
 
 def _effective_args(plan: Plan, refused: str | None, roll: _RolloutView) -> tuple[str, ...]:
@@ -248,11 +358,11 @@ class _RolloutView:
     event: tuple[str, str, str] | None = None  # (type, reason, message)
 
 
-def _good_template(kube: Kube, ns: str, name: str, good_hash: str, live: dict[str, Any]) -> dict[str, Any] | None:
+def _good_template(replica_sets: list[dict[str, Any]], good_hash: str, live: dict[str, Any]) -> dict[str, Any] | None:
     """The pod template of the Deployment's ReplicaSet that ran ``good_hash`` (revisionHistoryLimit keeps it), with
     the controller's ``pod-template-hash`` label dropped so that the Deployment adopts that ReplicaSet again."""
     uid = live["metadata"].get("uid")
-    for rs in kube.list("apps/v1", "ReplicaSet", ns, objects.selector_string(name)):
+    for rs in replica_sets:
         owners = rs["metadata"].get("ownerReferences") or []
         if not any(o.get("uid") == uid for o in owners):
             continue
@@ -265,23 +375,25 @@ def _good_template(kube: Kube, ns: str, name: str, good_hash: str, live: dict[st
     return None
 
 
-def _decide_rollout(
-    kube: Kube,
-    vlmd: VLMDeployment,
-    plan: Plan,
-    body: dict[str, Any],
-    live: dict[str, Any] | None,
-    pods: list[dict[str, Any]],
-    desired_hash: str,
-    last_good: str | None,
-    logger: Any,
+def _owned_by(pod: Mapping[str, Any], namespace: str, name: str) -> bool:
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    want = objects.labels_for(name)
+    return meta.get("namespace") == namespace and all(labels.get(k) == v for k, v in want.items())
+
+
+def decide_rollout(
+    vlmd: VLMDeployment, plan: Plan, obs: Observation, desired_hash: str, logger: Any = None
 ) -> _RolloutView:
-    """Roll back a failed revision (or stay rolled back), and pick surge or in-place while a rollout runs."""
+    """Roll back a failed revision (or stay rolled back), and pick surge or in-place while a rollout runs.
+    Pure given ``obs`` (``obs.free_gpus`` is read only when a surge is considered)."""
     view = _RolloutView()
+    live, pods = obs.live, obs.pods
     if live is None:
         return view  # creation: no old pods, the default strategy is as good as any
-    meta = body["metadata"]
+    meta = obs.body["metadata"]
     ns, name, generation = meta["namespace"], meta["name"], int(meta.get("generation", 1))
+    last_good = (obs.body.get("status") or {}).get("lastGoodPodTemplateHash")
     spec = vlmd.spec
     running_hash = _template_hash(live)
     record = rollout.RollbackRecord.decode(live["metadata"].get("annotations"))
@@ -289,7 +401,7 @@ def _decide_rollout(
 
     if record is not None and record.failed_hash == desired_hash and spec.rollout.auto_rollback:
         # Still rolled back: the spec renders the template that failed; keep the good one until the template changes.
-        tmpl = _good_template(kube, ns, name, record.good_hash, live)
+        tmpl = _good_template(obs.replica_sets, record.good_hash, live)
         if tmpl is None and running_hash == record.good_hash:
             tmpl = live["spec"]["template"]
         if tmpl is not None:
@@ -299,21 +411,20 @@ def _decide_rollout(
         budget = objects.startup_budget_seconds(spec, plan.render.weights_gib)
         revision = [rollout.PodHealth.of(p) for p in pods]
         verdict = rollout.assess_revision(
-            [p for p in revision if p.template_hash == running_hash],
-            spec.rollout.failure_threshold,
-            budget,
-            dt.datetime.now(dt.UTC),
+            [p for p in revision if p.template_hash == running_hash], spec.rollout.failure_threshold, budget, obs.now
         )
         if rollout.should_roll_back(spec.rollout, verdict, running_hash, last_good):
-            tmpl = _good_template(kube, ns, name, last_good, live)
+            tmpl = _good_template(obs.replica_sets, last_good, live)
             if tmpl is None:
-                logger.warning(f"Pod template {running_hash} failed but no ReplicaSet of {last_good} is left")
+                if logger is not None:
+                    logger.warning(f"Pod template {running_hash} failed but no ReplicaSet of {last_good} is left")
             else:
                 record = rollout.RollbackRecord(desired_hash, last_good, generation, verdict.message)
                 view.template, view.annotations = tmpl, {rollout.ANN_ROLLBACK: record.encode()}
                 view.rolled_back, apply_hash = record.status_message(), last_good
                 view.event = ("Warning", "RolledBack", record.status_message())
-                logger.warning(f"Rolling back {ns}/{name} to pod template {last_good}: {verdict.message}")
+                if logger is not None:
+                    logger.warning(f"Rolling back {ns}/{name} to pod template {last_good}: {verdict.message}")
 
     revision_pods = [
         p for p in pods if (p["metadata"].get("annotations") or {}).get(objects.ANN_SPEC_HASH) == apply_hash
@@ -336,17 +447,18 @@ def _decide_rollout(
         return view
 
     free: dict[str, int] | None = None
-    gpus = objects.gpus_per_replica(spec)
+    gpus = spec.engine.gpus_per_pod
     held = 0
     if spec.rollout.surge_policy == "Auto" and spec.rollout.max_surge >= 1 and pending is None:
         pod_spec = (view.template or plan.desired[0]["spec"]["template"])["spec"]
+        own = pods
         try:
-            nodes = kube.list("v1", "Node", None)
-            bound = kube.list("v1", "Pod", None, field_selector="status.phase!=Succeeded,status.phase!=Failed")
-            free = rollout.free_gpus(nodes, bound, pod_spec)
+            free, bound = obs.free_gpus(pod_spec)
+            own = [p for p in bound if _owned_by(p, ns, name)]  # the same snapshot as the free GPUs
         except Exception as exc:  # RBAC without nodes/pods list (namespace-scoped install): replace in place
-            logger.warning(f"Could not read free GPUs ({exc}); replacing pods in place")
-        held = max(0, rollout.bound_pods(pods) - spec.scaling.replicas)
+            if logger is not None:
+                logger.warning(f"Could not read free GPUs ({exc}); replacing pods in place")
+        held = max(0, rollout.bound_pods(own) - spec.scaling.replicas)
     decision = rollout.choose_strategy(
         spec.rollout, gpus, free, held, pending, fitcheck.gpu_label(spec, gpus).split("x ", 1)[-1]
     )

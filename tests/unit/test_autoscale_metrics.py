@@ -2,7 +2,7 @@
 
 The fixtures are ``/metrics`` bodies in the exact form vLLM serves them (vLLM exposes its metrics with
 ``prometheus_client``, so these were produced by ``prometheus_client.generate_latest`` from the metric names, help
-strings and labels in vLLM's source at each release; see ``shared/design/vllm-facts.md`` §2).
+strings and labels in vLLM's source at each release; vllm/v1/metrics/loggers.py).
 """
 
 from __future__ import annotations

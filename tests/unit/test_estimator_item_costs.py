@@ -171,3 +171,27 @@ def test_releases_before_the_factorised_profile_profile_a_square() -> None:
     assert tokens.modality_costs(facts, costs, kwargs=kw, version=(0, 11, 0))["image"].exceeds_vllm_profile
     assert "#29692" in tokens.modality_costs(facts, costs, kwargs=kw, version=(0, 11, 0))["image"].note
     assert not tokens.modality_costs(facts, costs, kwargs=kw, version=(0, 12, 0))["image"].exceeds_vllm_profile
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"min_pixels": 3136, "max_pixels": 12845056},  # the default: no scan needed
+        {"min_pixels": 200704, "max_pixels": 1003520},
+        {"min_pixels": 401408, "max_pixels": 501760},
+        {"min_pixels": 1003520, "max_pixels": 1003520},
+    ],
+)
+def test_no_image_below_min_pixels_beats_the_worst_case(kw: dict[str, int]) -> None:
+    """Whether or not the below-min_pixels scan runs (it is skipped when the upscale cannot reach max_pixels), a grid
+    of thin and square images under min_pixels never costs more than the reported worst case."""
+    facts = catalog.lookup(QWEN)
+    worst = tokens.max_image_tokens(facts, kw).embeds
+    lo = kw["min_pixels"]
+    for short in (1, 2, 5, 13, 28, 29, 55, 56, 57, 100, 200, 300, 500):
+        for aspect in (1, 2, 7, 33, 120, 199):
+            long = short * aspect
+            if short * long >= lo:
+                continue
+            for w, h in ((long, short), (short, long)):
+                assert tokens.image_tokens(facts, w, h, kw).embeds <= worst, (w, h)

@@ -1,4 +1,4 @@
-"""Tokens per image: the family formulas against the worked values in shared/design/vllm-facts.md §4.
+"""Tokens per image: the family formulas against the worked values of vLLM's models/<family>.py.
 
 Those values were computed from vLLM's in-tree formulas (``get_num_image_tokens`` /
 ``get_image_size_with_most_features``) by a separate scratch script, so agreement is a real cross-check, not a
@@ -38,7 +38,7 @@ def test_llava_next_worst_case() -> None:
 
 def test_llava_onevision_base_and_scaled_down() -> None:
     assert image("llava-hf/llava-onevision-qwen2-7b-ov-hf", 384, 384).embeds == 1485
-    # facts §4: "vLLM profiles 1153x944 -> 8,748 (a scan found 8,765)"
+    # llava_onevision.py: "vLLM profiles 1153x944 -> 8,748 (a scan found 8,765)"
     assert image("llava-hf/llava-onevision-qwen2-7b-ov-hf", 1153, 944).embeds == 8748
     assert worst("llava-hf/llava-onevision-qwen2-7b-ov-hf").embeds == 8765
 
@@ -93,18 +93,18 @@ def test_phi35_vision_num_crops() -> None:
 
 
 def test_phi4mm_profiles_the_tall_1x36_grid() -> None:
-    # vLLM profiles 448 x (448 * dynamic_hd): 256 + 1 + 16 + 16 * 576 + 576 = 10,065 (facts §4)
+    # vLLM profiles 448 x (448 * dynamic_hd): 256 + 1 + 16 + 16 * 576 + 576 = 10,065 (phi4mm.py)
     assert worst("microsoft/Phi-4-multimodal-instruct").prompt == 10065
     assert worst("microsoft/Phi-4-multimodal-instruct", dynamic_hd=16).prompt == 273 + 16 * 16 * 16 + 16 * 16
     # 1920x1080: ceil -> 5x3 crops (<= 36, so no aspect search), the 84 px of vertical padding drop 6 feature rows:
-    # 80 x 45 + 45 + 273. facts §4 lists 7,392, which skips vLLM's "crops <= dynamic_hd" branch
+    # 80 x 45 + 45 + 273. A hand count of 7,392 skips vLLM's "crops <= dynamic_hd" branch
     assert image("microsoft/Phi-4-multimodal-instruct", 1920, 1080).prompt == 3918
     assert image("microsoft/Phi-4-multimodal-instruct", 448, 448).prompt == 273 + 256 + 16
 
 
 def test_idefics3_and_smolvlm() -> None:
     assert worst("HuggingFaceM4/Idefics3-8B-Llama3").embeds == 17 * 169
-    # small images are scaled up to the longest edge (facts §4 note): 640x480 -> 4x3 tiles + global
+    # small images are scaled up to the longest edge (phi4mm.py): 640x480 -> 4x3 tiles + global
     assert image("HuggingFaceM4/Idefics3-8B-Llama3", 640, 480).embeds == 13 * 169
     # Idefics3Processor._get_num_multimodal_tokens for 1000x700 (3x4 tiles), "\n\n" counted as two tokens; the
     # processor tier (tests/processors) checks this on 26 sizes against transformers itself

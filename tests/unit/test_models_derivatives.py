@@ -233,3 +233,20 @@ def test_derivative_weights_match_public_logs(record_id: str, model_id: str, ext
     )
     got = estimate(req).weights_bytes / 1024**3
     assert got == pytest.approx(rec["observed"]["weights_gib"], rel=0.01)
+
+
+def test_a_quantized_checkpoint_directory_takes_its_base_models_exact_count(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from vlm_operator.models.local import read_model_dir
+
+    base = catalog.expand(next(e for e in catalog.raw_entries() if e["id"] == "Qwen/Qwen2.5-VL-32B-Instruct"))
+    d = Path(str(tmp_path))
+    config = dict(base["config"], quantization_config={"quant_method": "awq", "bits": 4, "group_size": 128})
+    (d / "config.json").write_text(json.dumps(config))
+    facts = read_model_dir(d, "local/qwen-32b-awq")
+    assert facts.total_params == base["total_params"]
+    assert facts.quantization is not None and facts.quantization.method == "awq"
+    # an architecture the catalog does not list keeps the computed count
+    (d / "config.json").write_text(json.dumps(dict(config, num_hidden_layers=7)))
+    assert read_model_dir(d).total_params is None

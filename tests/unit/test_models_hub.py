@@ -117,12 +117,15 @@ def test_sharded_checkpoint_counts_every_shard(hub: FakeHub, tmp_path: Path) -> 
 
 
 def test_quantized_and_bin_only_checkpoints_use_the_architecture_count(hub: FakeHub, tmp_path: Path) -> None:
+    """A quantized checkpoint's stored elements are not its parameters: it takes the exact count of the catalog model
+    with its architecture (here Qwen2.5-VL-7B); a .bin-only one has no headers and keeps the computed count."""
     awq = {**QWEN["config"], "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128}}
     hub.add("acme/vlm-awq", {"config.json": awq, "model.safetensors": safetensors_blob({"w": ("I32", [10, 10])})})
     hub.add("acme/vlm-bin", {"config.json": QWEN["config"], "pytorch_model.bin": b"\0" * 16})
     r = resolver(hub, tmp_path)
     q = r.resolve("acme/vlm-awq")
-    assert q.total_params is None and q.quantization is not None and q.quantization.method == "awq"
+    assert q.total_params == catalog.lookup("Qwen/Qwen2.5-VL-7B-Instruct").total_params
+    assert q.quantization is not None and q.quantization.method == "awq"
     b = r.resolve("acme/vlm-bin")
     assert b.total_params is None
     assert b.computed_params() == catalog.lookup("Qwen/Qwen2.5-VL-7B-Instruct").computed_params()

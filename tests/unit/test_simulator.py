@@ -83,7 +83,8 @@ def test_image_size_reads_png_gif_and_jpeg_headers() -> None:
 
 
 def test_image_tokens_match_the_documented_family_formulas() -> None:
-    # vllm-facts.md §4: Qwen2-VL 1920×1080 → 2,691, 1024² → 1,369; Qwen3-VL 1920×1080 → 2,040; LLaVA-1.5 576.
+    # vLLM's qwen2_vl.py, qwen3_vl.py and llava.py: Qwen2-VL 1920×1080 → 2,691, 1024² → 1,369;
+    # Qwen3-VL 1920×1080 → 2,040; LLaVA-1.5 576.
     assert image_tokens(1920, 1080, "qwen2-vl") == 2691
     assert image_tokens(1024, 1024, "qwen2-vl") == 1369
     assert image_tokens(1920, 1080, "qwen3-vl") == 2040

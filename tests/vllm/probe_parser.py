@@ -7,7 +7,7 @@ serve parser) and, when ARGs are given, ``parsed`` (the namespace vLLM's parser 
 ``error`` with argparse's exit code.
 
 On a machine without a GPU, building the engine args fails with "Failed to infer device type" unless the CPU platform
-is selected before ``vllm.engine.arg_utils`` is imported (shared/design/vllm-facts.md, last section).
+is selected before ``vllm.engine.arg_utils`` is imported (vllm/platforms/__init__.py).
 """
 
 from __future__ import annotations

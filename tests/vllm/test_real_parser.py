@@ -127,7 +127,7 @@ def test_vllm_parses_typical_vlm_args() -> None:
     assert parsed["mm_processor_kwargs"] == {"max_pixels": 1003520}
     assert parsed["enforce_eager"] is True
     assert parsed["tensor_parallel_size"] == 2
-    assert parsed["max_model_len"] == 32000  # decimal k (vllm-facts.md 1a)
+    assert parsed["max_model_len"] == 32000  # decimal k (``human_readable_int``, vllm/engine/arg_utils.py)
 
 
 def test_vllm_rejects_flags_the_table_does_not_have() -> None:

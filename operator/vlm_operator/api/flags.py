@@ -3,7 +3,7 @@
 This table is the written contract between the API and the renderer: ``docs/api.md`` is generated from it, the
 ``extraArgs`` shadowing rule (CEL and Python) is built from its flag names, and the version checks in
 :mod:`vlm_operator.api.deployment` read its ``since``/``until`` bounds. Versions come from
-``shared/design/vllm-facts.md`` (section 1); after v0.6.1 they are the first release after the merge. Where that
+the vLLM commits and PRs named per row; after v0.6.1 they are the first release after the merge. Where that
 file has no date, or the flag table extracted from the real releases (releases/data/vllm_flags.json) shows a flag one
 release earlier, the table's first release is used.
 """

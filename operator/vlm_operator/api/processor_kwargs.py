@@ -4,7 +4,7 @@ The CRD keeps ``processorKwargs`` an open object, because the keys depend on the
 resolves the model's architecture (from the catalog or its config.json) and checks the keys here: an unknown key is
 silently ignored by most Hugging Face processors, so a typo such as ``max_pixel`` would leave the token count, and
 the memory estimate, at the default. Keys come from the "kwargs that change it" column of
-``shared/design/vllm-facts.md`` section 4 and the transformers processor classes named there.
+the transformers image processor class of each family and vLLM's vllm/model_executor/models/<family>.py.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ Everything here is pure: the caller fetches (an HTTP GET of ``http://<podIP>:<po
 in. The result is one reading per pod: an :class:`EngineSample`, or a :class:`MissingSample` with the reason there is
 none. The policy never scales down on a missing reading.
 
-Facts used (from vLLM's source; each item names the commit, PR or file):
+Facts used (vllm/v1/metrics/loggers.py at each release, vllm/engine/metrics.py for V0; each item names the commit,
+PR or file):
 
 * ``vllm:num_requests_waiting`` and ``vllm:num_requests_running`` are gauges under both engines (V0 and V1).
 * KV-cache usage is a 0–1 gauge. It was ``vllm:gpu_cache_usage_perc`` until v0.9.2 added

@@ -29,7 +29,7 @@ class BadInput(ValueError):
 
 
 def parse_human_int(text: str) -> int:
-    """vLLM's human-readable numbers: ``32k`` = 32,000, ``32K`` = 32,768 (``--max-model-len``, facts §1a).
+    """vLLM's human-readable numbers: ``32k`` = 32,000, ``32K`` = 32,768 (vllm/engine/arg_utils.py).
 
     Only positive whole numbers: a count of tokens, bytes or sequences. ``1.5k`` is fine (1,500); ``1.5`` is not.
     """

@@ -2,7 +2,7 @@
 
 Why from source: these machines have no Docker engine and no release downloads, only the Go module proxy. The
 recipe (wrapper modules, ``replace`` lines for the k8s staging modules, a separate etcd wrapper) follows
-``shared/design/local-cluster.md`` section 1. A cold build takes minutes on two cores, so every step prints what it
+``devcluster/pins.py``. A cold build takes minutes on two cores, so every step prints what it
 is doing, and a failure names the component and the tail of Go's output.
 """
 
@@ -108,7 +108,7 @@ def _k8s_ldflags() -> str:
 
 def _build_etcd(work: Path, out: Path, run: _Runner) -> None:
     # server/v3's go.mod carries replace directives, so `go install` refuses it; a wrapper module ignores them
-    # (local-cluster.md 1.3, etcd-io/etcd#18501).
+    # (etcd-io/etcd#18501).
     w = work / "etcdw"
     shutil.rmtree(w, ignore_errors=True)
     w.mkdir(parents=True)
@@ -155,7 +155,7 @@ def staging_modules(gomod_text: str) -> list[str]:
 
 def _build_kube(work: Path, out: Path, run: _Runner) -> None:
     # k8s.io/kubernetes requires its staging modules at v0.0.0 with ./staging replaces; a consumer must replace each
-    # with its published v0.X.Y tag (kubernetes/kubernetes#79384; local-cluster.md 1.4).
+    # with its published v0.X.Y tag (kubernetes/kubernetes#79384).
     w = work / "k8sw"
     shutil.rmtree(w, ignore_errors=True)
     w.mkdir(parents=True)

@@ -2,7 +2,7 @@
 
 Processes: etcd, kube-apiserver (authorization ``Node,RBAC``), kube-controller-manager, kube-scheduler and kwok,
 all on 127.0.0.1 with ports picked at start. Flags follow kwokctl's binary runtime adapted to loopback
-(shared/design/local-cluster.md 2.3). Every process runs in its own session; its PID and the binary it ran are
+(docs/architecture.md, "Local cluster"). Every process runs in its own session; its PID and the binary it ran are
 recorded in ``state.json`` so that ``down`` (and an ``up`` after a crash) signals exactly those processes and
 nothing else.
 

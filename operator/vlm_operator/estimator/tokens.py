@@ -2,7 +2,7 @@
 
 Each function re-implements the arithmetic of the family's processor: the transformers image processor / processor
 where one exists, else vLLM's in-tree formula (``get_num_image_tokens`` / ``get_image_size_with_most_features`` in
-``vllm/model_executor/models/<file>.py``). Worst cases follow ``shared/design/vllm-facts.md`` §4.
+``vllm/model_executor/models/<file>.py``). Worst cases are the sizes vLLM profiles.
 
 ``ItemTokens.prompt`` is what counts against ``max_model_len`` and the KV cache (placeholders plus the markers the
 processor inserts), ``embeds`` is what the encoder produces (what the encoder cache stores), ``patches`` the ViT input
@@ -546,7 +546,7 @@ _FIXED_WORST: dict[str, tuple[int, int]] = {
 }
 
 
-#: sizes vLLM itself profiles with that a coarse scan misses (facts §4: LLaVA-OneVision profiles 1153x944).
+#: sizes vLLM itself profiles with that a coarse scan misses (LLaVA-OneVision profiles 1153x944: llava_onevision.py).
 _EXTRA_CANDIDATES: dict[str, tuple[tuple[int, int], ...]] = {"llava_onevision": ((1153, 944), (944, 1153))}
 
 
@@ -674,8 +674,12 @@ def _max_image_tokens(facts: ModelFacts, kw: dict[str, Any]) -> ItemTokens:
                 cand = fn(sw, sh, facts, kw)
                 if cand.embeds > best.embeds:
                     best = cand
-        # the true worst case: an image below min_pixels that the ceil-upscale pushes past max_pixels
-        for sw, sh in _upscaled_sizes(lo):
+        # the true worst case: an image below min_pixels that the ceil-upscale pushes past max_pixels. The ceils add
+        # at most one factor to each side: with an aspect ratio under 200 the upscaled area stays below
+        # lo + factor·(sqrt(200·lo) + sqrt(lo)) + factor² (doubled for GLM's two-frame images), so the scan only runs
+        # when that can pass max_pixels
+        reach = lo + 2 * unit * (math.sqrt(200 * lo) + math.sqrt(lo)) + 2 * unit * unit
+        for sw, sh in _upscaled_sizes(lo) if reach > hi else ():
             try:
                 cand = fn(sw, sh, facts, kw)
             except TokenError:  # aspect ratio >= 200 after rounding
@@ -690,7 +694,7 @@ def _max_image_tokens(facts: ModelFacts, kw: dict[str, Any]) -> ItemTokens:
         return fn(w, h, facts, kw)
     if fam == "phi4mm":
         # vLLM profiles one 448 x (448 * dynamic_hd) image: a 1 x dynamic_hd grid, the costliest layout
-        # (phi4mm.py ``get_image_size_with_most_features``; facts §4: 10,065 tokens at the default 36)
+        # (phi4mm.py ``get_image_size_with_most_features``: 10,065 tokens at the default 36)
         crops = _kw_int(kw, "dynamic_hd", 36)
         return fn(448, 448 * crops, facts, kw)
     if fam in ("pixtral", "mistral3"):

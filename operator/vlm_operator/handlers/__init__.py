@@ -6,16 +6,25 @@ Importing this module registers the handlers with kopf's default registry; ``vlm
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
-from vlm_operator import admission, inventory, kube, profile_admission, reconcile, webhook_config, webhook_server
+from vlm_operator import (
+    admission,
+    inventory,
+    kube,
+    profile_admission,
+    reconcile,
+    webhook_certs,
+    webhook_config,
+    webhook_server,
+)
 from vlm_operator.render import objects
 
 GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
@@ -27,14 +36,12 @@ VALIDATE_ID = "validate"
 #: `vlmctl operator run --no-webhook` sets VLM_OPERATOR_WEBHOOK=0 before this module is imported.
 WEBHOOK_ENABLED = os.environ.get("VLM_OPERATOR_WEBHOOK", "1") != "0"
 
-_kube: kube.Kube | None = None
+MANAGED = {"app.kubernetes.io/managed-by": objects.MANAGED_BY}
+MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={objects.MANAGED_BY}"
 
 
 def _client() -> kube.Kube:
-    global _kube
-    if _kube is None:
-        _kube = kube.Kube(kube.new_api_client())
-    return _kube
+    return kube.shared()
 
 
 @kopf.on.startup()
@@ -45,22 +52,30 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="vlmops.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="vlmops.io", key="last-handled")
     settings.watching.server_timeout = 300
+    # Children are watched with a server-side label selector: the API server streams only the operator's own pods,
+    # ReplicaSets and Deployments, not every one in the cluster.
+    for resource in (("", "v1", "pods"), ("apps", "v1", "replicasets"), ("apps", "v1", "deployments")):
+        settings.watching.label_selectors[resource] = MANAGED_SELECTOR
     settings.networking.request_timeout = 60
     if not WEBHOOK_ENABLED:
         return
-    certs = _webhook_certs()
+    files = webhook_certs.serving_files(os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"))
     server_args: dict[str, Any] = {
         "addr": os.environ.get("VLM_OPERATOR_WEBHOOK_ADDR", "127.0.0.1"),
         "port": int(os.environ.get("VLM_OPERATOR_WEBHOOK_PORT", "9443")),
         "host": os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"),
-        "certfile": str(certs / "tls.crt"),
-        "pkeyfile": str(certs / "tls.key"),
-        "cafile": str(certs / "ca.crt"),
+        "certfile": files.certfile,
+        "pkeyfile": files.keyfile,
+        "cafile": files.cafile,
     }
     service = os.environ.get(webhook_server.SERVICE_ENV)
     if service:  # in a cluster: the API server reaches the webhook through its Service, not a URL
         settings.admission.server = webhook_server.ServiceWebhookServer(
             service=webhook_server.ServiceRef.parse(service), **server_args
+        )
+    elif os.environ.get(webhook_server.URL_ENV):  # replicas behind a load balancer, one shared certificate
+        settings.admission.server = webhook_server.AdvertisedWebhookServer(
+            advertised=os.environ[webhook_server.URL_ENV], **server_args
         )
     else:
         settings.admission.server = kopf.WebhookServer(**server_args)
@@ -74,50 +89,71 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
             webhook_config.KIND,
             None,
             WEBHOOK_NAME,
-            webhook_config.ca_bundle_patch(names, (certs / "ca.crt").read_bytes()),
+            webhook_config.ca_bundle_patch(names, Path(files.cafile).read_bytes()),
         )
 
 
-def _webhook_certs() -> Path:
-    """The webhook's serving certificate: a mounted one (``VLM_OPERATOR_WEBHOOK_CERT_DIR``) or one made now."""
-    mounted = os.environ.get("VLM_OPERATOR_WEBHOOK_CERT_DIR")
-    if mounted:
-        return Path(mounted)
-    from vlm_operator import webhook_certs
+def _by_owner(namespace: str | None, labels: kopf.Labels, body: kopf.Body) -> dict[tuple[str, str], dict[str, Any]]:
+    owner = labels.get(objects.LABEL_OWNER)
+    if not namespace or not owner:
+        return {}
+    return {(namespace, owner): json.loads(json.dumps(dict(body)))}  # a snapshot, not kopf's live view
 
-    out = Path(tempfile.mkdtemp(prefix="vlm-webhook-"))
-    webhook_certs.generate(out, os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"))
-    return out
+
+@kopf.index("", "v1", "pods", labels=MANAGED)
+def vlmd_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The watch-fed cache of each VLMDeployment's pods, keyed by (namespace, owner)."""
+    return _by_owner(namespace, labels, body)
+
+
+@kopf.index("apps", "v1", "replicasets", labels=MANAGED)
+def vlmd_replicasets(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The watch-fed cache of each VLMDeployment's ReplicaSets (the rollback finds the last good template here)."""
+    return _by_owner(namespace, labels, body)
+
+
+def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str, Any]) -> None:
+    """Reconcile with the children read from the indexes (kopf passes them to every handler by name)."""
+    key = (namespace, name)
+    pods, rsets = kwargs.get("vlmd_pods"), kwargs.get("vlmd_replicasets")
+    reconcile.reconcile(
+        _client(),
+        namespace,
+        name,
+        logger,
+        pods=list(pods.get(key, [])) if pods is not None else None,
+        replica_sets=list(rsets.get(key, [])) if rsets is not None else None,
+    )
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **_: Any) -> None:
+def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
-        reconcile.reconcile(_client(), namespace, name, logger)
+        _reconcile(namespace, name, logger, kwargs)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
-def resync_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **_: Any) -> None:
+def resync_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
-        reconcile.reconcile(_client(), namespace, name, logger)
+        _reconcile(namespace, name, logger, kwargs)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": objects.MANAGED_BY})
-@kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": objects.MANAGED_BY})
-def child_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("", "v1", "pods", labels=MANAGED)
+def child_changed(body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
     """A child's status moved (a pod became ready, crashed): recompute the owner's status."""
     owner = body.get("metadata", {}).get("labels", {}).get(objects.LABEL_OWNER)
     ns = body.get("metadata", {}).get("namespace")
     if not owner or not ns:
         return
-    reconcile.reconcile(_client(), ns, owner, logger)
+    _reconcile(ns, owner, logger, kwargs)
 
 
 def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: Any) -> None:
     try:
-        vlmd = admission.parse(body)
+        vlmd = admission.parse(profile_admission.with_defaults(_client(), body))
     except ValidationError as exc:
         raise kopf.AdmissionError(f"invalid VLMDeployment: {admission.validation_message(exc)}", code=422) from None
     decision = admission.decide(vlmd.spec, inventory.SHARED.get(_client()))

@@ -241,6 +241,26 @@ def lookup(model_id: str) -> ModelFacts:
     )
 
 
+@cache
+def _exact_totals() -> tuple[tuple[Any, Any, int], ...]:
+    out = []
+    for e in raw_entries():
+        if e.get("base") or not e.get("total_params"):
+            continue
+        f = _facts(e)
+        out.append((f.text, f.vision, int(e["total_params"])))
+    return tuple(out)
+
+
+def exact_params_like(facts: ModelFacts) -> int | None:
+    """The exact parameter count of a listed model with the same architecture (text and vision facts equal), for a
+    checkpoint whose own files cannot give it: a quantized one packs several weights per stored element."""
+    for text, vision, total in _exact_totals():
+        if text == facts.text and vision == facts.vision:
+            return total
+    return None
+
+
 def all_models() -> list[ModelFacts]:
     return [_facts(e) for e in raw_entries()]
 

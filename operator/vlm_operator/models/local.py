@@ -86,7 +86,8 @@ def facts_from_files(
 
     The exact parameter count comes from the safetensors headers (``counted_params``) or, failing that, from the
     index's ``metadata.total_size`` divided by the checkpoint dtype's width. A quantized checkpoint packs several
-    weights per stored element, so neither count is the model's parameter count; the architecture's count is used.
+    weights per stored element, so neither count is the model's parameter count: the exact count of a catalog model
+    with the same architecture is used, else the architecture's computed count.
     """
     quantized = "quantization_config" in config or "quantization_config" in (config.get("text_config") or {})
     total: int | None = None
@@ -96,9 +97,19 @@ def facts_from_files(
         elif isinstance(index_total_size, int) and index_total_size > 0:
             dtype = str(config.get("torch_dtype") or (config.get("text_config") or {}).get("torch_dtype") or "bf16")
             total = index_total_size // (4 if dtype in ("float32", "float") else 2)
-    return parse_config(
+    facts = parse_config(
         config, model_id=model_id, preprocessor=preprocessor, total_params=total, source=source, verified=True
     )
+    if quantized and total is None:
+        from dataclasses import replace
+
+        from vlm_operator.models.catalog import exact_params_like
+
+        # the base model's exact count when the catalog lists one of the same architecture
+        exact = exact_params_like(facts)
+        if exact is not None:
+            facts = replace(facts, total_params=exact)
+    return facts
 
 
 def read_model_dir(directory: str | Path, model_id: str | None = None) -> ModelFacts:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
 
-from .flags import covered_version, supported_versions
 from .version import VllmVersion, parse_version
 
 #: Registry names of the Transformers backend, by the kind of model they run.
@@ -48,11 +47,17 @@ def serving_spans(architecture: str) -> tuple[tuple[str, str], ...]:
     return tuple(_spans(architecture))
 
 
+@functools.cache
+def _releases() -> tuple[VllmVersion, ...]:
+    return tuple(parse_version(v) for v in _table()["releases"])
+
+
 def _covered(version: str) -> VllmVersion:
-    newest = supported_versions()[-1]
-    if parse_version(version) > newest:
-        return parse_version(newest)  # a release newer than the table: assume the newest registry
-    return parse_version(covered_version(version))
+    """The covered release whose registry answers for ``version``: itself, else the nearest covered one below it
+    (the newest for a release newer than the table). Reads only this table, not the 1 MB flag table."""
+    want = parse_version(version)
+    below = [v for v in _releases() if v <= want]
+    return below[-1] if below else _releases()[0]
 
 
 def serves(version: str, architecture: str) -> bool:

@@ -6,7 +6,7 @@ extracted from the real releases (:mod:`vlm_operator.releases.flags`): a flag th
 release's ``choices``, or a value in the wrong shape for the flag's kind raises :class:`RenderError` naming the spec
 field, the release, and the releases that do have the flag. Nothing is silently dropped.
 
-Version rules (vLLM facts from ``shared/design/vllm-facts.md`` section 1; exact releases from the flag table):
+Version rules (the vLLM PRs named per rule; exact releases from the flag table):
 
 - Entry point: ``python3 -m vllm.entrypoints.openai.api_server --model M`` before 0.5.2, ``vllm serve M`` from
   0.5.2 (dbfe254ed, #5090). ``--host 0.0.0.0 --port 8000`` always: the operator owns them.

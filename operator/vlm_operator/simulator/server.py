@@ -5,14 +5,14 @@ It does no inference. It behaves like one vLLM engine from the outside:
 * ``POST /v1/chat/completions`` takes OpenAI messages whose content may hold ``image_url`` parts with base64
   ``data:`` URLs. The image header is decoded (PNG, JPEG, GIF; stdlib only) for its width and height, and the image
   becomes a number of prompt tokens by a per-family formula (or a fixed count), as vLLM's processors do
-  (``shared/design/vllm-facts.md`` §4).
+  (``get_num_image_tokens`` in vllm/model_executor/models/<family>.py).
 * At most ``max_num_seqs`` requests run at once; the rest wait in a FIFO queue, and a request that finds
   ``max_queue`` already waiting gets 503 (a real vLLM queues without bound; the bound keeps test load finite).
 * A running request takes ``prompt_tokens / prefill_tokens_per_s`` to its first token, then
   ``output_tokens / decode_tokens_per_s``; every duration is multiplied by ``time_scale`` so tests run fast. Requests
   do not slow each other down (no batching model): concurrency is the only shared resource.
 * ``GET /metrics`` serves vLLM's series under the names, types and labels of the configured engine version
-  (``vllm-facts.md`` §2; vllm@f0fe4fe86:vllm/engine/metrics.py for V0 and vllm@HEAD:vllm/v1/metrics/loggers.py for
+  (vllm@f0fe4fe86:vllm/engine/metrics.py for V0 and vllm@HEAD:vllm/v1/metrics/loggers.py for
   V1), from a :class:`prometheus_client.CollectorRegistry` that belongs to this server alone.
 * ``GET /health`` answers 200 with an empty body, ``GET /v1/models`` lists the served model, ``GET /version`` gives
   the engine version.
@@ -84,7 +84,7 @@ LATENCY_BUCKETS_V1 = (
     120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
 )  # fmt: skip
 
-#: Image-token formulas (``vllm-facts.md`` §4). ``qwen2-vl``/``qwen3-vl`` use smart_resize with the hub limits.
+#: Image-token formulas (vLLM's models/<family>.py). ``qwen2-vl``/``qwen3-vl`` use smart_resize with the hub limits.
 FAMILIES = ("qwen2-vl", "qwen3-vl", "llava", "gemma3")
 
 
@@ -219,7 +219,7 @@ def _smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pix
 
 
 def image_tokens(width: int, height: int, family: str = "qwen2-vl", fixed: int = 0) -> int:
-    """Prompt tokens for one image (``vllm-facts.md`` §4).
+    """Prompt tokens for one image (vllm/model_executor/models/<family>.py).
 
     * ``qwen2-vl``: smart_resize(factor 28, 3,136 … 12,845,056 px, the hub config), then (H/28)(W/28);
       1920×1080 → 2,691.

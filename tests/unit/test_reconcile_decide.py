@@ -1,0 +1,120 @@
+"""``reconcile.decide`` on recorded observations: no cluster, no kube client, the clock is part of the observation."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Any
+
+from vlm_operator import reconcile, rollout
+from vlm_operator.api import VLMDeployment
+from vlm_operator.render import objects
+
+NOW = dt.datetime(2026, 12, 7, 1, 0, tzinfo=dt.UTC)
+OOM = {"terminated": {"exitCode": 137, "reason": "OOMKilled", "message": "torch.OutOfMemoryError: CUDA\n"}}
+
+
+def body(max_model_len: int, last_good: str | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "vlmops.io/v1alpha1",
+        "kind": "VLMDeployment",
+        "metadata": {"name": "m", "namespace": "ns", "uid": "u-1", "generation": 2},
+        "spec": {
+            "model": {"name": "llava-hf/llava-1.5-7b-hf"},
+            "engine": {"version": "0.11.0", "maxModelLen": max_model_len},
+            "resources": {"gpu": {"product": "L4"}},
+        },
+        "status": {"lastGoodPodTemplateHash": last_good} if last_good else {},
+    }
+
+
+def deployment_for(b: dict[str, Any]) -> dict[str, Any]:
+    """The Deployment as the API server would return it after the operator applied ``b``'s rendering."""
+    plan = reconcile.build_plan(
+        VLMDeployment.model_validate({k: b[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    )
+    dep = copy.deepcopy(plan.desired[0])
+    dep["metadata"]["uid"] = "dep-uid"
+    return dep
+
+
+def template_hash(dep: dict[str, Any]) -> str:
+    return str(dep["spec"]["template"]["metadata"]["annotations"][objects.ANN_SPEC_HASH])
+
+
+def replica_set(dep: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "m-rs", "ownerReferences": [{"uid": "dep-uid"}]},
+        "spec": {"template": copy.deepcopy(dep["spec"]["template"])},
+    }
+
+
+def crashing_pod(h: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "m-1", "annotations": {objects.ANN_SPEC_HASH: h}},
+        "spec": {"nodeName": "gpu-l4-0"},
+        "status": {
+            "phase": "Running",
+            "startTime": (NOW - dt.timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [
+                {
+                    "name": "vllm",
+                    "started": False,
+                    "restartCount": 4,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": OOM,
+                }
+            ],
+        },
+    }
+
+
+def observation(
+    b: dict[str, Any], live: dict[str, Any] | None, pods: list[Any], rsets: list[Any]
+) -> reconcile.Observation:
+    def no_reads(_: Any) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        raise AssertionError("this decision must not need the cluster's free GPUs")
+
+    return reconcile.Observation(b, live, pods, rsets, {"NVIDIA-L4": 4}, NOW, no_reads)
+
+
+def test_a_failed_revision_is_rolled_back_to_the_last_good_template_with_details() -> None:
+    good = deployment_for(body(4096))
+    good_hash = template_hash(good)
+    bad_body = body(2048, last_good=good_hash)
+    live = deployment_for(bad_body)  # the new (failing) template is what runs now
+    bad_hash = template_hash(live)
+    assert bad_hash != good_hash
+    obs = observation(bad_body, live, [crashing_pod(bad_hash)], [replica_set(good)])
+    vlmd = VLMDeployment.model_validate({k: bad_body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    d = reconcile.decide(vlmd, obs)
+    assert d.refused is None and d.deployment is not None
+    assert template_hash(d.deployment) == good_hash  # the Deployment goes back to the good template
+    assert rollout.ANN_ROLLBACK in d.deployment["metadata"]["annotations"]
+    assert d.roll.event is not None and d.roll.event[1] == "RolledBack"
+    assert any("OOMKilled" in x for x in d.details)
+
+
+def test_an_idle_object_keeps_its_strategy_and_reads_nothing_more() -> None:
+    b = body(4096)
+    live = deployment_for(b)
+    live["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    pod = crashing_pod(template_hash(live))
+    pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    vlmd = VLMDeployment.model_validate({k: b[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    d = reconcile.decide(vlmd, observation(b, live, [pod], []))
+    assert d.deployment is not None
+    assert d.deployment["spec"]["strategy"] == live["spec"]["strategy"]
+    assert d.deployment["spec"]["template"] == live["spec"]["template"]  # rendered once, identical
+    assert d.roll.event is None and d.details == []
+
+
+def test_a_refused_spec_decides_nothing_to_apply() -> None:
+    b = body(4096)
+    b["spec"]["engine"]["extraArgs"] = ["--bogus-flag"]
+    vlmd = VLMDeployment.model_validate({k: b[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    d = reconcile.decide(vlmd, observation(b, None, [], []))
+    assert d.deployment is None and d.others == []
+    assert d.refused is not None and "spec.engine.extraArgs" in d.refused
+    assert d.details == [d.refused]
