@@ -5,8 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: soak
-.PHONY: demo test lint unit bench crds crds-check flags check-flags test-vllm test-processors build-kube build-helm cluster-up cluster-down clean
+.PHONY: demo test lint unit bench crds crds-check flags check-flags test-vllm test-processors build-kube build-helm image soak cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -58,6 +57,10 @@ test-vllm: $(STAMP)
 
 build-kube: $(STAMP)
 	$(BIN)/vlmctl dev-cluster build
+
+## image: opt-in; the operator image without Docker (mmdebstrap base, buildah with vfs storage), entrypoint run, size
+image:
+	bash hack/build-image.sh
 
 ## build-helm: the pinned Helm (operator/vlm_operator/devcluster/pins.py) for the chart tests, into the cache
 build-helm: $(STAMP)

@@ -181,13 +181,6 @@ class Kube:
         }
         self._call("POST", _path("v1", "Event", meta["namespace"]), body=ev)
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        try:
-            self._call("DELETE", _path(api_version, kind, namespace, name))
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-
     def get_scale(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The ``/scale`` subresource (an ``autoscaling/v1`` Scale: ``spec.replicas``, ``status``), or None."""
         return self._get_or_none(_path(api_version, kind, namespace, name, "scale"))
@@ -220,3 +213,15 @@ class Kube:
             query=[("fieldManager", field_manager or self.field_manager)],
         )
         return out
+
+
+_shared: Kube | None = None
+
+
+def shared() -> Kube:
+    """The operator process's one client (handlers, the autoscaler daemon), made on first use from the
+    environment's credentials (:func:`new_api_client`)."""
+    global _shared
+    if _shared is None:
+        _shared = Kube(new_api_client())
+    return _shared

@@ -213,21 +213,6 @@ class VLMDeploymentSpec(ApiModel):
                     f"resources.shmSize {res.shm_size} is smaller than the shm processor cache ({size:g} GiB)"
                 )
 
-    def advisories(self) -> list[str]:
-        """Non-fatal remarks the webhook returns as admission warnings."""
-        out: list[str] = []
-        v = VllmVersion(self.version)
-        mm = self.multimodal
-        if mm.legacy is not None and v < "0.5.0":
-            out.append("vLLM 0.4.x's OpenAI server accepts no images; the legacy image flags only serve offline use")
-        if mm.encoder_tp_mode == "data" and self.engine.tensor_parallel_size == 1:
-            out.append("multimodal.encoderTPMode data has no effect with tensorParallelSize 1")
-        if mm.skip_profiling:
-            out.append("multimodal.skipProfiling removes vLLM's own guard on the encoder's peak memory")
-        if v >= "0.8.4" and mm.legacy is None and (mm.limit_per_prompt is None or mm.limit_per_prompt.image is None):
-            out.append("multimodal.limitPerPrompt.image is unset: vLLM allows 999 images per prompt at this version")
-        return out
-
 
 #: The object's name becomes its Service's name, a DNS-1035 label (Kubernetes
 #: k8s.io/apimachinery/pkg/util/validation/validation.go, DNS1035LabelMaxLength = 63), and the value of the
