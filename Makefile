@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench crds crds-check flags check-flags test-vllm test-processors build-kube build-helm cluster-up cluster-down clean
+.PHONY: demo test lint unit bench crds crds-check flags check-flags test-vllm test-processors build-kube build-helm image soak cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -58,6 +58,10 @@ test-vllm: $(STAMP)
 build-kube: $(STAMP)
 	$(BIN)/vlmctl dev-cluster build
 
+## image: opt-in; the operator image without Docker (mmdebstrap base, buildah with vfs storage), entrypoint run, size
+image:
+	bash hack/build-image.sh
+
 ## build-helm: the pinned Helm (operator/vlm_operator/devcluster/pins.py) for the chart tests, into the cache
 build-helm: $(STAMP)
 	$(BIN)/vlmctl dev-cluster build --helm
@@ -75,3 +79,11 @@ clean:
 ## formulas for remote-code processors, against estimator.tokens
 test-processors: $(STAMP)
 	VLM_TEST_PROCESSORS=1 $(BIN)/pytest -m processors tests/processors
+
+## soak: the long reliability runs against a fresh local control plane (about 30 min on 2 cores): 100 objects and
+## 20 random SIGKILLs of the operator, 10,000 generated specs, the two-replica failover and the peering pause.
+## CI (make test) runs the same tests in their short form.
+soak: $(STAMP)
+	VLM_SOAK_OBJECTS=100 VLM_SOAK_KILLS=20 VLM_GENERATED_SPECS=10000 $(BIN)/pytest -s -p no:cacheprovider \
+	  --timeout=5400 tests/integration/test_soak.py tests/integration/test_generated_specs.py \
+	  tests/integration/test_failover.py tests/integration/test_peering.py

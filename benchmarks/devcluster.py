@@ -5,6 +5,7 @@ Prints a table. It starts its own cluster in a temporary directory and stops it 
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,7 +36,8 @@ def main() -> int:
     times: list[float] = []
     rss: dict[str, list[float]] = {c: [] for c in COMPONENT_ORDER}
     for i in range(runs):
-        dev = DevCluster(f"bench-{i}", Path(tempfile.mkdtemp(prefix="vlm-bench-")) / "c")
+        parent = Path(tempfile.mkdtemp(prefix="vlm-bench-"))
+        dev = DevCluster(f"bench-{i}", parent / "c")
         t0 = time.monotonic()
         st = dev.up(pools)
         times.append(time.monotonic() - t0)
@@ -43,6 +45,7 @@ def main() -> int:
         for comp in COMPONENT_ORDER:
             rss[comp].append(rss_mib(st.pids[comp]))
         dev.down()
+        shutil.rmtree(parent, ignore_errors=True)
 
     def row(name: str, v: list[float], fmt: str = ".0f") -> None:
         print(f"{name:<44}{statistics.median(v):>10{fmt}}{min(v):>10{fmt}}{max(v):>10{fmt}}")

@@ -10,14 +10,15 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 OUT=out/test
 rm -rf "$OUT" && mkdir -p "$OUT"
+touch "$OUT/.started"  # the leftover check at the end looks for /tmp entries newer than this
 
 echo "== lint"
 $BIN/ruff check operator tests hack benchmarks
 $BIN/ruff format --check operator tests hack benchmarks
 $BIN/mypy
 
-echo "== Prometheus (Debian package) for the metrics tests"
-bash hack/install-prometheus.sh
+echo "== Prometheus (Debian package, fetched once into the cache; no root, nothing installed) for the metrics tests"
+bash hack/fetch-prometheus.sh >/dev/null
 
 echo "== binaries and Helm (built from the Go module proxy once, then cached)"
 $BIN/vlmctl dev-cluster build --helm
@@ -34,8 +35,9 @@ VLM_TEST_PROCESSORS=1 $BIN/pytest tests/processors -p no:cacheprovider --timeout
 
 echo "== portable, against a second dev cluster via VLM_TEST_KUBECONFIG"
 EXT_NAME="ci-external-$$"
-EXT_DIR="$(mktemp -d)/cluster"
-cleanup() { $BIN/vlmctl dev-cluster down --name "$EXT_NAME" --workdir "$EXT_DIR" || true; }
+EXT_PARENT="$(mktemp -d)"
+EXT_DIR="$EXT_PARENT/cluster"
+cleanup() { $BIN/vlmctl dev-cluster down --name "$EXT_NAME" --workdir "$EXT_DIR" || true; rm -rf "$EXT_PARENT"; }
 trap cleanup EXIT
 $BIN/vlmctl dev-cluster up --name "$EXT_NAME" --workdir "$EXT_DIR" --pool L4:1:2 >/dev/null
 VLM_TEST_KUBECONFIG="$EXT_DIR/kubeconfig.yaml" $BIN/pytest tests/integration -m portable -p no:cacheprovider \
@@ -46,4 +48,7 @@ trap - EXIT
 $BIN/python -m hack.tier_report "$OUT/main.xml" "$OUT/processors.xml" "$OUT/portable.xml" || status=$?
 leftover=$(pgrep -f "vlm-pytest-|pytest-of-|simulate-pods|$EXT_DIR" || true)
 if [ -n "$leftover" ]; then echo "processes left behind: $leftover"; status=1; fi
+# Each pytest session checks its own private TMPDIR (tests/conftest.py); this catches what escaped it.
+left_tmp=$(find /tmp -maxdepth 1 -newer "$OUT/.started" \( -name 'vlm-*' -o -name 'pytest-of-*' \) -user "$(id -u)" || true)
+if [ -n "$left_tmp" ]; then echo "left in /tmp: $left_tmp"; status=1; fi
 exit $status

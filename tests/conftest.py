@@ -134,3 +134,55 @@ def helm() -> Path:
     from vlm_operator.devcluster import build
 
     return build.ensure_helm(log=lambda m: print(m, flush=True))
+
+
+# --- Nothing left in /tmp -----------------------------------------------------------------------------------------
+# The session gets a private temporary directory (TMPDIR, inherited by every process a test starts: operators, dev
+# clusters, simulators). At the end, anything left in it other than pytest's own tmp_path tree is a leak: the session
+# fails and names it, then the directory is removed. Webhook keys are checked for explicitly as well.
+_TMP_KEY = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("VLM_TEST_TMPDIR_OWNER"):  # a pytest started by a test: its parent session checks
+        return
+    private = Path(tempfile.mkdtemp(prefix="vlm-pytest-tmp-"))
+    os.environ["TMPDIR"] = str(private)
+    os.environ["VLM_TEST_TMPDIR_OWNER"] = str(os.getpid())
+    tempfile.tempdir = str(private)
+    config.stash[_TMP_KEY] = private
+
+
+def leftovers(private: Path) -> list[str]:
+    """What the tests left in ``private``: everything but pytest's tmp_path tree (``pytest-of-<user>``)."""
+    return sorted(str(p) for p in private.iterdir() if not p.name.startswith("pytest-of-"))
+
+
+def private_keys(root: Path) -> list[str]:
+    found = []
+    for path in root.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and b"PRIVATE KEY-----" in path.read_bytes()[:4096]:
+                found.append(str(path))
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    private = session.config.stash.get(_TMP_KEY, None)
+    if private is None or not private.exists():
+        return
+    left = leftovers(private)
+    keys = [k for k in private_keys(private) if not k.startswith(str(private / "pytest-of-"))]
+    shutil.rmtree(private, ignore_errors=True)
+    if left or keys:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        msg = "tests left files in the temporary directory (they must remove what they create):\n  " + "\n  ".join(
+            left + [f"private key: {k}" for k in keys]
+        )
+        if reporter is not None:
+            reporter.write_line(msg, red=True)
+        else:
+            print(msg)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -30,6 +30,8 @@ _PLURALS = {
     ("apps/v1", "ReplicaSet"): "replicasets",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("vlmops.io/v1alpha1", "VLMDeployment"): "vlmdeployments",
+    ("kopf.dev/v1", "ClusterKopfPeering"): "clusterkopfpeerings",
+    ("kopf.dev/v1", "KopfPeering"): "kopfpeerings",
     ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): "validatingwebhookconfigurations",
     ("v1", "Namespace"): "namespaces",
     ("v1", "ResourceQuota"): "resourcequotas",
@@ -98,6 +100,12 @@ class Kube:
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         return self._get_or_none(_path(api_version, kind, namespace, name))
+
+    def api_resources(self, group_version: str) -> set[str]:
+        """The resource names (plurals) the API server serves for ``group_version``; empty when it serves none."""
+        base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
+        found = self._get_or_none(base)
+        return {r["name"] for r in (found or {}).get("resources", [])}
 
     def list(
         self,
@@ -173,13 +181,6 @@ class Kube:
         }
         self._call("POST", _path("v1", "Event", meta["namespace"]), body=ev)
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        try:
-            self._call("DELETE", _path(api_version, kind, namespace, name))
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-
     def get_scale(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The ``/scale`` subresource (an ``autoscaling/v1`` Scale: ``spec.replicas``, ``status``), or None."""
         return self._get_or_none(_path(api_version, kind, namespace, name, "scale"))
@@ -212,3 +213,15 @@ class Kube:
             query=[("fieldManager", field_manager or self.field_manager)],
         )
         return out
+
+
+_shared: Kube | None = None
+
+
+def shared() -> Kube:
+    """The operator process's one client (handlers, the autoscaler daemon), made on first use from the
+    environment's credentials (:func:`new_api_client`)."""
+    global _shared
+    if _shared is None:
+        _shared = Kube(new_api_client())
+    return _shared

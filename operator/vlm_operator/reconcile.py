@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vlm_operator import admission, fitcheck, inventory, rollout, status
+from vlm_operator import admission, fitcheck, inventory, profile_admission, rollout, status
 from vlm_operator import metrics as op_metrics
 from vlm_operator.api import VLMDeployment
 from vlm_operator.autoscale import report as scaling_report
@@ -205,7 +205,7 @@ def _reconcile(
     old_status: dict[str, Any] = body.get("status") or {}
     prev_conds = tuple(old_status.get("conditions") or [])
     try:
-        vlmd = admission.parse(body)
+        vlmd = admission.parse(profile_admission.with_defaults(kube, body))  # a profile's defaults, never stored
     except ValidationError as exc:
         msg = f"the spec is invalid: {admission.validation_message(exc)}"
         obs = status.Observed(

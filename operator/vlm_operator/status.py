@@ -125,6 +125,23 @@ def _cond(
     }
 
 
+def quota_refusal(deployment_status: Mapping[str, Any]) -> str | None:
+    """The API server's ResourceQuota refusal of the Deployment's pods, with its numbers, if there is one.
+
+    The ReplicaSet controller records a refused pod create as ``ReplicaFailure=True`` (reason ``FailedCreate``) and
+    the Deployment controller copies it to the Deployment (k8s.io/kubernetes pkg/controller/replicaset and
+    pkg/controller/deployment/util). A quota refusal reads ``pods "x" is forbidden: exceeded quota: <name>,
+    requested: ..., used: ..., limited: ...``; only the part from ``exceeded quota`` on is kept.
+    """
+    for c in deployment_status.get("conditions") or []:
+        if c.get("type") == "ReplicaFailure" and c.get("status") == "True":
+            message = str(c.get("message") or "")
+            at = message.find("exceeded quota")
+            if at >= 0:
+                return message[at:][:500]
+    return None
+
+
 def compute_status(obs: Observed, now: str) -> dict[str, Any]:
     """The whole ``status`` object (camelCase, as stored) for ``obs``; ``now`` is an RFC 3339 timestamp."""
     prev = {c.get("type", ""): c for c in obs.previous_conditions}
@@ -164,6 +181,9 @@ def compute_status(obs: Observed, now: str) -> dict[str, Any]:
             msg += f"; {obs.strategy}"
         if obs.waiting:
             reason, msg = "WaitingForGPUs", obs.waiting
+        quota = quota_refusal(ds)
+        if quota:
+            reason, msg = "QuotaExceeded", f"{ready}/{desired} replicas ready; pods cannot be created: {quota}"
         if obs.deadline_exceeded:
             reason = "ProgressDeadlineExceeded"
         add("Progressing", "True", reason, msg)

@@ -10,6 +10,7 @@ it reports into that form. ``VLM_OPERATOR_WEBHOOK_SERVICE=<namespace>/<name>[:<p
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 import kopf
 
 SERVICE_ENV = "VLM_OPERATOR_WEBHOOK_SERVICE"
+#: ``https://host:port`` the API server dials instead of this replica's own address: a load balancer in front of
+#: several replicas (they share one serving certificate, ``VLM_OPERATOR_WEBHOOK_CERT_DIR``).
+URL_ENV = "VLM_OPERATOR_WEBHOOK_URL"
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,31 @@ def service_client_config(
     if config.get("caBundle"):
         out["caBundle"] = config["caBundle"]
     return out
+
+
+def advertised_url(url: str, base: str) -> str:
+    """``url`` (kopf's ``https://<host>:<port>/<path>``) with its scheme, host and port replaced by ``base``'s."""
+    own = urllib.parse.urlsplit(url)
+    lb = urllib.parse.urlsplit(base)
+    if lb.scheme != "https" or not lb.hostname:
+        raise ValueError(f"{URL_ENV} must look like https://host:port, not {base!r}")
+    return urllib.parse.urlunsplit((lb.scheme, lb.netloc, own.path, own.query, own.fragment))
+
+
+class AdvertisedWebhookServer(kopf.WebhookServer):
+    """kopf's webhook server, reported to the API server at another URL (a load balancer in front of replicas)."""
+
+    def __init__(self, *, advertised: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        advertised_url("https://x/", advertised)  # fail at start-up on a malformed value
+        self.advertised = advertised
+
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        async for config in super().__call__(fn):
+            url = config.get("url")
+            if url:
+                config = {**config, "url": advertised_url(url, self.advertised)}
+            yield config
 
 
 class ServiceWebhookServer(kopf.WebhookServer):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,6 +63,22 @@ def test_dev_cluster_lifecycle() -> None:
 
         env = vlmctl("dev-cluster", "env", *base).stdout
         assert f"export KUBECONFIG={workdir / 'kubeconfig.yaml'}" in env
+        # after eval, `kubectl` is the cluster's own (v1.36), even with another kubectl earlier on PATH
+        decoy = workdir / "decoy"
+        decoy.mkdir()
+        (decoy / "kubectl").write_text("#!/bin/sh\necho decoy\n")
+        (decoy / "kubectl").chmod(0o755)
+        shell = subprocess.run(
+            ["bash", "-c", 'eval "$1"; command -v kubectl; kubectl version --client', "_", env],
+            env={**os.environ, "PATH": f"{decoy}:{os.environ['PATH']}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shell.returncode == 0, shell.stderr
+        bin_dir = next(ln.split("=", 1)[1] for ln in env.splitlines() if ln.startswith("export VLM_DEV_CLUSTER_BIN="))
+        assert shell.stdout.splitlines()[0] == str(Path(bin_dir) / "kubectl"), shell.stdout
+        assert "v1.36" in shell.stdout
 
         # a crash: the API server dies; status says so, and up cleans the stale state and starts afresh
         os.kill(pids["kube-apiserver"], signal.SIGKILL)
@@ -80,3 +97,4 @@ def test_dev_cluster_lifecycle() -> None:
         assert not workdir.exists()
     finally:
         vlmctl("dev-cluster", "down", *base, check=False)
+        shutil.rmtree(workdir.parent, ignore_errors=True)

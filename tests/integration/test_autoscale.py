@@ -418,7 +418,7 @@ def test_prometheus_source_scales_up(
     prometheus_port: int | None,
 ) -> None:
     if prometheus_port is None:
-        pytest.skip("no prometheus binary: bash hack/install-prometheus.sh")
+        pytest.skip("no prometheus binary: bash hack/fetch-prometheus.sh")
     doc = internal(
         namespace,
         annotations=SLOW_SIM,

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,18 +53,19 @@ class Operator:
         log: Path,
         hub: FakeHub | None = None,
         kubeconfig: Path | None = None,
-        args: tuple[str, ...] = (),
-        env: dict[str, str] | None = None,
+        args: Sequence[str] = (),
         prelude: str = "",
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
-        self.args = args
         self.prelude = prelude
         self.cluster = cluster
-        self.extra_env = env or {}
         self.log = log
         self.hub = hub
         self.kubeconfig = kubeconfig or cluster.kubeconfig
-        self.port = free_port()
+        self.port = port or free_port()
+        self.args = list(args)  # extra `vlmctl operator run` arguments
+        self.extra_env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

@@ -13,7 +13,7 @@ import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.operator_helpers import running_operator
-from tests.integration.test_operator import Operator, apply, sample, vlmd
+from tests.integration.test_operator import Operator, apply, condition, sample, vlmd
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
@@ -121,6 +121,18 @@ def test_gpu_quota_warns_by_default_and_refuses_under_enforce(
     big = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.scaling.replicas": 3})
     res = apply(cluster, big)
     assert "3 replica(s) x 1 GPU(s) = 3 nvidia.com/gpu exceed what ResourceQuota team-gpus leaves: hard 2" in res.stderr
+    # the API server's quota refuses the third pod; the refusal reaches the VLMDeployment's status with its numbers
+    obj = wait_until(
+        lambda: (
+            (o := vlmd(cluster, namespace, big["metadata"]["name"]))
+            and condition(o, "Progressing").get("reason") == "QuotaExceeded"
+            and o
+        ),
+        "Progressing=QuotaExceeded",
+        timeout=90,
+    )
+    msg = condition(obj, "Progressing")["message"]
+    assert "exceeded quota: team-gpus" in msg and "limited: requests.nvidia.com/gpu=2" in msg, msg
     # under a profile with quotaCheck: Enforce the same spec is refused, naming the profile and the rule
     name = f"quota-{namespace}"
     cluster.kubectl("label", "namespace", namespace, f"vlmops.io/team={namespace}")
@@ -136,5 +148,49 @@ def test_gpu_quota_warns_by_default_and_refuses_under_enforce(
         # the existing one is not blocked by the newer profile when the change leaves its size alone
         big["spec"]["engine"]["maxModelLen"] = 2048
         assert apply(cluster, big).returncode == 0
+    finally:
+        cluster.kubectl("delete", "vlmplatformprofile", name, "--ignore-not-found")
+
+
+def test_defaults_fill_only_unset_fields_in_what_the_operator_renders(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    name = f"defaults-{namespace}"
+    cluster.kubectl("label", "namespace", namespace, f"vlmops.io/team={namespace}")
+    mirror, hub = "registry.example.com/vllm/vllm-openai", "https://hf-mirror.example.com"
+    doc = profile(
+        name,
+        namespaceSelector={"matchLabels": {"vlmops.io/team": namespace}},
+        defaults={"imageMirror": mirror, "hfEndpoint": hub},
+    )
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    try:
+        plain = sample("llava-1.5-7b-l4.yaml", namespace)
+        mine = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.engine.image": "quay.io/me/vllm:v0.11.0"})
+        mine["metadata"]["name"] = "explicit-image"
+        apply(cluster, plain)
+        apply(cluster, mine)
+
+        def container(n: str) -> dict[str, Any]:
+            dep = cluster.get_json("deployment", n, "-n", namespace)
+            c: dict[str, Any] = dep["spec"]["template"]["spec"]["containers"][0]
+            return c
+
+        # the profile cache holds for 30 s; the drift resync then renders with the defaults
+        wait_until(
+            lambda: (
+                cluster.kubectl("get", "deployment", plain["metadata"]["name"], "-n", namespace, check=False).returncode
+                == 0
+                and container(plain["metadata"]["name"])["image"] == f"{mirror}:v0.11.0"
+            ),
+            "the mirror image in the rendered Deployment",
+            timeout=90,
+        )
+        env = {e["name"]: e.get("value") for e in container(plain["metadata"]["name"]).get("env", [])}
+        assert env.get("HF_ENDPOINT") == hub, env
+        # the stored objects keep what the users wrote: no image added, the explicit one never rewritten
+        assert "image" not in vlmd(cluster, namespace, plain["metadata"]["name"])["spec"]["engine"]
+        assert container("explicit-image")["image"] == "quay.io/me/vllm:v0.11.0"
+        assert vlmd(cluster, namespace, "explicit-image")["spec"]["engine"]["image"] == "quay.io/me/vllm:v0.11.0"
     finally:
         cluster.kubectl("delete", "vlmplatformprofile", name, "--ignore-not-found")

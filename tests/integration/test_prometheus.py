@@ -1,6 +1,6 @@
 """A real Prometheus (the Debian package) scrapes a simulated vLLM pod by pod IP through file-based discovery.
 
-Skipped when no Prometheus binary is installed (`bash hack/install-prometheus.sh`). Only loopback traffic; the load
+Skipped when no Prometheus binary is installed (`bash hack/fetch-prometheus.sh`). Only loopback traffic; the load
 is a fixed handful of requests that finish by themselves."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.local_only,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(find_prometheus() is None, reason="no prometheus binary: bash hack/install-prometheus.sh"),
+    pytest.mark.skipif(find_prometheus() is None, reason="no prometheus binary: bash hack/fetch-prometheus.sh"),
 ]
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))

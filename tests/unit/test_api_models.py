@@ -450,11 +450,6 @@ def test_unset_limit_means_vllm_default_for_the_version() -> None:
     assert LimitPerPrompt().to_vllm() == {}
 
 
-def test_advisories_flag_the_silent_999() -> None:
-    assert any("999 images" in a for a in parse(BASE).advisories())
-    assert not any("999" in a for a in parse(spec(multimodal={"limitPerPrompt": {"image": {"count": 1}}})).advisories())
-
-
 # --- versions ---------------------------------------------------------------------------------------------------
 
 

@@ -178,3 +178,32 @@ def test_profile_refusals_join_the_one_refusal_policy() -> None:
     assert merged.message.endswith("(VLMPlatformProfile team-limits, rule maxGPUsPerReplica)")
     assert merged.warnings == ("a fit warning",)
     assert admission.with_policy(base, (), (), admission.REASON_PROFILE) is base
+
+
+class _Lister:
+    """Stands in for the API server: one profile and one namespace's labels."""
+
+    def __init__(self, profile_obj: dict[str, Any], labels: dict[str, str]) -> None:
+        self.profile_obj, self.labels = profile_obj, labels
+
+    def list(self, api_version: str, kind: str, namespace: str | None, *_: Any) -> list[dict[str, Any]]:
+        return [self.profile_obj] if kind == "VLMPlatformProfile" else []
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "labels": self.labels}}
+
+
+def test_defaults_keep_a_release_already_recorded_in_status() -> None:
+    from vlm_operator import profile_admission
+
+    p = profile("d", defaults={"engineVersion": "0.10.2", "imageMirror": "registry.example.com/vllm/vllm-openai"})
+    kube = _Lister(p, TEAM)
+    body = {"metadata": {"name": "x", "namespace": "team-a"}, "spec": {"model": {"name": "x/y"}}}
+    fresh = profile_admission.with_defaults(kube, body, profile_admission._Cache())
+    assert fresh["spec"]["engine"] == {"version": "0.10.2", "image": "registry.example.com/vllm/vllm-openai:v0.10.2"}
+    running = {**body, "status": {"engineVersion": "0.11.0"}}
+    kept = profile_admission.with_defaults(kube, running, profile_admission._Cache())
+    assert kept["spec"]["engine"] == {"version": "0.11.0", "image": "registry.example.com/vllm/vllm-openai:v0.11.0"}
+    assert body["spec"] == {"model": {"name": "x/y"}}  # the object as read is not modified
+    nothing = profile("n")
+    assert profile_admission.with_defaults(_Lister(nothing, TEAM), body, profile_admission._Cache()) is body

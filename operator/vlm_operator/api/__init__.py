@@ -40,11 +40,10 @@ from .pod import PodTemplate
 from .resources import GPURequest, ResourcesSpec
 from .rollout import RolloutSpec
 from .scaling import MetricsSource, ScalingSpec
-from .status import CONDITION_TYPES, Condition, EstimateSummary, VLMDeploymentStatus
+from .status import Condition, EstimateSummary, VLMDeploymentStatus
 
 __all__ = [
     "API_VERSION",
-    "CONDITION_TYPES",
     "DEFAULT_VLLM_VERSION",
     "GROUP",
     "KIND",

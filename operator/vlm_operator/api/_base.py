@@ -33,16 +33,33 @@ class CelRule:
     message: str
     #: Path relative to the object the rule is attached to, e.g. ``.maxReplicas``; shown as the failing field.
     field_path: str | None = None
+    #: Names the offending value, e.g. the flag in ``extraArgs`` that a typed field owns: a format (``%s``, ``%d``)
+    #: and the CEL expressions that fill it. The API server then answers ``<message>: <value>``
+    #: (``messageExpression``, falling back to ``message`` if it cannot be evaluated); the Python mirror passes the
+    #: same words to :meth:`error`. One ``format`` call and no ``+``: the API server estimates the cost of a string
+    #: concatenation from the operands' sizes, and the size of ``string(int)`` is unknown, so ``'a' + string(n)``
+    #: is refused as too expensive, while ``'a %d'.format([n])`` is not.
+    value: tuple[str, ...] | None = None
 
     def to_schema(self) -> dict[str, str]:
         out = {"rule": self.rule, "message": self.message}
+        if self.value:
+            fmt, *args = self.value
+            text = cel_string((self.message + ": ").replace("%", "%%") + fmt)
+            out["messageExpression"] = f"{text}.format([{', '.join(args)}])"
         if self.field_path:
             out["fieldPath"] = self.field_path
         return out
 
-    def error(self) -> ValueError:
-        """The exception a model validator raises when the condition the rule guards is violated."""
-        return ValueError(self.message)
+    def error(self, value: str | None = None) -> ValueError:
+        """The exception a model validator raises when the condition the rule guards is violated; ``value`` is what
+        :attr:`value` evaluates to in CEL, so both say ``<message>: <value>``."""
+        return ValueError(self.message if value is None else f"{self.message}: {value}")
+
+
+def cel_string(text: str) -> str:
+    """``text`` as a CEL string literal."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class ApiModel(BaseModel):

@@ -92,11 +92,13 @@ SECRET_LIKE_ENV = r"(?i)(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY|ACCESS
 _ENV_VALUE_XOR = CelRule(
     rule="has(self.value) != has(self.valueFrom)",
     message="an env var sets exactly one of value or valueFrom",
+    value=("%s", "self.name"),
 )
 _ENV_NO_INLINE_SECRET = CelRule(
     rule=f"!has(self.value) || !self.name.matches('{SECRET_LIKE_ENV}')",
     message="an env var whose name looks like a credential (…_TOKEN, …_SECRET, …_PASSWORD, …_API_KEY) must take its "
     "value from valueFrom.secretKeyRef, not an inline value",
+    value=("%s", "self.name"),  # the name only: never the value, which may be a credential
 )
 
 
@@ -118,9 +120,9 @@ class EnvVar(ApiModel):
     @model_validator(mode="after")
     def _check(self) -> EnvVar:
         if (self.value is None) == (self.value_from is None):
-            raise _ENV_VALUE_XOR.error()
+            raise _ENV_VALUE_XOR.error(self.name)
         if self.value is not None and re.search(SECRET_LIKE_ENV, self.name):
-            raise _ENV_NO_INLINE_SECRET.error()
+            raise _ENV_NO_INLINE_SECRET.error(self.name)
         return self
 
 

@@ -16,7 +16,17 @@ from typing import Any
 import yaml
 
 from ._base import CRD_DEFAULT
-from .deployment import CATEGORIES, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, VLMDeploymentSpec
+from .deployment import (
+    CATEGORIES,
+    GROUP,
+    KIND,
+    OBJECT_RULES,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    VLMDeploymentSpec,
+)
 from .status import VLMDeploymentStatus
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
@@ -156,6 +166,7 @@ def crd() -> dict[str, Any]:
             "spec": spec,
             "status": status,
         },
+        "x-kubernetes-validations": [r.to_schema() for r in OBJECT_RULES],
     }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

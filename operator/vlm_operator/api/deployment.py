@@ -8,6 +8,7 @@ processor cache.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -52,12 +53,15 @@ def _engine_int(name: str) -> str:
     return f"(has(self.engine) && has(self.engine.{name}) ? self.engine.{name} : 1)"
 
 
+_GPUS_PER_POD = " * ".join(_engine_int(n) for n in ("tensorParallelSize", "pipelineParallelSize", "dataParallelSize"))
+
 _GPU_COUNT_MATCHES = CelRule(
     rule="!has(self.resources) || !has(self.resources.gpu) || !has(self.resources.gpu.count) || "
     "self.resources.gpu.count == "
     + " * ".join(_engine_int(n) for n in ("tensorParallelSize", "pipelineParallelSize", "dataParallelSize")),
     message="resources.gpu.count must equal engine.tensorParallelSize x pipelineParallelSize x dataParallelSize",
     field_path=".resources.gpu.count",
+    value=("count %d, engine needs %d", "self.resources.gpu.count", _GPUS_PER_POD),
 )
 
 _MIG_IS_ONE_GPU = CelRule(
@@ -67,6 +71,7 @@ _MIG_IS_ONE_GPU = CelRule(
     message="resources.gpu.migProfile serves from one MIG slice: engine.tensorParallelSize, pipelineParallelSize and "
     "dataParallelSize must be 1 (vLLM cannot span MIG instances); use whole GPUs for parallelism",
     field_path=".resources.gpu.migProfile",
+    value=("engine needs %d GPUs", _GPUS_PER_POD),
 )
 
 #: Fields whose own minimum release differs from their flag's (they have a fallback rendering on older releases).
@@ -157,9 +162,9 @@ class VLMDeploymentSpec(ApiModel):
         if self.multimodal.interleave_strings and self.engine.chat_template_content_format != "string":
             raise _INTERLEAVE_NEEDS_STRING.error()
         if self.resources.gpu.count is not None and self.resources.gpu.count != self.engine.gpus_per_pod:
-            raise _GPU_COUNT_MATCHES.error()
+            raise _GPU_COUNT_MATCHES.error(f"count {self.resources.gpu.count}, engine needs {self.engine.gpus_per_pod}")
         if self.resources.gpu.mig_profile is not None and self.engine.gpus_per_pod != 1:
-            raise _MIG_IS_ONE_GPU.error()
+            raise _MIG_IS_ONE_GPU.error(f"engine needs {self.engine.gpus_per_pod} GPUs")
         self._check_versions()
         self._check_host_memory()
         return self
@@ -208,20 +213,27 @@ class VLMDeploymentSpec(ApiModel):
                     f"resources.shmSize {res.shm_size} is smaller than the shm processor cache ({size:g} GiB)"
                 )
 
-    def advisories(self) -> list[str]:
-        """Non-fatal remarks the webhook returns as admission warnings."""
-        out: list[str] = []
-        v = VllmVersion(self.version)
-        mm = self.multimodal
-        if mm.legacy is not None and v < "0.5.0":
-            out.append("vLLM 0.4.x's OpenAI server accepts no images; the legacy image flags only serve offline use")
-        if mm.encoder_tp_mode == "data" and self.engine.tensor_parallel_size == 1:
-            out.append("multimodal.encoderTPMode data has no effect with tensorParallelSize 1")
-        if mm.skip_profiling:
-            out.append("multimodal.skipProfiling removes vLLM's own guard on the encoder's peak memory")
-        if v >= "0.8.4" and mm.legacy is None and (mm.limit_per_prompt is None or mm.limit_per_prompt.image is None):
-            out.append("multimodal.limitPerPrompt.image is unset: vLLM allows 999 images per prompt at this version")
-        return out
+
+#: The object's name becomes its Service's name, a DNS-1035 label (Kubernetes
+#: k8s.io/apimachinery/pkg/util/validation/validation.go, DNS1035LabelMaxLength = 63), and the value of the
+#: app.kubernetes.io/instance and vlmops.io/deployment labels (LabelValueMaxLength = 63). The Deployment, its
+#: ReplicaSets (name + "-" + a 10-character hash) and pods (generateName, cut to fit) stay within their limits.
+NAME_MAX_LENGTH = 63
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+_NAME_LENGTH = CelRule(
+    rule=f"size(self.metadata.name) <= {NAME_MAX_LENGTH}",
+    message=f"metadata.name must be at most {NAME_MAX_LENGTH} characters (the limit of the Service name and of "
+    "the app.kubernetes.io/instance label it becomes)",
+    value=("%d characters", "size(self.metadata.name)"),
+)
+_NAME_FORMAT = CelRule(
+    rule=f"self.metadata.name.matches('{NAME_PATTERN}')",
+    message="metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, "
+    "no dots): it becomes the Service name",
+    value=("'%s'", "self.metadata.name"),
+)
+#: Rules on the whole object (the CRD's root schema), where ``self.metadata.name`` is visible.
+OBJECT_RULES: tuple[CelRule, ...] = (_NAME_LENGTH, _NAME_FORMAT)
 
 
 class VLMDeployment(ApiModel):
@@ -246,6 +258,16 @@ class VLMDeployment(ApiModel):
     @property
     def name(self) -> str:
         return str(self.metadata.get("name", ""))
+
+    @model_validator(mode="after")
+    def _check_name(self) -> VLMDeployment:
+        name = self.metadata.get("name")
+        if isinstance(name, str):  # a file rendered offline may leave it out
+            if len(name) > NAME_MAX_LENGTH:
+                raise _NAME_LENGTH.error(f"{len(name)} characters")
+            if not re.match(NAME_PATTERN, name):
+                raise _NAME_FORMAT.error(f"'{name}'")
+        return self
 
     @property
     def namespace(self) -> str:

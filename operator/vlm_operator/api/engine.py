@@ -54,17 +54,21 @@ _NO_SHADOWING = CelRule(
     message="extraArgs must not repeat a flag that a typed field renders or the operator owns; set the typed field "
     "instead",
     field_path=".extraArgs",
+    # the flag only, never what follows '=' (``--api-key=<key>`` must not come back in an error or a log)
+    value=("'%s'", f"self.extraArgs.filter(a, a.matches('{SHADOWED_ARG_PATTERN}'))[0].split('=')[0]"),
 )
 _OWNED_ENV = CelRule(
     rule="!has(self.env) || self.env.all(e, !(e.name in [" + ", ".join(f"'{n}'" for n in OPERATOR_OWNED_ENV) + "]))",
     message="env must not set HF_TOKEN, VLLM_API_KEY, HF_HOME or the other variables the operator renders from "
     "typed fields (see docs/api.md)",
     field_path=".env",
+    value=("%s", "self.env.filter(e, e.name in [" + ", ".join(f"'{n}'" for n in OPERATOR_OWNED_ENV) + "])[0].name"),
 )
 _BATCH_COVERS_SEQS = CelRule(
     rule="!has(self.maxNumBatchedTokens) || !has(self.maxNumSeqs) || self.maxNumBatchedTokens >= self.maxNumSeqs",
     message="maxNumBatchedTokens must be at least maxNumSeqs (vLLM refuses to start otherwise)",
     field_path=".maxNumBatchedTokens",
+    value=("%d < %d", "self.maxNumBatchedTokens", "self.maxNumSeqs"),
 )
 
 
@@ -169,14 +173,14 @@ class EngineSpec(ApiModel):
         for arg in self.extra_args:
             path = shadowed_field(arg)
             if path is not None:
-                raise ValueError(f"{_NO_SHADOWING.message}: {arg!r} is rendered from {path}")
+                raise _NO_SHADOWING.error(f"'{arg.split('=', 1)[0]}' is rendered from {path}")
         for e in self.env:
             if e.name in OPERATOR_OWNED_ENV:
-                raise _OWNED_ENV.error()
+                raise _OWNED_ENV.error(e.name)
         if (
             self.max_num_batched_tokens is not None
             and self.max_num_seqs is not None
             and self.max_num_batched_tokens < self.max_num_seqs
         ):
-            raise _BATCH_COVERS_SEQS.error()
+            raise _BATCH_COVERS_SEQS.error(f"{self.max_num_batched_tokens} < {self.max_num_seqs}")
         return self

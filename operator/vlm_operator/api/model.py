@@ -76,6 +76,7 @@ _LOCAL_PATH_ON_PVC = CelRule(
     + "') + '/'))",
     message="a local model path must lie on cache.persistentVolumeClaim, under cache.mountPath",
     field_path=".name",
+    value=("%s", "self.name"),
 )
 _OFFLINE_NEEDS_PVC = CelRule(
     rule="!(has(self.offline) && self.offline) || (has(self.cache) && has(self.cache.persistentVolumeClaim))",
@@ -128,7 +129,7 @@ class ModelSpec(ApiModel):
     def _check(self) -> ModelSpec:
         pvc = self.cache.persistent_volume_claim
         if self.is_local_path and (pvc is None or not self.name.startswith(self.cache.mount_path + "/")):
-            raise _LOCAL_PATH_ON_PVC.error()
+            raise _LOCAL_PATH_ON_PVC.error(self.name)
         if self.offline and pvc is None:
             raise _OFFLINE_NEEDS_PVC.error()
         if self.offline and self.hf_endpoint is not None:

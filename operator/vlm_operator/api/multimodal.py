@@ -166,6 +166,7 @@ _LEGACY_PIXEL_SHAPE = CelRule(
     "size(self.imageInputShape) == 4",
     message="legacy imageInputShape for pixel_values has four dimensions: batch, channels, height, width",
     field_path=".imageInputShape",
+    value=("got %d", "size(self.imageInputShape)"),
 )
 _LEGACY_FEATURE_SIZE = CelRule(
     rule="!has(self.imageInputShape) || !has(self.imageFeatureSize) || size(self.imageInputShape) != 4 || "
@@ -175,6 +176,7 @@ _LEGACY_FEATURE_SIZE = CelRule(
     message=f"legacy imageFeatureSize must equal (H/{LEGACY_PATCH_SIZE})² for a square imageInputShape "
     "(576 for 1,3,336,336)",
     field_path=".imageFeatureSize",
+    value=("got %d for H %d", "self.imageFeatureSize", "self.imageInputShape[2]"),
 )
 _LEGACY_EMBED_SHAPE = CelRule(
     rule="!has(self.imageInputType) || !has(self.imageInputShape) || !has(self.imageFeatureSize) || "
@@ -232,11 +234,11 @@ class LegacyImageInput(ApiModel):
             return self
         if self.image_input_type == "pixel_values":
             if len(shape) != 4:
-                raise _LEGACY_PIXEL_SHAPE.error()
+                raise _LEGACY_PIXEL_SHAPE.error(f"got {len(shape)}")
             h, w = shape[2], shape[3]
             p = LEGACY_PATCH_SIZE
             if h == w and (h % p != 0 or self.image_feature_size != (h // p) * (w // p)):
-                raise _LEGACY_FEATURE_SIZE.error()
+                raise _LEGACY_FEATURE_SIZE.error(f"got {self.image_feature_size} for H {h}")
         elif len(shape) != 3 or shape[1] != self.image_feature_size:
             raise _LEGACY_EMBED_SHAPE.error()
         return self
@@ -259,6 +261,10 @@ _LEGACY_EXCLUSIVE = CelRule(
     rule="!has(self.legacy) || !(" + " || ".join(f"has(self.{f})" for f in MODERN_FIELDS) + ")",
     message="multimodal.legacy (vLLM 0.4.0–0.5.0) cannot be combined with " + ", ".join(MODERN_FIELDS),
     field_path=".legacy",
+    value=(
+        "set: %s",
+        "[" + ", ".join(f"has(self.{f}) ? '{f}' : ''" for f in MODERN_FIELDS) + "].filter(n, n != '')[0]",
+    ),
 )
 
 
@@ -322,5 +328,5 @@ class MultimodalSpec(ApiModel):
     @model_validator(mode="after")
     def _check(self) -> MultimodalSpec:
         if self.legacy is not None and self.uses_modern_fields():
-            raise _LEGACY_EXCLUSIVE.error()
+            raise _LEGACY_EXCLUSIVE.error(f"set: {self.uses_modern_fields()[0]}")
         return self

@@ -24,6 +24,10 @@ _NO_RESERVED_LABELS = CelRule(
     message="podTemplate.labels must not set " + ", ".join(RESERVED_LABEL_PREFIXES) + " (the operator's selector "
     "labels)",
     field_path=".labels",
+    value=(
+        "%s",
+        "self.labels.filter(k, " + " || ".join(f"k.startsWith('{p}')" for p in RESERVED_LABEL_PREFIXES) + ")[0]",
+    ),
 )
 
 
@@ -61,6 +65,7 @@ class PodTemplate(ApiModel):
 
     @model_validator(mode="after")
     def _check(self) -> PodTemplate:
-        if any(k.startswith(RESERVED_LABEL_PREFIXES) for k in self.labels):
-            raise _NO_RESERVED_LABELS.error()
+        reserved = sorted(k for k in self.labels if k.startswith(RESERVED_LABEL_PREFIXES))
+        if reserved:
+            raise _NO_RESERVED_LABELS.error(reserved[0])
         return self

@@ -16,12 +16,14 @@ _ALWAYS_NEEDS_SURGE = CelRule(
     rule="!has(self.surgePolicy) || self.surgePolicy != 'Always' || !has(self.maxSurge) || self.maxSurge >= 1",
     message="rollout.surgePolicy Always needs maxSurge >= 1",
     field_path=".maxSurge",
+    value=("got %d", "self.maxSurge"),
 )
 _NEVER_NEEDS_UNAVAILABLE = CelRule(
     rule="!has(self.surgePolicy) || self.surgePolicy != 'Never' || !has(self.maxUnavailable) || "
     "self.maxUnavailable >= 1",
     message="rollout.surgePolicy Never needs maxUnavailable >= 1",
     field_path=".maxUnavailable",
+    value=("got %d", "self.maxUnavailable"),
 )
 
 
@@ -50,7 +52,7 @@ class RolloutSpec(ApiModel):
     @model_validator(mode="after")
     def _check(self) -> RolloutSpec:
         if self.surge_policy == "Always" and self.max_surge < 1:
-            raise _ALWAYS_NEEDS_SURGE.error()
+            raise _ALWAYS_NEEDS_SURGE.error(f"got {self.max_surge}")
         if self.surge_policy == "Never" and self.max_unavailable < 1:
-            raise _NEVER_NEEDS_UNAVAILABLE.error()
+            raise _NEVER_NEEDS_UNAVAILABLE.error(f"got {self.max_unavailable}")
         return self

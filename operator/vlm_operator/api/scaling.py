@@ -47,6 +47,7 @@ _MIN_LE_MAX = CelRule(
     rule="!has(self.maxReplicas) || (has(self.minReplicas) ? self.minReplicas : 1) <= self.maxReplicas",
     message="scaling.minReplicas must not exceed scaling.maxReplicas",
     field_path=".minReplicas",
+    value=("%d > %d", "has(self.minReplicas) ? self.minReplicas : 1", "self.maxReplicas"),
 )
 _INTERNAL_NEEDS_MAX = CelRule(
     rule="!has(self.mode) || self.mode != 'Internal' || has(self.maxReplicas)",
@@ -95,7 +96,7 @@ class ScalingSpec(ApiModel):
     @model_validator(mode="after")
     def _check(self) -> ScalingSpec:
         if self.max_replicas is not None and self.min_replicas > self.max_replicas:
-            raise _MIN_LE_MAX.error()
+            raise _MIN_LE_MAX.error(f"{self.min_replicas} > {self.max_replicas}")
         if self.mode == "Internal" and self.max_replicas is None:
             raise _INTERNAL_NEEDS_MAX.error()
         return self

@@ -13,9 +13,6 @@ from pydantic import ConfigDict, Field
 
 from ._base import ApiModel, LongStr, MediumStr, ShortStr
 
-ConditionType = Literal["Ready", "Progressing", "Degraded", "FitsGPU"]
-CONDITION_TYPES: tuple[ConditionType, ...] = ("Ready", "Progressing", "Degraded", "FitsGPU")
-
 
 class Condition(ApiModel):
     """One condition, in the shape of metav1.Condition."""

@@ -63,8 +63,11 @@ def run(args: argparse.Namespace) -> int:
             _log(f"stopped {len(stopped)} process(es) of dev cluster {args.name!r}")
             return 0
         if args.action == "env":
-            for k, v in cluster.env().items():
+            env = cluster.env()
+            for k, v in env.items():
                 print(f"export {k}={shlex.quote(v)}")
+            # the cluster's own kubectl (same version as the API server) first, whatever kubectl is installed
+            print(f'export PATH={shlex.quote(env["VLM_DEV_CLUSTER_BIN"])}:"$PATH"')
             return 0
         status = cluster.status()
         if args.output == "json":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any, cast
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,11 +14,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--peering", default="vlm-operator", help="kopf peering name (so two replicas never both act)")
     parser.add_argument("--standalone", action="store_true", help="no peering: for a single replica or a dev cluster")
+    parser.add_argument(
+        "--peering-priority",
+        type=int,
+        default=int(os.environ.get("VLM_OPERATOR_PEERING_PRIORITY", "0")),
+        help="kopf peering priority: the live replica with the highest acts, the others stand by; equal priorities "
+        "pause every replica, so give each its own (default 0)",
+    )
+    parser.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=int(os.environ.get("VLM_OPERATOR_PEERING_LIFETIME", "15")),
+        help="seconds a replica's keep-alive counts: a standby takes over at most this long after the active one "
+        "dies without saying goodbye (SIGKILL, node loss). kopf's default is 60 (default 15)",
+    )
+    parser.add_argument(
+        "--peering-check-interval",
+        type=float,
+        default=float(os.environ.get("VLM_OPERATOR_PEERING_CHECK_INTERVAL", "3")),
+        help="how often the peering object is read for /readyz and the paused warning (default 3 s)",
+    )
     parser.add_argument("--no-webhook", action="store_true", help="do not serve or register the admission webhook")
     parser.add_argument("--webhook-host", help="host the API server dials for admission (default 127.0.0.1)")
     parser.add_argument("--webhook-port", type=int, help="webhook port (default 9443)")
     parser.add_argument("--webhook-addr", help="address the webhook server binds (default 127.0.0.1)")
-    parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument(
+        "--liveness",
+        default=None,
+        help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz; readiness is /readyz on the same port (503 while "
+        "kopf's peering pauses this replica)",
+    )
     parser.add_argument(
         "--metrics-port",
         type=int,
@@ -86,12 +112,44 @@ def run(args: argparse.Namespace) -> int:
 
     import vlm_operator.handlers  # noqa: F401  (registers the handlers)
 
+    identity = _peering_and_health(args)
     kopf.configure(verbose=args.verbose)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=args.standalone,
         peering_name=None if args.standalone else args.peering,  # a named peering is mandatory in kopf
-        liveness_endpoint=args.liveness,
+        priority=args.peering_priority,
+        identity=cast(Any, identity),  # kopf's Identity is a NewType of str
+        # liveness and readiness are served by vlm_operator.health on the same URL (readiness: /readyz)
     )
     return 0
+
+
+def _peering_and_health(args: argparse.Namespace) -> str:
+    """Set up the peering monitor and the health server (started in kopf's loop); returns kopf's identity."""
+    from vlm_operator import health, kube, peering
+
+    identity = peering.own_identity()
+    monitor = None
+    if not args.standalone:
+        monitor = peering.PeeringMonitor(
+            get=peering.kube_getter(kube.Kube(kube.new_api_client()), args.peering),
+            name=args.peering,
+            identity=cast(Any, identity),  # kopf's Identity is a NewType of str
+            priority=args.peering_priority,
+            namespaces=args.namespace,
+            interval=args.peering_check_interval,
+        )
+    server = None
+    if args.liveness:
+        webhook = None
+        if os.environ.get("VLM_OPERATOR_WEBHOOK", "1") != "0":
+            addr = os.environ.get("VLM_OPERATOR_WEBHOOK_ADDR", "127.0.0.1")
+            webhook = (
+                "127.0.0.1" if addr in ("0.0.0.0", "::", "") else addr,
+                int(os.environ.get("VLM_OPERATOR_WEBHOOK_PORT", "9443")),
+            )
+        server = health.Health(args.liveness, monitor=monitor, webhook=webhook)
+    health.install(health=server, monitor=monitor, lifetime=None if args.standalone else args.peering_lifetime)
+    return identity

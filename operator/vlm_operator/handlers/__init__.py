@@ -9,14 +9,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
-from vlm_operator import admission, inventory, kube, profile_admission, reconcile, webhook_config, webhook_server
+from vlm_operator import (
+    admission,
+    inventory,
+    kube,
+    profile_admission,
+    reconcile,
+    webhook_certs,
+    webhook_config,
+    webhook_server,
+)
 from vlm_operator.render import objects
 
 GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
@@ -28,16 +36,12 @@ VALIDATE_ID = "validate"
 #: `vlmctl operator run --no-webhook` sets VLM_OPERATOR_WEBHOOK=0 before this module is imported.
 WEBHOOK_ENABLED = os.environ.get("VLM_OPERATOR_WEBHOOK", "1") != "0"
 
-_kube: kube.Kube | None = None
 MANAGED = {"app.kubernetes.io/managed-by": objects.MANAGED_BY}
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={objects.MANAGED_BY}"
 
 
 def _client() -> kube.Kube:
-    global _kube
-    if _kube is None:
-        _kube = kube.Kube(kube.new_api_client())
-    return _kube
+    return kube.shared()
 
 
 @kopf.on.startup()
@@ -55,19 +59,23 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 60
     if not WEBHOOK_ENABLED:
         return
-    certs = _webhook_certs()
+    files = webhook_certs.serving_files(os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"))
     server_args: dict[str, Any] = {
         "addr": os.environ.get("VLM_OPERATOR_WEBHOOK_ADDR", "127.0.0.1"),
         "port": int(os.environ.get("VLM_OPERATOR_WEBHOOK_PORT", "9443")),
         "host": os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"),
-        "certfile": str(certs / "tls.crt"),
-        "pkeyfile": str(certs / "tls.key"),
-        "cafile": str(certs / "ca.crt"),
+        "certfile": files.certfile,
+        "pkeyfile": files.keyfile,
+        "cafile": files.cafile,
     }
     service = os.environ.get(webhook_server.SERVICE_ENV)
     if service:  # in a cluster: the API server reaches the webhook through its Service, not a URL
         settings.admission.server = webhook_server.ServiceWebhookServer(
             service=webhook_server.ServiceRef.parse(service), **server_args
+        )
+    elif os.environ.get(webhook_server.URL_ENV):  # replicas behind a load balancer, one shared certificate
+        settings.admission.server = webhook_server.AdvertisedWebhookServer(
+            advertised=os.environ[webhook_server.URL_ENV], **server_args
         )
     else:
         settings.admission.server = kopf.WebhookServer(**server_args)
@@ -81,20 +89,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
             webhook_config.KIND,
             None,
             WEBHOOK_NAME,
-            webhook_config.ca_bundle_patch(names, (certs / "ca.crt").read_bytes()),
+            webhook_config.ca_bundle_patch(names, Path(files.cafile).read_bytes()),
         )
-
-
-def _webhook_certs() -> Path:
-    """The webhook's serving certificate: a mounted one (``VLM_OPERATOR_WEBHOOK_CERT_DIR``) or one made now."""
-    mounted = os.environ.get("VLM_OPERATOR_WEBHOOK_CERT_DIR")
-    if mounted:
-        return Path(mounted)
-    from vlm_operator import webhook_certs
-
-    out = Path(tempfile.mkdtemp(prefix="vlm-webhook-"))
-    webhook_certs.generate(out, os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"))
-    return out
 
 
 def _by_owner(namespace: str | None, labels: kopf.Labels, body: kopf.Body) -> dict[tuple[str, str], dict[str, Any]]:
@@ -157,7 +153,7 @@ def child_changed(body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
 
 def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: Any) -> None:
     try:
-        vlmd = admission.parse(body)
+        vlmd = admission.parse(profile_admission.with_defaults(_client(), body))
     except ValidationError as exc:
         raise kopf.AdmissionError(f"invalid VLMDeployment: {admission.validation_message(exc)}", code=422) from None
     decision = admission.decide(vlmd.spec, inventory.SHARED.get(_client()))

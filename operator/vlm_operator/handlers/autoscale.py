@@ -39,6 +39,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from vlm_operator import admission, reconcile, status
+from vlm_operator import kube as kube_client
 from vlm_operator import metrics as op_metrics
 from vlm_operator.autoscale import report as reports
 from vlm_operator.autoscale.metrics import (
@@ -305,9 +306,7 @@ async def autoscaler_daemon(
 ) -> None:
     if not namespace or not name:
         return
-    from vlm_operator.handlers import _client
-
-    kube = _client()
+    kube = kube_client.shared()
 
     async def reconcile_now() -> None:
         await asyncio.to_thread(reconcile.reconcile, kube, namespace, name, logger)

@@ -6,8 +6,8 @@ pod watcher writes ``[{"targets": ["<podIP>:8000"], "labels": {"namespace": …,
 up every change (it watches the file, and re-reads it every ``refresh_interval``).
 
 :class:`Prometheus` writes the config into a work directory, starts the binary there with its storage in the same
-directory, waits for ``/-/ready``, and stops the process by the PID it started. ``hack/install-prometheus.sh``
-installs the binary.
+directory, waits for ``/-/ready``, and stops the process by the PID it started. ``hack/fetch-prometheus.sh``
+fetches the binary into the cache (no root, nothing installed system-wide).
 """
 
 from __future__ import annotations
@@ -31,8 +31,15 @@ from typing import Any
 import yaml
 
 JOB = "vllm-sim"
-#: Where the Debian package puts the binary, tried when ``prometheus`` is not on PATH.
+#: Where the Debian package puts the binary, tried last.
 DEBIAN_BINARY = "/usr/bin/prometheus"
+
+
+def cached_prometheus() -> Path:
+    """Where ``hack/fetch-prometheus.sh`` links the binary it fetched: ``<cache>/prometheus/bin/prometheus``."""
+    from vlm_operator.devcluster.build import cache_root
+
+    return cache_root() / "prometheus" / "bin" / "prometheus"
 
 
 class PrometheusError(RuntimeError):
@@ -40,7 +47,16 @@ class PrometheusError(RuntimeError):
 
 
 def find_prometheus() -> str | None:
-    """The Prometheus server binary, or ``None`` (install it with ``hack/install-prometheus.sh``)."""
+    """The Prometheus server binary, or ``None`` (fetch it with ``bash hack/fetch-prometheus.sh``).
+
+    Tried in order: ``$VLM_PROMETHEUS``, the cache, ``prometheus`` on PATH, the Debian package's path.
+    """
+    explicit = os.environ.get("VLM_PROMETHEUS")
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    cached = cached_prometheus()
+    if os.access(cached, os.X_OK):
+        return str(cached)
     found = shutil.which("prometheus")
     if found:
         return found
@@ -153,7 +169,7 @@ class Prometheus:
 
     def start(self, timeout: float = 60.0) -> None:
         if self.binary is None:
-            raise PrometheusError("no prometheus binary: run `bash hack/install-prometheus.sh`")
+            raise PrometheusError("no prometheus binary: run `bash hack/fetch-prometheus.sh`")
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.targets_file.exists():
             write_targets(self.targets_file, [])
