@@ -192,7 +192,11 @@ def test_scale_writes_survive_a_reapply_that_omits_replicas(
     assert replicas(cluster, namespace, name) == 1
     # Replace=true: `kubectl replace` swaps the whole spec, so an omitted replicas is the CRD default again
     cluster.kubectl("scale", "vlmd", name, "-n", namespace, "--replicas=3")
-    cluster.kubectl("replace", "-f", "-", input=manifest)
+    # kubectl replace reads the live resourceVersion first (custom resources allow no unconditional update), so a
+    # write by the operator in between is a 409 Conflict; Argo CD retries a failed sync, and so does this test
+    wait_until(
+        lambda: cluster.kubectl("replace", "-f", "-", input=manifest, check=False).returncode == 0, "kubectl replace"
+    )
     assert replicas(cluster, namespace, name) == 1
 
 
