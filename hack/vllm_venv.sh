@@ -2,7 +2,7 @@
 # Create (or reuse) a cached virtualenv with a real vLLM release, outside the repository, for the opt-in
 # real-parser test tier (tests/vllm/test_real_parser.py, run with VLM_TEST_VLLM=1).
 #
-#   hack/vllm_venv.sh [VERSION]      # default: the pinned default from operator/vlm_operator/render/flags.py
+#   hack/vllm_venv.sh [VERSION]      # default: the pinned default from operator/vlm_operator/releases/version.py
 #
 # Prints the venv's python path on the last line of stdout. The venv lives in
 # ${VLM_VLLM_VENV_ROOT:-$HOME/.cache/vlm-operator}/vllm-venv-<VERSION>; a marker file is written only after a
@@ -17,7 +17,7 @@ repo="$(cd "${here}/.." && pwd)"
 
 version="${1:-}"
 if [[ -z "${version}" ]]; then
-  version="$(sed -n 's/^DEFAULT_VLLM_VERSION[^=]*= *"\([^"]*\)".*/\1/p' "${repo}/operator/vlm_operator/render/flags.py")"
+  version="$(sed -n 's/^DEFAULT_VLLM_VERSION[^=]*= *"\([^"]*\)".*/\1/p' "${repo}/operator/vlm_operator/releases/version.py")"
 fi
 if [[ ! "${version}" =~ ^[0-9]+(\.[0-9]+)+(\.post[0-9]+)?$ ]]; then
   echo "vllm_venv.sh: bad or missing vLLM version '${version}'" >&2
