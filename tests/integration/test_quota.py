@@ -92,19 +92,23 @@ def test_the_autoscaler_stays_within_the_quota_and_says_so(
     timeline = Timeline(kube, namespace, name)
     try:
         # 16 clients on pods that run 2 and queue 2 each: it wants 4 replicas, the quota has room for 2
-        burst = load(kube, namespace, name, clients=16, seconds=20)
+        burst = load(kube, namespace, name, clients=16, seconds=30)
         obj = wait_condition(cluster, namespace, name, "ScalingLimited", "True", "QuotaLimited")
         msg = condition(obj, "ScalingLimited")["message"]
         assert "namespace quota gpu-quota leaves room for 2" in msg and "nvidia.com/gpu used" in msg, msg
         assert msg.startswith("wants "), msg
         time.sleep(8)  # several polls under load: it stays at the quota, no write loop, no refused pod churn
+        assert time.monotonic() < burst.deadline, "the load ended too early to mean anything"
+        limited = condition(timeline.latest(), "ScalingLimited")
+        assert limited["reason"] == "QuotaLimited", limited
         burst.join()
     finally:
         timeline.stop()
     seen = [r for _, r in timeline.replicas()]
     assert max(seen) == 2 and seen[-1] == 2, seen
     assert used(cluster, namespace) == "2"
-    assert condition(timeline.latest(), "ScalingLimited")["reason"] == "QuotaLimited"
+    # the load is gone: nothing wants more than the quota admits any more
+    wait_condition(cluster, namespace, name, "ScalingLimited", "False", "WithinQuota")
 
 
 def test_a_rollout_under_a_full_quota_replaces_in_place(

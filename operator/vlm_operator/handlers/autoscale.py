@@ -233,6 +233,10 @@ class Autoscaler:
         limit = quota.replica_limit(quotas, resource, quota.gpus_per_replica(spec), quota.live_replicas(pods))
         capped, why = quota.clamp_replicas(current, decision.replicas, limit)
         if why is None:
+            # holding this poll (a window, pods starting) while the target is beyond the quota: still limited, so the
+            # condition does not flip with every poll
+            if limit is not None and decision.recommended > max(current, limit.max_replicas):
+                return decision, limit.message(decision.recommended)
             return decision, None
         state = decision.state
         if capped == current:  # nothing changes: no cooldown starts
