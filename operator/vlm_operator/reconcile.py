@@ -458,7 +458,7 @@ def decide_rollout(
     free: dict[str, int] | None = None
     gpus = spec.engine.gpus_per_pod
     held = 0
-    if spec.rollout.surge_policy == "Auto" and spec.rollout.max_surge >= 1 and pending is None:
+    if spec.rollout.surge_policy == "Auto" and spec.rollout.max_surge >= 1:
         pod_spec = (view.template or plan.desired[0]["spec"]["template"])["spec"]
         own = pods
         try:
@@ -467,7 +467,12 @@ def decide_rollout(
         except Exception as exc:  # RBAC without nodes/pods list (namespace-scoped install): replace in place
             if logger is not None:
                 logger.warning(f"Could not read free GPUs ({exc}); replacing pods in place")
-        held = max(0, rollout.bound_pods(own) - spec.scaling.replicas)
+        # Whether a new pod really waits for GPUs is read from that fresh snapshot: the watch-fed index can lag behind
+        # the scheduler. A new pod that waits only for a terminating pod of this deployment to let go of its GPUs is
+        # not stuck, so it does not switch the rollout to in-place (which would take down a Ready pod for nothing).
+        pending = _waiting_for_gpus(own, apply_hash)
+        if pending is None:
+            held = max(0, rollout.bound_pods(own) - spec.scaling.replicas)
     decision = rollout.choose_strategy(
         spec.rollout,
         gpus,
@@ -481,6 +486,15 @@ def decide_rollout(
     if starts or rollout.strategy_of(live_strategy) != (decision.max_surge, decision.max_unavailable):
         view.event = view.event or ("Normal", f"Rollout{decision.mode}", f"{decision.reason}: {decision.message}")
     return view
+
+
+def _waiting_for_gpus(pods: list[dict[str, Any]], template_hash: str) -> str | None:
+    """The scheduler's message for a pod of ``template_hash`` that is Pending for GPUs, unless a pod of the same
+    deployment is terminating (its GPUs are about to be free for it)."""
+    if any(p["metadata"].get("deletionTimestamp") for p in pods):
+        return None
+    revision = [p for p in pods if (p["metadata"].get("annotations") or {}).get(objects.ANN_SPEC_HASH) == template_hash]
+    return next((m for p in revision if (m := rollout.pending_for_resources(p))), None)
 
 
 def _quota_room(vlmd: VLMDeployment, obs: Observation, held: int, logger: Any) -> tuple[str, int] | None:
