@@ -28,7 +28,10 @@ END = "# --- END ClusterRole ---"
 
 
 #: Chart rules rendered only under a condition on the values.
-CHART_CONDITIONS = {rbac.CHART_WEBHOOK_PATCH: "not .Values.webhook.certManagerCertificate"}
+CHART_CONDITIONS = {
+    rbac.CHART_WEBHOOK_PATCH: "not .Values.webhook.certManagerCertificate",
+    rbac.MULTIMODAL_READINESS: "$.Values.multimodalReadiness",  # $: role.yaml renders it inside a range
+}
 
 
 def rules_yaml(rules: tuple[rbac.Rule, ...] = rbac.RULES, chart: bool = False) -> str:

@@ -157,9 +157,23 @@ CHART_WEBHOOK_PATCH = Rule(
 )
 
 
+#: ``spec.readiness.multimodalProbe``: the operator sets the readiness-gate condition on a pod's status
+#: (:mod:`vlm_operator.readiness`). Granted only where an install enables it (chart value ``multimodalReadiness``), so
+#: an operator without it cannot mark any pod Ready.
+MULTIMODAL_READINESS = Rule(
+    "",
+    ("pods/status",),
+    ("patch",),
+    "spec.readiness.multimodalProbe: the operator sets the vlmops.io/multimodal-ready gate condition on pod status",
+)
+#: Rules an install adds only when it enables the feature that needs them.
+OPTIONAL_RULES: tuple[Rule, ...] = (MULTIMODAL_READINESS,)
+
+
 def chart_rules(rules: tuple[Rule, ...] = RULES) -> tuple[Rule, ...]:
-    """The chart's table: no create on webhook configurations, only the CA-bundle patch by name."""
-    return (*(r for r in rules if r.group != "admissionregistration.k8s.io"), CHART_WEBHOOK_PATCH)
+    """The chart's table: no create on webhook configurations, only the CA-bundle patch by name; the optional rules
+    under their chart values (``hack/gen_rbac.py``)."""
+    return (*(r for r in rules if r.group != "admissionregistration.k8s.io"), CHART_WEBHOOK_PATCH, *OPTIONAL_RULES)
 
 
 #: kopf's peering when it watches a list of namespaces: a ``KopfPeering`` in each of them instead of the

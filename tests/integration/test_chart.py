@@ -23,6 +23,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
     "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
     "cert-manager": {"webhook.certSecret": "vlm-operator-webhook", "webhook.certManagerCertificate": "vlm-operator"},
+    "multimodal-readiness": {"multimodalReadiness": True},
     "hub": {"hub.enabled": True, "hub.endpoint": "https://hf-mirror.example.com", "hub.tokenSecret": "hf"},
 }
 
