@@ -170,10 +170,11 @@ MULTIMODAL_READINESS = Rule(
 OPTIONAL_RULES: tuple[Rule, ...] = (MULTIMODAL_READINESS,)
 
 
-def chart_rules(rules: tuple[Rule, ...] = RULES) -> tuple[Rule, ...]:
-    """The chart's table: no create on webhook configurations, only the CA-bundle patch by name; the optional rules
-    under their chart values (``hack/gen_rbac.py``)."""
-    return (*(r for r in rules if r.group != "admissionregistration.k8s.io"), CHART_WEBHOOK_PATCH, *OPTIONAL_RULES)
+def chart_rules(rules: tuple[Rule, ...] = RULES, optional: bool = False) -> tuple[Rule, ...]:
+    """The chart's table: no create on webhook configurations, only the CA-bundle patch by name. ``optional`` adds
+    :data:`OPTIONAL_RULES` (``hack/gen_rbac.py`` renders each under its chart value; off by default)."""
+    base = (*(r for r in rules if r.group != "admissionregistration.k8s.io"), CHART_WEBHOOK_PATCH)
+    return (*base, *OPTIONAL_RULES) if optional else base
 
 
 #: kopf's peering when it watches a list of namespaces: a ``KopfPeering`` in each of them instead of the
