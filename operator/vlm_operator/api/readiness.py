@@ -20,4 +20,4 @@ class ReadinessSpec(ApiModel):
     multimodal_probe: bool = False
     """Gate each pod's readiness on one chat request with a 2x2 PNG (``max_tokens`` 1). A pod whose image request
     fails stays not Ready and status says why. Needs the operator's ``pods/status`` permission (chart value
-    ``rbac.multimodalReadiness``)."""
+    ``multimodalReadiness``)."""
