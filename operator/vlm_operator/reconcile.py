@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vlm_operator import admission, fitcheck, inventory, profile_admission, readiness, rollout, status
+from vlm_operator import admission, fitcheck, inventory, profile_admission, quota, readiness, rollout, status
 from vlm_operator import metrics as op_metrics
 from vlm_operator.api import VLMDeployment
 from vlm_operator.autoscale import report as scaling_report
@@ -132,6 +132,8 @@ class Observation:
     inventory: Mapping[str, int]
     now: dt.datetime
     free_gpus: FreeGPUs
+    #: the namespace's ResourceQuotas (read only when a surge is considered); None where they cannot be listed
+    quotas: Callable[[], list[dict[str, Any]]] | None = None
 
 
 @dataclass
@@ -170,7 +172,14 @@ def observe(
         return rollout.free_gpus(nodes, bound, pod_spec), list(bound)
 
     return Observation(
-        body, live, list(pods), list(replica_sets), inventory.SHARED.get(kube), dt.datetime.now(dt.UTC), free_gpus
+        body,
+        live,
+        list(pods),
+        list(replica_sets),
+        inventory.SHARED.get(kube),
+        dt.datetime.now(dt.UTC),
+        free_gpus,
+        lambda: kube.list("v1", "ResourceQuota", ns),
     )
 
 
@@ -464,12 +473,37 @@ def decide_rollout(
                 logger.warning(f"Could not read free GPUs ({exc}); replacing pods in place")
         held = max(0, rollout.bound_pods(own) - spec.scaling.replicas)
     decision = rollout.choose_strategy(
-        spec.rollout, gpus, free, held, pending, fitcheck.gpu_label(spec, gpus).split("x ", 1)[-1]
+        spec.rollout,
+        gpus,
+        free,
+        held,
+        pending,
+        fitcheck.gpu_label(spec, gpus).split("x ", 1)[-1],
+        _quota_room(vlmd, obs, held, logger) if pending is None and spec.rollout.surge_policy != "Never" else None,
     )
     view.decision, view.strategy = decision, decision.strategy()
     if starts or rollout.strategy_of(live_strategy) != (decision.max_surge, decision.max_unavailable):
         view.event = view.event or ("Normal", f"Rollout{decision.mode}", f"{decision.reason}: {decision.message}")
     return view
+
+
+def _quota_room(vlmd: VLMDeployment, obs: Observation, held: int, logger: Any) -> tuple[str, int] | None:
+    """What the tightest GPU ResourceQuota says, and how many extra pods it admits now (plus the surge pods already
+    held), for :func:`rollout.choose_strategy`; None without a quota or when quotas cannot be read."""
+    if obs.quotas is None:
+        return None
+    try:
+        quotas = obs.quotas()
+    except Exception as exc:  # RBAC without resourcequotas list: the API server's quota admission stays the limit
+        if logger is not None:
+            logger.warning(f"Could not read ResourceQuotas ({exc})")
+        return None
+    resource = quota.quota_resource(vlmd.spec)
+    limit = quota.replica_limit(quotas, resource, quota.gpus_per_replica(vlmd.spec), 0)
+    if limit is None:
+        return None
+    res = resource.removeprefix("requests.")
+    return f"{limit.quota} has {limit.used} of {limit.hard} {res} used", limit.max_replicas + held
 
 
 def _event(kube: Kube, body: dict[str, Any], type_: str, reason: str, message: str, logger: Any) -> None:
