@@ -155,6 +155,17 @@ class Kube:
             content_type="application/merge-patch+json",
         )
 
+    def patch_status_strategic(
+        self, api_version: str, kind: str, namespace: str, name: str, body: dict[str, Any]
+    ) -> None:
+        """Strategic-merge-patch the status subresource: a pod's conditions merge by type, others are kept."""
+        self._call(
+            "PATCH",
+            _path(api_version, kind, namespace, name, "status"),
+            body=body,
+            content_type="application/strategic-merge-patch+json",
+        )
+
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Record a core/v1 Event about ``involved`` (what ``kubectl describe`` shows)."""
         meta = involved["metadata"]

@@ -157,9 +157,24 @@ CHART_WEBHOOK_PATCH = Rule(
 )
 
 
-def chart_rules(rules: tuple[Rule, ...] = RULES) -> tuple[Rule, ...]:
-    """The chart's table: no create on webhook configurations, only the CA-bundle patch by name."""
-    return (*(r for r in rules if r.group != "admissionregistration.k8s.io"), CHART_WEBHOOK_PATCH)
+#: ``spec.readiness.multimodalProbe``: the operator sets the readiness-gate condition on a pod's status
+#: (:mod:`vlm_operator.readiness`). Granted only where an install enables it (chart value ``multimodalReadiness``), so
+#: an operator without it cannot mark any pod Ready.
+MULTIMODAL_READINESS = Rule(
+    "",
+    ("pods/status",),
+    ("patch",),
+    "spec.readiness.multimodalProbe: the operator sets the vlmops.io/multimodal-ready gate condition on pod status",
+)
+#: Rules an install adds only when it enables the feature that needs them.
+OPTIONAL_RULES: tuple[Rule, ...] = (MULTIMODAL_READINESS,)
+
+
+def chart_rules(rules: tuple[Rule, ...] = RULES, optional: bool = False) -> tuple[Rule, ...]:
+    """The chart's table: no create on webhook configurations, only the CA-bundle patch by name. ``optional`` adds
+    :data:`OPTIONAL_RULES` (``hack/gen_rbac.py`` renders each under its chart value; off by default)."""
+    base = (*(r for r in rules if r.group != "admissionregistration.k8s.io"), CHART_WEBHOOK_PATCH)
+    return (*base, *OPTIONAL_RULES) if optional else base
 
 
 #: kopf's peering when it watches a list of namespaces: a ``KopfPeering`` in each of them instead of the

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vlm_operator import admission, fitcheck, inventory, profile_admission, quota, rollout, status
+from vlm_operator import admission, fitcheck, inventory, profile_admission, quota, readiness, rollout, status
 from vlm_operator import metrics as op_metrics
 from vlm_operator.api import VLMDeployment
 from vlm_operator.autoscale import report as scaling_report
@@ -81,6 +81,10 @@ def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tupl
     for pod in pods:
         ann = pod["metadata"].get("annotations", {})
         if template_hash and ann.get(objects.ANN_SPEC_HASH) != template_hash:
+            continue
+        smoke_failure = readiness.failed_probe(pod)
+        if smoke_failure is not None:  # spec.readiness.multimodalProbe: the pod serves /health but not images
+            found.append(status.PodProblem(pod["metadata"]["name"], readiness.REASON_FAILED, smoke_failure))
             continue
         for cs in pod.get("status", {}).get("containerStatuses", []):
             waiting = cs.get("state", {}).get("waiting") or {}

@@ -33,6 +33,10 @@ class FitResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+#: The PodProblem reason of a pod whose multimodal readiness probe failed (:mod:`vlm_operator.readiness`).
+SMOKE_PROBE_FAILED = "SmokeProbeFailed"
+
+
 @dataclass(frozen=True)
 class PodProblem:
     """A pod of the current template that is failing, as the kubelet reports it."""
@@ -195,7 +199,8 @@ def compute_status(obs: Observed, now: str) -> dict[str, Any]:
         detail = f"pod {p.pod}: {p.reason}" + (f" ({p.message})" if p.message else "")
         if p.restarts:
             detail += f", {p.restarts} restarts"
-        add("Degraded", "True", "PodsFailing", detail)
+        # A failed multimodal readiness probe keeps its own reason (the pod runs; its image requests fail).
+        add("Degraded", "True", p.reason if p.reason == SMOKE_PROBE_FAILED else "PodsFailing", detail)
     elif obs.refused is not None:
         add("Degraded", "True", obs.refused_reason, obs.refused)
     elif obs.deadline_exceeded and not rolled_out:

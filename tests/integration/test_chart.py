@@ -23,6 +23,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "default": {},
     "namespaced": {"watchNamespaces": ["team-a", "team-b"]},
     "cert-manager": {"webhook.certSecret": "vlm-operator-webhook", "webhook.certManagerCertificate": "vlm-operator"},
+    "multimodal-readiness": {"multimodalReadiness": True},
     "hub": {"hub.enabled": True, "hub.endpoint": "https://hf-mirror.example.com", "hub.tokenSecret": "hf"},
 }
 
@@ -48,6 +49,20 @@ def test_helm_template_matches_the_golden_rendering(helm: Path, name: str) -> No
         golden.write_text(rendered)
     assert golden.exists(), f"missing {golden}; run with VLM_REGENERATE_GOLDEN=1"
     assert rendered == golden.read_text(), f"{golden} is stale; rerun with VLM_REGENERATE_GOLDEN=1 and review the diff"
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["team-a"]}])
+def test_pods_status_is_granted_only_with_multimodal_readiness(helm: Path, values: dict[str, Any]) -> None:
+    def grants(objs: list[dict[str, Any]]) -> bool:
+        return any(
+            "pods/status" in r["resources"] and "patch" in r["verbs"]
+            for d in objs
+            if d["kind"] in ("ClusterRole", "Role")
+            for r in d["rules"]
+        )
+
+    assert not grants(docs(template(helm, values=values)))
+    assert grants(docs(template(helm, values={**values, "multimodalReadiness": True})))
 
 
 def test_the_default_rendering_is_least_privilege_and_owns_the_webhook(helm: Path) -> None:

@@ -139,7 +139,9 @@ def test_the_cluster_role_is_the_table_and_the_chart_is_not_stale() -> None:
     # the chart's ClusterRole: every rule cluster-wide, only the cluster-scoped ones with watchNamespaces
     namespaced_part, _, clusterwide_part = chart_role.partition("{{- else }}")
     namespaced_part = namespaced_part[namespaced_part.index("rules:") :]
-    assert yaml.safe_load(strip_tpl(clusterwide_part))["rules"] == rbac.cluster_role_rules(rbac.chart_rules())
+    assert yaml.safe_load(strip_tpl(clusterwide_part))["rules"] == rbac.cluster_role_rules(
+        rbac.chart_rules(optional=True)
+    )  # the {{ if }} lines stripped
     _, cluster = rbac.namespaced_install()
     assert yaml.safe_load(strip_tpl(namespaced_part))["rules"] == rbac.cluster_role_rules(cluster)
     assert gen.main(["--check"]) == 0
@@ -212,6 +214,7 @@ _METHODS = {
     "get": (None, "get"),
     "list": (None, "list"),
     "patch_status": ("status", "patch"),
+    "patch_status_strategic": ("status", "patch"),
     "event": (None, "create"),
     "delete": (None, "delete"),
     "get_scale": ("scale", "get"),
@@ -281,12 +284,22 @@ def test_the_scan_finds_the_calls_it_must() -> None:
     assert ("v1/Node", "list") in keys
 
 
+#: What an install may grant: the base table and the rules of opt-in features.
+ALL_RULES = (*rbac.RULES, *rbac.OPTIONAL_RULES)
+
+
+def test_pod_status_is_patched_only_with_the_opt_in_rule() -> None:
+    assert not rbac.granted("", "pods/status", "patch")
+    assert rbac.granted("", "pods/status", "patch", rules=rbac.OPTIONAL_RULES)
+    assert ("v1/Pod", "patch_status_strategic") in {(k, m) for _, k, m, _ in kube_calls()}
+
+
 def test_every_kube_call_of_the_operator_is_granted() -> None:
     missing = []
     for file, kind, method, verb in sorted(kube_calls()):
         group, resource = _group_resource(kind)
         sub = _METHODS[method][0]
-        if not rbac.granted(group, f"{resource}/{sub}" if sub else resource, verb):
+        if not rbac.granted(group, f"{resource}/{sub}" if sub else resource, verb, rules=ALL_RULES):
             missing.append(
                 f"{file}: {method}({kind}) needs {verb} on {group or 'core'}/{resource}{'/' + sub if sub else ''}"
             )

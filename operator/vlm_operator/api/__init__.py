@@ -37,6 +37,7 @@ from .multimodal import (
     VideoLimit,
 )
 from .pod import PodTemplate
+from .readiness import MULTIMODAL_READY_CONDITION, ReadinessSpec
 from .resources import GPURequest, ResourcesSpec
 from .rollout import RolloutSpec
 from .scaling import MetricsSource, ScalingSpec
@@ -49,6 +50,7 @@ __all__ = [
     "KIND",
     "MIN_VLLM_VERSION",
     "MODALITIES",
+    "MULTIMODAL_READY_CONDITION",
     "PLURAL",
     "SHORT_NAMES",
     "VERSION",
@@ -77,6 +79,7 @@ __all__ = [
     "PersistentVolumeClaimCache",
     "PodTemplate",
     "ProcessorCache",
+    "ReadinessSpec",
     "ResourcesSpec",
     "RolloutSpec",
     "ScalingSpec",

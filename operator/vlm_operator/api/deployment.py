@@ -22,6 +22,7 @@ from .flags import FIELD_MAPPINGS
 from .model import ModelSpec
 from .multimodal import MultimodalSpec
 from .pod import PodTemplate
+from .readiness import ReadinessSpec
 from .resources import ResourcesSpec
 from .rollout import RolloutSpec
 from .scaling import ScalingSpec
@@ -125,6 +126,8 @@ class VLMDeploymentSpec(ApiModel):
     """Replica count and who owns it; autoscaling targets."""
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     """Rollout strategy and automatic rollback."""
+    readiness: ReadinessSpec = Field(default_factory=ReadinessSpec)
+    """Readiness checks beyond vLLM's ``/health``."""
     fit_check: FitCheck = "Enforce"
     """What happens when the GPU-memory estimate says the spec does not fit: ``Enforce`` refuses it at admission
     and does not roll it out; ``Warn`` admits it with a warning and a False FitsGPU condition; ``Off`` skips the

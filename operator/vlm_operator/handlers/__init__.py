@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from vlm_operator import (
@@ -20,6 +21,7 @@ from vlm_operator import (
     inventory,
     kube,
     profile_admission,
+    readiness,
     reconcile,
     webhook_certs,
     webhook_config,
@@ -138,6 +140,33 @@ def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger,
 def resync_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
         _reconcile(namespace, name, logger, kwargs)
+
+
+#: How often pods behind the multimodal readiness gate are checked for a due probe; overridable for tests.
+READINESS_SECONDS = float(os.environ.get("VLM_OPERATOR_READINESS_SECONDS", "5"))
+_READINESS_BACKOFF: dict[tuple[str, str], readiness.Backoff] = {}
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=READINESS_SECONDS, initial_delay=1)
+def multimodal_readiness(
+    namespace: str | None, name: str | None, spec: kopf.Spec, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    """``spec.readiness.multimodalProbe``: probe the pods that wait on the gate (:mod:`vlm_operator.readiness`)."""
+    if not namespace or not name or not (spec.get("readiness") or {}).get("multimodalProbe"):
+        return
+    pods = kwargs.get("vlmd_pods")
+    if pods is None:
+        return
+    backoff = _READINESS_BACKOFF.setdefault((namespace, name), readiness.Backoff())
+    try:
+        probed = readiness.run(_client(), list(pods.get((namespace, name), [])), backoff)
+    except ApiException as exc:
+        if exc.status != 403:
+            raise
+        logger.error(readiness.FORBIDDEN)
+        return
+    for pod, result in probed:
+        logger.info(f"multimodal probe of pod {pod}: " + ("passed" if result.ok else f"failed: {result.error}"))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlm_operator import gpus
-from vlm_operator.api import VLMDeployment, VLMDeploymentSpec
+from vlm_operator.api import MULTIMODAL_READY_CONDITION, VLMDeployment, VLMDeploymentSpec
 from vlm_operator.releases import default_image
 
 HTTP_PORT = 8000
@@ -260,6 +260,9 @@ def pod_template(vlmd: VLMDeployment, plan: RenderPlan) -> dict[str, Any]:
         pod_spec["runtimeClassName"] = pt.runtime_class_name
     if pt.topology_spread_constraints:
         pod_spec["topologySpreadConstraints"] = pt.topology_spread_constraints
+    if spec.readiness.multimodal_probe:
+        # The operator sets this condition after one image request succeeded on the pod (readiness.py).
+        pod_spec["readinessGates"] = [{"conditionType": MULTIMODAL_READY_CONDITION}]
     labels = {**pt.labels, **labels_for(name), "app.kubernetes.io/managed-by": MANAGED_BY}
     annotations = {
         **pt.annotations,

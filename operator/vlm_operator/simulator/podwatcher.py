@@ -158,14 +158,43 @@ def is_ready(pod: Mapping[str, Any]) -> bool:
     return False
 
 
+def gates_pending(pod: Mapping[str, Any]) -> list[str]:
+    """The pod's readiness gates whose condition is not True: the kubelet keeps Ready False while any is
+    (Kubernetes pkg/kubelet/status/generate.go, GeneratePodReadyCondition)."""
+    conds = {c.get("type"): c.get("status") for c in pod.get("status", {}).get("conditions") or []}
+    gates = [g.get("conditionType") for g in pod.get("spec", {}).get("readinessGates") or []]
+    return [str(g) for g in gates if conds.get(g) != "True"]
+
+
+def _condition(pod: Mapping[str, Any], type_: str) -> str | None:
+    for cond in pod.get("status", {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return str(cond.get("status"))
+    return None
+
+
+def needs_ready_patch(pod: Mapping[str, Any]) -> bool:
+    """Whether a healthy pod's status differs from what :func:`ready_status_patch` writes."""
+    want_ready = "False" if gates_pending(pod) else "True"
+    return _condition(pod, "ContainersReady") != "True" or _condition(pod, "Ready") != want_ready
+
+
 def ready_status_patch(pod: Mapping[str, Any], now: str) -> dict[str, Any]:
-    """The status merge patch a kubelet's passing readiness probe amounts to (conditions are sent whole)."""
+    """The status merge patch a kubelet's passing readiness probe amounts to (conditions are sent whole). With a
+    readiness gate not yet True, the containers are ready but the pod is not (reason ReadinessGatesNotReady)."""
     status = pod.get("status", {})
     conditions = [c for c in status.get("conditions") or [] if c.get("type") not in ("Ready", "ContainersReady")]
-    conditions += [
-        {"type": "Ready", "status": "True", "lastTransitionTime": now},
-        {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
-    ]
+    pending = gates_pending(pod)
+    ready: dict[str, Any] = {"type": "Ready", "status": "True", "lastTransitionTime": now}
+    if pending:
+        ready = {
+            "type": "Ready",
+            "status": "False",
+            "reason": "ReadinessGatesNotReady",
+            "message": f"the status of pod readiness gate {pending[0]!r} is not True",
+            "lastTransitionTime": now,
+        }
+    conditions += [ready, {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}]
     containers = [{**cs, "ready": True, "started": True} for cs in status.get("containerStatuses") or []]
     return {"conditions": conditions, "containerStatuses": containers}
 
@@ -441,7 +470,7 @@ class PodWatcher:
         await self._engines(wanted)
         for uid, pod in wanted.items():
             running = self.sims.get(uid)
-            if running is None or is_ready(pod):
+            if running is None or not needs_ready_patch(pod):
                 continue
             if running.engine_plan is not None:
                 if running.engine is None or running.engine.returncode is not None:
