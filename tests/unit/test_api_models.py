@@ -19,9 +19,9 @@ from vlm_operator.api import (
     VLMDeployment,
     VLMDeploymentSpec,
 )
-from vlm_operator.api.flags import FIELD_MAPPINGS, SHADOWED_ARG_PATTERN, shadowed_field
+from vlm_operator.api.field_mappings import FIELD_MAPPINGS, SHADOWED_ARG_PATTERN, shadowed_field
 from vlm_operator.api.processor_kwargs import FAMILY_BY_ARCHITECTURE, PROCESSOR_KWARGS, check_processor_kwargs
-from vlm_operator.api.versions import default_gpu_memory_utilization, default_image, default_limit_per_prompt
+from vlm_operator.releases import default_gpu_memory_utilization, default_image, default_limit_per_prompt
 
 BASE: dict[str, Any] = {"model": {"name": "llava-hf/llava-1.5-7b-hf"}}
 PVC = {"persistentVolumeClaim": {"claimName": "weights"}}

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from vlm_operator import gpus
-from vlm_operator.estimator import memory, recommend, versions
+from vlm_operator import gpus, releases
+from vlm_operator.estimator import memory, recommend
 from vlm_operator.estimator.core import estimate
 from vlm_operator.estimator.request import GIB, EngineSettings, EstimateRequest, GPUSpec, MultimodalSettings
 from vlm_operator.models import catalog
@@ -290,6 +290,6 @@ def test_recommended_max_model_len_never_drops_below_the_image_need() -> None:
 
 
 def test_versions_helpers() -> None:
-    assert versions.parse_version("v0.10.1.1") == (0, 10, 1)
+    assert releases.parse_version("v0.10.1.1").release == (0, 10, 1)
     with pytest.raises(ValueError):
-        versions.parse_version("latest")
+        releases.parse_version("latest")
