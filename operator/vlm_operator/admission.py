@@ -102,7 +102,7 @@ def with_policy(decision: Decision, refusals: Iterable[str], warnings: Iterable[
 def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None) -> Decision:
     """``max_gpus_per_node`` maps a GFD product name to the most allocatable GPUs one node of it has (empty or None
     when the inventory is unknown: node-size checks are skipped)."""
-    from vlm_operator.api.processor_kwargs import FAMILY_BY_ARCHITECTURE, check_processor_kwargs
+    from vlm_operator.api.processor_kwargs import check_processor_kwargs
     from vlm_operator.estimator import from_spec
     from vlm_operator.render import args as render_args
 
@@ -118,9 +118,8 @@ def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None)
 
     facts = from_spec.model_facts_for(spec)
     if facts is not None:
-        family = FAMILY_BY_ARCHITECTURE.get(facts.architecture)
-        if spec.multimodal.processor_kwargs and family:
-            for p in sorted(check_processor_kwargs(family, spec.multimodal.processor_kwargs)):  # key order varies
+        if spec.multimodal.processor_kwargs:
+            for p in sorted(check_processor_kwargs(facts.family, spec.multimodal.processor_kwargs)):  # key order varies
                 refuse(REASON_INVALID, f"spec.multimodal.{p}; fix: remove the key or use one of the known options")
         if e.enable_expert_parallel and not facts.text.is_moe:
             warnings.append(

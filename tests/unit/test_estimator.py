@@ -249,9 +249,9 @@ def test_a_pair_of_changes_when_no_single_one_fits() -> None:
     e = recommend.estimate_with_recommendations(base, choices)
     assert not e.fits and e.recommendations
     first = e.recommendations[0]
-    assert first.settings["tensorParallelSize"] == 8 and "mmProcessorKwargs" in first.settings
+    assert first.settings["tensorParallelSize"] == 8 and "processorKwargs" in first.settings
     assert " and " in first.change
-    px = first.settings["mmProcessorKwargs"]["max_pixels"]
+    px = first.settings["processorKwargs"]["max_pixels"]
     check = base.with_engine(tensor_parallel_size=8).with_multimodal(processor_kwargs={"max_pixels": px})
     assert estimate(check).fits  # re-checked: the pair really fits
 
