@@ -110,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
             )
         )
 
-    import vlm_operator.handlers  # noqa: F401  (registers the handlers)
+    from vlm_operator import handlers  # importing registers the handlers that need no settings
+
+    handlers.start(handlers.Settings.from_env())
 
     identity = _peering_and_health(args)
     kopf.configure(verbose=args.verbose)
