@@ -11,9 +11,8 @@ The package is split so that the decision can be tested without a cluster or a c
 * :mod:`.report` turns a decision into the ``ScalingActive`` / ``MetricsAvailable`` conditions and keeps the latest
   one per object for the reconciler (the only status writer).
 
-The loop that fetches metrics and writes ``/scale`` is :mod:`.loop` (imported only by the operator; it talks to the API
-server through an injected client); its kopf daemon is ``vlm_operator/handlers/autoscale.py``. Nothing here imports
-``kopf``, and only :mod:`.loop` imports ``kubernetes``. The policy and its formulas are described in
+The loop that fetches metrics and writes ``/scale`` is ``vlm_operator/handlers/autoscale.py`` (it needs ``kube`` and
+``kopf``); nothing here imports ``kopf`` or ``kubernetes``. The policy and its formulas are described in
 ``docs/autoscaling.md``.
 """
 

@@ -110,9 +110,7 @@ def run(args: argparse.Namespace) -> int:
             )
         )
 
-    from vlm_operator import handlers  # importing registers the handlers that need no settings
-
-    handlers.start(handlers.Settings.from_env())
+    import vlm_operator.handlers  # noqa: F401  (registers the handlers)
 
     identity = _peering_and_health(args)
     kopf.configure(verbose=args.verbose)

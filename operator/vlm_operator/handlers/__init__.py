@@ -1,9 +1,7 @@
 """kopf handlers: thin glue from watch events and admission requests to :mod:`vlm_operator.reconcile` and
 :mod:`vlm_operator.admission`. No logic of their own.
 
-Importing this module registers the handlers with kopf's default registry; :func:`start` then registers the ones
-that depend on :class:`Settings` (the drift timer, the validating webhook). ``vlmctl operator run`` does both. Nothing
-is read from the environment at import.
+Importing this module registers the handlers with kopf's default registry; ``vlmctl operator run`` does that.
 """
 
 from __future__ import annotations
@@ -11,8 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,43 +28,13 @@ from vlm_operator import (
 from vlm_operator.render import objects
 
 GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
+#: How often every object is reconciled even without events (drift repair); overridable for tests.
+DRIFT_SECONDS = float(os.environ.get("VLM_OPERATOR_DRIFT_SECONDS", "60"))
 WEBHOOK_NAME = "vlm-operator.vlmops.io"
 #: The validating handler's id: kopf serves it at /<id> and names its webhook <id>.<WEBHOOK_NAME>.
 VALIDATE_ID = "validate"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What the handlers read from the operator's environment, once, at start-up (:meth:`from_env`)."""
-
-    #: How often every object is reconciled even without events (drift repair); VLM_OPERATOR_DRIFT_SECONDS.
-    drift_seconds: float = 60.0
-    #: VLM_OPERATOR_WEBHOOK=0 (``vlmctl operator run --no-webhook``) serves no validating webhook.
-    webhook: bool = True
-    webhook_addr: str = "127.0.0.1"
-    webhook_port: int = 9443
-    webhook_host: str = "127.0.0.1"
-    #: In a cluster: the Service the API server reaches the webhook through (``namespace/name[:port]``).
-    webhook_service: str | None = None
-    #: Replicas behind a load balancer: the URL the API server calls.
-    webhook_url: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        return cls(
-            drift_seconds=float(env.get("VLM_OPERATOR_DRIFT_SECONDS", "60")),
-            webhook=env.get("VLM_OPERATOR_WEBHOOK", "1") != "0",
-            webhook_addr=env.get("VLM_OPERATOR_WEBHOOK_ADDR", "127.0.0.1"),
-            webhook_port=int(env.get("VLM_OPERATOR_WEBHOOK_PORT", "9443")),
-            webhook_host=env.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"),
-            webhook_service=env.get(webhook_server.SERVICE_ENV) or None,
-            webhook_url=env.get(webhook_server.URL_ENV) or None,
-        )
-
-
-#: Set by :func:`start`; the defaults until then.
-SETTINGS = Settings()
-_started = False
+#: `vlmctl operator run --no-webhook` sets VLM_OPERATOR_WEBHOOK=0 before this module is imported.
+WEBHOOK_ENABLED = os.environ.get("VLM_OPERATOR_WEBHOOK", "1") != "0"
 
 MANAGED = {"app.kubernetes.io/managed-by": objects.MANAGED_BY}
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={objects.MANAGED_BY}"
@@ -91,25 +57,25 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     for resource in (("", "v1", "pods"), ("apps", "v1", "replicasets"), ("apps", "v1", "deployments")):
         settings.watching.label_selectors[resource] = MANAGED_SELECTOR
     settings.networking.request_timeout = 60
-    if not SETTINGS.webhook:
+    if not WEBHOOK_ENABLED:
         return
-    files = webhook_certs.serving_files(SETTINGS.webhook_host)
+    files = webhook_certs.serving_files(os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"))
     server_args: dict[str, Any] = {
-        "addr": SETTINGS.webhook_addr,
-        "port": SETTINGS.webhook_port,
-        "host": SETTINGS.webhook_host,
+        "addr": os.environ.get("VLM_OPERATOR_WEBHOOK_ADDR", "127.0.0.1"),
+        "port": int(os.environ.get("VLM_OPERATOR_WEBHOOK_PORT", "9443")),
+        "host": os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"),
         "certfile": files.certfile,
         "pkeyfile": files.keyfile,
         "cafile": files.cafile,
     }
-    service = SETTINGS.webhook_service
+    service = os.environ.get(webhook_server.SERVICE_ENV)
     if service:  # in a cluster: the API server reaches the webhook through its Service, not a URL
         settings.admission.server = webhook_server.ServiceWebhookServer(
             service=webhook_server.ServiceRef.parse(service), **server_args
         )
-    elif SETTINGS.webhook_url:  # replicas behind a load balancer, one shared certificate
+    elif os.environ.get(webhook_server.URL_ENV):  # replicas behind a load balancer, one shared certificate
         settings.admission.server = webhook_server.AdvertisedWebhookServer(
-            advertised=SETTINGS.webhook_url, **server_args
+            advertised=os.environ[webhook_server.URL_ENV], **server_args
         )
     else:
         settings.admission.server = kopf.WebhookServer(**server_args)
@@ -168,6 +134,7 @@ def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger,
         _reconcile(namespace, name, logger, kwargs)
 
 
+@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
 def resync_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
         _reconcile(namespace, name, logger, kwargs)
@@ -212,22 +179,11 @@ def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: An
 
 from vlm_operator.handlers import autoscale  # noqa: E402,F401  (registers the Internal-mode autoscaler daemon)
 
-
-def start(settings: Settings) -> None:
-    """Register the handlers that depend on ``settings`` (once per process) and keep them for :func:`configure`."""
-    global SETTINGS, _started
-    if _started:
-        raise RuntimeError("vlm_operator.handlers.start() was already called in this process")
-    SETTINGS, _started = settings, True
-    kopf.timer(GROUP, VERSION, PLURAL, interval=settings.drift_seconds, initial_delay=settings.drift_seconds)(
-        resync_vlmd
-    )
-    if not settings.webhook:
-        return
-    # failurePolicy Fail (ignore_failures=False) and sideEffects None (side_effects=False) are set explicitly; kopf
-    # hard-codes timeoutSeconds 30 in the configuration it manages (kopf/_core/engines/admission.py, build_webhooks).
-    # With the webhook off the handler is not registered at all: kopf refuses to start with admission handlers and no
-    # server to serve them.
+# failurePolicy Fail (ignore_failures=False) and sideEffects None (side_effects=False) are set explicitly; kopf
+# hard-codes timeoutSeconds 30 in the configuration it manages (kopf/_core/engines/admission.py, build_webhooks).
+# With the webhook off the handler is not registered at all: kopf refuses to start with admission handlers and no
+# server to serve them.
+if WEBHOOK_ENABLED:
     kopf.on.validate(
         GROUP,
         VERSION,
