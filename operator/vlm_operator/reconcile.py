@@ -22,6 +22,7 @@ from vlm_operator import admission, conditions, fitcheck, inventory, profile_adm
 from vlm_operator import operator_metrics as op_metrics
 from vlm_operator.api import VLMDeployment
 from vlm_operator.autoscale import report as scaling_report
+from vlm_operator.estimator import from_spec
 from vlm_operator.kube import Kube
 from vlm_operator.render import objects
 
@@ -58,10 +59,11 @@ class Plan:
 def build_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None = None) -> Plan:
     """Pure: the refusal policy, the fit check and the desired children of ``vlmd`` (``max_gpus_per_node``: the
     cluster's GPU inventory). The spec is rendered once, by the policy; a refused spec has no children."""
-    decision = admission.decide(vlmd.spec, max_gpus_per_node)
+    model = from_spec.lookup_model(vlmd.spec)  # once: the policy and the fit check share it
+    decision = admission.decide(vlmd.spec, max_gpus_per_node, model)
     fit = decision.fit
     if fit is None:
-        fit = fitcheck.check(vlmd.spec, max_gpus_per_node) if decision.allowed else _NOT_CHECKED
+        fit = fitcheck.check(vlmd.spec, max_gpus_per_node, model) if decision.allowed else _NOT_CHECKED
     rendered = decision.rendered
     if rendered is None:
         return Plan(vlmd, fit, (), [], objects.RenderPlan(command=()), decision)
