@@ -91,9 +91,10 @@ test-processors: $(STAMP)
 	VLM_TEST_PROCESSORS=1 $(BIN)/pytest -m processors tests/processors
 
 ## soak: the long reliability runs against a fresh local control plane (about 30 min on 2 cores): 100 objects and
-## 20 random SIGKILLs of the operator, 10,000 generated specs, the two-replica failover and the peering pause.
+## 20 random SIGKILLs of the operator, 10,000 generated specs, the two-replica failover, the peering pause and
+## 300 s of injected API errors with etcd/API server restarts.
 ## CI (make test) runs the same tests in their short form.
 soak: $(STAMP)
-	VLM_SOAK_OBJECTS=100 VLM_SOAK_KILLS=20 VLM_GENERATED_SPECS=10000 $(BIN)/pytest -s -p no:cacheprovider \
+	VLM_SOAK_OBJECTS=100 VLM_SOAK_KILLS=20 VLM_GENERATED_SPECS=10000 VLM_FAULT_SECONDS=300 $(BIN)/pytest -s -p no:cacheprovider \
 	  --timeout=5400 tests/integration/test_soak.py tests/integration/test_generated_specs.py \
-	  tests/integration/test_failover.py tests/integration/test_peering.py
+	  tests/integration/test_failover.py tests/integration/test_peering.py tests/integration/test_faults.py

@@ -80,7 +80,7 @@ class Observed:
 
 
 #: Condition types the autoscaler's report fills in (Internal mode only).
-SCALING_CONDITIONS = ("ScalingActive", "MetricsAvailable")
+SCALING_CONDITIONS = ("ScalingActive", "MetricsAvailable", "ScalingLimited")
 
 
 def _scaling_conditions(obs: Observed, prev: dict[str, dict[str, Any]], now: str) -> list[dict[str, Any]]:

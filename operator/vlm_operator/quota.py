@@ -109,3 +109,64 @@ def check(
         f"ResourceQuota {h.quota} leaves: hard {h.hard}, used {h.used} (this VLMDeployment holds {h.mine}), left "
         f"{h.left}; only {fits} replica(s) can start until the quota is raised"
     )
+
+
+# The quota's ``used`` is the API server's own count, and it already charges terminating pods. The pod evaluator
+# (kubernetes pkg/quota/v1/evaluator/core/pods.go, ``QuotaV1Pod``, v1.31) drops a pod from compute usage only when
+# its phase is Succeeded or Failed, or when it is stuck: past ``deletionTimestamp + deletionGracePeriodSeconds``
+# (a lost node). A pod that is shutting down normally keeps its GPUs in ``used`` until it is gone, so
+# ``hard - used`` needs no correction for terminating pods.
+
+
+@dataclass(frozen=True)
+class QuotaLimit:
+    """The most replicas a VLMDeployment may have under the tightest quota, and the numbers that say why."""
+
+    quota: str
+    resource: str
+    hard: int
+    used: int
+    per_replica: int
+    max_replicas: int
+
+    def message(self, wants: int) -> str:
+        res = self.resource.removeprefix("requests.")
+        return (
+            f"wants {wants} replicas, namespace quota {self.quota} leaves room for {self.max_replicas} "
+            f"({self.used} of {self.hard} {res} used, {self.per_replica} per replica)"
+        )
+
+
+def replica_limit(
+    quotas: Iterable[Mapping[str, Any]], resource: str, per_replica: int, holding: int
+) -> QuotaLimit | None:
+    """The most replicas allowed: ``holding`` (this VLMDeployment's live, not terminating pods, already counted in
+    ``used``) plus ``floor((hard - used) / per_replica)`` of the tightest quota on ``resource``; None without one."""
+    best: QuotaLimit | None = None
+    for q in quotas:
+        h = headroom([q], resource, 0)
+        if h is None:
+            continue
+        room = max(h.hard - h.used, 0) // per_replica if per_replica > 0 else 0
+        lim = QuotaLimit(h.quota, resource, h.hard, h.used, per_replica, holding + room)
+        if best is None or lim.max_replicas < best.max_replicas:
+            best = lim
+    return best
+
+
+def live_replicas(pods: Iterable[Mapping[str, Any]]) -> int:
+    """This VLMDeployment's pods that hold quota and will keep it: not finished, not terminating."""
+    return sum(
+        1
+        for p in pods
+        if not (p.get("metadata") or {}).get("deletionTimestamp")
+        and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+    )
+
+
+def clamp_replicas(current: int, wanted: int, limit: QuotaLimit | None) -> tuple[int, str | None]:
+    """``wanted`` capped by ``limit`` for a scale-up, with the message saying so (None when the quota did not bite).
+    The quota never pushes below ``current``: it stops growth, it does not take running replicas away."""
+    if limit is None or wanted <= current or wanted <= limit.max_replicas:
+        return wanted, None
+    return max(current, limit.max_replicas), limit.message(wanted)

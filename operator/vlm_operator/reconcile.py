@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vlm_operator import admission, conditions, fitcheck, inventory, profile_admission, rollout
+from vlm_operator import admission, conditions, fitcheck, inventory, profile_admission, quota, rollout
 from vlm_operator import operator_metrics as op_metrics
 from vlm_operator.api import VLMDeployment
 from vlm_operator.autoscale import report as scaling_report
@@ -132,6 +132,8 @@ class Observation:
     inventory: Mapping[str, int]
     now: dt.datetime
     free_gpus: FreeGPUs
+    #: the namespace's ResourceQuotas (read only when a surge is considered); None where they cannot be listed
+    quotas: Callable[[], list[dict[str, Any]]] | None = None
 
 
 @dataclass
@@ -170,7 +172,14 @@ def observe(
         return rollout.free_gpus(nodes, bound, pod_spec), list(bound)
 
     return Observation(
-        body, live, list(pods), list(replica_sets), inventory.SHARED.get(kube), dt.datetime.now(dt.UTC), free_gpus
+        body,
+        live,
+        list(pods),
+        list(replica_sets),
+        inventory.SHARED.get(kube),
+        dt.datetime.now(dt.UTC),
+        free_gpus,
+        lambda: kube.list("v1", "ResourceQuota", ns),
     )
 
 
@@ -453,7 +462,7 @@ def decide_rollout(
     free: dict[str, int] | None = None
     gpus = spec.engine.gpus_per_pod
     held = 0
-    if spec.rollout.surge_policy == "Auto" and spec.rollout.max_surge >= 1 and pending is None:
+    if spec.rollout.surge_policy == "Auto" and spec.rollout.max_surge >= 1:
         pod_spec = (view.template or plan.desired[0]["spec"]["template"])["spec"]
         own = pods
         try:
@@ -462,14 +471,53 @@ def decide_rollout(
         except Exception as exc:  # RBAC without nodes/pods list (namespace-scoped install): replace in place
             if logger is not None:
                 logger.warning(f"Could not read free GPUs ({exc}); replacing pods in place")
-        held = max(0, rollout.bound_pods(own) - spec.scaling.replicas)
+        # Whether a new pod really waits for GPUs is read from that fresh snapshot: the watch-fed index can lag behind
+        # the scheduler. A new pod that waits only for a terminating pod of this deployment to let go of its GPUs is
+        # not stuck, so it does not switch the rollout to in-place (which would take down a Ready pod for nothing).
+        pending = _waiting_for_gpus(own, apply_hash)
+        if pending is None:
+            held = max(0, rollout.bound_pods(own) - spec.scaling.replicas)
     decision = rollout.choose_strategy(
-        spec.rollout, gpus, free, held, pending, fitcheck.gpu_label(spec, gpus).split("x ", 1)[-1]
+        spec.rollout,
+        gpus,
+        free,
+        held,
+        pending,
+        fitcheck.gpu_label(spec, gpus).split("x ", 1)[-1],
+        _quota_room(vlmd, obs, held, logger) if pending is None and spec.rollout.surge_policy != "Never" else None,
     )
     view.decision, view.strategy = decision, decision.strategy()
     if starts or rollout.strategy_of(live_strategy) != (decision.max_surge, decision.max_unavailable):
         view.event = view.event or ("Normal", f"Rollout{decision.mode}", f"{decision.reason}: {decision.message}")
     return view
+
+
+def _waiting_for_gpus(pods: list[dict[str, Any]], template_hash: str) -> str | None:
+    """The scheduler's message for a pod of ``template_hash`` that is Pending for GPUs, unless a pod of the same
+    deployment is terminating (its GPUs are about to be free for it)."""
+    if any(p["metadata"].get("deletionTimestamp") for p in pods):
+        return None
+    revision = [p for p in pods if (p["metadata"].get("annotations") or {}).get(objects.ANN_SPEC_HASH) == template_hash]
+    return next((m for p in revision if (m := rollout.pending_for_resources(p))), None)
+
+
+def _quota_room(vlmd: VLMDeployment, obs: Observation, held: int, logger: Any) -> tuple[str, int] | None:
+    """What the tightest GPU ResourceQuota says, and how many extra pods it admits now (plus the surge pods already
+    held), for :func:`rollout.choose_strategy`; None without a quota or when quotas cannot be read."""
+    if obs.quotas is None:
+        return None
+    try:
+        quotas = obs.quotas()
+    except Exception as exc:  # RBAC without resourcequotas list: the API server's quota admission stays the limit
+        if logger is not None:
+            logger.warning(f"Could not read ResourceQuotas ({exc})")
+        return None
+    resource = quota.quota_resource(vlmd.spec)
+    limit = quota.replica_limit(quotas, resource, quota.gpus_per_replica(vlmd.spec), 0)
+    if limit is None:
+        return None
+    res = resource.removeprefix("requests.")
+    return f"{limit.quota} has {limit.used} of {limit.hard} {res} used", limit.max_replicas + held
 
 
 def _event(kube: Kube, body: dict[str, Any], type_: str, reason: str, message: str, logger: Any) -> None:

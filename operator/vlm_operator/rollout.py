@@ -219,6 +219,7 @@ def choose_strategy(
     held_surge_pods: int = 0,
     pending: str | None = None,
     gpu_label: str = "GPU",
+    quota_room: tuple[str, int] | None = None,
 ) -> StrategyDecision:
     """Surge or replace in place, from the GPUs that are free now.
 
@@ -227,6 +228,9 @@ def choose_strategy(
     GPUs; they stay counted as room, so a running surge does not flip to in-place as soon as it has started).
     ``pending``: the scheduler's message for a new pod Pending for resources, if any. A surge that leaves a pod
     Pending switches to in-place, which frees an old pod's GPU for it: a rollout never waits forever.
+    ``quota_room``: (what the tightest ResourceQuota says, how many extra pods it admits now, counting the surge pods
+    already held), or None without a quota. A surge pod the quota refuses would never be created, so with no room
+    the rollout replaces in place; a terminating old pod keeps its quota until it is gone, then its replacement fits.
     """
     in_place = max(1, rollout.max_unavailable)
 
@@ -236,8 +240,13 @@ def choose_strategy(
 
     if rollout.surge_policy == "Never":
         return replace("SurgePolicyNever", "rollout.surgePolicy is Never")
+    quota_cap: int | None = None
+    if quota_room is not None:
+        if quota_room[1] < 1:
+            return replace("QuotaFull", f"no room for an extra pod in the namespace quota: {quota_room[0]}")
+        quota_cap = quota_room[1]
     if rollout.surge_policy == "Always":
-        n = max(1, rollout.max_surge)
+        n = max(1, rollout.max_surge) if quota_cap is None else min(max(1, rollout.max_surge), quota_cap)
         return StrategyDecision(
             "Surge", n, 0, "SurgePolicyAlways", f"surging up to {n} pod(s), none unavailable: surgePolicy is Always"
         )
@@ -253,7 +262,7 @@ def choose_strategy(
     free_total = sum(free_per_node.values())
     if slots < 1:
         return replace("NoSpareGPU", f"{free_total} free {gpu_label} GPU(s), no node has {per} free for an extra pod")
-    n = min(rollout.max_surge, slots)
+    n = min(rollout.max_surge, slots) if quota_cap is None else min(rollout.max_surge, slots, quota_cap)
     return StrategyDecision(
         "Surge",
         n,

@@ -37,13 +37,14 @@ WEBHOOK = "vlm-operator.vlmops.io"
 
 
 def retry(fn: Any, what: str, timeout: float = 60) -> Any:
-    """Writes are refused while the webhook is down (failurePolicy Fail): retry them, as a client would."""
+    """Writes are refused while the webhook is down (failurePolicy Fail), and a loaded API server may answer 504: retry
+    them, as a client would."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             return fn()
         except ApiException as exc:
-            if time.monotonic() > deadline or exc.status not in (500, 503, 409, 429, 0):
+            if time.monotonic() > deadline or exc.status not in (500, 503, 504, 409, 429, 0):
                 raise AssertionError(f"{what}: {exc.status} {exc.body}") from None
             time.sleep(0.3)
 

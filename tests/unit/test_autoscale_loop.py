@@ -66,6 +66,8 @@ class FakeKube:
         self.calls: list[tuple[str, Any]] = []
         self.events: list[tuple[str, str, str]] = []
         self.conflict_next = False
+        #: the namespace's ResourceQuotas, as ``kubectl get resourcequota -o json`` lists them
+        self.quotas: list[dict[str, Any]] = []
 
     @property
     def replicas(self) -> int:
@@ -78,6 +80,8 @@ class FakeKube:
     def list(
         self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
+        if kind == "ResourceQuota":
+            return json.loads(json.dumps(self.quotas))
         self.calls.append(("list", label_selector))
         assert label_selector == objects.selector_string(NAME)
         return [pod(i) for i in range(self.replicas)]
@@ -208,6 +212,29 @@ def test_step_scales_up_within_the_window_through_scale_only_and_reports() -> No
     assert scaler.history[-1][0] - step_at <= 5 + 5  # the window, then the next poll
     assert kube.events[-1][:2] == ("Normal", "ScaleUp") and "1 → 3" in kube.events[-1][2]
     assert {c[0] for c in kube.calls} == {"get", "list", "get_scale", "scale"}
+
+
+def test_a_gpu_quota_caps_the_scale_up_and_says_so() -> None:
+    scaler, kube, sim, clock = make(vlmd_body(scaleUpWindowSeconds=5, targetQueueDepth=4), load=0)
+    gpu = "requests.nvidia.com/gpu"
+    kube.quotas = [{"metadata": {"name": "gpu-quota"}, "status": {"hard": {gpu: "2"}, "used": {gpu: "1"}}}]
+    run(scaler, clock, 10)
+    rep = reports.get(NS, NAME)
+    assert rep is not None and rep.limited is not None and rep.limited.status == "False"
+    sim.load = 36  # wants 3 (see above); the quota leaves room for one more 1-GPU pod
+    run(scaler, clock, 10)
+    assert kube.writes() == [("scale", (2, "1", "vlm-operator-autoscaler"))]
+    rep = reports.get(NS, NAME)
+    assert rep is not None and rep.limited is not None
+    assert (rep.limited.status, rep.limited.reason) == ("True", "QuotaLimited")
+    assert rep.limited.message.startswith("wants 3 replicas, namespace quota gpu-quota leaves room for 2 (1 of 2")
+    kube.quotas[0]["status"]["used"][gpu] = "2"  # the new pod is counted
+    run(scaler, clock, 60)
+    assert len(kube.writes()) == 1 and kube.replicas == 2  # stays at the quota, no write loop
+    assert reports.get(NS, NAME).limited.reason == "QuotaLimited"  # type: ignore[union-attr]
+    kube.quotas = []  # the quota is raised (here: removed): it grows to what it wants
+    run(scaler, clock, 60)
+    assert kube.replicas == 3 and reports.get(NS, NAME).limited.status == "False"  # type: ignore[union-attr]
 
 
 def test_steady_noisy_load_for_two_simulated_hours_gives_no_flaps() -> None:

@@ -89,3 +89,35 @@ def test_warn_by_default_refuse_under_enforce_and_never_for_an_unchanged_shape()
     # an update that does not raise replicas or GPUs per replica is never refused or warned about
     same = profiles.quota_verdict(profiles.Verdict(selected=enforce), msg, spec, spec)
     assert same.allowed and not same.warnings
+
+
+def test_replica_limit_is_live_replicas_plus_whole_pods_left_in_the_tightest_quota() -> None:
+    quotas = [rq("loose", GPU, 100, 8), rq("gpu-quota", GPU, 10, 8)]
+    lim = quota.replica_limit(quotas, GPU, per_replica=1, holding=2)
+    assert lim is not None and (lim.quota, lim.max_replicas) == ("gpu-quota", 4)
+    two_each = quota.replica_limit([rq("gpu-quota", GPU, 10, 7)], GPU, per_replica=2, holding=1)
+    assert two_each is not None and two_each.max_replicas == 1 + 1  # 3 GPUs left: one more 2-GPU pod, not 1.5
+    over = quota.replica_limit([rq("gpu-quota", GPU, 4, 6)], GPU, per_replica=1, holding=3)
+    assert over is not None and over.max_replicas == 3  # lowered under usage: no room, never negative
+    assert quota.replica_limit([rq("cpu", "requests.cpu", 10, 1)], GPU, 1, 1) is None
+
+
+def test_live_replicas_leave_out_terminating_and_finished_pods() -> None:
+    # A terminating pod's GPUs stay in the quota's `used` until it is gone (QuotaV1Pod), so it must not count as a
+    # replica as well: that would give its GPUs away twice.
+    pods = [pod(1), pod(1, terminating=True), pod(1, phase="Failed"), pod(1, phase="Pending")]
+    assert quota.live_replicas(pods) == 2
+
+
+def test_clamp_caps_growth_with_the_numbers_and_never_scales_down() -> None:
+    lim = quota.replica_limit([rq("gpu-quota", GPU, 10, 8)], GPU, per_replica=1, holding=0)
+    assert lim is not None and lim.max_replicas == 2
+    capped, why = quota.clamp_replicas(1, 4, lim)
+    assert capped == 2
+    assert why is not None and why.startswith(
+        "wants 4 replicas, namespace quota gpu-quota leaves room for 2 (8 of 10 nvidia.com/gpu used"
+    )
+    assert quota.clamp_replicas(1, 2, lim) == (2, None)  # fits: untouched
+    assert quota.clamp_replicas(3, 1, lim) == (1, None)  # scaling down is never held back
+    assert quota.clamp_replicas(3, 5, lim)[0] == 3  # already above the room: stays, not pushed down
+    assert quota.clamp_replicas(1, 9, None) == (9, None)

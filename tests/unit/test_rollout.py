@@ -253,3 +253,14 @@ def test_status_shows_the_strategy_and_the_rollback() -> None:
     back = conditions.Observed(2, 2, fit, deployment_status={}, rolled_back="OOMKilled (exit code 137)")
     deg = next(c for c in conditions.compute_status(back, "t")["conditions"] if c["type"] == "Degraded")
     assert (deg["status"], deg["reason"]) == ("True", "RolledBack") and "OOMKilled" in deg["message"]
+
+
+def test_a_surge_pod_must_fit_the_quota_else_replace_in_place() -> None:
+    full = rollout.choose_strategy(RolloutSpec(), 1, {"a": 8}, quota_room=("gpu-quota has 4 of 4 used", 0))
+    assert (full.mode, full.reason, full.max_surge) == ("InPlace", "QuotaFull", 0)
+    assert "gpu-quota has 4 of 4 used" in full.message and full.message.startswith("replacing in place")
+    always = rollout.choose_strategy(RolloutSpec(surgePolicy="Always"), 1, None, quota_room=("q", 0))
+    assert always.mode == "InPlace"  # a surge the quota refuses would never be created: no deadlock
+    one = rollout.choose_strategy(RolloutSpec(maxSurge=3), 1, {"a": 8}, quota_room=("q", 1))
+    assert (one.mode, one.max_surge) == ("Surge", 1)
+    assert rollout.choose_strategy(RolloutSpec(maxSurge=3), 1, {"a": 8}, quota_room=None).max_surge == 3

@@ -15,6 +15,9 @@ Conditions (only in ``scaling.mode: Internal``):
 * ``MetricsAvailable``: ``True`` (``AllPodsReporting``) when every ready pod gave a fresh reading; ``False`` with the
   first missing reading's reason (``ScrapeFailed``, ``ParseError``, ``MetricAbsent``, ``Stale``, ``QueryFailed``) and
   every missing pod in the message; ``Unknown`` (``NoReadyPods``) when there is no ready pod to read.
+* ``ScalingLimited``: ``True`` (``QuotaLimited``) when the namespace's GPU ResourceQuota capped a scale-up, with the
+  numbers ("wants 4 replicas, namespace quota gpu-quota leaves room for 2 (8 of 10 nvidia.com/gpu used, ...)");
+  ``False`` (``WithinQuota``) otherwise.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .policy import Decision, Reason
 CondStatus = Literal["True", "False", "Unknown"]
 SCALING_ACTIVE = "ScalingActive"
 METRICS_AVAILABLE = "MetricsAvailable"
+SCALING_LIMITED = "ScalingLimited"
 #: Condition messages are cut here; a message listing many missing pods would otherwise grow without bound.
 MESSAGE_LIMIT = 1000
 
@@ -51,10 +55,11 @@ class ScalingReport:
     #: The decision's replica count and recommendation (for logs and tests; status shows them in the messages).
     replicas: int
     recommended: int
+    limited: CondSpec | None = None
 
     @property
-    def conditions(self) -> tuple[CondSpec, CondSpec]:
-        return (self.active, self.metrics)
+    def conditions(self) -> tuple[CondSpec, ...]:
+        return (self.active, self.metrics) if self.limited is None else (self.active, self.metrics, self.limited)
 
     def key(self) -> tuple[tuple[str, str, str], ...]:
         """What a change of makes the reconciler run at once (the messages move with every poll; they do not)."""
@@ -65,8 +70,8 @@ def _cut(text: str) -> str:
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
 
 
-def report(decision: Decision) -> ScalingReport:
-    """The two conditions for ``decision`` (pure)."""
+def report(decision: Decision, limited: str | None = None) -> ScalingReport:
+    """The conditions for ``decision`` (pure); ``limited``: why the GPU quota capped it, if it did."""
     s = decision.signals
     if decision.reason in (Reason.MISSING_METRICS, Reason.DRY_RUN):
         active = CondSpec(SCALING_ACTIVE, "False", decision.reason.value, _cut(decision.message))
@@ -81,7 +86,12 @@ def report(decision: Decision) -> ScalingReport:
         metrics = CondSpec(METRICS_AVAILABLE, "Unknown", "NoReadyPods", "no ready pod to read metrics from")
     else:
         metrics = CondSpec(METRICS_AVAILABLE, "True", "AllPodsReporting", f"{s.fresh} of {s.ready} ready pods report")
-    return ScalingReport(active, metrics, decision.replicas, decision.recommended)
+    cap = (
+        CondSpec(SCALING_LIMITED, "True", "QuotaLimited", _cut(limited))
+        if limited
+        else CondSpec(SCALING_LIMITED, "False", "WithinQuota", "no GPU ResourceQuota capped the latest decision")
+    )
+    return ScalingReport(active, metrics, decision.replicas, decision.recommended, cap)
 
 
 def source_failed(why: str, ready: int) -> ScalingReport:

@@ -125,6 +125,7 @@ class State:
     pids: dict[str, int] = field(default_factory=dict)
     pools: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = 0.0
+    args: dict[str, list[str]] = field(default_factory=dict)  # each component's command line, for restart()
 
     @property
     def kubeconfig(self) -> Path:
@@ -258,6 +259,20 @@ class DevCluster:
         shutil.rmtree(self.workdir, ignore_errors=True)
         return stopped
 
+    def restart(self, comp: str, pause: float = 0.0, timeout: float = 60.0) -> None:
+        """Stop one component (SIGTERM, then SIGKILL), wait ``pause`` seconds, start it again with the same command
+        line and wait until it is healthy: the outage a control-plane upgrade or a crash causes."""
+        st = self.load_state()
+        if st is None or comp not in st.args:
+            raise RuntimeError(f"dev cluster {self.name!r} has no recorded {comp} to restart")
+        _stop_pid(st.pids[comp], comp)
+        time.sleep(pause)
+        self._spawn(st, comp, st.args[comp])
+        if comp == "etcd":
+            self._wait_url(st, comp, f"http://127.0.0.1:{st.ports['etcd']}/health", None, timeout)
+        elif comp == "kube-apiserver":
+            self._wait_url(st, comp, f"{st.server}/readyz", self._ssl(st), timeout)
+
     def status(self) -> dict[str, Any]:
         st = self.load_state()
         if st is None:
@@ -357,6 +372,7 @@ class DevCluster:
         )
         logf.close()
         st.pids[comp] = proc.pid
+        st.args[comp] = list(args)
         (self.workdir / "pids" / f"{comp}.pid").write_text(str(proc.pid))
         self._save(st)
         self.log(f"started {comp} (pid {proc.pid})")

@@ -38,7 +38,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from vlm_operator import admission, conditions, reconcile
+from vlm_operator import admission, conditions, quota, reconcile
 from vlm_operator import kube as kube_client
 from vlm_operator import operator_metrics as op_metrics
 from vlm_operator.autoscale import report as reports
@@ -180,6 +180,7 @@ class Autoscaler:
         decision = desired_replicas(
             self.state, readings, scaling.model_copy(update={"replicas": current}), now, tuning=self.tuning
         )
+        decision, limited = await self._within_quota(decision, vlmd.spec, pods, current)
         acted = decision.replicas != current
         if acted:
             try:
@@ -215,8 +216,32 @@ class Autoscaler:
             missing=len(s.missing),
         )
         await self._events(body, decision, current, acted)
-        await self._file(reports.report(decision), acted=acted)
+        await self._file(reports.report(decision, limited=limited), acted=acted)
         return interval
+
+    async def _within_quota(
+        self, decision: Decision, spec: Any, pods: Sequence[dict[str, Any]], current: int
+    ) -> tuple[Decision, str | None]:
+        """Cap a scale-up at what the namespace's tightest GPU ResourceQuota admits (:func:`quota.clamp_replicas`);
+        returns the decision and, when the quota bit, the message for the ``ScalingLimited`` condition."""
+        try:
+            quotas = await asyncio.to_thread(self.kube.list, "v1", "ResourceQuota", self.namespace)
+        except ApiException as exc:  # no RBAC to read quotas: the API server's quota admission stays the limit
+            self.log.warning(f"could not read ResourceQuotas: {exc.status} {exc.reason}")
+            return decision, None
+        resource = quota.quota_resource(spec)
+        limit = quota.replica_limit(quotas, resource, quota.gpus_per_replica(spec), quota.live_replicas(pods))
+        capped, why = quota.clamp_replicas(current, decision.replicas, limit)
+        if why is None:
+            # holding this poll (a window, pods starting) while the target is beyond the quota: still limited, so the
+            # condition does not flip with every poll
+            if limit is not None and decision.recommended > max(current, limit.max_replicas):
+                return decision, limit.message(decision.recommended)
+            return decision, None
+        state = decision.state
+        if capped == current:  # nothing changes: no cooldown starts
+            state = dataclasses.replace(state, last_scale_time=self.state.last_scale_time)
+        return dataclasses.replace(decision, replicas=capped, message=f"{decision.message}; {why}", state=state), why
 
     async def _scrape(self, pod: dict[str, Any], version: str, timeout: float) -> PodReading:
         pod_name = str(pod["metadata"]["name"])
