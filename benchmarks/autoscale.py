@@ -12,7 +12,7 @@ A discrete-time simulation (1 s steps, seeded, a few seconds of CPU) of a VLMDep
 The scalers, each with the same target of ``TARGET`` waiting requests per replica and the same min/max:
 
 * ``ours``: :func:`vlm_operator.autoscale.policy.desired_replicas` every 5 s on each pod's ``/metrics``, rendered in
-  vLLM's exposition format and parsed by :mod:`vlm_operator.autoscale.metrics`, with ``spec.scaling``'s defaults;
+  vLLM's exposition format and parsed by :mod:`vlm_operator.autoscale.vllm_metrics`, with ``spec.scaling``'s defaults;
 * ``HPA``, ``KEDA`` and ``WVA``: our own models of those autoscalers' algorithms, with their default parameters.
   Each constant below names the upstream file (and release) it comes from.
 
@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from vlm_operator.api.scaling import ScalingSpec
-from vlm_operator.autoscale.metrics import PodReading, parse_vllm_metrics
 from vlm_operator.autoscale.policy import PolicyState, PolicyTuning, desired_replicas
+from vlm_operator.autoscale.vllm_metrics import PodReading, parse_vllm_metrics
 
 CONCURRENCY = 8  # requests a pod runs at once
 STARTUP_S = 180  # pod created -> Ready

@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from vlm_operator.api.crd import crd
-from vlm_operator.api.flags import FLAG_OWNERS
+from vlm_operator.api.field_mappings import FLAG_OWNERS
 from vlm_operator.models import catalog
 
 SPEC_SCHEMA: dict[str, Any] = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]

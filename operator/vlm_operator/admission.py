@@ -18,8 +18,10 @@ from pydantic import ValidationError
 
 from vlm_operator import fitcheck, gpus, inventory
 from vlm_operator.api import VLMDeployment, VLMDeploymentSpec
+from vlm_operator.models.facts import ModelFacts
 
 if TYPE_CHECKING:
+    from vlm_operator.estimator.from_spec import ModelLookup
     from vlm_operator.render.args import RenderedCommand
 
 #: ``Decision.reason`` values (the reason of the ``Degraded``/``Stalled`` condition when the reconciler refuses).
@@ -99,10 +101,14 @@ def with_policy(decision: Decision, refusals: Iterable[str], warnings: Iterable[
     )
 
 
-def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None) -> Decision:
+def decide(
+    spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None, model: ModelLookup | None = None
+) -> Decision:
     """``max_gpus_per_node`` maps a GFD product name to the most allocatable GPUs one node of it has (empty or None
-    when the inventory is unknown: node-size checks are skipped)."""
-    from vlm_operator.api.processor_kwargs import FAMILY_BY_ARCHITECTURE, check_processor_kwargs
+    when the inventory is unknown: node-size checks are skipped). ``model`` is the spec's model as the caller
+    resolved it (:func:`~vlm_operator.estimator.from_spec.lookup_model`); resolved here, once, when None. The fit
+    check gets the same facts: the model is never looked up twice."""
+    from vlm_operator.api.processor_kwargs import check_processor_kwargs
     from vlm_operator.estimator import from_spec
     from vlm_operator.render import args as render_args
 
@@ -116,11 +122,12 @@ def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None)
         errors.append(message)
         reasons.append(reason)
 
-    facts = from_spec.model_facts_for(spec)
+    if model is None:
+        model = from_spec.lookup_model(spec)
+    facts = model if isinstance(model, ModelFacts) else None
     if facts is not None:
-        family = FAMILY_BY_ARCHITECTURE.get(facts.architecture)
-        if spec.multimodal.processor_kwargs and family:
-            for p in sorted(check_processor_kwargs(family, spec.multimodal.processor_kwargs)):  # key order varies
+        if spec.multimodal.processor_kwargs:
+            for p in sorted(check_processor_kwargs(facts.family, spec.multimodal.processor_kwargs)):  # key order varies
                 refuse(REASON_INVALID, f"spec.multimodal.{p}; fix: remove the key or use one of the known options")
         if e.enable_expert_parallel and not facts.text.is_moe:
             warnings.append(
@@ -175,7 +182,7 @@ def decide(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None)
 
     fit = None
     if spec.fit_check != "Off" and not errors:
-        fit = fitcheck.check(spec, max_gpus_per_node)
+        fit = fitcheck.check(spec, max_gpus_per_node, model)
         warnings += list(fit.warnings)
         if fit.invalid is not None:
             refuse(REASON_INVALID, fit.invalid)

@@ -9,10 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vlm_operator import gpus
 from vlm_operator.api import VLMDeploymentSpec
+
+if TYPE_CHECKING:
+    from vlm_operator.estimator.from_spec import ModelLookup
 
 GIB = 1024**3
 #: Below this much KV headroom (in maxModelLen sequences) a fitting spec is reported as Tight.
@@ -53,16 +56,20 @@ def gpu_label(spec: VLMDeploymentSpec, n: int) -> str:
     return f"{n}x GPU"
 
 
-def check(spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None = None) -> FitOutcome:
+def check(
+    spec: VLMDeploymentSpec, max_gpus_per_node: Mapping[str, int] | None = None, model: ModelLookup | None = None
+) -> FitOutcome:
     """Estimate ``spec`` on its GPU and phrase the verdict with its figures and the best fix.
 
-    ``max_gpus_per_node`` (GFD product name -> the most allocatable GPUs one node of it has; empty or None when
-    unknown) keeps the recommended fixes to what the cluster can schedule."""
+    ``model`` is the spec's model as the caller resolved it (:func:`~vlm_operator.estimator.from_spec.lookup_model`);
+    only when it is None (``vlmctl render``, tests) is it resolved here. ``max_gpus_per_node`` (GFD product name ->
+    the most allocatable GPUs one node of it has; empty or None when unknown)
+    keeps the recommended fixes to what the cluster can schedule."""
     from vlm_operator.estimator import from_spec
     from vlm_operator.estimator.recommend import estimate_with_recommendations
 
     try:
-        req, alternatives = from_spec.request_from_spec(spec)
+        req, alternatives = from_spec.request_from_spec(spec, model)
     except from_spec.UnresolvedModel as exc:
         return FitOutcome("Unknown", f"the fit check could not resolve the model: {exc}")
     from vlm_operator.estimator.core import check_architecture

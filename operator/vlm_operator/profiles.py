@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from vlm_operator.api import VLMDeploymentSpec
 from vlm_operator.api.profile import NamespaceSelector, VLMPlatformProfile
-from vlm_operator.api.versions import DEFAULT_VLLM_VERSION
+from vlm_operator.releases import DEFAULT_VLLM_VERSION
 
 
 @dataclass(frozen=True)

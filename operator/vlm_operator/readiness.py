@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vlm_operator import smoke, status
+from vlm_operator import conditions, smoke
 from vlm_operator.api import MULTIMODAL_READY_CONDITION
 from vlm_operator.render import objects
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 GATE = MULTIMODAL_READY_CONDITION
 REASON_PASSED = "SmokeProbePassed"
-REASON_FAILED = status.SMOKE_PROBE_FAILED
+REASON_FAILED = conditions.SMOKE_PROBE_FAILED
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 300.0
 FORBIDDEN = (

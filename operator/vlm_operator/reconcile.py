@@ -18,10 +18,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vlm_operator import admission, fitcheck, inventory, profile_admission, quota, readiness, rollout, status
-from vlm_operator import metrics as op_metrics
+from vlm_operator import admission, conditions, fitcheck, inventory, profile_admission, quota, readiness, rollout
+from vlm_operator import operator_metrics as op_metrics
 from vlm_operator.api import VLMDeployment
 from vlm_operator.autoscale import report as scaling_report
+from vlm_operator.estimator import from_spec
 from vlm_operator.kube import Kube
 from vlm_operator.render import objects
 
@@ -58,10 +59,11 @@ class Plan:
 def build_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None = None) -> Plan:
     """Pure: the refusal policy, the fit check and the desired children of ``vlmd`` (``max_gpus_per_node``: the
     cluster's GPU inventory). The spec is rendered once, by the policy; a refused spec has no children."""
-    decision = admission.decide(vlmd.spec, max_gpus_per_node)
+    model = from_spec.lookup_model(vlmd.spec)  # once: the policy and the fit check share it
+    decision = admission.decide(vlmd.spec, max_gpus_per_node, model)
     fit = decision.fit
     if fit is None:
-        fit = fitcheck.check(vlmd.spec, max_gpus_per_node) if decision.allowed else _NOT_CHECKED
+        fit = fitcheck.check(vlmd.spec, max_gpus_per_node, model) if decision.allowed else _NOT_CHECKED
     rendered = decision.rendered
     if rendered is None:
         return Plan(vlmd, fit, (), [], objects.RenderPlan(command=()), decision)
@@ -76,7 +78,7 @@ def build_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None 
     return Plan(vlmd, fit, rendered.argv, desired, plan, decision)
 
 
-def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tuple[status.PodProblem, ...]:
+def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tuple[conditions.PodProblem, ...]:
     found = []
     for pod in pods:
         ann = pod["metadata"].get("annotations", {})
@@ -84,7 +86,7 @@ def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tupl
             continue
         smoke_failure = readiness.failed_probe(pod)
         if smoke_failure is not None:  # spec.readiness.multimodalProbe: the pod serves /health but not images
-            found.append(status.PodProblem(pod["metadata"]["name"], readiness.REASON_FAILED, smoke_failure))
+            found.append(conditions.PodProblem(pod["metadata"]["name"], readiness.REASON_FAILED, smoke_failure))
             continue
         for cs in pod.get("status", {}).get("containerStatuses", []):
             waiting = cs.get("state", {}).get("waiting") or {}
@@ -100,10 +102,12 @@ def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tupl
                 msg = f"exit code {last['exitCode']}" if "exitCode" in last else waiting.get("message", "")
                 if (last.get("message") or "").strip():  # FallbackToLogsOnError: the container's own last words
                     msg += f"; last log: {rollout.last_lines(last['message'])}"
-                found.append(status.PodProblem(pod["metadata"]["name"], reason, msg, int(cs.get("restartCount", 0))))
+                found.append(
+                    conditions.PodProblem(pod["metadata"]["name"], reason, msg, int(cs.get("restartCount", 0)))
+                )
             elif pod.get("status", {}).get("phase") == "Failed" and term:
                 found.append(
-                    status.PodProblem(
+                    conditions.PodProblem(
                         pod["metadata"]["name"], term.get("reason", "Error"), f"exit code {term.get('exitCode')}"
                     )
                 )
@@ -223,16 +227,16 @@ def _reconcile(
         vlmd = admission.parse(profile_admission.with_defaults(kube, body))  # a profile's defaults, never stored
     except ValidationError as exc:
         msg = f"the spec is invalid: {admission.validation_message(exc)}"
-        obs = status.Observed(
+        obs = conditions.Observed(
             generation,
             0,
-            status.FitResult("Unknown", "spec not checked"),
+            conditions.FitResult("Unknown", "spec not checked"),
             refused=msg,
             refused_reason="InvalidSpec",
             engine_version=old_status.get("engineVersion"),  # keep the recorded release (admission.parse)
             previous_conditions=prev_conds,
         )
-        _write_status(kube, body, status.compute_status(obs, _now()), logger)
+        _write_status(kube, body, conditions.compute_status(obs, _now()), logger)
         return
     observation = observe(kube, body, pods, replica_sets)
     decision = decide(vlmd, observation, logger)
@@ -297,10 +301,10 @@ def status_for(
     last_good = old_status.get("lastGoodPodTemplateHash")
     fit, roll, refused = d.plan.fit, d.roll, d.refused
     dep_status = current.get("status", {}) if current else None
-    observed = status.Observed(
+    observed = conditions.Observed(
         generation=int(meta.get("generation", 1)),
         desired_replicas=vlmd.spec.scaling.replicas,
-        fit=status.FitResult(fit.verdict, fit.message, fit.summary),
+        fit=conditions.FitResult(fit.verdict, fit.message, fit.summary),
         deployment_status=dep_status,
         deployment_generation=current["metadata"].get("generation") if current else None,
         refused=refused,
@@ -320,8 +324,8 @@ def status_for(
         previous_conditions=tuple(old_status.get("conditions") or []),
         scaling=_scaling_conditions(vlmd, ns, name),
     )
-    new_status = status.compute_status(observed, _now())
-    if status.condition_true(new_status, "Ready") and running_hash:
+    new_status = conditions.compute_status(observed, _now())
+    if conditions.condition_true(new_status, "Ready") and running_hash:
         # Ready means every replica runs the Deployment's current template: that template is the last good one.
         new_status["lastGoodPodTemplateHash"] = running_hash
     return new_status
@@ -567,14 +571,14 @@ def _write_status(kube: Kube, body: dict[str, Any], new: dict[str, Any], logger:
     meta = body["metadata"]
     patch = {k: new.get(k) for k in _STATUS_KEYS}  # None deletes a key that no longer applies (merge patch)
     kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)
-    for type_, st, reason, message in status.transitions(old.get("conditions") or [], new["conditions"]):
+    for type_, st, reason, message in conditions.transitions(old.get("conditions") or [], new["conditions"]):
         bad = (type_ == "Degraded" and st == "True") or (type_ in ("Ready", "FitsGPU") and st == "False")
         _event(kube, body, "Warning" if bad else "Normal", reason or type_, f"{type_}={st}: {message}", logger)
 
 
 def _scaling_conditions(
     vlmd: VLMDeployment, namespace: str, name: str
-) -> tuple[tuple[str, status.CondStatus, str, str], ...] | None:
+) -> tuple[tuple[str, conditions.CondStatus, str, str], ...] | None:
     """The built-in autoscaler's conditions (``scaling.mode: Internal`` only): its latest report, filed by the
     autoscaler loop (``handlers/autoscale.py``), or ``()`` before its first poll (status keeps what it shows)."""
     if vlmd.spec.scaling.mode != "Internal":

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from vlm_operator import gpus
 from vlm_operator.api.rollout import RolloutSpec
-from vlm_operator.status import condition_true
+from vlm_operator.conditions import condition_true
 
 GPU_RESOURCE = "nvidia.com/gpu"
 #: The Deployment annotation that holds a :class:`RollbackRecord` (JSON).

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.test_operator import Operator, operator  # noqa: F401  (module-scoped fixture)
+from tests.integration.helpers import Operator
 from vlm_operator import gpus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local_only]
@@ -18,7 +18,7 @@ SAMPLES = sorted((Path(__file__).resolve().parents[2] / "crds" / "samples").glob
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])
-def test_sample(path: Path, cluster: Cluster, namespace: str, operator: Operator) -> None:  # noqa: F811
+def test_sample(path: Path, cluster: Cluster, namespace: str, operator: Operator) -> None:
     doc = yaml.safe_load(path.read_text())
     name = doc["metadata"]["name"]
     res = cluster.kubectl("apply", "-n", namespace, "-f", str(path), check=False)

@@ -16,8 +16,8 @@ import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.engine.engine_util import http, image_chat
+from tests.integration.helpers import Operator
 from tests.integration.operator_helpers import running_operator
-from tests.integration.test_operator import Operator
 from tests.integration.test_simulated_pods import SimWatcher
 from vlm_operator.devcluster import pins, tiny
 from vlm_operator.models import catalog

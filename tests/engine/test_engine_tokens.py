@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.engine.engine_util import Engine, http, image_chat, start_engine, wait_ready
-from vlm_operator.autoscale import metrics as autoscale_metrics
+from vlm_operator.autoscale import vllm_metrics as autoscale_metrics
 from vlm_operator.devcluster import pins, tiny
 from vlm_operator.estimator import tokens as est
 from vlm_operator.models import catalog

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.test_operator import Operator
+from tests.integration.helpers import Operator
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "vlm-operator"

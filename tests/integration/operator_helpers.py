@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.test_operator import Operator, install_crds_and_peering
+from tests.integration.helpers import Operator, install_crds_and_peering
 
 WEBHOOK = "vlm-operator.vlmops.io"
 

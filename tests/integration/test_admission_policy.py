@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster, wait_until
+from tests.integration.helpers import apply, install_crds_and_peering, sample
 from tests.integration.operator_helpers import WEBHOOK
-from tests.integration.test_operator import apply, install_crds_and_peering, sample
 
 pytestmark = [pytest.mark.integration]
 

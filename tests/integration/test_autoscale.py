@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.test_operator import Operator, apply, condition, free_port, operator, sample, wait_ready
+from tests.integration.helpers import Operator, apply, condition, free_port, sample, wait_ready
 from tests.integration.test_simulated_pods import SimWatcher
 from vlm_operator.kube import Kube
 from vlm_operator.render import objects
@@ -28,7 +28,6 @@ from vlm_operator.simulator.prometheus import find_prometheus
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only, pytest.mark.timeout(300)]
 
-__all__ = ["operator"]  # the imported module-scoped fixture
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 SIM = "sim.vlmops.io/"

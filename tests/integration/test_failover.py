@@ -25,8 +25,7 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.loopback_lb import LoopbackLB
-from tests.integration.test_operator import (
+from tests.integration.helpers import (
     Operator,
     apply,
     container_cmd,
@@ -36,6 +35,7 @@ from tests.integration.test_operator import (
     sample,
     wait_ready,
 )
+from tests.integration.loopback_lb import LoopbackLB
 from tests.integration.test_peering import probe
 from vlm_operator import webhook_certs
 

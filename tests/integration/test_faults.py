@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.fault_proxy import FaultProxy
-from tests.integration.test_operator import (
+from tests.integration.helpers import (
     Operator,
     apply,
     container_cmd,

@@ -15,8 +15,8 @@ import pytest
 from hack import build_kstatus
 
 from tests.conftest import Cluster, wait_until
+from tests.integration.helpers import Operator, apply, condition, sample, vlmd, wait_ready
 from tests.integration.operator_helpers import running_operator
-from tests.integration.test_operator import Operator, apply, condition, sample, vlmd, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.chart_helpers import WEBHOOK_CONFIGURATION, apply_docs, chart_operator, docs, template
-from tests.integration.test_operator import (
+from tests.integration.helpers import (
     Operator,
     apply,
     condition,

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.test_operator import Operator, apply, free_port, install_crds_and_peering, sample
+from tests.integration.helpers import Operator, apply, free_port, install_crds_and_peering, sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster, wait_until
+from tests.integration.helpers import Operator, apply, condition, sample, vlmd
 from tests.integration.operator_helpers import running_operator
-from tests.integration.test_operator import Operator, apply, condition, sample, vlmd
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster, wait_until
+from tests.integration.helpers import Operator, apply, condition, wait_ready
 from tests.integration.test_autoscale import (
     SLOW_SIM,
     Timeline,
@@ -24,7 +25,6 @@ from tests.integration.test_autoscale import (
     sims,
     wait_condition,
 )
-from tests.integration.test_operator import Operator, apply, condition, operator, wait_ready
 from tests.integration.test_rollout import (
     PodWatch,
     PoolFactory,
@@ -40,7 +40,7 @@ from vlm_operator.kube import Kube
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only, pytest.mark.timeout(300)]
 
-__all__ = ["gpu_pool", "operator", "prometheus_port", "sims"]  # the imported fixtures
+__all__ = ["gpu_pool", "prometheus_port", "sims"]  # the imported fixtures
 
 GPU = "requests.nvidia.com/gpu"
 

@@ -17,16 +17,8 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster, wait_until
+from tests.integration.helpers import ROOT, Operator, apply, condition, install_crds_and_peering, sample, wait_ready
 from tests.integration.operator_helpers import running_operator
-from tests.integration.test_operator import (
-    ROOT,
-    Operator,
-    apply,
-    condition,
-    install_crds_and_peering,
-    sample,
-    wait_ready,
-)
 from vlm_operator import rbac
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cluster, wait_until
+from tests.integration.helpers import Operator, apply, condition, install_crds_and_peering, sample, vlmd
 from tests.integration.operator_helpers import running_operator
-from tests.integration.test_operator import Operator, apply, condition, install_crds_and_peering, sample, vlmd
 from vlm_operator import admission
 from vlm_operator.api import VLMDeploymentSpec
 

@@ -21,7 +21,7 @@ import yaml
 from kubernetes import client, watch
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.test_operator import DRIFT_SECONDS, Operator, apply, condition, operator, sample, vlmd  # noqa: F401
+from tests.integration.helpers import DRIFT_SECONDS, Operator, apply, condition, sample, vlmd
 from vlm_operator.devcluster.cluster import LABEL_MANAGED, NodePool, node_manifests
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]

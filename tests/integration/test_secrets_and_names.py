@@ -17,15 +17,7 @@ import pytest
 
 from tests.conftest import Cluster, wait_until
 from tests.fakehub import FakeHub, safetensors_blob
-from tests.integration.test_operator import (
-    Operator,
-    apply,
-    free_port,
-    install_crds_and_peering,
-    sample,
-    vlmd,
-    wait_ready,
-)
+from tests.integration.helpers import Operator, apply, free_port, install_crds_and_peering, sample, vlmd, wait_ready
 from vlm_operator.models import catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]

@@ -24,7 +24,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.test_operator import Operator, install_crds_and_peering, sample
+from tests.integration.helpers import Operator, install_crds_and_peering, sample
 from vlm_operator.render import objects
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]

@@ -14,11 +14,11 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
-from vlm_operator import metrics as op_metrics
-from vlm_operator import status
+from vlm_operator import conditions
+from vlm_operator import operator_metrics as op_metrics
 from vlm_operator.autoscale import report as reports
-from vlm_operator.autoscale.metrics import EngineSample, MissingSample
 from vlm_operator.autoscale.policy import Decision, PolicyState, Reason, Signals
+from vlm_operator.autoscale.vllm_metrics import EngineSample, MissingSample
 from vlm_operator.handlers.autoscale import Autoscaler, pod_ready, served_model_name
 from vlm_operator.render import objects
 
@@ -445,11 +445,11 @@ def test_report_maps_decisions_to_two_conditions() -> None:
     assert EngineSample  # the sample type the signals are built from
 
 
-def _obs(scaling: Any, prev: tuple[dict[str, Any], ...] = ()) -> status.Observed:
-    return status.Observed(
+def _obs(scaling: Any, prev: tuple[dict[str, Any], ...] = ()) -> conditions.Observed:
+    return conditions.Observed(
         generation=1,
         desired_replicas=1,
-        fit=status.FitResult("Fits", "fits"),
+        fit=conditions.FitResult("Fits", "fits"),
         deployment_status={"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1},
         deployment_generation=1,
         previous_conditions=prev,
@@ -459,16 +459,16 @@ def _obs(scaling: Any, prev: tuple[dict[str, Any], ...] = ()) -> status.Observed
 
 def test_status_shows_the_scaling_conditions_only_in_internal_mode() -> None:
     types = lambda st: [c["type"] for c in st["conditions"]]  # noqa: E731
-    assert "ScalingActive" not in types(status.compute_status(_obs(None), "t1"))
+    assert "ScalingActive" not in types(conditions.compute_status(_obs(None), "t1"))
     rep = reports.report(decision(Reason.SCALE_UP, Signals(ready=1, fresh=1), "1 → 3"))
-    st = status.compute_status(_obs(tuple((c.type, c.status, c.reason, c.message) for c in rep.conditions)), "t1")
+    st = conditions.compute_status(_obs(tuple((c.type, c.status, c.reason, c.message) for c in rep.conditions)), "t1")
     conds = {c["type"]: c for c in st["conditions"]}
     assert conds["ScalingActive"]["reason"] == "ScaleUp" and conds["ScalingActive"]["message"] == "1 → 3"
     assert conds["MetricsAvailable"]["status"] == "True" and conds["MetricsAvailable"]["lastTransitionTime"] == "t1"
     # before the autoscaler's first poll (an operator restart), status keeps what it showed
-    kept = status.compute_status(_obs((), prev=tuple(st["conditions"])), "t2")
+    kept = conditions.compute_status(_obs((), prev=tuple(st["conditions"])), "t2")
     assert {c["type"]: c for c in kept["conditions"]}["ScalingActive"] == conds["ScalingActive"]
-    assert "ScalingActive" not in types(status.compute_status(_obs((), prev=()), "t2"))
+    assert "ScalingActive" not in types(conditions.compute_status(_obs((), prev=()), "t2"))
 
 
 # --- operator metrics ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from vlm_operator.autoscale.metrics import (
+from vlm_operator.autoscale.vllm_metrics import (
     KV_USAGE,
     KV_USAGE_OLD,
     EngineSample,

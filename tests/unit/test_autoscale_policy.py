@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from vlm_operator.api.scaling import ScalingSpec
-from vlm_operator.autoscale.metrics import EngineSample, MissingSample, PodReading, parse_vllm_metrics
 from vlm_operator.autoscale.policy import Decision, PolicyState, PolicyTuning, Reason, desired_replicas
+from vlm_operator.autoscale.vllm_metrics import EngineSample, MissingSample, PodReading, parse_vllm_metrics
 
 CAPACITY = 8.0
 POLL = 5

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from vlm_operator import gpus
-from vlm_operator.estimator import memory, recommend, versions
+from vlm_operator import gpus, releases
+from vlm_operator.estimator import memory, recommend
 from vlm_operator.estimator.core import estimate
 from vlm_operator.estimator.request import GIB, EngineSettings, EstimateRequest, GPUSpec, MultimodalSettings
 from vlm_operator.models import catalog
@@ -249,9 +249,9 @@ def test_a_pair_of_changes_when_no_single_one_fits() -> None:
     e = recommend.estimate_with_recommendations(base, choices)
     assert not e.fits and e.recommendations
     first = e.recommendations[0]
-    assert first.settings["tensorParallelSize"] == 8 and "mmProcessorKwargs" in first.settings
+    assert first.settings["tensorParallelSize"] == 8 and "processorKwargs" in first.settings
     assert " and " in first.change
-    px = first.settings["mmProcessorKwargs"]["max_pixels"]
+    px = first.settings["processorKwargs"]["max_pixels"]
     check = base.with_engine(tensor_parallel_size=8).with_multimodal(processor_kwargs={"max_pixels": px})
     assert estimate(check).fits  # re-checked: the pair really fits
 
@@ -290,6 +290,6 @@ def test_recommended_max_model_len_never_drops_below_the_image_need() -> None:
 
 
 def test_versions_helpers() -> None:
-    assert versions.parse_version("v0.10.1.1") == (0, 10, 1)
+    assert releases.parse_version("v0.10.1.1").release == (0, 10, 1)
     with pytest.raises(ValueError):
-        versions.parse_version("latest")
+        releases.parse_version("latest")

@@ -17,8 +17,7 @@ from typing import Any
 
 import pytest
 
-from vlm_operator import gpus
-from vlm_operator.estimator import versions
+from vlm_operator import gpus, releases
 from vlm_operator.estimator.core import Estimate, estimate
 from vlm_operator.estimator.memory import KVPlan, kv_layout, plan_kv
 from vlm_operator.estimator.request import GIB, EngineSettings, EstimateRequest, GPUSpec
@@ -64,8 +63,8 @@ def kv_from_logged_available(rec: dict[str, Any], e: Estimate) -> KVPlan:
         block_size=e.resolved.block_size,
         max_model_len=e.resolved.max_model_len,
         max_num_batched_tokens=e.resolved.max_num_batched_tokens,
-        hybrid=versions.hybrid_allocator(e.resolved.version, e.resolved.engine),
-        tokens_as_concurrency=versions.reports_tokens_as_concurrency(e.resolved.version),
+        hybrid=releases.hybrid_allocator(e.resolved.version, e.resolved.engine),
+        tokens_as_concurrency=releases.reports_tokens_as_concurrency(e.resolved.version),
     )
 
 
@@ -146,7 +145,7 @@ KNOWN_OUTLIERS = {
 
 
 RECENT_V1 = {
-    r["id"] for r in RECORDS if r["engine"] == "v1" and versions.parse_version(r["vllm_version"]) >= (0, 10, 0)
+    r["id"] for r in RECORDS if r["engine"] == "v1" and releases.parse_version(r["vllm_version"]) >= (0, 10, 0)
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from hack.demo_autoscale import internal_sample
 from prometheus_client import generate_latest
 
-from vlm_operator import metrics as op_metrics
+from vlm_operator import operator_metrics as op_metrics
 from vlm_operator.api import VLMDeployment
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from vlm_operator import profiles
 from vlm_operator.api import VLMDeploymentSpec
 from vlm_operator.api.profile import VLMPlatformProfile, VLMPlatformProfileSpec
-from vlm_operator.api.versions import DEFAULT_VLLM_VERSION
+from vlm_operator.releases import DEFAULT_VLLM_VERSION
 
 
 def profile(name: str, **spec: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from vlm_operator import readiness, reconcile, status
+from vlm_operator import conditions, readiness, reconcile
 from vlm_operator.api import MULTIMODAL_READY_CONDITION, VLMDeployment
 from vlm_operator.reconcile import build_plan
 from vlm_operator.render import objects
@@ -204,9 +204,9 @@ def test_a_long_error_is_cut() -> None:
 def test_a_failed_probe_is_degraded_smoke_probe_failed_naming_the_pod_and_error() -> None:
     error = "image request failed: HTTP 400: bad kwarg"
     problems = reconcile._pod_problems([pod(name="llava-abc", gate={"status": "False", "message": error})], None)
-    assert problems == (status.PodProblem("llava-abc", "SmokeProbeFailed", error),)
-    obs = status.Observed(1, 1, status.FitResult("Fits", "fits", {}), problems=problems)
-    conds = {c["type"]: c for c in status.compute_status(obs, AFTER)["conditions"]}
+    assert problems == (conditions.PodProblem("llava-abc", "SmokeProbeFailed", error),)
+    obs = conditions.Observed(1, 1, conditions.FitResult("Fits", "fits", {}), problems=problems)
+    conds = {c["type"]: c for c in conditions.compute_status(obs, AFTER)["conditions"]}
     assert conds["Degraded"]["status"] == "True" and conds["Degraded"]["reason"] == "SmokeProbeFailed"
     assert "llava-abc" in conds["Degraded"]["message"] and "bad kwarg" in conds["Degraded"]["message"]
 

@@ -7,17 +7,12 @@ import pytest
 from vlm_operator import releases as R
 from vlm_operator.api import DEFAULT_VLLM_VERSION as API_DEFAULT
 from vlm_operator.api import VLMDeploymentSpec
-from vlm_operator.api import versions as api_versions
 from vlm_operator.estimator import EstimateRequest
-from vlm_operator.estimator import versions as est_versions
-from vlm_operator.render import flags as render_flags
 
 
 def test_one_default_engine_version_everywhere() -> None:
     # Regression: api/versions.py said 0.11.0 while render/flags.py said 0.32.0.
     assert API_DEFAULT == R.DEFAULT_VLLM_VERSION
-    assert api_versions.DEFAULT_VLLM_VERSION == R.DEFAULT_VLLM_VERSION
-    assert render_flags.DEFAULT_VLLM_VERSION == R.DEFAULT_VLLM_VERSION
     spec = VLMDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen2.5-VL-7B-Instruct"}})
     assert spec.engine.version == R.DEFAULT_VLLM_VERSION
     assert EstimateRequest.__dataclass_fields__["vllm_version"].default == R.DEFAULT_VLLM_VERSION
@@ -41,37 +36,20 @@ def test_default_is_a_release_the_flag_table_covers_exactly() -> None:
 )
 def test_parser_orders_releases(a: str, b: str) -> None:
     assert R.parse_version(a) < R.parse_version(b)
-    # the old parsers are the same parser now
-    assert render_flags.parse_version(a) < render_flags.parse_version(b)
-    assert api_versions.VllmVersion(a) < b
+    assert R.VllmVersion(a) < b
 
 
 @pytest.mark.parametrize("text", ["v0.11.0", "0.11.0+cu128", "0.11", "0.11.0"])
 def test_spellings_of_one_release_are_equal(text: str) -> None:
     assert R.parse_version(text) == "0.11.0"
     assert R.parse_version(text) == (0, 11, 0)
-    assert est_versions.parse_version(text) == (0, 11, 0)
+    assert R.parse_version(text).release == (0, 11, 0)
 
 
 @pytest.mark.parametrize("text", ["latest", "", "0", "main", "11.x"])
 def test_bad_versions_are_refused_by_every_path(text: str) -> None:
     with pytest.raises(R.UnsupportedVersion):
         R.parse_version(text)
-    with pytest.raises(ValueError):
-        est_versions.parse_version(text)
-
-
-@pytest.mark.parametrize("version", R.supported_versions())
-def test_the_old_copies_agree_with_the_one_model(version: str) -> None:
-    # api/versions.py and estimator/versions.py used to hold their own copies; they must answer the same.
-    v = R.parse_version(version)
-    assert api_versions.default_gpu_memory_utilization(version) == est_versions.default_gpu_memory_utilization(
-        v.release
-    )
-    engine = R.default_engine(version)
-    assert api_versions.default_limit_per_prompt(version) == est_versions.default_limit_per_prompt(v.release, engine)
-    assert api_versions.default_processor_cache_gib(version) == est_versions.mm_cache_default_gb(v.release)
-    assert api_versions.default_api_server_count(version, 2) == est_versions.default_api_server_count(v.release, 2)
 
 
 def test_release_view() -> None:

@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from vlm_operator.api import VllmVersion, VLMDeployment, VLMDeploymentSpec
-from vlm_operator.api.flags import FIELD_MAPPINGS
+from vlm_operator.api.field_mappings import FIELD_MAPPINGS
 from vlm_operator.cli import main as vlmctl
-from vlm_operator.render import flags as F
+from vlm_operator.releases import flags as F
 from vlm_operator.render.args import RenderError, effective_limits, render_command
 
 ROOT = Path(__file__).resolve().parents[2]

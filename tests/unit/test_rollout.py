@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vlm_operator import rollout, status
+from vlm_operator import conditions, rollout
 from vlm_operator.api.rollout import RolloutSpec
 
 NOW = dt.datetime(2025, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -244,14 +244,14 @@ def test_rollback_record_round_trips_and_tolerates_junk() -> None:
 
 
 def test_status_shows_the_strategy_and_the_rollback() -> None:
-    fit = status.FitResult("Fits", "ok")
-    rolling = status.Observed(
+    fit = conditions.FitResult("Fits", "ok")
+    rolling = conditions.Observed(
         2, 2, fit, deployment_status={"replicas": 2, "updatedReplicas": 1, "readyReplicas": 1}, strategy="surging"
     )
-    prog = next(c for c in status.compute_status(rolling, "t")["conditions"] if c["type"] == "Progressing")
+    prog = next(c for c in conditions.compute_status(rolling, "t")["conditions"] if c["type"] == "Progressing")
     assert prog["status"] == "True" and "surging" in prog["message"]
-    back = status.Observed(2, 2, fit, deployment_status={}, rolled_back="OOMKilled (exit code 137)")
-    deg = next(c for c in status.compute_status(back, "t")["conditions"] if c["type"] == "Degraded")
+    back = conditions.Observed(2, 2, fit, deployment_status={}, rolled_back="OOMKilled (exit code 137)")
+    deg = next(c for c in conditions.compute_status(back, "t")["conditions"] if c["type"] == "Degraded")
     assert (deg["status"], deg["reason"]) == ("True", "RolledBack") and "OOMKilled" in deg["message"]
 
 

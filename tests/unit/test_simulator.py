@@ -85,13 +85,13 @@ def test_image_size_reads_png_gif_and_jpeg_headers() -> None:
 def test_image_tokens_match_the_documented_family_formulas() -> None:
     # vLLM's qwen2_vl.py, qwen3_vl.py and llava.py: Qwen2-VL 1920×1080 → 2,691, 1024² → 1,369;
     # Qwen3-VL 1920×1080 → 2,040; LLaVA-1.5 576.
-    assert image_tokens(1920, 1080, "qwen2-vl") == 2691
-    assert image_tokens(1024, 1024, "qwen2-vl") == 1369
-    assert image_tokens(1920, 1080, "qwen3-vl") == 2040
-    assert image_tokens(2, 2, "qwen2-vl") == 4  # min_pixels 3,136 = 56×56 → 2×2 merged patches
+    assert image_tokens(1920, 1080, "qwen2_vl") == 2691 == image_tokens(1920, 1080, "qwen2-vl")
+    assert image_tokens(1024, 1024, "qwen2_vl") == 1369
+    assert image_tokens(1920, 1080, "qwen3_vl") == 2040
+    assert image_tokens(2, 2, "qwen2_vl") == 4  # min_pixels 3,136 = 56×56 → 2×2 merged patches
     assert image_tokens(50, 5000, "llava") == 576
     assert image_tokens(1920, 1080, "gemma3") == 256
-    assert image_tokens(1920, 1080, "qwen2-vl", fixed=100) == 100
+    assert image_tokens(1920, 1080, "qwen2_vl", fixed=100) == 100
 
 
 def test_parse_chat_request_counts_text_and_image_tokens_and_refuses_bad_input() -> None:

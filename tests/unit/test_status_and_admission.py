@@ -7,13 +7,13 @@ from typing import Any
 
 import yaml
 
-from vlm_operator import admission, status
+from vlm_operator import admission, conditions
 from vlm_operator.api import VLMDeployment
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = "2026-11-23T10:00:00Z"
 LATER = "2026-11-23T10:05:00Z"
-FITS = status.FitResult("Fits", "fits: ...", {"weightsGiB": 13.2})
+FITS = conditions.FitResult("Fits", "fits: ...", {"weightsGiB": 13.2})
 
 
 def conds(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -31,16 +31,16 @@ def dep_status(replicas: int, ready: int, updated: int, gen: int = 1) -> dict[st
 
 
 def test_all_ready_is_ready_not_progressing_and_kstatus_current() -> None:
-    obs = status.Observed(3, 2, FITS, dep_status(2, 2, 2), deployment_generation=1)
-    c = conds(status.compute_status(obs, NOW))
+    obs = conditions.Observed(3, 2, FITS, dep_status(2, 2, 2), deployment_generation=1)
+    c = conds(conditions.compute_status(obs, NOW))
     assert c["Ready"]["status"] == "True" and c["Progressing"]["status"] == "False"
     assert c["Reconciling"]["status"] == "False" and c["Stalled"]["status"] == "False"
     assert all(x["observedGeneration"] == 3 for x in c.values())
 
 
 def test_rolling_out_is_progressing_and_reconciling() -> None:
-    obs = status.Observed(2, 2, FITS, dep_status(3, 2, 1), deployment_generation=1)
-    st = status.compute_status(obs, NOW)
+    obs = conditions.Observed(2, 2, FITS, dep_status(3, 2, 1), deployment_generation=1)
+    st = conditions.compute_status(obs, NOW)
     c = conds(st)
     assert c["Ready"]["status"] == "False" and c["Progressing"]["status"] == "True"
     assert c["Reconciling"]["status"] == "True"
@@ -48,30 +48,32 @@ def test_rolling_out_is_progressing_and_reconciling() -> None:
 
 
 def test_a_deployment_not_yet_observed_is_not_ready() -> None:
-    obs = status.Observed(1, 1, FITS, dep_status(1, 1, 1, gen=1), deployment_generation=2)
-    assert conds(status.compute_status(obs, NOW))["Ready"]["status"] == "False"
+    obs = conditions.Observed(1, 1, FITS, dep_status(1, 1, 1, gen=1), deployment_generation=2)
+    assert conds(conditions.compute_status(obs, NOW))["Ready"]["status"] == "False"
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:
-    first = status.compute_status(status.Observed(1, 1, FITS, dep_status(1, 0, 1), deployment_generation=1), NOW)
+    first = conditions.compute_status(
+        conditions.Observed(1, 1, FITS, dep_status(1, 0, 1), deployment_generation=1), NOW
+    )
     prev = tuple(first["conditions"])
-    same = status.compute_status(
-        status.Observed(1, 1, FITS, dep_status(1, 0, 1), deployment_generation=1, previous_conditions=prev), LATER
+    same = conditions.compute_status(
+        conditions.Observed(1, 1, FITS, dep_status(1, 0, 1), deployment_generation=1, previous_conditions=prev), LATER
     )
     assert conds(same)["Ready"]["lastTransitionTime"] == NOW
-    ready = status.compute_status(
-        status.Observed(1, 1, FITS, dep_status(1, 1, 1), deployment_generation=1, previous_conditions=prev), LATER
+    ready = conditions.compute_status(
+        conditions.Observed(1, 1, FITS, dep_status(1, 1, 1), deployment_generation=1, previous_conditions=prev), LATER
     )
     assert conds(ready)["Ready"]["lastTransitionTime"] == LATER
     assert conds(ready)["FitsGPU"]["lastTransitionTime"] == NOW
-    changed = status.transitions(list(prev), ready["conditions"])
+    changed = conditions.transitions(list(prev), ready["conditions"])
     assert ("Ready", "True", "AllReplicasReady", "1/1 replicas ready") in changed
     assert all(t[0] not in ("Reconciling", "Stalled") for t in changed)
 
 
 def test_refused_spec_is_degraded_and_stalled_with_the_reason() -> None:
-    fit = status.FitResult("DoesNotFit", "does not fit: ...")
-    st = status.compute_status(status.Observed(1, 1, fit, refused="not rolled out: does not fit"), NOW)
+    fit = conditions.FitResult("DoesNotFit", "does not fit: ...")
+    st = conditions.compute_status(conditions.Observed(1, 1, fit, refused="not rolled out: does not fit"), NOW)
     c = conds(st)
     assert c["FitsGPU"]["status"] == "False" and c["Ready"]["status"] == "False"
     assert c["Degraded"]["status"] == "True" and c["Stalled"]["status"] == "True"
@@ -79,16 +81,16 @@ def test_refused_spec_is_degraded_and_stalled_with_the_reason() -> None:
 
 
 def test_crashing_pods_make_it_degraded_with_the_kubelet_reason() -> None:
-    problem = status.PodProblem("p-1", "OOMKilled", "exit code 137", restarts=4)
-    obs = status.Observed(1, 1, FITS, dep_status(1, 0, 1), deployment_generation=1, problems=(problem,))
-    c = conds(status.compute_status(obs, NOW))
+    problem = conditions.PodProblem("p-1", "OOMKilled", "exit code 137", restarts=4)
+    obs = conditions.Observed(1, 1, FITS, dep_status(1, 0, 1), deployment_generation=1, problems=(problem,))
+    c = conds(conditions.compute_status(obs, NOW))
     assert c["Degraded"]["reason"] == "PodsFailing"
     assert "OOMKilled" in c["Degraded"]["message"] and "4 restarts" in c["Degraded"]["message"]
 
 
 def test_unknown_fit_is_unknown_not_false() -> None:
-    obs = status.Observed(1, 1, status.FitResult("Unknown", "not in catalog"), dep_status(1, 1, 1), 1)
-    assert conds(status.compute_status(obs, NOW))["FitsGPU"]["status"] == "Unknown"
+    obs = conditions.Observed(1, 1, conditions.FitResult("Unknown", "not in catalog"), dep_status(1, 1, 1), 1)
+    assert conds(conditions.compute_status(obs, NOW))["FitsGPU"]["status"] == "Unknown"
 
 
 def spec(stem: str, **overrides: Any) -> Any:

@@ -1,8 +1,8 @@
-"""A ResourceQuota refusal of the pods reaches the VLMDeployment's status with its numbers (status.quota_refusal)."""
+"""A ResourceQuota refusal of the pods reaches the VLMDeployment's status with its numbers (quota_refusal)."""
 
 from __future__ import annotations
 
-from vlm_operator import status
+from vlm_operator import conditions
 
 REFUSAL = (
     'pods "llava-1-5-7b-6d9f-x2" is forbidden: exceeded quota: team-gpus, requested: requests.nvidia.com/gpu=1, '
@@ -16,14 +16,14 @@ def deployment_status(conditions: list[dict[str, str]]) -> dict[str, object]:
 
 def test_a_quota_refusal_shows_in_progressing_with_the_numbers() -> None:
     ds = deployment_status([{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": REFUSAL}])
-    obs = status.Observed(
+    obs = conditions.Observed(
         generation=1,
         desired_replicas=3,
-        fit=status.FitResult("Fits", "fits"),
+        fit=conditions.FitResult("Fits", "fits"),
         deployment_status=ds,
         deployment_generation=1,
     )
-    out = status.compute_status(obs, "2026-12-07T00:00:00Z")
+    out = conditions.compute_status(obs, "2026-12-07T00:00:00Z")
     prog = next(c for c in out["conditions"] if c["type"] == "Progressing")
     assert prog["status"] == "True" and prog["reason"] == "QuotaExceeded"
     assert prog["message"] == (
@@ -33,8 +33,8 @@ def test_a_quota_refusal_shows_in_progressing_with_the_numbers() -> None:
 
 
 def test_other_create_failures_and_cleared_conditions_are_not_quota() -> None:
-    assert status.quota_refusal(deployment_status([])) is None
+    assert conditions.quota_refusal(deployment_status([])) is None
     other = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "admission webhook x"}
-    assert status.quota_refusal(deployment_status([other])) is None
+    assert conditions.quota_refusal(deployment_status([other])) is None
     cleared = {"type": "ReplicaFailure", "status": "False", "reason": "FailedCreate", "message": REFUSAL}
-    assert status.quota_refusal(deployment_status([cleared])) is None
+    assert conditions.quota_refusal(deployment_status([cleared])) is None

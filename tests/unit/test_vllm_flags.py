@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from vlm_operator.render import flags as F
+from vlm_operator.releases import flags as F
 
 RAW = resources.files("vlm_operator.releases").joinpath("data/vllm_flags.json").read_text(encoding="utf-8")
 TABLE: dict[str, Any] = json.loads(RAW)

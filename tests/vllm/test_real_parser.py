@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from vlm_operator.render import flags as F
+from vlm_operator.releases import flags as F
 
 pytestmark = [
     pytest.mark.vllm,

@@ -18,7 +18,7 @@ from vlm_operator.releases import MIN_VLLM_VERSION, VllmVersion, default_api_ser
 
 from ._base import CRD_DEFAULT, ApiModel, CelRule, parse_quantity
 from .engine import EngineSpec
-from .flags import FIELD_MAPPINGS
+from .field_mappings import FIELD_MAPPINGS
 from .model import ModelSpec
 from .multimodal import MultimodalSpec
 from .pod import PodTemplate

@@ -15,7 +15,7 @@ from vlm_operator.releases import DEFAULT_VLLM_VERSION, VERSION_PATTERN, default
 
 from ._base import ApiModel, CelRule, MediumStr
 from .common import ConfigMapKeyRef, EnvVar, SecretKeyRef
-from .flags import OPERATOR_OWNED_ENV, SHADOWED_ARG_PATTERN, shadowed_field
+from .field_mappings import OPERATOR_OWNED_ENV, SHADOWED_ARG_PATTERN, shadowed_field
 
 VersionStr = Annotated[str, Field(max_length=32, pattern=VERSION_PATTERN)]
 Dtype = Literal["auto", "half", "float16", "bfloat16", "float", "float32"]

@@ -32,7 +32,8 @@ _INTERNVL = _f("max_dynamic_patch", "min_dynamic_patch", "dynamic_image_size", "
 _IDEFICS = _f("do_image_splitting", "max_image_size", size=("longest_edge",))
 _NONE = _f()
 
-#: family -> accepted keys. A family with no entry is not checked (admitted with a warning).
+#: family -> accepted keys. Families are spelled as the estimator's ``ModelFacts.family``
+#: (``vlm_operator.models.hf_config.family_of``). A family with no entry is not checked (admitted with a warning).
 PROCESSOR_KWARGS: dict[str, FamilyKwargs] = {
     "llava": _NONE,
     "llava_next": _NONE,
@@ -58,39 +59,8 @@ PROCESSOR_KWARGS: dict[str, FamilyKwargs] = {
     "llama4": _f("max_patches"),
     "minicpmv": _f("max_slice_nums"),
     "paligemma": _NONE,
-    "molmo": _f("max_crops"),
     "deepseek_vl2": _NONE,
-    "glm4v": _NONE,
-    "glm4_1v": _f("fps", size=("shortest_edge", "longest_edge")),
-}
-
-#: Hugging Face ``architectures[0]`` -> family.
-FAMILY_BY_ARCHITECTURE: dict[str, str] = {
-    "LlavaForConditionalGeneration": "llava",
-    "LlavaNextForConditionalGeneration": "llava_next",
-    "LlavaOnevisionForConditionalGeneration": "llava_onevision",
-    "Qwen2VLForConditionalGeneration": "qwen2_vl",
-    "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl",
-    "Qwen3VLForConditionalGeneration": "qwen3_vl",
-    "Qwen3VLMoeForConditionalGeneration": "qwen3_vl",
-    "InternVLChatModel": "internvl",
-    "NVLM_D": "nvlm_d",
-    "Phi3VForCausalLM": "phi3v",
-    "Phi4MMForCausalLM": "phi4mm",
-    "Idefics3ForConditionalGeneration": "idefics3",
-    "SmolVLMForConditionalGeneration": "smolvlm",
-    "PixtralForConditionalGeneration": "pixtral",
-    "Mistral3ForConditionalGeneration": "mistral3",
-    "Gemma3ForConditionalGeneration": "gemma3",
-    "MllamaForConditionalGeneration": "mllama",
-    "Llama4ForConditionalGeneration": "llama4",
-    "MiniCPMV": "minicpmv",
-    "PaliGemmaForConditionalGeneration": "paligemma",
-    "MolmoForCausalLM": "molmo",
-    "DeepseekVLV2ForCausalLM": "deepseek_vl2",
-    "GLM4VForCausalLM": "glm4v",
-    "Glm4vForConditionalGeneration": "glm4_1v",
-    "Glm4vMoeForConditionalGeneration": "glm4_1v",
+    "glm4v": _f("fps", size=("shortest_edge", "longest_edge")),
 }
 
 

@@ -18,7 +18,8 @@ The loop that fetches metrics and writes ``/scale`` is ``vlm_operator/handlers/a
 
 from __future__ import annotations
 
-from .metrics import (
+from .policy import Decision, PolicyState, PolicyTuning, Reason, ScalingTargets, Signals, desired_replicas
+from .vllm_metrics import (
     EngineSample,
     MissingSample,
     PodReading,
@@ -27,7 +28,6 @@ from .metrics import (
     parse_vllm_metrics,
     prometheus_query,
 )
-from .policy import Decision, PolicyState, PolicyTuning, Reason, ScalingTargets, Signals, desired_replicas
 
 __all__ = [
     "Decision",

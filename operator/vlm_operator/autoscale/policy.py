@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
-from .metrics import EngineSample, MissingSample, PodReading, freshen
+from .vllm_metrics import EngineSample, MissingSample, PodReading, freshen
 
 #: ``maxReplicas`` unset (allowed outside ``Internal`` mode) means no upper bound; the API caps replicas at 10 000.
 _NO_MAX = 10_000

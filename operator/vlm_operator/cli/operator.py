@@ -91,9 +91,9 @@ def run(args: argparse.Namespace) -> int:
 
     import kopf
 
-    from vlm_operator import metrics
+    from vlm_operator import operator_metrics
 
-    metrics.serve(args.metrics_port, args.metrics_addr)
+    operator_metrics.serve(args.metrics_port, args.metrics_addr)
     if args.hub:
         from vlm_operator.estimator import from_spec
         from vlm_operator.models.hub import HubResolver, HubSettings

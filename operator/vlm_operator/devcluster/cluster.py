@@ -34,8 +34,8 @@ from typing import Any
 import yaml
 
 from vlm_operator import gpus
+from vlm_operator.conditions import condition_true
 from vlm_operator.devcluster import build, pki
-from vlm_operator.status import condition_true
 
 #: Simulated pod IPs (kwok --cidr). Loopback, so a simulator can bind to a pod's IP on this machine.
 POD_CIDR = "127.100.0.0/16"

@@ -90,6 +90,19 @@ def resolve_model(spec: VLMDeploymentSpec) -> ModelFacts:
         raise UnresolvedModel(str(exc)) from None
 
 
+#: What resolving a spec's model gives: its facts, or why there are none. Callers resolve once (:func:`lookup_model`)
+#: and pass the result to the refusal policy and the fit check, which never resolve it themselves.
+ModelLookup = ModelFacts | UnresolvedModel
+
+
+def lookup_model(spec: VLMDeploymentSpec) -> ModelLookup:
+    """:func:`resolve_model` that returns the :class:`UnresolvedModel` instead of raising it."""
+    try:
+        return resolve_model(spec)
+    except UnresolvedModel as exc:
+        return exc
+
+
 def model_facts_for(spec: VLMDeploymentSpec) -> ModelFacts | None:
     """Facts for the spec's model, or None when neither the catalog nor the Hub resolver knows it."""
     try:
@@ -98,9 +111,14 @@ def model_facts_for(spec: VLMDeploymentSpec) -> ModelFacts | None:
         return None
 
 
-def request_from_spec(spec: VLMDeploymentSpec) -> tuple[EstimateRequest, tuple[GPUSpec, ...]]:
-    """The estimator request for ``spec`` and the GPUs a "larger GPU" recommendation may pick from."""
-    facts = resolve_model(spec)
+def request_from_spec(
+    spec: VLMDeploymentSpec, model: ModelLookup | None = None
+) -> tuple[EstimateRequest, tuple[GPUSpec, ...]]:
+    """The estimator request for ``spec`` and the GPUs a "larger GPU" recommendation may pick from. ``model`` is the
+    spec's model as the caller resolved it (resolved here when None); an :class:`UnresolvedModel` is raised."""
+    if isinstance(model, UnresolvedModel):
+        raise model
+    facts = model if model is not None else resolve_model(spec)
     e = spec.engine
     mm = spec.multimodal
     version = str(e.version)

@@ -112,7 +112,8 @@ def _candidates(
             found = _largest_fitting(4, cur_units - 1, with_px)
             if found is not None:
                 px = found[0] * unit * unit
-                yield f"cap max_pixels at {px}", {"mmProcessorKwargs": {"max_pixels": px}}, with_px(found[0])
+                change = f"cap max_pixels at {px} (spec.multimodal.processorKwargs, --mm-processor-kwargs)"
+                yield change, {"processorKwargs": {"max_pixels": px}}, with_px(found[0])
     # 4. images per prompt.
     if images > 1:
         cap = min(images - 1, 64)

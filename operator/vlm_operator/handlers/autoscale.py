@@ -38,11 +38,12 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from vlm_operator import admission, quota, reconcile, status
+from vlm_operator import admission, conditions, quota, reconcile
 from vlm_operator import kube as kube_client
-from vlm_operator import metrics as op_metrics
+from vlm_operator import operator_metrics as op_metrics
 from vlm_operator.autoscale import report as reports
-from vlm_operator.autoscale.metrics import (
+from vlm_operator.autoscale.policy import Decision, PolicyState, PolicyTuning, Reason, desired_replicas
+from vlm_operator.autoscale.vllm_metrics import (
     EngineSample,
     PodReading,
     parse_prometheus_query,
@@ -50,7 +51,6 @@ from vlm_operator.autoscale.metrics import (
     prometheus_query,
     scrape_failed,
 )
-from vlm_operator.autoscale.policy import Decision, PolicyState, PolicyTuning, Reason, desired_replicas
 from vlm_operator.render import objects
 
 GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
@@ -90,7 +90,7 @@ class KubeLike(Protocol):
 
 
 #: Ready, with an IP, and not terminating: the pods the policy reads.
-pod_ready = status.pod_serving
+pod_ready = conditions.pod_serving
 
 
 def served_model_name(pod: dict[str, Any]) -> str | None:

@@ -19,8 +19,8 @@ from typing import Any
 
 import aiohttp
 
+from ..conditions import pod_serving
 from ..smoke import smoke_request
-from ..status import pod_serving
 
 #: Returns the base URLs (``http://<podIP>:8000``) to send to now.
 Targets = Callable[[], list[str]]

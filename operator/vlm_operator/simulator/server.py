@@ -84,8 +84,9 @@ LATENCY_BUCKETS_V1 = (
     120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
 )  # fmt: skip
 
-#: Image-token formulas (vLLM's models/<family>.py). ``qwen2-vl``/``qwen3-vl`` use smart_resize with the hub limits.
-FAMILIES = ("qwen2-vl", "qwen3-vl", "llava", "gemma3")
+#: Image-token formulas (vLLM's models/<family>.py). ``qwen2_vl``/``qwen3_vl`` use smart_resize with the hub limits.
+#: Spelled as the estimator's ``ModelFacts.family``; the older ``qwen2-vl``/``qwen3-vl`` spellings are accepted.
+FAMILIES = ("qwen2_vl", "qwen3_vl", "llava", "gemma3")
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ class SimConfig:
     time_scale: float = 1.0
     #: Fixed tokens per image; 0 uses ``model_family``'s formula.
     image_tokens: int = 0
-    model_family: str = "qwen2-vl"
+    model_family: str = "qwen2_vl"
     #: KV cache size, for the usage gauge: blocks of ``block_size`` tokens.
     num_gpu_blocks: int = 4096
     block_size: int = 16
@@ -122,7 +123,7 @@ class SimConfig:
             raise ValueError("token rates must be > 0 and time_scale >= 0")
         if self.image_tokens < 0 or self.output_tokens < 1 or self.num_gpu_blocks < 1 or self.block_size < 1:
             raise ValueError("image_tokens >= 0, output_tokens >= 1, num_gpu_blocks >= 1 and block_size >= 1")
-        if self.image_tokens == 0 and self.model_family not in FAMILIES:
+        if self.image_tokens == 0 and self.model_family.replace("-", "_") not in FAMILIES:
             raise ValueError(f"model_family must be one of {', '.join(FAMILIES)} (or set image_tokens)")
 
     @property
@@ -218,22 +219,23 @@ def _smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pix
     return h_bar, w_bar
 
 
-def image_tokens(width: int, height: int, family: str = "qwen2-vl", fixed: int = 0) -> int:
+def image_tokens(width: int, height: int, family: str = "qwen2_vl", fixed: int = 0) -> int:
     """Prompt tokens for one image (vllm/model_executor/models/<family>.py).
 
-    * ``qwen2-vl``: smart_resize(factor 28, 3,136 … 12,845,056 px, the hub config), then (H/28)(W/28);
+    * ``qwen2_vl``: smart_resize(factor 28, 3,136 … 12,845,056 px, the hub config), then (H/28)(W/28);
       1920×1080 → 2,691.
-    * ``qwen3-vl``: factor 32, 65,536 … 16,777,216 px, then (H/32)(W/32); 1920×1080 → 2,040.
+    * ``qwen3_vl``: factor 32, 65,536 … 16,777,216 px, then (H/32)(W/32); 1920×1080 → 2,040.
     * ``llava`` (LLaVA-1.5): 576, size-independent. ``gemma3``: 256 (no pan&scan).
     """
     if fixed > 0:
         return fixed
     if width < 1 or height < 1:
         raise RequestError("image has no pixels")
-    if family == "qwen2-vl":
+    family = family.replace("-", "_")
+    if family == "qwen2_vl":
         h, w = _smart_resize(height, width, 28, 3136, 12845056)
         return (h // 28) * (w // 28)
-    if family == "qwen3-vl":
+    if family == "qwen3_vl":
         h, w = _smart_resize(height, width, 32, 65536, 16777216)
         return (h // 32) * (w // 32)
     if family == "llava":
