@@ -1,6 +1,6 @@
 """``spec.readiness.multimodalProbe`` on the real local control plane, with a vLLM simulator on each pod's IP.
 
-The operator runs as a subprocess (the ``operator`` fixture of test_operator), ``vlmctl simulate-pods`` plays the
+The operator runs as a subprocess (the ``operator`` fixture of tests/integration/conftest.py), ``vlmctl simulate-pods`` plays the
 kubelet (it honours readiness gates: Ready only when ContainersReady and every gate condition is True). One
 VLMDeployment's simulator answers image requests and turns Ready through the gate; the other's rejects them (its
 image needs more tokens than its max model length), so its pod's containers are ready but the pod is not, and the
@@ -15,14 +15,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.test_operator import Operator, apply, condition, operator, sample, vlmd, wait_ready
+from tests.integration.helpers import Operator, apply, condition, sample, vlmd, wait_ready
 from tests.integration.test_simulated_pods import SimWatcher
 from vlm_operator.api import MULTIMODAL_READY_CONDITION
 from vlm_operator.render import objects
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only, pytest.mark.timeout(300)]
 
-__all__ = ["operator"]  # the imported module-scoped fixture
 
 SIM = "sim.vlmops.io/"
 
