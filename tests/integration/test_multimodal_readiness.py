@@ -1,10 +1,10 @@
 """``spec.readiness.multimodalProbe`` on the real local control plane, with a vLLM simulator on each pod's IP.
 
 The operator runs as a subprocess (the ``operator`` fixture of tests/integration/conftest.py), and
-``vlmctl simulate-pods`` plays the kubelet (it honours readiness gates: Ready only when ContainersReady and every gate condition is True). One
-VLMDeployment's simulator answers image requests and turns Ready through the gate; the other's rejects them (its
-image needs more tokens than its max model length), so its pod's containers are ready but the pod is not, and the
-VLMDeployment's status says why. Only loopback traffic; every wait is bounded.
+``vlmctl simulate-pods`` plays the kubelet (it honours readiness gates: Ready only when ContainersReady and every
+gate condition is True). One VLMDeployment's simulator answers image requests and turns Ready through the gate; the
+other's rejects them (its image needs more tokens than its max model length), so its pod's containers are ready but
+the pod is not, and the VLMDeployment's status says why. Only loopback traffic; every wait is bounded.
 """
 
 from __future__ import annotations
