@@ -181,6 +181,7 @@ def test_deadline_bounds_the_wait_and_the_answer_arrives_later(hub: FakeHub, tmp
     with pytest.raises(HubError, match=r"no answer within 0\.2s; the lookup goes on in the background"):
         r.resolve("acme/vlm-7b")
     assert time.monotonic() - t0 < 0.45
+    assert r.lookups_in_flight() == 1  # the operator re-checks soon while this is non-zero
     deadline = time.monotonic() + 30
     while True:  # the background lookup fills the cache; poll without a deadline of our own beyond 30 s
         try:
@@ -190,6 +191,10 @@ def test_deadline_bounds_the_wait_and_the_answer_arrives_later(hub: FakeHub, tmp
             assert time.monotonic() < deadline
             time.sleep(0.2)
     assert facts.total_params == N_PARAMS
+    settle = time.monotonic() + 5  # the background thread clears its entry just after it hands over the answer
+    while r.lookups_in_flight() and time.monotonic() < settle:
+        time.sleep(0.05)
+    assert r.lookups_in_flight() == 0
 
 
 def test_disk_cache_ttl_commits_and_offline(hub: FakeHub, tmp_path: Path) -> None:

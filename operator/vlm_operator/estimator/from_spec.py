@@ -40,6 +40,11 @@ def configure_hub(resolver: HubResolver | None) -> None:
     _hub = resolver
 
 
+def hub_lookups_in_flight() -> int:
+    """Hub lookups still running in the background (a fit check that gave up waiting reports Unknown until then)."""
+    return 0 if _hub is None else _hub.lookups_in_flight()
+
+
 @contextmanager
 def using_hub(resolver: HubResolver | None) -> Iterator[None]:
     """``configure_hub`` for the duration of a block (the CLI's ``-f``), restoring what was there."""

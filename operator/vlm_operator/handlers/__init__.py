@@ -27,11 +27,14 @@ from vlm_operator import (
     webhook_config,
     webhook_server,
 )
+from vlm_operator.estimator import from_spec
 from vlm_operator.render import objects
 
 GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
 #: How often every object is reconciled even without events (drift repair); overridable for tests.
 DRIFT_SECONDS = float(os.environ.get("VLM_OPERATOR_DRIFT_SECONDS", "60"))
+#: How soon a create/update whose fit check gave up waiting for the Hub is checked again.
+HUB_RECHECK_S = 3.0
 WEBHOOK_NAME = "vlm-operator.vlmops.io"
 #: The validating handler's id: kopf serves it at /<id> and names its webhook <id>.<WEBHOOK_NAME>.
 VALIDATE_ID = "validate"
@@ -134,6 +137,10 @@ def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str,
 def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
         _reconcile(namespace, name, logger, kwargs)
+        if from_spec.hub_lookups_in_flight():
+            # The fit check gave up waiting for the Hub (FitsGPU Unknown) while the lookup goes on: check again soon
+            # rather than at the next drift resync.
+            raise kopf.TemporaryError("a Hub lookup is still running; the fit check runs again", delay=HUB_RECHECK_S)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)

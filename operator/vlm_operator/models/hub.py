@@ -171,6 +171,11 @@ class HubResolver:
         with self._lock:
             self._inflight.pop(key, None)
 
+    def lookups_in_flight(self) -> int:
+        """Lookups that outlived their caller's deadline and still run in the background."""
+        with self._lock:
+            return len(self._inflight)
+
     def _resolve_now(self, key: tuple[str, str, str], now: float) -> ModelFacts:
         ep, model_id, rev = key
         try:
