@@ -13,21 +13,18 @@ version>/`` and is rebuilt only when its sources change.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from hack import go_harness
 from vlm_operator.devcluster import build
 
 SRC = Path(__file__).resolve().parent / "argocd-health"
 SCRIPT = Path(__file__).resolve().parents[1] / "deploy" / "argocd" / "health.lua"
-_SOURCES = ("go.mod", "go.sum", "main.go")
 
 
 class ArgoHealthBuildError(RuntimeError):
@@ -45,47 +42,16 @@ def binary_path() -> Path:
     return build.cache_root() / "argocd-health" / gopher_lua_version() / "argocd-health"
 
 
-def _source_digest() -> str:
-    h = hashlib.sha256()
-    for name in _SOURCES:
-        h.update(name.encode() + b"\0" + (SRC / name).read_bytes() + b"\0")
-    return h.hexdigest()
-
-
 def ensure(log: Any = None) -> Path:
     """Return the harness binary, building it first if it is missing or was built from other sources."""
-    out = binary_path()
-    stamp = out.with_name("argocd-health.src-sha256")
-    digest = _source_digest()
-    if out.is_file() and os.access(out, os.X_OK) and stamp.is_file() and stamp.read_text().strip() == digest:
-        return out
-    if shutil.which("go") is None:
-        raise ArgoHealthBuildError("building the Argo CD health harness needs Go on PATH")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    (log or (lambda m: print(m, file=sys.stderr, flush=True)))(
-        f"building the Argo CD health harness (gopher-lua {gopher_lua_version()}) into {out}"
-    )
-    env = {
-        **os.environ,
-        "GOTOOLCHAIN": "local",
-        "CGO_ENABLED": "0",
-        "GOFLAGS": "-trimpath -buildvcs=false -mod=readonly",
-    }
-    tmp = out.with_name("argocd-health.tmp")
-    res = subprocess.run(
-        ["go", "build", "-ldflags", "-s -w", "-o", str(tmp), "."],
-        cwd=SRC,
-        env=env,
-        capture_output=True,
-        text=True,
+    return go_harness.ensure(
+        SRC,
+        binary_path(),
+        f"the Argo CD health harness (gopher-lua {gopher_lua_version()})",
+        ArgoHealthBuildError,
+        log,
         timeout=900,
     )
-    if res.returncode != 0:
-        tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-25:])
-        raise ArgoHealthBuildError(f"go build of hack/argocd-health exited {res.returncode}:\n{tail}")
-    tmp.replace(out)
-    stamp.write_text(digest + "\n")
-    return out
 
 
 def health(objs: list[dict[str, Any]], binary: Path | None = None, script: Path = SCRIPT) -> list[dict[str, str]]:

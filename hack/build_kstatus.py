@@ -11,20 +11,17 @@ a re-implementation of its rules. The binary lives outside the repository, in
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from hack import go_harness
 from vlm_operator.devcluster import build
 
 SRC = Path(__file__).resolve().parent / "kstatus"
-_SOURCES = ("go.mod", "go.sum", "main.go")
 
 
 class KstatusBuildError(RuntimeError):
@@ -43,47 +40,16 @@ def binary_path() -> Path:
     return build.cache_root() / "kstatus" / cli_utils_version() / "kstatus"
 
 
-def _source_digest() -> str:
-    h = hashlib.sha256()
-    for name in _SOURCES:
-        h.update(name.encode() + b"\0" + (SRC / name).read_bytes() + b"\0")
-    return h.hexdigest()
-
-
 def ensure(log: Any = None) -> Path:
     """Return the kstatus binary, building it first if it is missing or was built from other sources."""
-    out = binary_path()
-    stamp = out.with_name("kstatus.src-sha256")
-    digest = _source_digest()
-    if out.is_file() and os.access(out, os.X_OK) and stamp.is_file() and stamp.read_text().strip() == digest:
-        return out
-    if shutil.which("go") is None:
-        raise KstatusBuildError("building the kstatus probe needs Go on PATH")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    (log or (lambda m: print(m, file=sys.stderr, flush=True)))(
-        f"building kstatus (sigs.k8s.io/cli-utils {cli_utils_version()}) into {out}"
-    )
-    env = {
-        **os.environ,
-        "GOTOOLCHAIN": "local",
-        "CGO_ENABLED": "0",
-        "GOFLAGS": "-trimpath -buildvcs=false -mod=readonly",
-    }
-    tmp = out.with_name("kstatus.tmp")
-    res = subprocess.run(
-        ["go", "build", "-ldflags", "-s -w", "-o", str(tmp), "."],
-        cwd=SRC,
-        env=env,
-        capture_output=True,
-        text=True,
+    return go_harness.ensure(
+        SRC,
+        binary_path(),
+        f"kstatus (sigs.k8s.io/cli-utils {cli_utils_version()})",
+        KstatusBuildError,
+        log,
         timeout=1800,
     )
-    if res.returncode != 0:
-        tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-25:])
-        raise KstatusBuildError(f"go build of hack/kstatus exited {res.returncode}:\n{tail}")
-    tmp.replace(out)
-    stamp.write_text(digest + "\n")
-    return out
 
 
 def compute(obj: dict[str, Any], binary: Path | None = None) -> dict[str, Any]:
