@@ -19,6 +19,7 @@ from tests.engine.engine_util import http, image_chat
 from tests.integration.helpers import Operator
 from tests.integration.operator_helpers import running_operator
 from tests.integration.test_simulated_pods import SimWatcher
+from vlm_operator import readiness
 from vlm_operator.devcluster import pins, tiny
 from vlm_operator.models import catalog
 from vlm_operator.render import objects
@@ -226,3 +227,54 @@ def test_internal_autoscaling_follows_the_real_engines_queue_up_and_down(
     print(f"\nscale-up: {load.ok} requests answered, {load.failed} failed; events: {[e['message'] for e in ups]}")
     wait_until(lambda: replicas() == 1, "a scale-down to 1 once quiet", timeout=180, interval=2)
     delete_and_wait(cluster, namespace, name)
+
+
+def _gate(pod: dict[str, Any]) -> dict[str, Any] | None:
+    return next((c for c in pod["status"].get("conditions") or [] if c["type"] == readiness.GATE), None)
+
+
+def test_the_multimodal_readiness_gate_asks_the_real_engine(
+    cluster: Cluster, namespace: str, operator: Operator, watcher: SimWatcher
+) -> None:
+    # A pod whose engine answers the probe's image turns Ready through the gate.
+    good = sample("qwen2.5-vl-7b-pixels")
+    good["spec"]["readiness"] = {"multimodalProbe": True}
+    name = good["metadata"]["name"]
+    apply(cluster, namespace, good)
+    cluster.kubectl(
+        "wait", "-n", namespace, "--for=condition=Ready", f"vlmd/{name}", f"--timeout={READY_TIMEOUT}s",
+        timeout=READY_TIMEOUT + 10,
+    )  # fmt: skip
+    (pod,) = pods_of(cluster, namespace, name)
+    gate = _gate(pod)
+    assert gate is not None and gate["status"] == "True" and gate["reason"] == readiness.REASON_PASSED, gate
+    delete_and_wait(cluster, namespace, name)
+
+    # A pod whose engine starts and answers /health but refuses every image (images per prompt 0): its containers are
+    # ready, the pod is not, and the VLMDeployment says why in the engine's own words.
+    bad = sample("qwen2.5-vl-7b-pixels")
+    bad["metadata"]["name"] = "no-images"
+    bad["spec"]["readiness"] = {"multimodalProbe": True}
+    bad["spec"]["multimodal"]["limitPerPrompt"]["image"] = {"count": 0}
+    apply(cluster, namespace, bad)
+
+    def refused() -> dict[str, Any] | None:
+        for p in pods_of(cluster, namespace, "no-images"):
+            g = _gate(p)
+            if g and g["status"] == "False":
+                return p
+        return None
+
+    pod = wait_until(refused, "the gate False after the real engine refused the image", READY_TIMEOUT, interval=2)
+    conds = {c["type"]: c for c in pod["status"]["conditions"]}
+    assert conds["ContainersReady"]["status"] == "True" and conds["Ready"]["status"] == "False", conds
+    print(f"\ngate: {_gate(pod)}")
+
+    def degraded() -> dict[str, Any] | None:
+        c = condition(cluster, namespace, "no-images", "Degraded")
+        return c if c and c["status"] == "True" and c["reason"] == readiness.REASON_FAILED else None
+
+    deg = wait_until(degraded, "Degraded SmokeProbeFailed", timeout=120, interval=2)
+    assert pod["metadata"]["name"] in deg["message"], deg
+    print(f"Degraded: {deg['reason']}: {deg['message']}")
+    delete_and_wait(cluster, namespace, "no-images")
