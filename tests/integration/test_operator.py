@@ -175,11 +175,12 @@ def test_idle_resync_makes_no_writes(cluster: Cluster, namespace: str, operator:
     name = doc["metadata"]["name"]
     apply(cluster, doc)
     wait_ready(cluster, namespace, name)
-    # let earlier tests' namespaces finish terminating and every pending event settle
+    # let earlier tests' namespaces finish terminating and every pending event settle (the namespace controller can
+    # take 60-100 s per namespace here before it deletes a VLMDeployment, so several take a few minutes)
     wait_until(
         lambda: "Terminating" not in cluster.kubectl("get", "namespaces", "--no-headers").stdout,
         "earlier namespaces to finish terminating",
-        timeout=120,
+        timeout=360,
     )
     time.sleep(DRIFT_SECONDS * 2)
     stable = _mutations(cluster)

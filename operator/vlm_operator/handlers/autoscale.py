@@ -133,6 +133,8 @@ class Autoscaler:
     #: Every decision's ``(now, reason, replicas before, replicas after)``, the latest 1000, for tests and debugging.
     history: list[tuple[float, str, int, int]] = field(default_factory=list)
     _last_dry_target: int | None = None
+    #: The ``ScalingLimited`` message while the quota holds the count down (kept across polls that only hold).
+    _quota_limited: str | None = None
 
     async def poll_once(self) -> float:
         """Poll, decide, act; return the seconds until the next poll (``pollIntervalSeconds``)."""
@@ -233,11 +235,15 @@ class Autoscaler:
         limit = quota.replica_limit(quotas, resource, quota.gpus_per_replica(spec), quota.live_replicas(pods))
         capped, why = quota.clamp_replicas(current, decision.replicas, limit)
         if why is None:
-            # holding this poll (a window, pods starting) while the target is beyond the quota: still limited, so the
-            # condition does not flip with every poll
+            # Holding this poll (a window, pods starting, a tolerance) while the quota still holds the count down: still
+            # limited, so the condition does not flip with every poll. It clears when the quota has room again or the
+            # load asks for fewer replicas than run now.
             if limit is not None and decision.recommended > max(current, limit.max_replicas):
-                return decision, limit.message(decision.recommended)
-            return decision, None
+                self._quota_limited = limit.message(decision.recommended)
+            elif not (limit is not None and current >= limit.max_replicas and decision.recommended >= current):
+                self._quota_limited = None
+            return decision, self._quota_limited
+        self._quota_limited = why
         state = decision.state
         if capped == current:  # nothing changes: no cooldown starts
             state = dataclasses.replace(state, last_scale_time=self.state.last_scale_time)
