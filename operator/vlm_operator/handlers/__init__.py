@@ -188,6 +188,11 @@ def child_changed(body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
 
 
 def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: Any) -> None:
+    if old and (body.get("metadata", {}).get("deletionTimestamp") or old.get("spec") == body.get("spec")):
+        # An update that leaves the spec as it was (finalizers, annotations, labels, a deletion under way) is never
+        # refused: otherwise a spec that got in while the webhook was off, or that a newer policy refuses, could not
+        # even have kopf's finalizer removed, and the object (and its namespace) could never be deleted.
+        return
     try:
         vlmd = admission.parse(profile_admission.with_defaults(_client(), body))
     except ValidationError as exc:
