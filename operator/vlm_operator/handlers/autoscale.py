@@ -236,11 +236,11 @@ class Autoscaler:
         capped, why = quota.clamp_replicas(current, decision.replicas, limit)
         if why is None:
             # Holding this poll (a window, pods starting, a tolerance) while the quota still holds the count down: still
-            # limited, so the condition does not flip with every poll. It clears when the quota has room again or the
-            # load asks for fewer replicas than run now.
+            # limited, so the condition does not flip with every poll. It clears when the quota has room again or no
+            # request waits any more.
             if limit is not None and decision.recommended > max(current, limit.max_replicas):
                 self._quota_limited = limit.message(decision.recommended)
-            elif not (limit is not None and current >= limit.max_replicas and decision.recommended >= current):
+            elif not (limit is not None and current >= limit.max_replicas and decision.signals.waiting > 0):
                 self._quota_limited = None
             return decision, self._quota_limited
         self._quota_limited = why
