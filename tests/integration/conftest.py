@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import Cluster, wait_until
 from tests.fakehub import FakeHub, safetensors_blob
-from tests.integration.helpers import Operator, install_crds_and_peering
+from tests.integration.helpers import CRD_PATH, Operator, install_crds_and_peering
 from vlm_operator.models import catalog
 
 
@@ -43,3 +43,11 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
         op.stop()
         hub.__exit__()
         cluster.kubectl("delete", "validatingwebhookconfiguration", "vlm-operator.vlmops.io", check=False)
+
+
+@pytest.fixture(scope="module")
+def crd_installed(cluster: Cluster) -> Iterator[Cluster]:
+    """The VLMDeployment CRD as generated (server-side apply), Established, with no operator running."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/vlmdeployments.vlmops.io", "--timeout=60s")
+    yield cluster

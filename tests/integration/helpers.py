@@ -20,6 +20,7 @@ from tests.fakehub import FakeHub
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "crds" / "samples"
+CRD_PATH = ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"
 DRIFT_SECONDS = 3
 MUTATING = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
 
@@ -152,3 +153,10 @@ def container_cmd(cluster: Cluster, ns: str, name: str) -> list[str]:
 
 def flag_value(cmd: list[str], flag: str) -> str | None:
     return cmd[cmd.index(flag) + 1] if flag in cmd else None
+
+
+def manifest(name: str, spec: dict[str, Any]) -> str:
+    """A VLMDeployment named ``name`` with ``spec``, as YAML for ``kubectl apply -f -``."""
+    return yaml.safe_dump(
+        {"apiVersion": "vlmops.io/v1alpha1", "kind": "VLMDeployment", "metadata": {"name": name}, "spec": spec}
+    )

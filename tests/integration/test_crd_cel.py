@@ -4,7 +4,6 @@ with its message, the scale subresource and printer columns work, and `kubectl e
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,26 +11,13 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster
+from tests.integration.helpers import manifest
 from tests.unit.test_api_models import BASE, CEL_CASES
 
 pytestmark = [pytest.mark.integration, pytest.mark.portable]
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD_PATH = ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"
 SAMPLES = sorted((ROOT / "crds" / "samples").glob("*.yaml"))
-
-
-@pytest.fixture(scope="module")
-def crd_installed(cluster: Cluster) -> Iterator[Cluster]:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/vlmdeployments.vlmops.io", "--timeout=60s")
-    yield cluster
-
-
-def manifest(name: str, spec: dict[str, Any]) -> str:
-    return yaml.safe_dump(
-        {"apiVersion": "vlmops.io/v1alpha1", "kind": "VLMDeployment", "metadata": {"name": name}, "spec": spec}
-    )
 
 
 def test_crd_is_established_without_warnings(crd_installed: Cluster) -> None:

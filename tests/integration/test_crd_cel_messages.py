@@ -4,33 +4,17 @@ length limits are admitted or refused with the limit named. The same cases run a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.conftest import Cluster
+from tests.integration.helpers import manifest
 from tests.unit.test_api_models import BASE
 from tests.unit.test_cel_messages import NAME_CASES, NAMED_CASES
 
 pytestmark = [pytest.mark.integration, pytest.mark.portable]
-
-CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "vlmops.io_vlmdeployments.yaml"
-
-
-@pytest.fixture(scope="module")
-def crd_installed(cluster: Cluster) -> Iterator[Cluster]:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/vlmdeployments.vlmops.io", "--timeout=60s")
-    yield cluster
-
-
-def manifest(name: str, spec: dict[str, Any]) -> str:
-    return yaml.safe_dump(
-        {"apiVersion": "vlmops.io/v1alpha1", "kind": "VLMDeployment", "metadata": {"name": name}, "spec": spec}
-    )
 
 
 def test_the_crd_carries_message_expressions(crd_installed: Cluster) -> None:
