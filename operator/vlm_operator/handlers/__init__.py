@@ -35,6 +35,17 @@ GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
 DRIFT_SECONDS = float(os.environ.get("VLM_OPERATOR_DRIFT_SECONDS", "60"))
 #: How soon a create/update whose fit check gave up waiting for the Hub is checked again.
 HUB_RECHECK_S = 3.0
+#: How soon a handler that raised (an API error, a conflict, an API server that is down) runs again. kopf's default is
+#: 60 s (kopf 1.45.2, kopf/_cogs/configs/configuration.py: ``ExecutionSettings.default_backoff = 60``; applied in
+#: kopf/_core/actions/execution.py, ``handler.backoff if handler.backoff is not None else ...default_backoff``), which
+#: made convergence after an operator kill or an API fault take about a minute. Set per handler through the
+#: decorators' ``backoff=`` argument, which every kopf release since 1.x accepts. 10 s keeps retries of a failing
+#: object at one per 10 s (no hot loop) and convergence after a fault within about 10 s of the API answering again.
+HANDLER_BACKOFF_S = 10.0
+#: kopf's throttling after an unexpected error outside handlers (a status patch that failed even after its own retries)
+#: grows 1, 1, 2, 3, 5, ... up to 610 s by default (``QueueingSettings.error_delays``, same file). Capped at the handler
+#: backoff; the last delay repeats while the errors go on (kopf/_core/actions/throttlers.py, ``throttled``).
+ERROR_DELAYS_S = (1.0, 1.0, 2.0, 3.0, 5.0, 8.0, HANDLER_BACKOFF_S)
 WEBHOOK_NAME = "vlm-operator.vlmops.io"
 #: The validating handler's id: kopf serves it at /<id> and names its webhook <id>.<WEBHOOK_NAME>.
 VALIDATE_ID = "validate"
@@ -62,6 +73,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     for resource in (("", "v1", "pods"), ("apps", "v1", "replicasets"), ("apps", "v1", "deployments")):
         settings.watching.label_selectors[resource] = MANAGED_SELECTOR
     settings.networking.request_timeout = 60
+    settings.queueing.error_delays = ERROR_DELAYS_S
     if not WEBHOOK_ENABLED:
         return
     files = webhook_certs.serving_files(os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"))
@@ -131,9 +143,9 @@ def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str,
     )
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=HANDLER_BACKOFF_S)
+@kopf.on.create(GROUP, VERSION, PLURAL, backoff=HANDLER_BACKOFF_S)
+@kopf.on.update(GROUP, VERSION, PLURAL, backoff=HANDLER_BACKOFF_S)
 def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
         _reconcile(namespace, name, logger, kwargs)
@@ -143,7 +155,7 @@ def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger,
             raise kopf.TemporaryError("a Hub lookup is still running; the fit check runs again", delay=HUB_RECHECK_S)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
+@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS, backoff=HANDLER_BACKOFF_S)
 def resync_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
         _reconcile(namespace, name, logger, kwargs)
@@ -154,7 +166,7 @@ READINESS_SECONDS = float(os.environ.get("VLM_OPERATOR_READINESS_SECONDS", "5"))
 _READINESS_BACKOFF: dict[tuple[str, str], readiness.Backoff] = {}
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=READINESS_SECONDS, initial_delay=1)
+@kopf.timer(GROUP, VERSION, PLURAL, interval=READINESS_SECONDS, initial_delay=1, backoff=HANDLER_BACKOFF_S)
 def multimodal_readiness(
     namespace: str | None, name: str | None, spec: kopf.Spec, logger: kopf.Logger, **kwargs: Any
 ) -> None:
