@@ -51,7 +51,8 @@ _ROOT_USER_IS_NOT_NON_ROOT = CelRule(
 class PodSecurity(ApiModel):
     """Pod-level security settings of the vLLM pods (a subset of core/v1 PodSecurityContext).
 
-    Unset, the pods run as the image's user: root for ``vllm/vllm-openai``, which Pod Security ``baseline`` admits and
+    Unset, the pods run as the image's user: root for ``vllm/vllm-openai`` (its ``docker/Dockerfile`` has no ``USER``
+    line, e.g. vllm-0.11.0), which Pod Security ``baseline`` admits and
     ``restricted`` refuses. ``runAsNonRoot: true`` with a ``runAsUser`` makes the pod meet ``restricted`` (the
     container already drops all capabilities, forbids privilege escalation and uses the RuntimeDefault seccomp
     profile); the operator then also mounts a writable home folder (``HOME``), since the image's ``/root`` is not

@@ -122,9 +122,9 @@ def _env(spec: VLMDeploymentSpec, plan: RenderPlan) -> list[dict[str, Any]]:
         # vLLM's OpenAI server reads VLLM_API_KEY when --api-key is not given (vllm/entrypoints/openai/api_server.py).
         env["VLLM_API_KEY"] = {"valueFrom": {"secretKeyRef": {"name": s.name, "key": s.key}}}
     if spec.pod_template.security_context.non_root:
-        # The image's HOME is /root, which another user cannot write; vLLM keeps its caches under ~/.cache/vllm
-        # (VLLM_CACHE_ROOT defaults to $XDG_CACHE_HOME or ~/.cache, vllm/envs.py) and its usage-stats file under
-        # ~/.config/vllm, and Triton/FlashInfer write under ~ too.
+        # The image's HOME is /root, which another user cannot write; vLLM keeps its caches under ~/.cache/vllm and
+        # its usage-stats file under ~/.config/vllm (get_default_cache_root/get_default_config_root: $XDG_CACHE_HOME
+        # or ~/.cache, $XDG_CONFIG_HOME or ~/.config; vllm-0.11.0 vllm/envs.py:210-220), and Triton writes under ~.
         env["HOME"] = {"value": HOME_DIR}
     for k, v in plan.env:
         env[k] = {"value": v}
