@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import statistics
 import threading
 import time
@@ -161,9 +162,17 @@ def test_random_kills_converge(cluster: Cluster, namespace: str, tmp_path: Path)
     finally:
         op.stop()
         cluster.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK, "--ignore-not-found")
+    log = op.output()
+    # kopf's own words for a handler retry and for framework-error throttling (kopf/_core/actions/execution.py,
+    # kopf/_core/actions/throttlers.py): how often each happened and with which delays
+    retries = re.findall(r"will try again in ([0-9.]+) seconds", log)
+    throttles = re.findall(r"Throttling for ([0-9.]+) seconds", log)
     print(
         f"\nSOAK seed {SEED}: {OBJECTS} objects, {serial} created in all, {KILLS} SIGKILLs; converge after restart "
         f"median {statistics.median(converge):.1f}s max {max(converge):.1f}s; duplicates/orphans/stuck: {len(final)}"
+        f"\nSOAK converge times (s): {' '.join(f'{c:.1f}' for c in converge)}; handler retries {len(retries)} "
+        f"(delays {sorted({float(d) for d in retries})}), throttled {len(throttles)} "
+        f"(delays {sorted({float(d) for d in throttles})})"
     )
     assert final == []
     assert op.output().count("Traceback") == 0
