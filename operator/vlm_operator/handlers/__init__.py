@@ -46,6 +46,11 @@ HANDLER_BACKOFF_S = 10.0
 #: grows 1, 1, 2, 3, 5, ... up to 610 s by default (``QueueingSettings.error_delays``, same file). Capped at the handler
 #: backoff; the last delay repeats while the errors go on (kopf/_core/actions/throttlers.py, ``throttled``).
 ERROR_DELAYS_S = (1.0, 1.0, 2.0, 3.0, 5.0, 8.0, HANDLER_BACKOFF_S)
+#: A VLMDeployment being deleted keeps kopf's finalizer until its timers have exited; a sync timer that is running
+#: (a resync in its thread) cannot be cancelled, and kopf looks again only after ``BackgroundSettings.
+#: cancellation_polling``, 60 s by default (same file; kopf/_core/engines/daemons.py, ``stop_daemons``): a deletion that
+#: met a running timer took a minute. 2 s: the timer's reconcile is done by then.
+TIMER_EXIT_POLL_S = 2.0
 WEBHOOK_NAME = "vlm-operator.vlmops.io"
 #: The validating handler's id: kopf serves it at /<id> and names its webhook <id>.<WEBHOOK_NAME>.
 VALIDATE_ID = "validate"
@@ -74,6 +79,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.watching.label_selectors[resource] = MANAGED_SELECTOR
     settings.networking.request_timeout = 60
     settings.queueing.error_delays = ERROR_DELAYS_S
+    settings.background.cancellation_polling = TIMER_EXIT_POLL_S
     if not WEBHOOK_ENABLED:
         return
     files = webhook_certs.serving_files(os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"))
