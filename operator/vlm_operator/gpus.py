@@ -147,6 +147,12 @@ GPU_PRODUCTS: tuple[GPUProduct, ...] = (
             ("4g.71gb", 65536),
             ("7g.141gb", 132096),
         ),
+        # torch.cuda.mem_get_info() total on an H200 is 139.81 GiB (nvidia-smi's 143,771 MiB less what the driver
+        # keeps): vLLM 0.10.2 logs "Free memory on device (139.21/139.81 GiB) on startup. Desired GPU memory
+        # utilization is (0.9, 125.83 GiB)" (vllm-0.10.2 v1/worker/gpu_worker.py ``determine_available_memory``),
+        # and PyTorch's OOM message says "GPU 0 has a total capacity of 139.81 GiB" on the same board. The 12 H200
+        # records in tests/data/calibration fit this total (docs/estimator.md section 8).
+        cuda_total_mib=143165,
     ),
 )
 

@@ -19,6 +19,10 @@ from vlm_operator.models import catalog
         ("0.10.1", None, "flashinfer"),
         ("0.11.0", None, "flashinfer"),
         ("0.11.0", False, "sort"),
+        # FlashInfer's sampler is opt-in from 0.11.1 (vllm-0.11.1 topk_topp_sampler.py:34-47)
+        ("0.11.1", None, "sort"),
+        ("0.11.2", None, "sort"),
+        ("0.11.2", True, "flashinfer"),
         ("0.12.0", None, "sort"),
         ("0.16.0", None, "sort"),
         ("0.16.0", True, "flashinfer"),
