@@ -150,16 +150,18 @@ LINES = ("V0", "V1 < 0.11", "V1 >= 0.11", "V1 (all)")
 LINE_OF = {r["id"]: release_line(r) for r in RECORDS}
 
 
+def in_line(rid: str, line: str) -> bool:
+    return LINE_OF[rid] == line or (line == "V1 (all)" and LINE_OF[rid] != "V0")
+
+
 def per_line(values: list[tuple[str, float]]) -> dict[str, tuple[int, float, float]]:
     """n, median |error| and max |error| without the named outliers, per release line."""
     out: dict[str, tuple[int, float, float]] = {}
     for line in LINES:
 
-        def on(rid: str) -> bool:
-            return LINE_OF[rid] == line or (line == "V1 (all)" and LINE_OF[rid] != "V0")
-
-        errs = [abs(v) for rid, v in values if on(rid)]
-        bounded = [abs(v) for rid, v in values if on(rid) and rid not in KNOWN_OUTLIERS]
+        on = [rid for rid, _ in values if in_line(rid, line)]
+        errs = [abs(v) for rid, v in values if rid in on]
+        bounded = [abs(v) for rid, v in values if rid in on and rid not in KNOWN_OUTLIERS]
         if errs:
             out[line] = (len(errs), statistics.median(errs), max(bounded, default=0.0))
     return out
