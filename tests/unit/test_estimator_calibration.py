@@ -158,7 +158,6 @@ def per_line(values: list[tuple[str, float]]) -> dict[str, tuple[int, float, flo
     """n, median |error| and max |error| without the named outliers, per release line."""
     out: dict[str, tuple[int, float, float]] = {}
     for line in LINES:
-
         on = [rid for rid, _ in values if in_line(rid, line)]
         errs = [abs(v) for rid, v in values if rid in on]
         bounded = [abs(v) for rid, v in values if rid in on and rid not in KNOWN_OUTLIERS]
