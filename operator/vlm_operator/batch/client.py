@@ -163,9 +163,10 @@ def _redact(url: str) -> str:
     return url.split("?", 1)[0] + ("?..." if "?" in url else "")
 
 
-async def open_input(cfg: Config, tmpdir: Path) -> Path:
+async def open_input(cfg: Config, tmpdir: Callable[[], Path]) -> Path:
+    """The input as a local file: a path as it is, a URL downloaded into ``tmpdir()`` (the pod's own disk)."""
     if cfg.input.startswith(("http://", "https://")):
-        dest = tmpdir / "input.jsonl"
+        dest = tmpdir() / "input.jsonl"
         await fetch_input(cfg.input, dest, cfg)
         return dest
     path = Path(cfg.input)
@@ -472,16 +473,22 @@ class Shard:
         return self.summary
 
     async def _run_inner(self) -> None:
-        tmp = Path(tempfile.mkdtemp(prefix="vlm-batch-"))
+        made: list[Path] = []
+
+        def tmpdir() -> Path:
+            made.append(Path(tempfile.mkdtemp(prefix="vlm-batch-")))
+            return made[-1]
+
         try:
-            path = await open_input(self.cfg, tmp)
+            path = await open_input(self.cfg, tmpdir)
             self._phase = "work"
             await self._work(path)
         except ShardStop as exc:
             if exc.reason != TERMINATED or self.summary.reason is None:
                 self.summary.fail(exc.reason, exc.detail)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            for d in made:
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def _read(f: Any, entry: Entry) -> bytes:

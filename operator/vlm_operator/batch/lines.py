@@ -277,7 +277,7 @@ def validate(
         return LineError(line.index, line.lineno, cid, code, f"{where}: {msg}")
 
     try:
-        obj = json.loads(line.raw)
+        obj = json.loads(line.raw.decode("utf-8"))  # bytes would let json guess UTF-16/32 from the first bytes
     except UnicodeDecodeError:
         return err("invalid_json", "not UTF-8 text; write the file as UTF-8 JSON Lines")
     except ValueError as exc:

@@ -67,12 +67,16 @@ class Summary:
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         if len(text.encode("utf-8")) <= MAX_BYTES or self.reason is None:
             return text
-        reason = self.reason
-        while len(text.encode("utf-8")) > MAX_BYTES:
-            over = len(text.encode("utf-8")) - MAX_BYTES
-            reason = reason[: max(0, len(reason) - over - 3)]
-            data["reason"] = reason + "..."
+        data["reason"] = ""
+        room = MAX_BYTES - len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        # the reason as JSON may grow (escapes), so cut its bytes until the whole line fits
+        cut = self.reason.encode("utf-8")[: max(0, room - 3)]
+        while True:
+            data["reason"] = cut.decode("utf-8", errors="ignore") + "..."
             text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+            if len(text.encode("utf-8")) <= MAX_BYTES:
+                break
+            cut = cut[: len(cut) - max(1, len(text.encode("utf-8")) - MAX_BYTES)]
         return text
 
     @classmethod
