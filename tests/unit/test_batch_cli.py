@@ -140,3 +140,15 @@ def test_a_sequence_without_max_tokens_may_run_to_max_model_len() -> None:
     roomy, tight = rep.kv_headroom(8192, 4), rep.kv_headroom(2 * seq, 4)
     assert (roomy["expected_concurrency"], roomy["kv_limited"]) == (4.0, False)  # max_num_seqs limits
     assert (tight["expected_concurrency"], tight["kv_limited"]) == (2.0, True)  # the KV cache limits
+
+
+def test_the_documented_command_passes_on_the_example_file(capsys: pytest.CaptureFixture[str]) -> None:
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    assert "vlmctl batch docs/batch-example.jsonl" in readme
+    args = ["batch", str(root / "docs" / "batch-example.jsonl"), "--model", MODEL, "--gpu", "L4", "--max-model-len",
+            "8192", "--limit-mm-per-prompt", '{"image":2,"video":0}', "--mm-processor-kwargs", '{"max_pixels":1003520}',
+            "--max-tokens", "128", "--output", "json"]  # fmt: skip
+    assert main(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["valid"], data["refused"], data["images"], data["images_by_url"]) == (4, 0, 4, 1)
