@@ -424,3 +424,14 @@ def test_resume_skips_custom_ids_another_tool_answered_but_not_a_repeat_of_ours(
     errors = read_jsonl(out / "errors-0.jsonl")
     assert [(e["id"], e["error"]["code"]) for e in errors] == [("vlmbatch-line-1", "duplicate_custom_id")]
     assert (summary.lines_total, summary.lines_done, summary.lines_failed) == (4, 3, 1)
+
+
+def test_an_output_dir_that_cannot_be_written_stops_the_shard_with_the_reason(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    write_input(inp, 2)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the output directory should be")
+    summary = asyncio.run(Shard(config(inp, blocker / "out", "http://127.0.0.1:9")).run())
+    assert summary.exit_code == 4
+    assert summary.reason is not None and summary.reason.startswith(f"OutputUnwritable: {blocker / 'out'}")
+    assert summary.lines_total == 2
