@@ -2,9 +2,9 @@
 ``vllm serve`` + our appending client (``vlm_operator.batch.client``), on the tiny Qwen2-VL checkpoint.
 
 Opt-in (not in ``make bench``): needs ``make build-engine``; runs one engine at a time (about 4.7 GB each), so run it
-under the heavy-run lock. Prints one table; docs/batch.md ("How a shard runs") quotes it.
+alone on the machine. Prints one table; docs/batch.md ("How a shard runs") quotes it.
 
-    flock /work/heavy.lock .venv/bin/python benchmarks/batch_engine.py [--lines 20]
+    .venv/bin/python benchmarks/batch_engine.py [--lines 20]
 
 Scenarios, each on a fresh engine start (run_batch starts its own engine; the serve rows share one):
 
