@@ -4,7 +4,7 @@
   API key in a Secret, never appear in container args, annotations, events, status, any object in the namespace, the
   webhook configuration, the operator's metrics or its DEBUG log, including after a refused spec.
 * A 63-character name (the Service-name and label-value limit) goes Ready end to end; 64 is refused at admission
-  with the limit named (tests/integration/test_crd_cel_messages.py covers the CEL side for every limit).
+  with the limit named (tests/integration/test_crd_cel.py covers the CEL side for every limit).
 """
 
 from __future__ import annotations
