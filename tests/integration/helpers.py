@@ -125,8 +125,14 @@ def sample(name: str, namespace: str, **overrides: Any) -> dict[str, Any]:
     return doc
 
 
-def apply(cluster: Cluster, doc: dict[str, Any], *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return cluster.kubectl("apply", *extra, "-f", "-", input=yaml.safe_dump(doc), check=check)
+def apply(
+    cluster: Cluster, doc: dict[str, Any], *extra: str, namespace: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``kubectl apply`` of one object (in ``namespace`` when its manifest names none), with ``extra`` arguments
+    (``--server-side``, ``--dry-run=server``); with ``check`` a refusal fails the test with the API server's words.
+    The one ``apply`` of the tests."""
+    ns = ("-n", namespace) if namespace else ()
+    return cluster.kubectl("apply", *ns, *extra, "-f", "-", input=yaml.safe_dump(doc), check=check)
 
 
 def vlmd(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:

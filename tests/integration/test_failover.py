@@ -36,7 +36,7 @@ from tests.integration.helpers import (
     wait_ready,
 )
 from tests.integration.loopback_lb import LoopbackLB
-from tests.integration.test_peering import probe
+from tests.integration.operator_helpers import probe
 from vlm_operator import webhook_certs
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]

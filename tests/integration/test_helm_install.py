@@ -23,9 +23,9 @@ import yaml
 from tests.conftest import Cluster, wait_until
 from tests.integration.chart_helpers import CHART, ROOT, WEBHOOK_CONFIGURATION, chart_operator, run_helm
 from tests.integration.helpers import Operator, apply, condition, free_port, sample, vlmd, wait_ready
-from tests.integration.test_autoscale import SLOW_SIM, internal, wait_condition
-from tests.integration.test_rbac import DENIED, token_kubeconfig
-from tests.integration.test_simulated_pods import SimWatcher
+from tests.integration.operator_helpers import DENIED, token_kubeconfig
+from tests.integration.simulated import SimWatcher
+from tests.integration.workloads import SLOW_SIM, internal, wait_condition
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only, pytest.mark.timeout(600)]
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import Operator, apply, condition, sample, vlmd, wait_ready
-from tests.integration.test_simulated_pods import SimWatcher
+from tests.integration.simulated import SimWatcher
 from vlm_operator.api import MULTIMODAL_READY_CONDITION
 from vlm_operator.render import objects
 

@@ -7,33 +7,20 @@ that namespace, with a name no other test uses).
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import Operator, apply, free_port, install_crds_and_peering, sample
+from tests.integration.operator_helpers import probe
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
 WEBHOOK = "vlm-operator.vlmops.io"
-
-
-def probe(port: int, path: str) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as rsp:
-            return rsp.status, json.loads(rsp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-    except OSError:
-        return 0, {}
 
 
 @pytest.fixture

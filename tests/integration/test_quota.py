@@ -16,31 +16,24 @@ import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import Operator, apply, condition, wait_ready
-from tests.integration.test_autoscale import (
+from tests.integration.simulated import SimWatcher
+from tests.integration.workloads import (
     SLOW_SIM,
-    Timeline,
-    internal,
-    load,
-    prometheus_port,
-    sims,
-    wait_condition,
-)
-from tests.integration.test_rollout import (
     PodWatch,
     PoolFactory,
+    Timeline,
     deployment,
     events,
-    gpu_pool,
+    internal,
+    load,
     model,
     rolled_out,
     template_hash,
+    wait_condition,
 )
-from tests.integration.test_simulated_pods import SimWatcher
 from vlm_operator.kube import Kube
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only, pytest.mark.timeout(300)]
-
-__all__ = ["gpu_pool", "prometheus_port", "sims"]  # the imported fixtures
 
 GPU = "requests.nvidia.com/gpu"
 
