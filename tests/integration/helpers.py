@@ -1,6 +1,8 @@
 """Helpers of the integration tests that run the operator: the operator subprocess, samples, apply, conditions.
 
-Test modules import these from here, never from each other; the ``operator`` fixture lives in ``conftest.py``."""
+Test modules import these from here, never from each other; the ``operator`` fixture lives in ``conftest.py``.
+``sample`` is :func:`tests.manifests.sample` (the one VLMDeployment builder), here too for the tests that use it with
+a cluster."""
 
 from __future__ import annotations
 
@@ -17,9 +19,9 @@ import yaml
 
 from tests.conftest import Cluster
 from tests.fakehub import FakeHub
+from tests.manifests import ROOT
+from tests.manifests import sample as sample  # re-exported
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "crds" / "samples"
 CRD_PATH = ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"
 DRIFT_SECONDS = 3
 MUTATING = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
@@ -110,29 +112,22 @@ def install_crds_and_peering(cluster: Cluster) -> None:
     for crd in ("vlmdeployments.vlmops.io", "clusterkopfpeerings.kopf.dev", "vlmplatformprofiles.vlmops.io"):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "vlm-operator"}}
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(peering))
-
-
-def sample(name: str, namespace: str, **overrides: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load((SAMPLES / name).read_text())
-    doc["metadata"] = {"name": doc["metadata"]["name"], "namespace": namespace}
-    for path, value in overrides.items():
-        node = doc
-        keys = path.split(".")
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-        node[keys[-1]] = value
-    return doc
+    apply(cluster, peering)
 
 
 def apply(
-    cluster: Cluster, doc: dict[str, Any], *extra: str, namespace: str | None = None, check: bool = True
+    cluster: Cluster,
+    doc: dict[str, Any] | Sequence[dict[str, Any]],
+    *extra: str,
+    namespace: str | None = None,
+    check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """``kubectl apply`` of one object (in ``namespace`` when its manifest names none), with ``extra`` arguments
-    (``--server-side``, ``--dry-run=server``); with ``check`` a refusal fails the test with the API server's words.
-    The one ``apply`` of the tests."""
+    """``kubectl apply`` of one object or a list of them (in ``namespace`` when a manifest names none), with ``extra``
+    arguments (``--server-side``, ``--dry-run=server``); with ``check`` a refusal fails the test with the API server's
+    words. The one ``apply`` of the tests."""
     ns = ("-n", namespace) if namespace else ()
-    return cluster.kubectl("apply", *ns, *extra, "-f", "-", input=yaml.safe_dump(doc), check=check)
+    text = yaml.safe_dump(doc) if isinstance(doc, dict) else yaml.safe_dump_all(list(doc))
+    return cluster.kubectl("apply", *ns, *extra, "-f", "-", input=text, check=check)
 
 
 def vlmd(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
@@ -159,10 +154,3 @@ def container_cmd(cluster: Cluster, ns: str, name: str) -> list[str]:
 
 def flag_value(cmd: list[str], flag: str) -> str | None:
     return cmd[cmd.index(flag) + 1] if flag in cmd else None
-
-
-def manifest(name: str, spec: dict[str, Any]) -> str:
-    """A VLMDeployment named ``name`` with ``spec``, as YAML for ``kubectl apply -f -``."""
-    return yaml.safe_dump(
-        {"apiVersion": "vlmops.io/v1alpha1", "kind": "VLMDeployment", "metadata": {"name": name}, "spec": spec}
-    )

@@ -63,7 +63,7 @@ def test_the_harness_sandbox_is_argo_cds(argo: Path, tmp_path: Path) -> None:
 
 
 def test_no_status_yet_reads_progressing(argo: Path) -> None:
-    obj = yaml.safe_load((ROOT / "crds" / "samples" / "llava-1.5-7b-l4.yaml").read_text())
+    obj = sample("llava-1.5-7b-l4")
     obj["metadata"]["generation"] = 1
     assert health(argo, obj) == {"status": "Progressing", "message": "Waiting for the operator to report status"}
 
@@ -175,27 +175,27 @@ def test_scale_writes_survive_a_reapply_that_omits_replicas(
 ) -> None:
     doc = sample("llava-1.5-7b-l4.yaml", namespace)  # no spec.scaling.replicas, as ignoreDifferences advises
     name = doc["metadata"]["name"]
-    manifest = yaml.safe_dump(doc)
     # Argo CD's default sync: client-side `kubectl apply` (last-applied-configuration three-way merge)
-    cluster.kubectl("apply", "-f", "-", input=manifest)
+    apply(cluster, doc)
     assert replicas(cluster, namespace, name) == 1  # the CRD's default
     cluster.kubectl("scale", "vlmd", name, "-n", namespace, "--replicas=3")  # what the autoscaler / an HPA does
-    cluster.kubectl("apply", "-f", "-", input=manifest)
+    apply(cluster, doc)
     assert replicas(cluster, namespace, name) == 3
     # ServerSideApply=true: Argo CD applies as its own field manager, which never owned replicas
-    cluster.kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f", "-", input=manifest)
+    apply(cluster, doc, "--server-side", "--field-manager=argocd-controller")
     assert replicas(cluster, namespace, name) == 3
     # a manifest that does carry replicas puts its own value back on every sync: hence ignoreDifferences plus
     # RespectIgnoreDifferences=true (Argo CD then syncs the live value of the ignored field)
     with_replicas = {**doc, "spec": {**doc["spec"], "scaling": {"replicas": 1}}}
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(with_replicas))
+    apply(cluster, with_replicas)
     assert replicas(cluster, namespace, name) == 1
     # Replace=true: `kubectl replace` swaps the whole spec, so an omitted replicas is the CRD default again
     cluster.kubectl("scale", "vlmd", name, "-n", namespace, "--replicas=3")
     # kubectl replace reads the live resourceVersion first (custom resources allow no unconditional update), so a
     # write by the operator in between is a 409 Conflict; Argo CD retries a failed sync, and so does this test
     wait_until(
-        lambda: cluster.kubectl("replace", "-f", "-", input=manifest, check=False).returncode == 0, "kubectl replace"
+        lambda: cluster.kubectl("replace", "-f", "-", input=yaml.safe_dump(doc), check=False).returncode == 0,
+        "kubectl replace",
     )
     assert replicas(cluster, namespace, name) == 1
 

@@ -15,12 +15,10 @@ import yaml
 
 from tests.cel_cases import BASE, CEL_CASES, NAME_CASES, NAMED_CASES
 from tests.conftest import Cluster
-from tests.integration.helpers import manifest
+from tests.integration.helpers import apply
+from tests.manifests import SAMPLES, vlmd_manifest
 
 pytestmark = [pytest.mark.integration, pytest.mark.portable]
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = sorted((ROOT / "crds" / "samples").glob("*.yaml"))
 
 
 def test_crd_is_established_without_warnings(crd_installed: Cluster) -> None:
@@ -56,7 +54,7 @@ REFUSED = [*CEL_CASES, *NAMED_CASES]
 def test_cel_rule_refuses_bad_case(
     crd_installed: Cluster, namespace: str, case_id: str, bad: dict[str, Any], message: str
 ) -> None:
-    res = crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=manifest(case_id, bad), check=False)
+    res = apply(crd_installed, vlmd_manifest(case_id, bad), namespace=namespace, check=False)
     assert res.returncode != 0, f"{case_id} was accepted"
     assert message in res.stderr, res.stderr
     assert "sk-secret-123" not in res.stderr
@@ -64,7 +62,7 @@ def test_cel_rule_refuses_bad_case(
 
 @pytest.mark.parametrize(("name", "words"), NAME_CASES, ids=[f"{n[:12]}..{len(n)}" for n, _ in NAME_CASES])
 def test_names_at_the_limits(crd_installed: Cluster, namespace: str, name: str, words: str | None) -> None:
-    res = crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=manifest(name, BASE), check=False)
+    res = apply(crd_installed, vlmd_manifest(name, BASE), namespace=namespace, check=False)
     if words is None:
         assert res.returncode == 0, res.stderr
         assert crd_installed.get_json("vlmd", name, "-n", namespace)["metadata"]["name"] == name
@@ -84,12 +82,12 @@ def test_schema_bounds_refuse_bad_values(crd_installed: Cluster, namespace: str)
         {**BASE, "resources": {"memory": "64 GB"}},
         {**BASE, "fitCheck": "Bypass"},
     ):
-        res = crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("bad", spec), check=False)
+        res = apply(crd_installed, vlmd_manifest("bad", spec), namespace=namespace, check=False)
         assert res.returncode != 0, f"accepted: {spec}"
 
 
 def test_scale_subresource_and_printer_columns(crd_installed: Cluster, namespace: str) -> None:
-    crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("scaled", BASE))
+    apply(crd_installed, vlmd_manifest("scaled", BASE), namespace=namespace)
     crd_installed.kubectl("scale", "-n", namespace, "vlmd/scaled", "--replicas=3")
     stored = crd_installed.get_json("vlmd", "scaled", "-n", namespace)
     assert stored["spec"]["scaling"]["replicas"] == 3
@@ -106,7 +104,7 @@ def test_scale_subresource_and_printer_columns(crd_installed: Cluster, namespace
 
 
 def test_status_keeps_typed_and_unknown_fields(crd_installed: Cluster, namespace: str) -> None:
-    crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("st", BASE))
+    apply(crd_installed, vlmd_manifest("st", BASE), namespace=namespace)
     patch = {
         "status": {
             "readyReplicas": 1,

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import (
@@ -77,7 +76,7 @@ def replicas(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[tuple
     cluster.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK, "--ignore-not-found")
     peering = f"p-{uuid.uuid4().hex[:8]}"
     obj = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": peering, "namespace": namespace}}
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(obj))
+    apply(cluster, obj)
     mount = tmp_path / "webhook-cert"
     shared_cert(cluster, namespace, mount)
     ports = [free_port(), free_port()]

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import Operator, apply, free_port, install_crds_and_peering, sample
@@ -84,7 +83,7 @@ def test_missing_peering_warns_once_reports_not_ready_and_resumes(
         "kind": "KopfPeering",
         "metadata": {"name": peering_name, "namespace": namespace},
     }
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(obj))
+    apply(cluster, obj)
     wait_until(lambda: probe(health, "/readyz")[0] == 200, "/readyz to answer 200", timeout=30)
     wait_until(
         lambda: cluster.kubectl("get", "deployment", name, "-n", namespace, check=False).returncode == 0,

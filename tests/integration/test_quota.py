@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import Operator, apply, condition, wait_ready
@@ -45,7 +44,7 @@ def gpu_quota(cluster: Cluster, namespace: str, gpus: int) -> None:
         "metadata": {"name": "gpu-quota", "namespace": namespace},
         "spec": {"hard": {GPU: str(gpus)}},
     }
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    apply(cluster, doc)
     # the controller manager's quota controller fills in status; before that, admission refuses nothing it limits
     wait_until(
         lambda: (

@@ -38,7 +38,7 @@ def deploy_docs(*kinds: str) -> list[dict[str, Any]]:
 def sa_kubeconfig(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     docs = deploy_docs(*RBAC_KINDS)
     assert sorted(d["kind"] for d in docs) == sorted(RBAC_KINDS)
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    apply(cluster, docs)
     install_crds_and_peering(cluster)
     # the RBAC authorizer learns of the new binding through its informers: wait until it answers for the SA
     wait_until(lambda: can_i(cluster, "list", "vlmdeployments.vlmops.io", "-A"), "the binding to take effect")

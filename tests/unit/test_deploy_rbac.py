@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.manifests import SAMPLES
 from vlm_operator import kube, rbac, webhook_server
 
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "operator" / "vlm_operator"
-SAMPLES = ROOT / "crds" / "samples"
 
 
 def _gen_rbac() -> Any:
@@ -312,7 +312,7 @@ def test_every_rendered_child_can_be_server_side_applied() -> None:
     from vlm_operator.reconcile import build_plan
 
     kinds = set()
-    for path in SAMPLES.glob("*.yaml"):
+    for path in SAMPLES:
         doc = yaml.safe_load(path.read_text())
         doc["metadata"].update(namespace="default", uid="00000000-0000-0000-0000-000000000000")
         try:
