@@ -1,6 +1,6 @@
 """Fixtures of the integration tests: the operator subprocess, one per test module, with a fake Hub; the CRD alone;
-simulated pods for the autoscaler (``sims``, with Prometheus when it is installed); a GPU node of a test's own
-(``gpu_pool``)."""
+simulated pods (``watcher``; ``sims`` for the autoscaler, with Prometheus when it is installed); a GPU node of a
+test's own (``gpu_pool``)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,16 @@ def crd_installed(cluster: Cluster) -> Iterator[Cluster]:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_PATH))
     cluster.kubectl("wait", "--for=condition=Established", "crd/vlmdeployments.vlmops.io", "--timeout=60s")
     yield cluster
+
+
+@pytest.fixture(scope="module")
+def watcher(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimWatcher]:
+    """``vlmctl simulate-pods`` for the module: a vLLM simulator on every pod annotated ``sim.vlmops.io/simulator``."""
+    w = SimWatcher(cluster, tmp_path_factory.mktemp("simulate-pods") / "simulate-pods.log")
+    try:
+        yield w
+    finally:
+        w.stop()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import Cluster
+from tests.conftest import Cluster, wait_until
 from tests.fakehub import FakeHub
 from tests.manifests import ROOT
 from tests.manifests import sample as sample  # re-exported
@@ -154,3 +154,21 @@ def container_cmd(cluster: Cluster, ns: str, name: str) -> list[str]:
 
 def flag_value(cmd: list[str], flag: str) -> str | None:
     return cmd[cmd.index(flag) + 1] if flag in cmd else None
+
+
+#: Pod annotations that make a simulated pod crash 1 s after it starts, again and again (a KWOK stage).
+CRASH_LOOP = {"sim.vlmops.io/behavior": "crashloop", "sim.vlmops.io/crash-after": "1s"}
+
+
+def wait_condition(
+    cluster: Cluster, ns: str, name: str, type_: str, status: str, reason: str | None = None, timeout: float = 60
+) -> dict[str, Any]:
+    """The VLMDeployment once its ``type_`` condition has ``status`` (and ``reason``, when given)."""
+
+    def check() -> dict[str, Any] | None:
+        obj = vlmd(cluster, ns, name)
+        c = condition(obj, type_)
+        return obj if c and c["status"] == status and (reason is None or c["reason"] == reason) else None
+
+    found: dict[str, Any] = wait_until(check, f"{type_}={status} ({reason})", timeout=timeout, interval=0.3)
+    return found

@@ -15,7 +15,7 @@ import yaml
 from hack import build_argocd_health
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator, apply, condition, sample, vlmd, wait_ready
+from tests.integration.helpers import CRASH_LOOP, Operator, apply, condition, sample, vlmd, wait_condition, wait_ready
 from tests.integration.operator_helpers import WEBHOOK, running_operator
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
@@ -110,15 +110,10 @@ def test_rolling_out_then_ready_then_generation_ahead(
 
 
 def test_a_crash_loop_reads_degraded(cluster: Cluster, namespace: str, operator: Operator, argo: Path) -> None:
-    ann = {"sim.vlmops.io/behavior": "crashloop", "sim.vlmops.io/crash-after": "1s"}
-    doc = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.podTemplate.annotations": ann})
+    doc = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.podTemplate.annotations": CRASH_LOOP})
     name = doc["metadata"]["name"]
     apply(cluster, doc)
-    obj = wait_until(
-        lambda: (o := vlmd(cluster, namespace, name)) and condition(o, "Degraded").get("status") == "True" and o,
-        "Degraded from the crash loop",
-        timeout=90,
-    )
+    obj = wait_condition(cluster, namespace, name, "Degraded", "True", timeout=90)
     degraded = condition(obj, "Degraded")
     assert health(argo, obj) == {"status": "Degraded", "message": f"{degraded['reason']}: {degraded['message']}"}
     assert degraded["reason"] in ("PodsFailing", "RolledBack")
@@ -129,15 +124,9 @@ def test_a_rollback_reads_degraded(cluster: Cluster, namespace: str, operator: O
     name = doc["metadata"]["name"]
     apply(cluster, doc)
     wait_ready(cluster, namespace, name)
-    doc["spec"]["podTemplate"] = {
-        "annotations": {"sim.vlmops.io/behavior": "crashloop", "sim.vlmops.io/crash-after": "1s"}
-    }
+    doc["spec"]["podTemplate"] = {"annotations": CRASH_LOOP}
     apply(cluster, doc)
-    obj = wait_until(
-        lambda: (o := vlmd(cluster, namespace, name)) and condition(o, "Degraded").get("reason") == "RolledBack" and o,
-        "the rollback",
-        timeout=120,
-    )
+    obj = wait_condition(cluster, namespace, name, "Degraded", "True", reason="RolledBack", timeout=120)
     hs = health(argo, obj)
     assert hs["status"] == "Degraded" and hs["message"].startswith("RolledBack: "), hs
 
@@ -151,11 +140,7 @@ def test_a_spec_the_reconciler_refuses_reads_degraded(
     doc = sample("does-not-fit-qwen2.5-vl-72b-l4.yaml", namespace, **{"spec.fitCheck": "Enforce"})
     name = doc["metadata"]["name"]
     apply(cluster, doc)
-    obj = wait_until(
-        lambda: (o := vlmd(cluster, namespace, name)) and condition(o, "Degraded").get("status") == "True" and o,
-        "the reconciler's refusal",
-        timeout=60,
-    )
+    obj = wait_condition(cluster, namespace, name, "Degraded", "True")
     degraded = condition(obj, "Degraded")
     assert degraded["reason"] == "DoesNotFit", degraded
     hs = health(argo, obj)

@@ -18,9 +18,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator, apply, condition, free_port, sample, wait_ready
+from tests.integration.helpers import Operator, apply, condition, free_port, sample, wait_condition, wait_ready
 from tests.integration.simulated import SimWatcher
-from tests.integration.workloads import SIM, SLOW_SIM, Timeline, internal, load, wait_condition
+from tests.integration.workloads import SIM, SLOW_SIM, Timeline, internal, load
 from vlm_operator.kube import Kube
 from vlm_operator.render import objects
 

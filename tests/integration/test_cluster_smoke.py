@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import apply
+from tests.integration.helpers import CRASH_LOOP, apply
 from tests.integration.simulated import gpu_deployment
 
 pytestmark = pytest.mark.integration
@@ -127,7 +127,7 @@ def test_rbac_is_enforced(cluster: Cluster, namespace: str) -> None:
 
 @pytest.mark.local_only
 def test_crashloop_stage_shows_climbing_restarts(cluster: Cluster, namespace: str) -> None:
-    ann = {"sim.vlmops.io/behavior": "crashloop", "sim.vlmops.io/crash-after": "1s"}
+    ann = CRASH_LOOP
     apply(cluster, gpu_deployment("crashy", annotations=ann), namespace=namespace)
 
     def restarts() -> int:

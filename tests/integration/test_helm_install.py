@@ -22,10 +22,10 @@ import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.chart_helpers import CHART, ROOT, WEBHOOK_CONFIGURATION, chart_operator, run_helm
-from tests.integration.helpers import Operator, apply, condition, free_port, sample, vlmd, wait_ready
+from tests.integration.helpers import Operator, apply, condition, free_port, sample, vlmd, wait_condition, wait_ready
 from tests.integration.operator_helpers import DENIED, token_kubeconfig
 from tests.integration.simulated import SimWatcher
-from tests.integration.workloads import SLOW_SIM, internal, wait_condition
+from tests.integration.workloads import SLOW_SIM, internal
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only, pytest.mark.timeout(600)]
 
@@ -90,15 +90,6 @@ def chart_op(cluster: Cluster, release: Release, tmp_path_factory: pytest.TempPa
         yield op
 
 
-@pytest.fixture(scope="module")
-def sims(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimWatcher]:
-    w = SimWatcher(cluster, tmp_path_factory.mktemp("helm-sims") / "simulate-pods.log")
-    try:
-        yield w
-    finally:
-        w.stop()
-
-
 def denied_lines(op: Operator) -> list[str]:
     # the rollout's cluster-wide free-GPU count is granted cluster-wide; nothing may be refused
     return [line for line in op.output().splitlines() if DENIED.search(line)]
@@ -137,7 +128,7 @@ def test_with_the_charts_rights_it_reconciles_writes_events_and_serves_the_webho
 
 
 def test_with_the_charts_rights_it_autoscales_through_scale(
-    cluster: Cluster, namespace: str, release: Release, chart_op: Operator, sims: SimWatcher
+    cluster: Cluster, namespace: str, release: Release, chart_op: Operator, watcher: SimWatcher
 ) -> None:
     doc = internal(
         namespace,

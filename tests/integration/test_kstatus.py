@@ -15,7 +15,7 @@ import pytest
 from hack import build_kstatus
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator, apply, condition, sample, vlmd, wait_ready
+from tests.integration.helpers import CRASH_LOOP, Operator, apply, condition, sample, vlmd, wait_condition, wait_ready
 from tests.integration.operator_helpers import running_operator
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
@@ -83,15 +83,10 @@ def test_rollout_reads_in_progress_then_current(
 def test_crash_loop_reads_failed_with_the_degraded_message(
     cluster: Cluster, namespace: str, operator: Operator, kstatus_bin: Path
 ) -> None:
-    ann = {"sim.vlmops.io/behavior": "crashloop", "sim.vlmops.io/crash-after": "1s"}
-    doc = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.podTemplate.annotations": ann})
+    doc = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.podTemplate.annotations": CRASH_LOOP})
     name = doc["metadata"]["name"]
     apply(cluster, doc)
-    obj = wait_until(
-        lambda: (o := vlmd(cluster, namespace, name)) and condition(o, "Degraded").get("status") == "True" and o,
-        "Degraded=True from the crash loop",
-        timeout=90,
-    )
+    obj = wait_condition(cluster, namespace, name, "Degraded", "True", timeout=90)
     degraded = condition(obj, "Degraded")
     res = kstatus(kstatus_bin, obj)
     print("kstatus while crash-looping:", res, "Degraded:", degraded)

@@ -34,15 +34,6 @@ def fast_readiness() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="module")
-def sims(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimWatcher]:
-    w = SimWatcher(cluster, tmp_path_factory.mktemp("readiness-sims") / "simulate-pods.log")
-    try:
-        yield w
-    finally:
-        w.stop()
-
-
 def gated(namespace: str, name: str, annotations: dict[str, str]) -> dict[str, Any]:
     doc = sample("llava-1.5-7b-l4.yaml", namespace)
     doc["metadata"]["name"] = name
@@ -61,7 +52,7 @@ def cond(pod: dict[str, Any], type_: str) -> dict[str, Any]:
 
 
 def test_a_pod_that_answers_an_image_request_turns_ready_through_the_gate(
-    cluster: Cluster, namespace: str, operator: Operator, sims: SimWatcher
+    cluster: Cluster, namespace: str, operator: Operator, watcher: SimWatcher
 ) -> None:
     apply(cluster, gated(namespace, "mm-good", {}))
     obj = wait_ready(cluster, namespace, "mm-good", timeout=150)
@@ -75,7 +66,7 @@ def test_a_pod_that_answers_an_image_request_turns_ready_through_the_gate(
 
 
 def test_a_pod_that_rejects_image_requests_stays_not_ready_and_status_says_why(
-    cluster: Cluster, namespace: str, operator: Operator, sims: SimWatcher
+    cluster: Cluster, namespace: str, operator: Operator, watcher: SimWatcher
 ) -> None:
     # the simulator rejects any prompt over max-model-len with vLLM's 400; the image alone is 4096 tokens here
     apply(cluster, gated(namespace, "mm-bad", {SIM + "image-tokens": "4096", SIM + "max-model-len": "1024"}))

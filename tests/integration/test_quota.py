@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator, apply, condition, wait_ready
+from tests.integration.helpers import Operator, apply, condition, wait_condition, wait_ready
 from tests.integration.simulated import SimWatcher
 from tests.integration.workloads import (
     SLOW_SIM,
@@ -28,7 +28,6 @@ from tests.integration.workloads import (
     model,
     rolled_out,
     template_hash,
-    wait_condition,
 )
 from vlm_operator.kube import Kube
 

@@ -5,7 +5,6 @@ Only loopback traffic; every request here is bounded."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,15 +23,6 @@ from tests.integration.simulated import (
 from vlm_operator.smoke import smoke_check
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only, pytest.mark.timeout(240)]
-
-
-@pytest.fixture(scope="module")
-def watcher(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimWatcher]:
-    w = SimWatcher(cluster, tmp_path_factory.mktemp("simulate-pods") / "simulate-pods.log")
-    try:
-        yield w
-    finally:
-        w.stop()
 
 
 def test_pod_turns_ready_only_once_its_simulator_answers_and_the_simulator_stops_with_the_pod(

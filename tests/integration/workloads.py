@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from tests.conftest import Cluster, wait_until
+from tests.conftest import Cluster
 from tests.integration.helpers import condition, sample, vlmd
 from vlm_operator.kube import Kube
 from vlm_operator.render import objects
@@ -82,15 +82,6 @@ def load(kube: Kube, namespace: str, name: str, clients: int, seconds: float) ->
         return ready_pod_urls(kube.list("v1", "Pod", namespace, objects.selector_string(name)))
 
     return BurstLoad(targets, "llava-1.5-7b", clients=clients, seconds=seconds).start()
-
-
-def wait_condition(cluster: Cluster, ns: str, name: str, type_: str, status: str, reason: str | None = None) -> Any:
-    def check() -> Any:
-        obj = cluster.get_json("vlmd", name, "-n", ns)
-        c = condition(obj, type_)
-        return c and c["status"] == status and (reason is None or c["reason"] == reason) and obj
-
-    return wait_until(check, f"{type_}={status} ({reason})", timeout=60, interval=0.3)
 
 
 # --- rollouts on a GPU node of the test's own --------------------------------------------------------------------
