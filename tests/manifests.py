@@ -2,7 +2,8 @@
 
 ``SAMPLES`` is every manifest under ``crds/samples/`` (sorted by file name); ``ADMITTED_SAMPLES`` leaves out the
 ``does-not-fit-*`` ones, which the fit check refuses on purpose. :func:`vlmd_manifest` builds a VLMDeployment from a
-name and a spec, and :func:`sample` builds one from a sample with overrides. Nothing here talks to a cluster.
+name and a spec, and :func:`sample` builds one from a sample with overrides; :func:`parsed_spec` is a spec as the API
+model parses it. Nothing here talks to a cluster.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from vlm_operator.api import VLMDeploymentSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = ROOT / "crds" / "samples"
@@ -47,11 +50,20 @@ def sample(name: str, namespace: str | None = None, **overrides: Any) -> dict[st
     """The sample ``name`` as a manifest (its name, ``namespace``, its spec), with ``overrides`` set by dotted path:
     ``sample("llava-1.5-7b-l4", ns, **{"spec.scaling.replicas": 2})``."""
     doc: dict[str, Any] = yaml.safe_load(sample_path(name).read_text())
-    out = vlmd_manifest(doc["metadata"]["name"], doc["spec"], namespace=namespace)
-    for path, value in overrides.items():
-        node = out
+    return set_paths(vlmd_manifest(doc["metadata"]["name"], doc["spec"], namespace=namespace), overrides)
+
+
+def set_paths(doc: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Set each dotted path of ``values`` in ``doc`` (making the maps on the way); returns ``doc``."""
+    for path, value in values.items():
+        node = doc
         keys = path.split(".")
         for k in keys[:-1]:
             node = node.setdefault(k, {})
         node[keys[-1]] = value
-    return out
+    return doc
+
+
+def parsed_spec(base: Mapping[str, Any], **values: Any) -> VLMDeploymentSpec:
+    """A copy of the spec ``base`` with ``values`` set by dotted path, parsed by the API model."""
+    return VLMDeploymentSpec.model_validate(set_paths(copy.deepcopy(dict(base)), values))

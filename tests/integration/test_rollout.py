@@ -19,13 +19,14 @@ from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import DRIFT_SECONDS, Operator, apply, condition, vlmd
 from tests.integration.workloads import (
     SPEC_HASH,
-    PodWatch,
     PoolFactory,
     deployment,
     events,
+    longer_context,
     model,
     rolled_out,
     template_hash,
+    watch_a_rollout,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
@@ -50,17 +51,12 @@ def test_exactly_enough_gpus_replaces_in_place_without_dropping_below_replicas_m
 ) -> None:
     pool = gpu_pool(2)  # two pods of one GPU: no room for a third
     doc = model(namespace, pool, 2, {"sim.vlmops.io/ready-after": "3s"})
-    apply(cluster, doc)
-    wait_until(lambda: rolled_out(cluster, namespace, 2), "the first revision", timeout=120)
-    before = template_hash(cluster, namespace)
-    with PodWatch(cluster, namespace) as w:
-        doc["spec"]["podTemplate"]["annotations"]["sim.vlmops.io/ready-after"] = "4s"
-        apply(cluster, doc)
-        wait_until(
-            lambda: template_hash(cluster, namespace) != before and rolled_out(cluster, namespace, 2),
-            "the rollout to complete",
-            timeout=180,
-        )
+    w = watch_a_rollout(
+        cluster,
+        namespace,
+        doc,
+        lambda d: d["spec"]["podTemplate"]["annotations"].update({"sim.vlmops.io/ready-after": "4s"}),
+    )
     assert w.min_ready >= 1, w.samples  # replicas - 1 Ready at every moment
     strategy = deployment(cluster, namespace)["spec"]["strategy"]["rollingUpdate"]
     assert strategy == {"maxSurge": 0, "maxUnavailable": 1}
@@ -72,18 +68,9 @@ def test_a_spare_gpu_surges_and_never_drops_ready(
     cluster: Cluster, namespace: str, op: Operator, gpu_pool: PoolFactory
 ) -> None:
     pool = gpu_pool(3)  # two pods of one GPU, and one GPU spare
-    doc = model(namespace, pool, 2, {"sim.vlmops.io/ready-after": "3s"})
-    apply(cluster, doc)
-    wait_until(lambda: rolled_out(cluster, namespace, 2), "the first revision", timeout=120)
-    before = template_hash(cluster, namespace)
-    with PodWatch(cluster, namespace) as w:
-        doc["spec"]["engine"]["maxModelLen"] = 2048
-        apply(cluster, doc)
-        wait_until(
-            lambda: template_hash(cluster, namespace) != before and rolled_out(cluster, namespace, 2),
-            "the rollout to complete",
-            timeout=180,
-        )
+    w = watch_a_rollout(
+        cluster, namespace, model(namespace, pool, 2, {"sim.vlmops.io/ready-after": "3s"}), longer_context
+    )
     assert w.max_live == 3, w.samples  # a surge pod was observed
     assert w.min_ready >= 2, w.samples  # the Ready count never dropped
     reasons = {e["reason"]: e["message"] for e in events(cluster, namespace)}

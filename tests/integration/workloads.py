@@ -12,8 +12,8 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from tests.conftest import Cluster
-from tests.integration.helpers import condition, sample, vlmd
+from tests.conftest import Cluster, wait_until
+from tests.integration.helpers import apply, condition, sample, vlmd
 from vlm_operator.kube import Kube
 from vlm_operator.render import objects
 from vlm_operator.simulator.load import BurstLoad, ready_pod_urls
@@ -204,3 +204,27 @@ def rolled_out(cluster: Cluster, ns: str, replicas: int) -> dict[str, Any] | Non
 def events(cluster: Cluster, ns: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = cluster.get_json("events", "-n", ns)["items"]
     return items
+
+
+def watch_a_rollout(
+    cluster: Cluster, namespace: str, doc: dict[str, Any], change: Callable[[dict[str, Any]], None]
+) -> PodWatch:
+    """Apply ``doc`` (2 replicas) and wait for its first revision; then, under a :class:`PodWatch`, apply ``change``
+    and wait until every replica runs the new template. Returns the watch (its Ready and live counts over time)."""
+    apply(cluster, doc)
+    wait_until(lambda: rolled_out(cluster, namespace, 2), "the first revision", timeout=120)
+    before = template_hash(cluster, namespace)
+    with PodWatch(cluster, namespace) as w:
+        change(doc)
+        apply(cluster, doc)
+        wait_until(
+            lambda: template_hash(cluster, namespace) != before and rolled_out(cluster, namespace, 2),
+            "the rollout to complete",
+            timeout=180,
+        )
+    return w
+
+
+def longer_context(doc: dict[str, Any]) -> None:
+    """A spec change that rolls the pods: ``engine.maxModelLen`` 2048."""
+    doc["spec"]["engine"]["maxModelLen"] = 2048
