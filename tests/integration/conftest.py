@@ -10,9 +10,10 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from tests.conftest import Cluster, wait_until
+from tests.conftest import Cluster
 from tests.fakehub import FakeHub, safetensors_blob
-from tests.integration.helpers import CRD_PATH, Operator, free_port, install_crds_and_peering
+from tests.integration.helpers import CRD_PATH, Operator, free_port
+from tests.integration.operator_helpers import running_operator
 from tests.integration.simulated import SimWatcher
 from tests.integration.workloads import POOL_KEY, PoolFactory
 from vlm_operator.devcluster.cluster import LABEL_MANAGED, NodePool, node_manifests
@@ -22,7 +23,6 @@ from vlm_operator.simulator.prometheus import find_prometheus
 
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    install_crds_and_peering(cluster)
     hub = FakeHub().__enter__()
     qwen = next(e for e in catalog.raw_entries() if e["id"] == "Qwen/Qwen2.5-VL-7B-Instruct")
     hub.add(
@@ -33,24 +33,11 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "model.safetensors": safetensors_blob({"model.embed_tokens.weight": ("BF16", [152064, 3584])}),
         },
     )
-    op = Operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log", hub)
-    op.start()
     try:
-        wait_until(
-            lambda: (
-                cluster.kubectl(
-                    "get", "validatingwebhookconfiguration", "vlm-operator.vlmops.io", check=False
-                ).returncode
-                == 0
-            ),
-            "the operator to register its webhook",
-            timeout=60,
-        )
-        yield op
+        with running_operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log", hub=hub) as op:
+            yield op
     finally:
-        op.stop()
         hub.__exit__()
-        cluster.kubectl("delete", "validatingwebhookconfiguration", "vlm-operator.vlmops.io", check=False)
 
 
 @pytest.fixture(scope="module")

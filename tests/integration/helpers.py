@@ -105,6 +105,23 @@ class Operator:
         return self.log.read_text(errors="replace")
 
 
+#: The ValidatingWebhookConfiguration the operator registers (``handlers.WEBHOOK_NAME``).
+WEBHOOK = "vlm-operator.vlmops.io"
+
+
+def webhook_registered(cluster: Cluster) -> bool:
+    return cluster.kubectl("get", "validatingwebhookconfiguration", WEBHOOK, check=False).returncode == 0
+
+
+def wait_webhook(cluster: Cluster, op: Operator | None = None, timeout: float = 60) -> None:
+    """Wait until the operator registered its webhook (and, with ``op``, is still running)."""
+    wait_until(
+        lambda: webhook_registered(cluster) and (op is None or (op.proc is not None and op.proc.poll() is None)),
+        "the operator to register its webhook",
+        timeout=timeout,
+    )
+
+
 def install_crds_and_peering(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"))
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "kopf-peering.yaml"))
@@ -172,3 +189,11 @@ def wait_condition(
 
     found: dict[str, Any] = wait_until(check, f"{type_}={status} ({reason})", timeout=timeout, interval=0.3)
     return found
+
+
+def assert_too_wide_is_refused(cluster: Cluster, namespace: str) -> None:
+    """The webhook reads the nodes: TP 8 of L4s, above the largest L4 node (4 GPUs), is refused with that figure."""
+    too_wide = sample("llava-1.5-7b-l4.yaml", namespace, **{"metadata.name": "too-wide"})
+    too_wide["spec"]["engine"]["tensorParallelSize"] = 8
+    res = apply(cluster, too_wide, check=False)
+    assert res.returncode != 0 and "largest NVIDIA-L4 node has 4" in res.stderr, res.stderr

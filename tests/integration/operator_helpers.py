@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator, install_crds_and_peering
+from tests.conftest import Cluster
+from tests.fakehub import FakeHub
+from tests.integration.helpers import WEBHOOK, Operator, install_crds_and_peering, wait_webhook
 
-WEBHOOK = "vlm-operator.vlmops.io"
 SA_NAMESPACE, SA_NAME = "vlm-operator", "vlm-operator"
 SA_USER = f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}"
 RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
@@ -34,24 +34,21 @@ DENIED = re.compile(
 
 @contextmanager
 def running_operator(
-    cluster: Cluster, log: Path, kubeconfig: Path | None = None, args: tuple[str, ...] = ()
+    cluster: Cluster,
+    log: Path,
+    kubeconfig: Path | None = None,
+    args: tuple[str, ...] = (),
+    hub: FakeHub | None = None,
 ) -> Iterator[Operator]:
-    """Start the operator, wait until it registered its webhook, and stop it (and drop the webhook) afterwards."""
+    """Start the operator (with the Hub resolver pointed at ``hub`` when given), wait until it registered its
+    webhook, and stop it (and drop the webhook) afterwards."""
     install_crds_and_peering(cluster)
     # a webhook left by an earlier operator points at a dead port; kopf re-patches it, but start clean
     cluster.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK, "--ignore-not-found")
-    op = Operator(cluster, log, kubeconfig=kubeconfig, args=args)
+    op = Operator(cluster, log, hub, kubeconfig=kubeconfig, args=args)
     op.start()
     try:
-        wait_until(
-            lambda: (
-                cluster.kubectl("get", "validatingwebhookconfiguration", WEBHOOK, check=False).returncode == 0
-                and op.proc is not None
-                and op.proc.poll() is None
-            ),
-            "the operator to register its webhook",
-            timeout=60,
-        )
+        wait_webhook(cluster, op)
         yield op
     finally:
         op.stop()

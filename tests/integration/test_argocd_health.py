@@ -6,7 +6,6 @@ sandbox), on objects recorded live from the dev cluster; and what Argo CD's sync
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,17 @@ import yaml
 from hack import build_argocd_health
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import CRASH_LOOP, Operator, apply, condition, sample, vlmd, wait_condition, wait_ready
-from tests.integration.operator_helpers import WEBHOOK, running_operator
+from tests.integration.helpers import (
+    CRASH_LOOP,
+    WEBHOOK,
+    Operator,
+    apply,
+    condition,
+    sample,
+    vlmd,
+    wait_condition,
+    wait_ready,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
@@ -26,12 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def argo() -> Path:
     return build_argocd_health.ensure(log=lambda m: print(m, flush=True))
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    with running_operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log") as op:
-        yield op
 
 
 def health(argo: Path, obj: dict[str, Any], script: Path = build_argocd_health.SCRIPT) -> dict[str, str]:

@@ -25,6 +25,7 @@ import pytest
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import (
+    WEBHOOK,
     Operator,
     apply,
     container_cmd,
@@ -40,7 +41,6 @@ from vlm_operator import webhook_certs
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
-WEBHOOK = "vlm-operator.vlmops.io"
 LIFETIME = 10  # --peering-lifetime: the standby takes over at most this long after the active one's last keep-alive
 TAKEOVER_LIMIT = 30.0
 

@@ -22,7 +22,17 @@ import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.chart_helpers import CHART, ROOT, WEBHOOK_CONFIGURATION, chart_operator, run_helm
-from tests.integration.helpers import Operator, apply, condition, free_port, sample, vlmd, wait_condition, wait_ready
+from tests.integration.helpers import (
+    Operator,
+    apply,
+    assert_too_wide_is_refused,
+    condition,
+    free_port,
+    sample,
+    vlmd,
+    wait_condition,
+    wait_ready,
+)
 from tests.integration.operator_helpers import DENIED, token_kubeconfig
 from tests.integration.simulated import SimWatcher
 from tests.integration.workloads import SLOW_SIM, internal
@@ -119,11 +129,7 @@ def test_with_the_charts_rights_it_reconciles_writes_events_and_serves_the_webho
     events = cluster.get_json("events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"]
     assert any(e.get("reportingComponent") == "vlm-operator" for e in events), events
     # the webhook (the chart's configuration, the operator's CA): TP x PP above the largest L4 node is refused
-    too_wide = sample("llava-1.5-7b-l4.yaml", namespace)
-    too_wide["metadata"]["name"] = "too-wide"
-    too_wide["spec"]["engine"]["tensorParallelSize"] = 8
-    res = apply(cluster, too_wide, check=False)
-    assert res.returncode != 0 and "largest NVIDIA-L4 node has 4" in res.stderr, res.stderr
+    assert_too_wide_is_refused(cluster, namespace)
     assert not denied_lines(chart_op), "\n".join(denied_lines(chart_op)[:20])
 
 

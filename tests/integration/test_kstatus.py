@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from hack import build_kstatus
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import CRASH_LOOP, Operator, apply, condition, sample, vlmd, wait_condition, wait_ready
-from tests.integration.operator_helpers import running_operator
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
@@ -24,12 +22,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 @pytest.fixture(scope="module")
 def kstatus_bin() -> Path:
     return build_kstatus.ensure(log=lambda m: print(m, flush=True))
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    with running_operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log") as op:
-        yield op
 
 
 def kstatus(binary: Path, obj: dict[str, Any]) -> dict[str, Any]:

@@ -14,12 +14,18 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator, apply, free_port, install_crds_and_peering, sample
+from tests.integration.helpers import (
+    WEBHOOK,
+    Operator,
+    apply,
+    free_port,
+    install_crds_and_peering,
+    sample,
+    wait_webhook,
+)
 from tests.integration.operator_helpers import probe
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
-
-WEBHOOK = "vlm-operator.vlmops.io"
 
 
 @pytest.fixture
@@ -66,11 +72,7 @@ def test_missing_peering_warns_once_reports_not_ready_and_resumes(
     assert body["peering"] == "missing-object" and "does not exist" in body["reasons"][0]
 
     # it serves the webhook while paused (admission works), but reconciles nothing
-    wait_until(
-        lambda: cluster.kubectl("get", "validatingwebhookconfiguration", WEBHOOK, check=False).returncode == 0,
-        "the webhook to be registered",
-        timeout=60,
-    )
+    wait_webhook(cluster)
     doc = sample("llava-1.5-7b-l4.yaml", namespace)
     name = doc["metadata"]["name"]
     wait_until(lambda: apply(cluster, doc, check=False).returncode == 0, "the webhook to admit the sample", timeout=60)

@@ -12,24 +12,14 @@ import pytest
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import Operator, apply, condition, sample, vlmd
-from tests.integration.operator_helpers import running_operator
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
 ROOT = Path(__file__).resolve().parents[2]
-PROFILE_CRD = ROOT / "crds" / "vlmops.io_vlmplatformprofiles.yaml"
 
 
 def profile(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "vlmops.io/v1alpha1", "kind": "VLMPlatformProfile", "metadata": {"name": name}, "spec": spec}
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    cluster.kubectl("apply", "--server-side", "-f", str(PROFILE_CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/vlmplatformprofiles.vlmops.io", "--timeout=60s")
-    with running_operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log") as op:
-        yield op
 
 
 @pytest.fixture

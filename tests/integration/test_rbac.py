@@ -15,7 +15,16 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import ROOT, Operator, apply, condition, install_crds_and_peering, sample, wait_ready
+from tests.integration.helpers import (
+    ROOT,
+    Operator,
+    apply,
+    assert_too_wide_is_refused,
+    condition,
+    install_crds_and_peering,
+    sample,
+    wait_ready,
+)
 from tests.integration.operator_helpers import (
     DENIED,
     RBAC_KINDS,
@@ -115,11 +124,7 @@ def test_operator_with_only_its_cluster_role_reconciles_to_ready(
     assert any(e.get("reportingComponent") == "vlm-operator" for e in events), events
 
     # the webhook lists nodes: TP x PP above the largest L4 node (4 GPUs) is refused with the node's figure
-    too_wide = sample("llava-1.5-7b-l4.yaml", namespace)
-    too_wide["metadata"]["name"] = "too-wide"
-    too_wide["spec"]["engine"]["tensorParallelSize"] = 8
-    res = apply(cluster, too_wide, check=False)
-    assert res.returncode != 0 and "largest NVIDIA-L4 node has 4" in res.stderr, res.stderr
+    assert_too_wide_is_refused(cluster, namespace)
 
     # a spec change converges too (patch of the Deployment, status patch)
     doc["spec"]["engine"]["maxModelLen"] = 2048
