@@ -102,3 +102,14 @@ except RuntimeError as exc:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "refused: vlm_operator.handlers.register() was already called" in done.stdout
+
+
+def test_a_malformed_variable_stops_the_start_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vlm_operator.cli import main
+
+    monkeypatch.setenv("VLM_OPERATOR_DRIFT_SECONDS", "soon")
+    assert main(["operator", "run"]) == 1
+    err = capsys.readouterr().err
+    assert err == "vlmctl operator run: VLM_OPERATOR_DRIFT_SECONDS='soon' must be a number (default 60.0)\n"
