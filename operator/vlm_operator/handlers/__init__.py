@@ -59,7 +59,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     # Children are watched with a server-side label selector: the API server streams only the operator's own pods,
     # ReplicaSets and Deployments, not every one in the cluster.
-    for resource in (("", "v1", "pods"), ("apps", "v1", "replicasets"), ("apps", "v1", "deployments")):
+    for resource in (
+        ("", "v1", "pods"),
+        ("apps", "v1", "replicasets"),
+        ("apps", "v1", "deployments"),
+        ("batch", "v1", "jobs"),  # a VLMBatchJob's Job (handlers/batch.py)
+    ):
         settings.watching.label_selectors[resource] = MANAGED_SELECTOR
     settings.networking.request_timeout = 60
     if not WEBHOOK_ENABLED:
@@ -88,7 +93,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     if owner == "operator":
         settings.admission.managed = WEBHOOK_NAME
     elif owner == "chart":  # the chart made the configuration; keep only its CA bundle current (patch by name)
-        names = [webhook_config.webhook_name(VALIDATE_ID, WEBHOOK_NAME)]
+        names = [webhook_config.webhook_name(i, WEBHOOK_NAME) for i in (VALIDATE_ID, batch.VALIDATE_BATCH_ID)]
         _client().patch(
             webhook_config.API_VERSION,
             webhook_config.KIND,
@@ -218,7 +223,8 @@ def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: An
         raise kopf.AdmissionError(decision.message, code=422)
 
 
-from vlm_operator.handlers import autoscale  # noqa: E402,F401  (registers the Internal-mode autoscaler daemon)
+# registers the Internal-mode autoscaler daemon and the VLMBatchJob handlers
+from vlm_operator.handlers import autoscale, batch  # noqa: E402,F401
 
 # failurePolicy Fail (ignore_failures=False) and sideEffects None (side_effects=False) are set explicitly; kopf
 # hard-codes timeoutSeconds 30 in the configuration it manages (kopf/_core/engines/admission.py, build_webhooks).
@@ -234,3 +240,12 @@ if WEBHOOK_ENABLED:
         ignore_failures=False,
         side_effects=False,
     )(validate_vlmd)
+    kopf.on.validate(
+        GROUP,
+        VERSION,
+        "vlmbatchjobs",
+        id=batch.VALIDATE_BATCH_ID,
+        operations=["CREATE", "UPDATE"],
+        ignore_failures=False,
+        side_effects=False,
+    )(batch.validate_batch)
