@@ -1,0 +1,291 @@
+"""VLMBatchJob end to end on the local control plane: the operator (webhook and handler) creates the Indexed Job,
+the real Job controller runs it, ``vlmctl simulate-pods`` plays the kubelet (the engine sidecar is the vLLM
+simulator on the pod IP, the client container runs as a local process with its PVC mounted from a directory), and
+the status comes from the pods' termination messages and live ``/progress``.
+
+Claims checked: 200 lines with images over 2 shards all answered once, with the right status and the progress
+column; a shard killed halfway (SIGKILL of its client) is retried by the Job and resumes with no line lost or written
+twice; a malformed line lands in the error file with its reason while the rest finish; an input that does not exist
+(a PVC, a ConfigMap) fails the job fast with a clear condition; a spec that does not fit is refused at admission
+with the VLMDeployment's words. Loopback only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Cluster, wait_until
+from tests.integration.helpers import Operator
+from tests.integration.test_simulated_pods import SimWatcher
+
+pytestmark = [pytest.mark.integration, pytest.mark.local_only, pytest.mark.timeout(420)]
+
+ROOT = Path(__file__).resolve().parents[2]
+BATCH_CRD = ROOT / "crds" / "vlmops.io_vlmbatchjobs.yaml"
+#: a 1x1 PNG as a data URL: a real image the client counts and the simulator accepts
+PNG = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
+
+
+@pytest.fixture(scope="module")
+def batch_crd(cluster: Cluster) -> Cluster:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(BATCH_CRD))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/vlmbatchjobs.vlmops.io", "--timeout=60s")
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def volumes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("batch-volumes")
+
+
+@pytest.fixture(scope="module")
+def watcher(
+    batch_crd: Cluster, operator: Operator, volumes: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SimWatcher]:
+    w = SimWatcher(batch_crd, tmp_path_factory.mktemp("batch-sims") / "simulate-pods.log", "--workdir", str(volumes))
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+def line(i: int, images: int = 1) -> str:
+    content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": PNG}} for _ in range(images)]
+    content.append({"type": "text", "text": f"Describe image {i}."})
+    body = {"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 8}
+    return json.dumps({"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions", "body": body})
+
+
+def bound_pvc(cluster: Cluster, ns: str, claim: str) -> None:
+    """A PVC bound to its own PV (the real PV controller binds them; kwok mounts nothing)."""
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": f"{ns}-{claim}"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": "",
+            "persistentVolumeReclaimPolicy": "Delete",
+            "hostPath": {"path": f"/srv/{ns}/{claim}"},
+            "claimRef": {"namespace": ns, "name": claim},
+        },
+    }
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim, "namespace": ns},
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": "",
+            "volumeName": pv["metadata"]["name"],
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([pv, pvc]))
+    wait_until(
+        lambda: cluster.get_json("pvc", "-n", ns, claim).get("status", {}).get("phase") == "Bound",
+        f"PVC {claim} bound",
+        timeout=60,
+    )
+
+
+def batch_job(name: str, ns: str, parallelism: int, **spec: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "apiVersion": "vlmops.io/v1alpha1",
+        "kind": "VLMBatchJob",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "model": {"name": MODEL},
+            "engine": {"version": "0.11.0", "maxModelLen": 8192},
+            "resources": {"gpu": {"product": "L4"}},
+            "podTemplate": {"annotations": {"sim.vlmops.io/simulator": "true", "sim.vlmops.io/time-scale": "0.01"}},
+            "input": {"pvc": {"claimName": "data", "path": "in/lines.jsonl"}},
+            "output": {"pvc": {"claimName": "data", "path": "out"}},
+            "parallelism": parallelism,
+            "sampling": {"temperature": 0, "maxTokens": 8},
+            "backoffLimitPerIndex": 2,
+            **spec,
+        },
+    }
+    return doc
+
+
+def get_bj(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = cluster.get_json("vlmbj", "-n", ns, name)
+    return obj
+
+
+def cond(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
+def wait_condition(cluster: Cluster, ns: str, name: str, type_: str, timeout: float) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def check() -> bool:
+        nonlocal seen
+        seen = get_bj(cluster, ns, name)
+        return cond(seen, type_).get("status") == "True"
+
+    try:
+        wait_until(check, f"{type_} on VLMBatchJob {ns}/{name}", timeout=timeout)
+    except AssertionError:
+        raise AssertionError(f"{type_} not True; status: {json.dumps(seen.get('status'), indent=1)[:3000]}") from None
+    return seen
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def outputs(out: Path, shards: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    results = [r for i in range(shards) for r in read_jsonl(out / f"results-{i}.jsonl")]
+    errors = [r for i in range(shards) for r in read_jsonl(out / f"errors-{i}.jsonl")]
+    return results, errors
+
+
+def write_input(volumes: Path, ns: str, lines: list[str]) -> Path:
+    data = volumes / "pvc" / ns / "data"
+    (data / "in").mkdir(parents=True, exist_ok=True)
+    (data / "in" / "lines.jsonl").write_text("\n".join(lines) + "\n")
+    return data
+
+
+def test_200_lines_with_images_over_2_shards(
+    cluster: Cluster, namespace: str, watcher: SimWatcher, volumes: Path
+) -> None:
+    bound_pvc(cluster, namespace, "data")
+    data = write_input(volumes, namespace, [line(i) for i in range(200)])
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(batch_job("caps", namespace, 2)))
+    job = wait_until(lambda: cluster.get_json("jobs", "-n", namespace).get("items"), "the Job", timeout=30)[0]
+    assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 2
+    assert job["spec"]["backoffLimitPerIndex"] == 2
+    obj = wait_condition(cluster, namespace, "caps", "Complete", timeout=240)
+    results, errors = outputs(data / "out", 2)
+    ids = [r["custom_id"] for r in results]
+    assert len(ids) == 200 and set(ids) == {f"req-{i}" for i in range(200)}, "every line answered exactly once"
+    assert errors == []
+    assert all(r["response"]["status_code"] == 200 and r["error"] is None for r in results)
+    st = obj["status"]
+    assert (st["linesTotal"], st["linesDone"], st["linesFailed"], st["images"]) == (200, 200, 0, 200)
+    assert st["promptTokens"] > 0 and st["completionTokens"] > 0 and st["throughput"] > 0
+    assert st["progress"] == "200/200 (100%)"
+    assert cond(obj, "Failed")["status"] == "False" and cond(obj, "Progressing")["status"] == "False"
+    assert cond(obj, "Complete")["observedGeneration"] == obj["metadata"]["generation"]
+    assert cond(obj, "Stalled")["status"] == "False" and cond(obj, "Reconciling")["status"] == "False"
+    table = cluster.kubectl("get", "vlmbj", "-n", namespace).stdout
+    assert "PROGRESS" in table and "200/200 (100%)" in table, table
+
+
+def test_a_shard_killed_halfway_resumes_without_duplicates(
+    cluster: Cluster, namespace: str, watcher: SimWatcher, volumes: Path
+) -> None:
+    bound_pvc(cluster, namespace, "data")
+    data = write_input(volumes, namespace, [line(i) for i in range(160)])
+    # slower engine and one request at a time, so the kill lands mid-shard
+    slow = {"sim.vlmops.io/simulator": "true", "sim.vlmops.io/time-scale": "0.5", "sim.vlmops.io/output-tokens": "8"}
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump(batch_job("resume", namespace, 2, podTemplate={"annotations": slow}, concurrency=1)),
+    )
+    results0 = data / "out" / "results-0.jsonl"
+    wait_until(lambda: len(read_jsonl(results0)) >= 10, "shard 0 half way", timeout=180)
+    pid_re = re.compile(rf"{namespace}/resume-0-\S+: started the batch client \(pid (\d+)\)")
+    pids = pid_re.findall(watcher.output())
+    assert pids, watcher.output()[-3000:]
+    os.kill(int(pids[-1]), signal.SIGKILL)  # no summary, possibly a torn last line
+    before = len(read_jsonl(results0))
+    assert before < 80, "the kill must land before shard 0 finished"
+    obj = wait_condition(cluster, namespace, "resume", "Complete", timeout=300)
+    results, errors = outputs(data / "out", 2)
+    ids = [r["custom_id"] for r in results]
+    assert len(ids) == len(set(ids)) == 160 and errors == [], "no line lost, none written twice"
+    pods = cluster.get_json("pods", "-n", namespace, "-l", "vlmops.io/batchjob=resume")["items"]
+    shard0 = [p for p in pods if p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "0"]
+    assert len(shard0) >= 2, "the Job retried shard 0 in a new pod"
+    killed = [p for p in shard0 if p["status"]["phase"] == "Failed"]
+    assert killed and killed[0]["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 137
+    st = obj["status"]
+    assert (st["linesTotal"], st["linesDone"], st["linesFailed"]) == (160, 160, 0)
+
+
+def test_a_malformed_line_goes_to_the_error_file_and_the_rest_finish(
+    cluster: Cluster, namespace: str, watcher: SimWatcher, volumes: Path
+) -> None:
+    bound_pvc(cluster, namespace, "data")
+    lines = [line(i) for i in range(20)]
+    lines[7] = '{"custom_id": "req-7", "method": "POST", "url": "/v1/chat/completions", "body": {'  # not JSON
+    lines[12] = line(12, images=3)  # over the image limit below
+    data = write_input(volumes, namespace, lines)
+    spec = {"multimodal": {"limitPerPrompt": {"image": {"count": 2}}}}
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(batch_job("bad", namespace, 1, **spec)))
+    obj = wait_condition(cluster, namespace, "bad", "Complete", timeout=180)
+    results, errors = outputs(data / "out", 1)
+    assert sorted(r["custom_id"] for r in results) == sorted(f"req-{i}" for i in range(20) if i not in (7, 12))
+    assert len(errors) == 2
+    by_line = {e["error"]["message"]: e for e in errors}
+    assert any("line 8" in m or "line 7" in m for m in by_line), by_line  # names the line
+    over = next(e for e in errors if e["custom_id"] == "req-12")
+    assert "image" in over["error"]["message"]
+    st = obj["status"]
+    assert (st["linesTotal"], st["linesDone"], st["linesFailed"]) == (20, 18, 2)
+    assert "2 in the error files" in cond(obj, "Complete")["message"]
+
+
+def test_missing_input_fails_fast(cluster: Cluster, namespace: str, watcher: SimWatcher, volumes: Path) -> None:
+    # a PVC that does not exist: the operator says so and creates no Job
+    t0 = time.monotonic()
+    doc = batch_job("nopvc", namespace, 1)
+    doc["spec"]["input"] = {"pvc": {"claimName": "absent", "path": "in.jsonl"}}
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    obj = wait_condition(cluster, namespace, "nopvc", "Failed", timeout=30)
+    failed = cond(obj, "Failed")
+    assert failed["reason"] == "InputNotFound" and "'absent' does not exist" in failed["message"]
+    assert cond(obj, "Stalled")["status"] == "True"
+    assert cluster.get_json("jobs", "-n", namespace)["items"] == []
+    assert time.monotonic() - t0 < 30
+    # a ConfigMap that does not exist: the client reports InputNotFound and the Job is suspended (no retries)
+    bound_pvc(cluster, namespace, "data")
+    doc = batch_job("nocm", namespace, 1, input={"configMap": {"name": "absent", "key": "in.jsonl"}})
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    obj = wait_condition(cluster, namespace, "nocm", "Failed", timeout=90)
+    failed = cond(obj, "Failed")
+    assert failed["reason"] == "InputNotFound" and "shard 0: InputNotFound" in failed["message"], failed
+    wait_until(
+        lambda: cluster.get_json("job", "-n", namespace, "nocm")["spec"].get("suspend") is True,
+        "the Job suspended",
+        timeout=30,
+    )
+    events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=nocm").stdout
+    assert "InputNotFound" in events
+
+
+def test_a_spec_that_does_not_fit_is_refused_with_the_deployment_words(
+    cluster: Cluster, namespace: str, watcher: SimWatcher
+) -> None:
+    doc = batch_job("huge", namespace, 2)
+    doc["spec"]["model"] = {"name": "Qwen/Qwen2.5-VL-72B-Instruct"}
+    doc["spec"]["engine"] = {"version": "0.11.0", "maxModelLen": 32768}
+    res = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc), check=False)
+    assert res.returncode != 0
+    assert "spec does not fit the GPU (fitCheck: Enforce)" in res.stderr, res.stderr
+    assert "validate-batch.vlm-operator.vlmops.io" in res.stderr
