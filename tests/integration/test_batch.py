@@ -30,8 +30,6 @@ from tests.integration.test_simulated_pods import SimWatcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only, pytest.mark.timeout(420)]
 
-ROOT = Path(__file__).resolve().parents[2]
-BATCH_CRD = ROOT / "crds" / "vlmops.io_vlmbatchjobs.yaml"
 #: a 1x1 PNG as a data URL: a real image the client counts and the simulator accepts
 PNG = (
     "data:image/png;base64,"
@@ -41,22 +39,16 @@ MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 
 
 @pytest.fixture(scope="module")
-def batch_crd(cluster: Cluster) -> Cluster:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(BATCH_CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/vlmbatchjobs.vlmops.io", "--timeout=60s")
-    return cluster
-
-
-@pytest.fixture(scope="module")
 def volumes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("batch-volumes")
 
 
 @pytest.fixture(scope="module")
 def watcher(
-    batch_crd: Cluster, operator: Operator, volumes: Path, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster, operator: Operator, volumes: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SimWatcher]:
-    w = SimWatcher(batch_crd, tmp_path_factory.mktemp("batch-sims") / "simulate-pods.log", "--workdir", str(volumes))
+    # the operator fixture installs the CRDs, the VLMBatchJob's included (helpers.install_crds_and_peering)
+    w = SimWatcher(cluster, tmp_path_factory.mktemp("batch-sims") / "simulate-pods.log", "--workdir", str(volumes))
     try:
         yield w
     finally:
@@ -113,6 +105,11 @@ def batch_job(name: str, ns: str, parallelism: int, **spec: Any) -> dict[str, An
             "model": {"name": MODEL},
             "engine": {"version": "0.11.0", "maxModelLen": 8192},
             "resources": {"gpu": {"product": "L4"}},
+            # 1280 visual tokens per image at most, no video: fits maxModelLen 8192 (the fit check runs)
+            "multimodal": {
+                "limitPerPrompt": {"image": {"count": 4}, "video": {"count": 0}},
+                "processorKwargs": {"max_pixels": 1003520},
+            },
             "podTemplate": {"annotations": {"sim.vlmops.io/simulator": "true", "sim.vlmops.io/time-scale": "0.01"}},
             "input": {"pvc": {"claimName": "data", "path": "in/lines.jsonl"}},
             "output": {"pvc": {"claimName": "data", "path": "out"}},
@@ -236,7 +233,12 @@ def test_a_malformed_line_goes_to_the_error_file_and_the_rest_finish(
     lines[7] = '{"custom_id": "req-7", "method": "POST", "url": "/v1/chat/completions", "body": {'  # not JSON
     lines[12] = line(12, images=3)  # over the image limit below
     data = write_input(volumes, namespace, lines)
-    spec = {"multimodal": {"limitPerPrompt": {"image": {"count": 2}}}}
+    spec = {
+        "multimodal": {
+            "limitPerPrompt": {"image": {"count": 2}, "video": {"count": 0}},
+            "processorKwargs": {"max_pixels": 1003520},
+        }
+    }
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(batch_job("bad", namespace, 1, **spec)))
     obj = wait_condition(cluster, namespace, "bad", "Complete", timeout=180)
     results, errors = outputs(data / "out", 1)
