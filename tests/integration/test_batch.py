@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hack import build_argocd_health, build_kstatus
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import Operator
@@ -36,6 +37,22 @@ PNG = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
 MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
+ROOT = Path(__file__).resolve().parents[2]
+BATCH_HEALTH = ROOT / "deploy" / "argocd" / "health-batch.lua"
+
+
+@pytest.fixture(scope="module")
+def readers() -> tuple[Path, Path]:
+    """The kstatus and Argo CD health harnesses (built once from the Go module proxy, cached)."""
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    return build_kstatus.ensure(log=log), build_argocd_health.ensure(log=log)
+
+
+def health_of(readers: tuple[Path, Path], obj: dict[str, Any]) -> tuple[str, str]:
+    """(kstatus status, Argo CD health status) of a live object."""
+    ks = build_kstatus.compute(obj, readers[0])
+    (argo,) = build_argocd_health.health([obj], readers[1], BATCH_HEALTH)
+    return str(ks["status"]), argo["status"]
 
 
 @pytest.fixture(scope="module")
@@ -166,12 +183,13 @@ def write_input(volumes: Path, ns: str, lines: list[str]) -> Path:
 
 
 def test_200_lines_with_images_over_2_shards(
-    cluster: Cluster, namespace: str, watcher: SimWatcher, volumes: Path
+    cluster: Cluster, namespace: str, watcher: SimWatcher, volumes: Path, readers: tuple[Path, Path]
 ) -> None:
     bound_pvc(cluster, namespace, "data")
     data = write_input(volumes, namespace, [line(i) for i in range(200)])
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(batch_job("caps", namespace, 2)))
     job = wait_until(lambda: cluster.get_json("jobs", "-n", namespace).get("items"), "the Job", timeout=30)[0]
+
     assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["completions"] == 2
     assert job["spec"]["backoffLimitPerIndex"] == 2
     obj = wait_condition(cluster, namespace, "caps", "Complete", timeout=240)
@@ -187,12 +205,13 @@ def test_200_lines_with_images_over_2_shards(
     assert cond(obj, "Failed")["status"] == "False" and cond(obj, "Progressing")["status"] == "False"
     assert cond(obj, "Complete")["observedGeneration"] == obj["metadata"]["generation"]
     assert cond(obj, "Stalled")["status"] == "False" and cond(obj, "Reconciling")["status"] == "False"
+    assert health_of(readers, obj) == ("Current", "Healthy")
     table = cluster.kubectl("get", "vlmbj", "-n", namespace).stdout
     assert "PROGRESS" in table and "200/200 (100%)" in table, table
 
 
 def test_a_shard_killed_halfway_resumes_without_duplicates(
-    cluster: Cluster, namespace: str, watcher: SimWatcher, volumes: Path
+    cluster: Cluster, namespace: str, watcher: SimWatcher, volumes: Path, readers: tuple[Path, Path]
 ) -> None:
     bound_pvc(cluster, namespace, "data")
     data = write_input(volumes, namespace, [line(i) for i in range(160)])
@@ -206,6 +225,14 @@ def test_a_shard_killed_halfway_resumes_without_duplicates(
     )
     results0 = data / "out" / "results-0.jsonl"
     wait_until(lambda: len(read_jsonl(results0)) >= 10, "shard 0 half way", timeout=180)
+
+    def live_progress() -> dict[str, Any] | None:  # from both shards' GET /progress, before anything finished
+        o = get_bj(cluster, namespace, "resume")
+        return o if re.fullmatch(r"\d+/160 \(\d+%\)", (o.get("status") or {}).get("progress") or "") else None
+
+    running = wait_until(live_progress, "live progress in status", timeout=30)
+    assert cond(running, "Progressing")["status"] == "True" and running["status"]["estimatedSecondsLeft"] > 0
+    assert health_of(readers, running) == ("InProgress", "Progressing")
     pid_re = re.compile(rf"{namespace}/resume-0-\S+: started the batch client \(pid (\d+)\)")
     pids = pid_re.findall(watcher.output())
     assert pids, watcher.output()[-3000:]
@@ -253,7 +280,9 @@ def test_a_malformed_line_goes_to_the_error_file_and_the_rest_finish(
     assert "2 in the error files" in cond(obj, "Complete")["message"]
 
 
-def test_missing_input_fails_fast(cluster: Cluster, namespace: str, watcher: SimWatcher, volumes: Path) -> None:
+def test_missing_input_fails_fast(
+    cluster: Cluster, namespace: str, watcher: SimWatcher, volumes: Path, readers: tuple[Path, Path]
+) -> None:
     # a PVC that does not exist: the operator says so and creates no Job
     t0 = time.monotonic()
     doc = batch_job("nopvc", namespace, 1)
@@ -263,6 +292,7 @@ def test_missing_input_fails_fast(cluster: Cluster, namespace: str, watcher: Sim
     failed = cond(obj, "Failed")
     assert failed["reason"] == "InputNotFound" and "'absent' does not exist" in failed["message"]
     assert cond(obj, "Stalled")["status"] == "True"
+    assert health_of(readers, obj) == ("Failed", "Degraded")
     assert cluster.get_json("jobs", "-n", namespace)["items"] == []
     assert time.monotonic() - t0 < 30
     # a ConfigMap that does not exist: the client reports InputNotFound and the Job is suspended (no retries)
@@ -291,3 +321,8 @@ def test_a_spec_that_does_not_fit_is_refused_with_the_deployment_words(
     assert res.returncode != 0
     assert "spec does not fit the GPU (fitCheck: Enforce)" in res.stderr, res.stderr
     assert "validate-batch.vlm-operator.vlmops.io" in res.stderr
+
+
+def test_the_argocd_cm_snippet_carries_the_batch_script_verbatim() -> None:
+    cm = yaml.safe_load((ROOT / "deploy" / "argocd" / "argocd-cm.yaml").read_text())
+    assert cm["data"]["resource.customizations.health.vlmops.io_VLMBatchJob"] == BATCH_HEALTH.read_text()
