@@ -104,3 +104,18 @@ def test_same_claim_for_input_and_output_is_mounted_once() -> None:
     job = _render(_bj(input={"pvc": {"claimName": "results", "path": "in.jsonl"}}))
     vols = [v for v in job["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v]
     assert [v["persistentVolumeClaim"]["claimName"] for v in vols] == ["results"]
+
+
+def test_the_batch_samples_render() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    samples = sorted((root / "crds" / "samples" / "batch").glob("*.yaml"))
+    assert samples
+    for path in samples:
+        doc = yaml.safe_load(path.read_text())
+        doc["metadata"] |= {"namespace": "ns", "uid": "u"}
+        job = _render(VLMBatchJob.model_validate(doc))
+        assert job["spec"]["completions"] == doc["spec"]["parallelism"], path
