@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlm_operator.conditions import CondStatus, _cond
-from vlm_operator.render.batch import CLIENT_CONTAINER
+from vlm_operator.render.batch import CLIENT_CONTAINER, ENGINE_CONTAINER
+from vlm_operator.rollout import last_lines
 
 #: Job pods carry their index in this annotation (and label), set by the Job controller (batch/v1
 #: JobCompletionIndexAnnotation, k8s.io/api/batch/v1/types.go).
@@ -91,6 +92,31 @@ def terminated_summary(pod: Mapping[str, Any]) -> tuple[dict[str, Any] | None, i
     return parse_summary(term.get("message")), int(term.get("exitCode", 0) or 0)
 
 
+_ENGINE_STUCK = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerError")
+
+
+def engine_problem(pod: Mapping[str, Any]) -> str | None:
+    """What is wrong with the pod's engine sidecar, in the kubelet's words: it crashed (exit code, restarts, the last
+    lines of its log, which ``FallbackToLogsOnError`` puts in the termination message) or cannot start."""
+    for cs in (pod.get("status") or {}).get("initContainerStatuses") or []:
+        if cs.get("name") != ENGINE_CONTAINER:
+            continue
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        last = (cs.get("lastState") or {}).get("terminated") or {}
+        if waiting.get("reason") not in _ENGINE_STUCK and not last.get("exitCode"):
+            return None
+        what = last.get("reason") or waiting.get("reason") or "Error"
+        msg = f"engine {what}"
+        if "exitCode" in last:
+            msg += f" (exit code {last['exitCode']}, {int(cs.get('restartCount') or 0)} restart(s))"
+        elif waiting.get("message"):
+            msg += f": {waiting['message']}"
+        if (last.get("message") or "").strip():
+            msg += f"; last log: {last_lines(str(last['message']))}"
+        return msg
+    return None
+
+
 @dataclass(frozen=True)
 class Shard:
     """The latest word on one shard: its newest pod with figures."""
@@ -99,6 +125,8 @@ class Shard:
     phase: str
     figures: dict[str, Any] | None = None
     reason: str | None = None
+    #: the newest pod's engine sidecar problem (a crash loop with its log tail), if any
+    engine: str | None = None
 
 
 def shards(
@@ -117,8 +145,9 @@ def shards(
         candidates = sorted(
             by_index.get(i, []), key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or "")
         )
-        phase, figures, reason = "Pending", None, None
+        phase, figures, reason, engine = "Pending", None, None, None
         for pod in candidates:  # oldest first: the newest with figures wins
+            engine = engine_problem(pod)
             name = str((pod.get("metadata") or {}).get("name"))
             summary, _ = terminated_summary(pod)
             live = progress.get(name)
@@ -127,7 +156,7 @@ def shards(
             if got is not None:
                 figures = got
                 reason = got.get("reason")
-        out[i] = Shard(i, phase, figures, reason)
+        out[i] = Shard(i, phase, figures, reason, engine)
     return out
 
 
@@ -207,8 +236,8 @@ def compute(obs: BatchObserved, now: str) -> dict[str, Any]:
             "linesFailed": int(figures.get("linesFailed", 0)),
             "phase": s.phase,
         }
-        if s.reason:
-            entry["reason"] = s.reason
+        if s.reason or s.engine:
+            entry["reason"] = ", ".join(x for x in (s.reason, s.engine) if x)[:1024]
         shard_status.append(entry)
 
     job = obs.job
@@ -265,7 +294,11 @@ def compute(obs: BatchObserved, now: str) -> dict[str, Any]:
             f"{terminal}; the Job is suspended (fix the input, then change the spec or recreate the VLMBatchJob)",
         )
     elif job_failed is not None:
-        reasons = "; ".join(f"shard {s.index}: {s.reason}" for s in found.values() if s.reason)
+        reasons = "; ".join(
+            f"shard {s.index}: " + ", ".join(x for x in (s.reason, s.engine) if x)
+            for s in found.values()
+            if s.reason or s.engine
+        )
         msg = str(job_failed.get("message") or job_failed.get("reason") or "the Job failed")
         failed = (str(job_failed.get("reason") or "JobFailed"), msg + (f" ({reasons})" if reasons else ""))
     elif (
@@ -302,6 +335,9 @@ def compute(obs: BatchObserved, now: str) -> dict[str, Any]:
         else:
             running = int(job_status.get("active") or 0)
             msg = f"{running} of {obs.shards} shard(s) running; {out.get('progress', '0 lines finished')}"
+            stuck = "; ".join(f"shard {s.index}: {s.engine}" for s in found.values() if s.engine)
+            if stuck:
+                msg += f"; {stuck}"
             reason = "Running" if job is not None else "Creating"
             conds.append(_cond("Complete", "False", reason, msg, gen, now, prev_conds))
             conds.append(_cond("Progressing", "True", reason, msg, gen, now, prev_conds))

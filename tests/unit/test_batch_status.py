@@ -105,3 +105,27 @@ def test_garbage_termination_message_is_ignored() -> None:
     pods = [_pod("caps-0-a", 0, "Failed", "2026-12-07T03:59:00Z", "Traceback (most recent call last): ...", 1)]
     st = bs.compute(bs.BatchObserved(1, 1, _job(), pods, {}, NOW), "t")
     assert st["linesDone"] == 0 and "progress" not in st
+
+
+def test_the_engine_sidecar_crash_is_quoted_with_its_log() -> None:
+    pod = _pod("caps-0-a", 0, "Running", "2026-12-07T03:59:00Z")
+    pod["status"]["initContainerStatuses"] = [
+        {
+            "name": "vllm",
+            "restartCount": 3,
+            "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {
+                "terminated": {"exitCode": 1, "reason": "Error", "message": "loading\nCUDA out of memory. Tried 2 GiB"}
+            },
+        }
+    ]
+    st = bs.compute(bs.BatchObserved(1, 1, _job(active=1), [pod], {}, NOW), "t")
+    prog = next(c for c in st["conditions"] if c["type"] == "Progressing")
+    assert (
+        "shard 0: engine Error (exit code 1, 3 restart(s)); last log: loading | CUDA out of memory" in prog["message"]
+    )
+    job = _job(conditions=[{"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "x"}])
+    failed = next(
+        c for c in bs.compute(bs.BatchObserved(1, 1, job, [pod], {}, NOW), "t")["conditions"] if c["type"] == "Failed"
+    )
+    assert "CUDA out of memory" in failed["message"] and st["shardStatus"][0]["reason"].startswith("engine Error")
