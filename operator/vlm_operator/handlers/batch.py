@@ -129,7 +129,14 @@ def _quota_verdict(namespace: str, spec: Any, old_spec: Any, name: str) -> profi
             (*verdict.warnings, f"ResourceQuotas could not be read ({str(exc).splitlines()[0][:200]})"),
             verdict.selected,
         )
-    return profiles.quota_verdict(verdict, quota.check(spec, quotas, own), spec, old_spec)
+    message = quota.check(spec, quotas, own)
+    if message is not None:  # the VLMDeployment's words, with this kind's field and units
+        message = (
+            message.replace("spec.scaling: ", "spec.parallelism: ")
+            .replace(" replica(s)", " shard(s)")
+            .replace("this VLMDeployment holds", "this VLMBatchJob holds")
+        )
+    return profiles.quota_verdict(verdict, message, spec, old_spec)
 
 
 # --- reconcile ---------------------------------------------------------------------------------------------------
