@@ -144,6 +144,8 @@ def _quota_verdict(namespace: str, spec: Any, old_spec: Any, name: str) -> profi
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vlmbj-progress")
+#: pod IPs are dialled directly, never through an HTTP(S)_PROXY from the environment
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def read_progress(pods: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
