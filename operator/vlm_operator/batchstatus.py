@@ -9,6 +9,9 @@ Conditions (metav1.Condition shape, with ``observedGeneration``):
   quotes the shard's reason, e.g. ``EngineUnavailable: …``).
 - ``Progressing``: shards are running (False with reason ``Suspended`` while suspended or queued by Kueue).
 - ``FitsGPU``: the fit check's verdict, as for a VLMDeployment.
+- ``SpecApplied``: False (``JobImmutable``) when the spec was changed after the Job was created in a way a Job
+  cannot take (anything but ``suspend`` and ``ttlSecondsAfterFinished``): the Job runs on with the spec it was made
+  from, and the message says how to run the new one.
 - ``Reconciling`` / ``Stalled``: kstatus's pair (sigs.k8s.io/cli-utils pkg/kstatus/status/generic.go) mirroring
   Progressing and Failed, so kstatus reads InProgress while it runs, Failed when it failed and Current when done.
 """
@@ -184,6 +187,8 @@ class BatchObserved:
     effective_args: tuple[str, ...] = ()
     previous: Mapping[str, Any] = field(default_factory=dict)
     suspended: bool = False
+    #: the spec changed in a way the running Job cannot take (its pod template and completions are immutable)
+    drift: str | None = None
 
 
 def job_condition(job: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
@@ -341,6 +346,10 @@ def compute(obs: BatchObserved, now: str) -> dict[str, Any]:
             reason = "Running" if job is not None else "Creating"
             conds.append(_cond("Complete", "False", reason, msg, gen, now, prev_conds))
             conds.append(_cond("Progressing", "True", reason, msg, gen, now, prev_conds))
+    if obs.drift is not None:
+        conds.append(_cond("SpecApplied", "False", "JobImmutable", obs.drift, gen, now, prev_conds))
+    elif job is not None:
+        conds.append(_cond("SpecApplied", "True", "JobMatchesSpec", "", gen, now, prev_conds))
     by_type = {c["type"]: c for c in conds}
     prog, fail = by_type["Progressing"], by_type["Failed"]
     conds.append(_cond("Reconciling", prog["status"], prog["reason"], prog["message"], gen, now, prev_conds))

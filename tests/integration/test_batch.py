@@ -278,6 +278,14 @@ def test_a_malformed_line_goes_to_the_error_file_and_the_rest_finish(
     st = obj["status"]
     assert (st["linesTotal"], st["linesDone"], st["linesFailed"]) == (20, 18, 2)
     assert "2 in the error files" in cond(obj, "Complete")["message"]
+    assert cond(obj, "SpecApplied")["status"] == "True"
+    # an edit the Job cannot take is reported, not silently dropped
+    cluster.kubectl("patch", "vlmbj", "-n", namespace, "bad", "--type=merge", "-p", '{"spec":{"parallelism":2}}')
+    wait_until(
+        lambda: cond(get_bj(cluster, namespace, "bad"), "SpecApplied").get("reason") == "JobImmutable",
+        "SpecApplied=False",
+        timeout=30,
+    )
 
 
 def test_missing_input_fails_fast(

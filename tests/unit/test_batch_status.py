@@ -129,3 +129,11 @@ def test_the_engine_sidecar_crash_is_quoted_with_its_log() -> None:
         c for c in bs.compute(bs.BatchObserved(1, 1, job, [pod], {}, NOW), "t")["conditions"] if c["type"] == "Failed"
     )
     assert "CUDA out of memory" in failed["message"] and st["shardStatus"][0]["reason"].startswith("engine Error")
+
+
+def test_a_spec_change_the_job_cannot_take_is_reported() -> None:
+    st = bs.compute(bs.BatchObserved(2, 1, _job(active=1), [], {}, NOW, drift="the spec changed after Job caps"), "t")
+    applied = next(c for c in st["conditions"] if c["type"] == "SpecApplied")
+    assert (applied["status"], applied["reason"]) == ("False", "JobImmutable") and "caps" in applied["message"]
+    st = bs.compute(bs.BatchObserved(2, 1, _job(active=1), [], {}, NOW), "t")
+    assert next(c for c in st["conditions"] if c["type"] == "SpecApplied")["status"] == "True"

@@ -119,3 +119,10 @@ def test_the_batch_samples_render() -> None:
         doc["metadata"] |= {"namespace": "ns", "uid": "u"}
         job = _render(VLMBatchJob.model_validate(doc))
         assert job["spec"]["completions"] == doc["spec"]["parallelism"], path
+
+
+def test_the_job_records_the_spec_hash_less_what_may_change() -> None:
+    a, b = _bj(), _bj(suspend=True, ttlSecondsAfterFinished=60)
+    assert rb.spec_hash(a) == rb.spec_hash(b)
+    assert rb.spec_hash(a) != rb.spec_hash(_bj(parallelism=3))
+    assert _render(a)["metadata"]["annotations"][rb.ANN_BATCH_SPEC_HASH] == rb.spec_hash(a)

@@ -280,6 +280,15 @@ def _reconcile(k: kube.Kube, body: dict[str, Any], logger: Any) -> None:
     )
     if live is not None and refused is None:
         _keep_suspend(k, bj, live, bool(terminal or sticky), logger)
+    drift = None
+    made_from = ((live or {}).get("metadata", {}).get("annotations") or {}).get(render_batch.ANN_BATCH_SPEC_HASH)
+    if made_from is not None and made_from != render_batch.spec_hash(bj):
+        drift = (
+            f"the spec changed after Job {name} was created; a Job's pod template and completions cannot change, so "
+            "it runs on with the spec it was made from (only suspend and ttlSecondsAfterFinished follow). To run the "
+            "new spec, delete and re-create the VLMBatchJob (its output files are appended to, lines already there "
+            "are skipped)"
+        )
     obs = batchstatus.BatchObserved(
         generation=gen,
         shards=bj.spec.parallelism,
@@ -296,6 +305,7 @@ def _reconcile(k: kube.Kube, body: dict[str, Any], logger: Any) -> None:
         effective_args=args,
         previous=previous,
         suspended=bj.spec.suspend,
+        drift=drift,
     )
     _write_status(k, body, batchstatus.compute(obs, _now()), logger)
 

@@ -36,6 +36,11 @@ OUTPUT_DIR = "/var/run/vlmops/output"
 CONFIGMAP_INPUT_FILE = "input.jsonl"
 TERMINATION_LOG = "/dev/termination-log"
 LABEL_BATCH = "vlmops.io/batchjob"
+#: On the Job: a hash of the VLMBatchJob spec it was made from, less the fields that may change afterwards
+#: (``suspend``, ``ttlSecondsAfterFinished``), so a later edit the Job cannot take is reported, not lost silently.
+ANN_BATCH_SPEC_HASH = "vlmops.io/batch-spec-hash"
+#: Spec fields a running Job follows (everything else is fixed when the Job is created).
+MUTABLE_FIELDS = ("suspend", "ttl_seconds_after_finished")
 #: the app.kubernetes.io/name of batch pods ("vllm" is a VLMDeployment's): a VLMDeployment and a VLMBatchJob of the
 #: same name never select each other's pods.
 APP_NAME = "vllm-batch"
@@ -213,6 +218,11 @@ def pod_template(bj: VLMBatchJob, plan: objects.RenderPlan, settings: ClientSett
     return template
 
 
+def spec_hash(bj: VLMBatchJob) -> str:
+    """:data:`ANN_BATCH_SPEC_HASH` of ``bj``'s spec."""
+    return objects._hash(bj.spec.model_dump(mode="json", exclude=set(MUTABLE_FIELDS)))
+
+
 def job(bj: VLMBatchJob, plan: objects.RenderPlan, settings: ClientSettings) -> dict[str, Any]:
     """The Indexed Job of ``bj`` (name: the object's), owned by it."""
     spec = bj.spec
@@ -242,6 +252,7 @@ def job(bj: VLMBatchJob, plan: objects.RenderPlan, settings: ClientSettings) -> 
             "name": m["name"],
             "namespace": m["namespace"],
             "labels": dict(sorted(labels.items())),
+            "annotations": {ANN_BATCH_SPEC_HASH: spec_hash(bj)},
             "ownerReferences": [
                 {
                     "apiVersion": bj.api_version,
