@@ -130,10 +130,15 @@ class Shard:
     reason: str | None = None
     #: the newest pod's engine sidecar problem (a crash loop with its log tail), if any
     engine: str | None = None
+    #: the running engine's load from its /metrics: (running, waiting, KV-cache usage or None)
+    load: tuple[int, int, float | None] | None = None
 
 
 def shards(
-    pods: Sequence[Mapping[str, Any]], progress: Mapping[str, Mapping[str, Any]], count: int
+    pods: Sequence[Mapping[str, Any]],
+    progress: Mapping[str, Mapping[str, Any]],
+    count: int,
+    engines: Mapping[str, tuple[int, int, float | None]] | None = None,
 ) -> dict[int, Shard]:
     """Per index, the newest pod's figures: its termination summary once it ended, its ``/progress`` while it runs
     (``progress`` maps a pod name to the parsed body), else an older pod's summary (a retry that has not reported
@@ -148,9 +153,10 @@ def shards(
         candidates = sorted(
             by_index.get(i, []), key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or "")
         )
-        phase, figures, reason, engine = "Pending", None, None, None
+        phase, figures, reason, engine, load = "Pending", None, None, None, None
         for pod in candidates:  # oldest first: the newest with figures wins
             engine = engine_problem(pod)
+            load = (engines or {}).get(str((pod.get("metadata") or {}).get("name")))
             name = str((pod.get("metadata") or {}).get("name"))
             summary, _ = terminated_summary(pod)
             live = progress.get(name)
@@ -159,7 +165,7 @@ def shards(
             if got is not None:
                 figures = got
                 reason = got.get("reason")
-        out[i] = Shard(i, phase, figures, reason, engine)
+        out[i] = Shard(i, phase, figures, reason, engine, load if phase == "Running" else None)
     return out
 
 
@@ -189,6 +195,8 @@ class BatchObserved:
     suspended: bool = False
     #: the spec changed in a way the running Job cannot take (its pod template and completions are immutable)
     drift: str | None = None
+    #: each running pod's engine load from its /metrics: pod name -> (running, waiting, KV-cache usage)
+    engines: Mapping[str, tuple[int, int, float | None]] = field(default_factory=dict)
 
 
 def job_condition(job: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
@@ -218,7 +226,7 @@ def compute(obs: BatchObserved, now: str) -> dict[str, Any]:
     """The whole ``status`` (camelCase, as stored)."""
     prev_conds = {c.get("type"): dict(c) for c in obs.previous.get("conditions") or [] if c.get("type")}
     gen = obs.generation
-    found = shards(obs.pods, obs.progress, obs.shards)
+    found = shards(obs.pods, obs.progress, obs.shards, obs.engines)
     totals = dict.fromkeys(SUMMARY_KEYS, 0)
     all_reported = bool(found) and all(s.figures is not None for s in found.values())
     for s in found.values():
@@ -243,6 +251,10 @@ def compute(obs: BatchObserved, now: str) -> dict[str, Any]:
         }
         if s.reason or s.engine:
             entry["reason"] = ", ".join(x for x in (s.reason, s.engine) if x)[:1024]
+        if s.load is not None:
+            entry["engineRequestsRunning"], entry["engineRequestsWaiting"] = s.load[0], s.load[1]
+            if s.load[2] is not None:
+                entry["kvCacheUsage"] = round(min(max(s.load[2], 0.0), 1.0), 4)
         shard_status.append(entry)
 
     job = obs.job

@@ -228,7 +228,9 @@ def test_a_shard_killed_halfway_resumes_without_duplicates(
 
     def live_progress() -> dict[str, Any] | None:  # from both shards' GET /progress, before anything finished
         o = get_bj(cluster, namespace, "resume")
-        return o if re.fullmatch(r"\d+/160 \(\d+%\)", (o.get("status") or {}).get("progress") or "") else None
+        st = o.get("status") or {}
+        engine_read = any("engineRequestsRunning" in x for x in st.get("shardStatus") or [])  # the engine's /metrics
+        return o if engine_read and re.fullmatch(r"\d+/160 \(\d+%\)", st.get("progress") or "") else None
 
     running = wait_until(live_progress, "live progress in status", timeout=30)
     assert cond(running, "Progressing")["status"] == "True" and running["status"]["estimatedSecondsLeft"] > 0

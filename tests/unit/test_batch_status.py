@@ -46,8 +46,12 @@ def test_running_sums_live_progress_and_summaries() -> None:
         _pod("caps-1-a", 1, "Running", "2026-12-07T03:59:00Z"),
     ]
     progress = {"caps-1-a": json.loads(_summary(1, 100, 20))}
-    obs = bs.BatchObserved(3, 2, _job(active=1, succeeded=1), pods, progress, NOW, fit_verdict="Fits")
+    engines = {"caps-1-a": (3, 1, 0.25), "caps-0-a": (9, 9, 0.9)}  # a finished pod's load is not shown
+    obs = bs.BatchObserved(3, 2, _job(active=1, succeeded=1), pods, progress, NOW, fit_verdict="Fits", engines=engines)
     st = bs.compute(obs, "2026-12-07T04:00:00Z")
+    s0, s1 = st["shardStatus"]
+    assert "engineRequestsRunning" not in s0
+    assert (s1["engineRequestsRunning"], s1["engineRequestsWaiting"], s1["kvCacheUsage"]) == (3, 1, 0.25)
     assert (st["linesTotal"], st["linesDone"], st["linesFailed"]) == (200, 119, 1)
     assert st["images"] == 119 and st["promptTokens"] == 1190 and st["completionTokens"] == 238
     assert st["progress"] == "120/200 (60%)"

@@ -254,7 +254,15 @@ class ShardStatus(ApiModel):
     phase: ShortStr = ""
     """``Pending``, ``Running``, ``Succeeded`` or ``Failed``."""
     reason: MediumStr | None = None
-    """Why the shard stopped, as its client reported it (``InputNotFound: …``, ``EngineUnavailable: …``)."""
+    """Why the shard stopped, as its client reported it (``InputNotFound: …``, ``EngineUnavailable: …``), and what
+    its engine sidecar's container status says when it crashed."""
+    engine_requests_running: int | None = Field(default=None, ge=0)
+    """Requests the shard's engine is running (``vllm:num_requests_running`` from its ``/metrics``), while it runs."""
+    engine_requests_waiting: int | None = Field(default=None, ge=0)
+    """Requests queued in the shard's engine (``vllm:num_requests_waiting``)."""
+    kv_cache_usage: float | None = Field(default=None, ge=0, le=1)
+    """KV-cache usage of the shard's engine, 0 to 1 (``vllm:kv_cache_usage_perc``, ``gpu_cache_usage_perc`` before
+    0.9.2)."""
 
 
 class VLMBatchJobStatus(ApiModel):

@@ -163,14 +163,38 @@ def read_progress(pods: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]
             return name, None
         return name, data if isinstance(data, dict) else None
 
-    running = [
+    return {name: data for name, data in _POOL.map(one, _running(pods)) if data is not None}
+
+
+def read_engines(pods: Sequence[Mapping[str, Any]], version: str) -> dict[str, tuple[int, int, float | None]]:
+    """Each running shard's engine load from ``GET http://<podIP>:8000/metrics`` (the series the autoscaler reads,
+    :mod:`vlm_operator.autoscale.vllm_metrics`): pod name -> (requests running, waiting, KV-cache usage)."""
+    from vlm_operator.autoscale import vllm_metrics
+
+    def one(pod: Mapping[str, Any]) -> tuple[str, tuple[int, int, float | None] | None]:
+        name = str(pod["metadata"]["name"])
+        url = f"http://{pod['status']['podIP']}:{objects.HTTP_PORT}/metrics"
+        try:
+            with _OPENER.open(url, timeout=PROGRESS_TIMEOUT_S) as resp:
+                text = resp.read(4 << 20).decode("utf-8", errors="replace")
+        except (OSError, ValueError, urllib.error.URLError):
+            return name, None
+        sample = vllm_metrics.parse_vllm_metrics(name, text, timestamp=0.0, version=version)
+        if not isinstance(sample, vllm_metrics.EngineSample):
+            return name, None
+        return name, (int(sample.running), int(sample.waiting), sample.kv_usage)
+
+    return {name: load for name, load in _POOL.map(one, _running(pods)) if load is not None}
+
+
+def _running(pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [
         p
         for p in pods
         if (p.get("status") or {}).get("phase") == "Running"
         and (p.get("status") or {}).get("podIP")
         and not (p.get("metadata") or {}).get("deletionTimestamp")
     ]
-    return {name: data for name, data in _POOL.map(one, running) if data is not None}
 
 
 def _max_model_len(bj: VLMBatchJob, model: Any) -> int:
@@ -269,6 +293,7 @@ def _reconcile(k: kube.Kube, body: dict[str, Any], logger: Any) -> None:
         live = k.apply(render_batch.job(bj, plan, settings))
         logger.info(f"Created Job {ns}/{name} ({bj.spec.parallelism} shard(s))")
     progress = read_progress(pods) if live is not None else {}
+    engines = read_engines(pods, bj.spec.engine.version) if live is not None else {}
     found = batchstatus.shards(pods, progress, bj.spec.parallelism)
     terminal = batchstatus.terminal_reason(found)
     sticky = any(
@@ -306,6 +331,7 @@ def _reconcile(k: kube.Kube, body: dict[str, Any], logger: Any) -> None:
         previous=previous,
         suspended=bj.spec.suspend,
         drift=drift,
+        engines=engines,
     )
     _write_status(k, body, batchstatus.compute(obs, _now()), logger)
 
