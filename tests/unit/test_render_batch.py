@@ -71,6 +71,7 @@ def test_client_command_is_the_contract() -> None:
         "--engine-url", "http://127.0.0.1:8000",
         "--max-model-len", "8192",
         "--image-limit", "999", "--video-limit", "999",
+        "--model-id", "Qwen/Qwen2.5-VL-3B-Instruct",
         "--temperature", "0.2", "--max-tokens", "64",
         "--summary-path", "/dev/termination-log",
         "--progress-port", "8090",
@@ -126,3 +127,12 @@ def test_the_job_records_the_spec_hash_less_what_may_change() -> None:
     assert rb.spec_hash(a) == rb.spec_hash(b)
     assert rb.spec_hash(a) != rb.spec_hash(_bj(parallelism=3))
     assert _render(a)["metadata"]["annotations"][rb.ANN_BATCH_SPEC_HASH] == rb.spec_hash(a)
+
+
+def test_the_client_counts_images_with_the_engines_processor_kwargs() -> None:
+    bj = _bj(multimodal={"processorKwargs": {"max_pixels": 1003520}})
+    job = _render(bj)
+    engine = job["spec"]["template"]["spec"]["initContainers"][0]["command"]
+    client = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    i, j = engine.index("--mm-processor-kwargs"), client.index("--mm-processor-kwargs")
+    assert client[j + 1] == engine[i + 1] and json.loads(client[j + 1]) == {"max_pixels": 1003520}

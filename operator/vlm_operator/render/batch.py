@@ -19,6 +19,7 @@ template and completions are immutable).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,9 +94,18 @@ def _count(item: Any) -> int:
     return int(item if isinstance(item, int) else item.count)
 
 
-def client_command(bj: VLMBatchJob, settings: ClientSettings) -> list[str]:
+def _flag(argv: Sequence[str], flag: str) -> str | None:
+    for i, arg in enumerate(argv[:-1]):
+        if arg == flag:
+            return str(argv[i + 1])
+    return None
+
+
+def client_command(bj: VLMBatchJob, settings: ClientSettings, engine_argv: Sequence[str] = ()) -> list[str]:
     """The client's command line, flag for flag as the client contract (docs/batch.md, "How a shard runs") has it.
-    ``--shard-index`` is left to ``JOB_COMPLETION_INDEX``, which the Job controller sets in each pod."""
+    ``--shard-index`` is left to ``JOB_COMPLETION_INDEX``, which the Job controller sets in each pod. The optional
+    ``--model-id`` and ``--mm-processor-kwargs`` (the engine's own JSON, from ``engine_argv``) let the client count
+    a line's image tokens as the engine will, and refuse a line whose images alone exceed ``maxModelLen``."""
     spec = bj.spec
     mm = spec.multimodal
     cmd = [
@@ -119,6 +129,10 @@ def client_command(bj: VLMBatchJob, settings: ClientSettings) -> list[str]:
         "--video-limit",
         str(_count(mm.effective_limit("video", spec.version))),
     ]
+    cmd += ["--model-id", spec.model.name]
+    kwargs = _flag(engine_argv, "--mm-processor-kwargs")
+    if kwargs is not None:
+        cmd += ["--mm-processor-kwargs", kwargs]
     if spec.sampling.temperature is not None:
         cmd += ["--temperature", objects_num(spec.sampling.temperature)]
     if spec.sampling.max_tokens is not None:
@@ -188,7 +202,7 @@ def pod_template(bj: VLMBatchJob, plan: objects.RenderPlan, settings: ClientSett
         "name": CLIENT_CONTAINER,
         "image": settings.image,
         "imagePullPolicy": "IfNotPresent",
-        "command": client_command(bj, settings),
+        "command": client_command(bj, settings, plan.command),
         "ports": [{"name": "progress", "containerPort": PROGRESS_PORT, "protocol": "TCP"}],
         "volumeMounts": io_mounts,
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
