@@ -91,8 +91,8 @@ def validate_batch(body: kopf.Body, warnings: list[str], old: Any = None, **_: A
     (``parallelism`` x GPUs per pod)."""
     if old and (body.get("metadata", {}).get("deletionTimestamp") or old.get("spec") == body.get("spec")):
         return  # as for VLMDeployment: never block finalizer removal or metadata-only updates
-    try:
-        bj = parse(body)
+    try:  # a VLMPlatformProfile's defaults (engine version, image mirror, HF endpoint) apply as to a VLMDeployment
+        bj = parse(profile_admission.with_defaults(_client(), body))
     except ValidationError as exc:
         raise kopf.AdmissionError(f"invalid VLMBatchJob: {admission.validation_message(exc)}", code=422) from None
     spec = bj.spec.deployment_spec()
@@ -244,7 +244,7 @@ def _reconcile(k: kube.Kube, body: dict[str, Any], logger: Any) -> None:
     previous: dict[str, Any] = body.get("status") or {}
     now = dt.datetime.now(dt.UTC)
     try:
-        bj = parse(body)
+        bj = parse(profile_admission.with_defaults(k, body))  # a profile's defaults, never stored
     except ValidationError as exc:
         obs = batchstatus.BatchObserved(
             gen,
