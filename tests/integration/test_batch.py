@@ -27,7 +27,7 @@ from hack import build_argocd_health, build_kstatus
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import Operator
-from tests.integration.test_simulated_pods import SimWatcher
+from tests.integration.simulated import SimWatcher
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only, pytest.mark.timeout(420)]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import threading
 import urllib.error
 import urllib.request
@@ -26,14 +25,13 @@ from vlm_operator.estimator import from_spec
 from vlm_operator.models.facts import ModelFacts
 from vlm_operator.render import batch as render_batch
 from vlm_operator.render import objects
+from vlm_operator.settings import Settings
 
 GROUP, VERSION = "vlmops.io", "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "VLMBatchJob"
-#: How often a VLMBatchJob is reconciled without events (its shards' /progress is read then).
-BATCH_POLL_SECONDS = float(os.environ.get("VLM_OPERATOR_BATCH_POLL_SECONDS", "5"))
-#: The image of the client container (the operator's own; the chart sets it).
-CLIENT_IMAGE_ENV = "VLM_OPERATOR_IMAGE"
+#: The client container's image (``Settings.image``, VLM_OPERATOR_IMAGE), set by :func:`register`.
+_client_image = render_batch.DEFAULT_CLIENT_IMAGE
 PROGRESS_TIMEOUT_S = 1.5
 VALIDATE_BATCH_ID = "validate-batch"
 
@@ -287,7 +285,7 @@ def _reconcile(k: kube.Kube, body: dict[str, Any], logger: Any) -> None:
             shm_bytes=max(fit.shm_bytes or 0, objects.SHM_FLOOR_BYTES),
         )
         settings = render_batch.ClientSettings(
-            image=os.environ.get(CLIENT_IMAGE_ENV) or render_batch.DEFAULT_CLIENT_IMAGE,
+            image=_client_image,
             max_model_len=_max_model_len(bj, model),
         )
         live = k.apply(render_batch.job(bj, plan, settings))
@@ -374,15 +372,11 @@ def _write_status(k: kube.Kube, body: dict[str, Any], new: dict[str, Any], logge
                 logger.warning(f"Could not record an event: {exc}")
 
 
-@kopf.on.resume(GROUP, VERSION, BATCH_PLURAL)
-@kopf.on.create(GROUP, VERSION, BATCH_PLURAL)
-@kopf.on.update(GROUP, VERSION, BATCH_PLURAL)
 def reconcile_batch(namespace: str | None, name: str | None, logger: kopf.Logger, **_: Any) -> None:
     if namespace and name:
         reconcile(_client(), namespace, name, logger)
 
 
-@kopf.timer(GROUP, VERSION, BATCH_PLURAL, interval=BATCH_POLL_SECONDS, initial_delay=1)
 def poll_batch(namespace: str | None, name: str | None, status: kopf.Status, logger: kopf.Logger, **_: Any) -> None:
     """Live progress while shards run; nothing to read once the job finished."""
     conds: list[dict[str, Any]] = list(dict(status or {}).get("conditions") or [])
@@ -391,8 +385,6 @@ def poll_batch(namespace: str | None, name: str | None, status: kopf.Status, log
         reconcile(_client(), namespace, name, logger)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": objects.MANAGED_BY})
-@kopf.on.event("", "v1", "pods", labels={render_batch.LABEL_BATCH: kopf.PRESENT})
 def batch_child_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """A shard's pod or the Job moved (a shard ended, the Job completed): recompute the owner's status."""
     meta = body.get("metadata", {})
@@ -400,3 +392,32 @@ def batch_child_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     ns = meta.get("namespace")
     if owner and ns:
         reconcile(_client(), ns, owner, logger)
+
+
+def register(settings: Settings, r: kopf.OperatorRegistry) -> None:
+    """Register the VLMBatchJob handlers with ``r`` (called by :func:`vlm_operator.handlers.register`)."""
+    global _client_image
+    if settings.image:
+        _client_image = settings.image
+    on = kopf.on
+    for changed in (on.resume, on.create, on.update):
+        changed(GROUP, VERSION, BATCH_PLURAL, registry=r)(reconcile_batch)
+    kopf.timer(GROUP, VERSION, BATCH_PLURAL, interval=settings.batch_poll_seconds, initial_delay=1, registry=r)(
+        poll_batch
+    )
+    on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": objects.MANAGED_BY}, registry=r)(
+        batch_child_changed
+    )
+    on.event("", "v1", "pods", labels={render_batch.LABEL_BATCH: kopf.PRESENT}, registry=r)(batch_child_changed)
+    if settings.webhook:
+        # as the VLMDeployment's: failurePolicy Fail, sideEffects None (kopf serves it at /validate-batch)
+        on.validate(
+            GROUP,
+            VERSION,
+            BATCH_PLURAL,
+            id=VALIDATE_BATCH_ID,
+            operations=["CREATE", "UPDATE"],
+            ignore_failures=False,
+            side_effects=False,
+            registry=r,
+        )(validate_batch)
