@@ -33,6 +33,7 @@ from vlm_operator import (
 )
 from vlm_operator.autoscale import loop
 from vlm_operator.estimator import from_spec
+from vlm_operator.handlers import batch
 from vlm_operator.render import objects
 from vlm_operator.settings import Settings
 
@@ -80,7 +81,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     # Children are watched with a server-side label selector: the API server streams only the operator's own pods,
     # ReplicaSets and Deployments, not every one in the cluster.
-    for resource in (("", "v1", "pods"), ("apps", "v1", "replicasets"), ("apps", "v1", "deployments")):
+    for resource in (
+        ("", "v1", "pods"),
+        ("apps", "v1", "replicasets"),
+        ("apps", "v1", "deployments"),
+        ("batch", "v1", "jobs"),  # a VLMBatchJob's Job (handlers/batch.py)
+    ):
         settings.watching.label_selectors[resource] = MANAGED_SELECTOR
     settings.networking.request_timeout = 60
     settings.queueing.error_delays = ERROR_DELAYS_S
@@ -108,7 +114,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     if owner == "operator":
         settings.admission.managed = WEBHOOK_NAME
     elif owner == "chart":  # the chart made the configuration; keep only its CA bundle current (patch by name)
-        names = [webhook_config.webhook_name(VALIDATE_ID, WEBHOOK_NAME)]
+        names = [webhook_config.webhook_name(i, WEBHOOK_NAME) for i in (VALIDATE_ID, batch.VALIDATE_BATCH_ID)]
         _client().patch(
             webhook_config.API_VERSION,
             webhook_config.KIND,
@@ -294,4 +300,5 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
             side_effects=False,
             registry=r,
         )(validate_vlmd)
+    batch.register(settings, r)  # VLMBatchJob
     return r
