@@ -36,7 +36,8 @@ def banner(text: str) -> None:
 
 class Demo:
     def __init__(self) -> None:
-        self.dev = DevCluster("vlm-dev", log=log)
+        # VLM_DEMO_CLUSTER: another name keeps the demo off a `vlm-dev` cluster already in use on this machine
+        self.dev = DevCluster(os.environ.get("VLM_DEMO_CLUSTER", "vlm-dev"), log=log)
         self.st = self.dev.up(POOLS)
         self.kubeconfig = str(self.st.kubeconfig)
         self.operator: subprocess.Popen[bytes] | None = None
