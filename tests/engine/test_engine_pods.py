@@ -294,9 +294,9 @@ def test_the_multimodal_readiness_gate_asks_the_real_engine(
     # A processor kwarg the operator admits (a known key, `size.shortest_edge`) but the real Qwen processor of
     # transformers refuses when vLLM builds it: the engine fails at start-up (vLLM profiles an image before /health),
     # never per request, so the gate never gets to ask; the pod is never Ready and the VLMDeployment is Degraded
-    # (PodsFailing) with the engine's last words. The processor's ValueError is raised in the engine-core process; the
+    # (PodsFailing) with the engine's last words. The processor's ValueError is raised in the worker (profiling); the
     # API server then ends the log with its own "Engine core initialization failed. See root cause above", and the
-    # root cause lies about 3 KB up, outside the 2048-byte tail the kubelet keeps as the termination message
+    # root cause lies 5 KB or more up, outside the 2048-byte tail the kubelet keeps as the termination message
     # (FallbackToLogsOnError). The same holds on a real cluster: `kubectl logs --previous` shows it.
     kw = sample("qwen2.5-vl-7b-pixels")
     kw["metadata"]["name"] = "size-kwarg"
