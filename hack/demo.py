@@ -140,7 +140,8 @@ class Demo:
             f"  export KUBECONFIG={self.kubeconfig}\n"
             f"  export PATH={self.st.bin_dir}:$PATH   # kubectl v1.36\n"
             "  .venv/bin/vlmctl operator run           # the operator, in the foreground\n"
-            "Stop it with: .venv/bin/vlmctl dev-cluster down",
+            f"Stop it with: .venv/bin/vlmctl dev-cluster down"
+            f"{'' if self.dev.name == 'vlm-dev' else ' --name ' + self.dev.name}",
             flush=True,
         )
 
