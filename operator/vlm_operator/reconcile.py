@@ -571,9 +571,10 @@ def _write_status(kube: Kube, body: dict[str, Any], new: dict[str, Any], logger:
     meta = body["metadata"]
     patch = {k: new.get(k) for k in _STATUS_KEYS}  # None deletes a key that no longer applies (merge patch)
     kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)
-    for type_, st, reason, message in conditions.transitions(old.get("conditions") or [], new["conditions"]):
-        bad = (type_ == "Degraded" and st == "True") or (type_ in ("Ready", "FitsGPU") and st == "False")
-        _event(kube, body, "Warning" if bad else "Normal", reason or type_, f"{type_}={st}: {message}", logger)
+    for ev_type, type_, st, reason, message in conditions.notable_transitions(
+        old.get("conditions") or [], new["conditions"]
+    ):
+        _event(kube, body, ev_type, reason or type_, f"{type_}={st}: {message}".rstrip(": "), logger)
 
 
 def _scaling_conditions(

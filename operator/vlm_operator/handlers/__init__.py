@@ -20,6 +20,7 @@ from vlm_operator import (
     admission,
     inventory,
     kube,
+    persistence,
     profile_admission,
     readiness,
     reconcile,
@@ -43,6 +44,8 @@ WEBHOOK_ENABLED = os.environ.get("VLM_OPERATOR_WEBHOOK", "1") != "0"
 
 MANAGED = {"app.kubernetes.io/managed-by": objects.MANAGED_BY}
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={objects.MANAGED_BY}"
+#: kopf's bookkeeping for VLMDeployments, in this process's memory (see ``configure``)
+PERSISTENCE = persistence.MemoryPersistence(prefix="vlmops.io")
 
 
 def _client() -> kube.Kube:
@@ -53,9 +56,10 @@ def _client() -> kube.Kube:
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # kopf would post a "Handler succeeded" event per run; those are writes with no value to users.
     settings.posting.level = logging.WARNING
-    # kopf's own progress bookkeeping goes to annotations, not status (status has one writer: the reconciler).
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="vlmops.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="vlmops.io", key="last-handled")
+    # kopf's own bookkeeping (handler progress, the last-handled spec) stays in memory, not in the object: two PATCHes
+    # of every object per create or update saved; the reconcile is level-based, so a restart loses nothing
+    # (:mod:`vlm_operator.persistence`). Status has one writer: the reconciler.
+    PERSISTENCE.install(settings)
     settings.watching.server_timeout = 300
     # Children are watched with a server-side label selector: the API server streams only the operator's own pods,
     # ReplicaSets and Deployments, not every one in the cluster.
@@ -141,6 +145,13 @@ def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger,
             # The fit check gave up waiting for the Hub (FitsGPU Unknown) while the lookup goes on: check again soon
             # rather than at the next drift resync.
             raise kopf.TemporaryError("a Hub lookup is still running; the fit check runs again", delay=HUB_RECHECK_S)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def vlmd_event(type: str | None, uid: str | None, **_: Any) -> None:
+    """A deleted VLMDeployment: drop kopf's bookkeeping for it from memory."""
+    if type == "DELETED" and uid:
+        PERSISTENCE.forget(uid)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
