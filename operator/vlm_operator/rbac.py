@@ -91,7 +91,7 @@ RULES: tuple[Rule, ...] = (
         "the webhook checks TP x PP against the largest node of the GPU product; the rollout counts free GPUs",
         cluster_scoped=True,
     ),
-    Rule("", ("events",), ("create",), "events on rollouts, Degraded/FitsGPU trouble and its end, and autoscaling; kopf posts warnings"),
+    Rule("", ("events",), ("create",), "events on rollouts, Degraded/FitsGPU trouble, autoscaling; kopf warnings"),
     Rule(
         "",
         ("resourcequotas",),
