@@ -217,7 +217,11 @@ def main() -> int:
         st = dev.up([NodePool("L4", nodes, 2)], timeout=600)
         print(f"# dev cluster with {nodes} nodes x 2 L4 up in {time.monotonic() - t:.0f}s", file=sys.stderr)
         dev.kubectl(st, "apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"))
-        dev.kubectl(st, "wait", "--for=condition=Established", "crd/vlmdeployments.vlmops.io", "--timeout=60s")
+        for _ in range(30):  # kubectl wait fails outright while the new CRD has no status yet
+            est = ("--for=condition=Established", "crd/vlmdeployments.vlmops.io", "--timeout=60s")
+            if dev.kubectl(st, "wait", *est, check=False, timeout=90).returncode == 0:
+                break
+            time.sleep(1)
         dev.kubectl(st, "create", "namespace", NAMESPACE)
         api = config.new_client_from_config(config_file=str(st.kubeconfig))
         dev.kubectl(st, "apply", "-f", "-", input=yaml.safe_dump_all([bulk_node(i) for i in range(BULK_NODES)]))
@@ -266,6 +270,24 @@ def main() -> int:
             work / "operator.log",
         )
         procs.append(op)
+        spy: subprocess.Popen[bytes] | None = None
+        if os.environ.get("VLM_BENCH_PROFILE"):  # =out.txt: sample vlm-operator with py-spy (pip install py-spy)
+            spy = subprocess.Popen(
+                [
+                    shutil.which("py-spy") or "py-spy",
+                    "record",
+                    "-r",
+                    "40",
+                    "-f",
+                    "raw",
+                    "--pid",
+                    str(op.pid),
+                    "-o",
+                    os.environ["VLM_BENCH_PROFILE"],
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + 60
         while dev.kubectl(
             st, "get", "validatingwebhookconfiguration", "vlm-operator.vlmops.io", check=False
@@ -335,6 +357,9 @@ def main() -> int:
         rollout_writes["vlmdeployments PATCH"] -= noop_rollout
         op_cpu_rollout, noop_cpu_b = proc_cpu_seconds(op.pid) - c2, proc_cpu_seconds(noop.pid) - cn2
         op_rss, noop_rss = proc_peak_rss_mib(op.pid), proc_peak_rss_mib(noop.pid)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
+            spy.wait(60)
 
         # ---- the table
         w = 58

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,10 +115,11 @@ def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tupl
     return tuple(sorted(found, key=lambda p: p.pod))
 
 
-#: How the reconciler reads the cluster for a surge decision: pod spec -> ({node: free GPUs}, every non-terminal pod
-#: bound in the cluster). One snapshot for both, so the surge pods this object holds and the free GPUs agree (the
-#: watch-fed pod index may lag a pod the ReplicaSet controller just created). Called only while a rollout runs;
-#: raises when the cluster cannot be read (a namespace-scoped install without nodes/pods list).
+#: How the reconciler reads the cluster for a surge decision: pod spec -> ({node: free GPUs}, this object's
+#: non-terminal pods). The object's own pods are listed afresh (the watch-fed pod index may lag a pod the ReplicaSet
+#: controller just created); the free GPUs come from a cluster snapshot at most a second old (:class:`ClusterPods`).
+#: Called only while a rollout runs; raises when the cluster cannot be read (a namespace-scoped install without
+#: nodes/pods list).
 FreeGPUs = Callable[[Mapping[str, Any]], "tuple[dict[str, int], list[dict[str, Any]]]"]
 
 
@@ -171,9 +173,9 @@ def observe(
         replica_sets = kube.list("apps/v1", "ReplicaSet", ns, selector) if live else []
 
     def free_gpus(pod_spec: Mapping[str, Any]) -> tuple[dict[str, int], list[dict[str, Any]]]:
-        nodes = kube.list("v1", "Node", None)
-        bound = kube.list("v1", "Pod", None, field_selector="status.phase!=Succeeded,status.phase!=Failed")
-        return rollout.free_gpus(nodes, bound, pod_spec), list(bound)
+        nodes, bound = CLUSTER_PODS.get(kube)
+        own = kube.list("v1", "Pod", ns, selector, field_selector=_NON_TERMINAL)  # this object's pods: always fresh
+        return rollout.free_gpus(nodes, bound, pod_spec), own
 
     return Observation(
         body,
@@ -186,6 +188,33 @@ def observe(
         lambda: kube.list("v1", "ResourceQuota", ns),
     )
 
+
+_NON_TERMINAL = "status.phase!=Succeeded,status.phase!=Failed"
+
+
+class ClusterPods:
+    """Every node and every non-terminal pod in the cluster, listed at most once per ``ttl_s`` and shared by the
+    reconciles that weigh a surge in that time: a rollout of hundreds of objects at once made one pair of LISTs per
+    reconcile, each carrying every pod of the cluster. The free-GPU count can be ``ttl_s`` old; a surge pod that finds
+    its GPU taken meanwhile is Pending, and the next reconcile replaces in place (:func:`decide_rollout`)."""
+
+    def __init__(self, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s, self.clock = ttl_s, clock
+        self._value: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+        self._at = 0.0
+        self._lock = threading.Lock()
+
+    def get(self, kube: Kube) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        with self._lock:  # one LIST pair at a time; the reconciles that wait for it use its result
+            if self._value is None or self.clock() - self._at >= self.ttl_s:
+                nodes = kube.list("v1", "Node", None)
+                pods = kube.list("v1", "Pod", None, field_selector=_NON_TERMINAL)
+                self._value, self._at = (nodes, pods), self.clock()
+            return self._value
+
+
+#: the process-wide snapshot the reconciles share
+CLUSTER_PODS = ClusterPods()
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
