@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from vlm_operator import (
     admission,
+    coalesce,
     inventory,
     kube,
     persistence,
@@ -187,15 +188,39 @@ def multimodal_readiness(
         logger.info(f"multimodal probe of pod {pod}: " + ("passed" if result.ok else f"failed: {result.error}"))
 
 
+#: kopf's indexes (live views), kept from the latest child event for the coalesced reconciles
+_INDEXES: dict[str, Any] = {}
+_CHILD_LOG = logging.getLogger("vlm_operator.children")
+
+
+def _reconcile_owner(key: Any) -> None:
+    namespace, name = key
+    _reconcile(namespace, name, _CHILD_LOG, _INDEXES)
+
+
+#: How long child events of one VLMDeployment are gathered into one reconcile; overridable for tests.
+CHILD_WINDOW_SECONDS = float(os.environ.get("VLM_OPERATOR_CHILD_WINDOW_SECONDS", "0.5"))
+CHILDREN = coalesce.Coalescer(_reconcile_owner, window_s=CHILD_WINDOW_SECONDS)
+
+
+@kopf.on.cleanup()
+def stop_coalescing(**_: Any) -> None:
+    CHILDREN.stop()
+
+
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
-def child_changed(body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
-    """A child's status moved (a pod became ready, crashed): recompute the owner's status."""
+def child_changed(body: kopf.Body, **kwargs: Any) -> None:
+    """A child's status moved (a pod became ready, crashed): recompute the owner's status, once per burst of events
+    (:mod:`vlm_operator.coalesce`)."""
     owner = body.get("metadata", {}).get("labels", {}).get(objects.LABEL_OWNER)
     ns = body.get("metadata", {}).get("namespace")
     if not owner or not ns:
         return
-    _reconcile(ns, owner, logger, kwargs)
+    for index in ("vlmd_pods", "vlmd_replicasets"):
+        if kwargs.get(index) is not None:
+            _INDEXES[index] = kwargs[index]
+    CHILDREN.ask((ns, owner))
 
 
 def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: Any) -> None:
