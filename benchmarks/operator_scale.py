@@ -212,6 +212,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="vlm-opscale-"))
     dev = DevCluster(f"opscale-{os.getpid()}", work / "cluster")
     procs: list[Proc] = []
+    failed = False
     try:
         t = time.monotonic()
         st = dev.up([NodePool("L4", nodes, 2)], timeout=600)
@@ -248,7 +249,7 @@ def main() -> int:
         procs.append(noop)
         time.sleep(5)
         m0, c0 = mutations(dev, st), proc_cpu_seconds(noop.pid)
-        dev.kubectl(st, "apply", "-f", "-", input=docs, timeout=600)
+        dev.kubectl(st, "apply", "-f", "-", input=docs, timeout=args.deadline)
         time.sleep(20)
         noop_writes = sum((mutations(dev, st) - m0).values()) - n
         noop_cpu_create = proc_cpu_seconds(noop.pid) - c0
@@ -298,7 +299,7 @@ def main() -> int:
         m1, c1, cn1 = mutations(dev, st), proc_cpu_seconds(op.pid), proc_cpu_seconds(noop.pid)
         e1 = our_events(api)
         t1 = time.monotonic()
-        dev.kubectl(st, "apply", "-f", "-", input=docs, timeout=600)
+        dev.kubectl(st, "apply", "-f", "-", input=docs, timeout=args.deadline)
         while sum(is_ready(o) for o in list_vlmds(api)) < n:
             if time.monotonic() - t1 > args.deadline:
                 raise SystemExit(f"not all {n} Ready after {args.deadline:.0f}s")
@@ -395,11 +396,17 @@ def main() -> int:
         for key in sorted(set(create_writes) | set(rollout_writes)):
             print(f"  {key:<40}{create_writes.get(key, 0):>8}{rollout_writes.get(key, 0):>8}")
         return 0 if deadlocks == 0 and unfinished == 0 else 1
+    except BaseException:
+        failed = True
+        raise
     finally:
         for p in reversed(procs):
             p.stop()
         dev.down()
-        shutil.rmtree(work, ignore_errors=True)
+        if failed:  # the operators' logs tell why
+            print(f"# failed: the operators' logs are in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
