@@ -89,7 +89,10 @@ def _mig(*profiles: tuple[str, int]) -> tuple[MigProfile, ...]:
 
 GPU_PRODUCTS: tuple[GPUProduct, ...] = (
     GPUProduct("Tesla-T4", ("T4",), 15360, (7, 5), "turing", cuda_total_mib=15095),
-    GPUProduct("NVIDIA-L4", ("L4",), 23034, (8, 9), "ada-lovelace"),
+    # 22.03 GiB as torch.cuda.mem_get_info() reports it (PyTorch's OOM message on an L4: "GPU 0 has a total capacity
+    # of 22.03 GiB", three public reports found by the code index), about the 450-600 MiB below nvidia-smi's total
+    # that every other board here shows; the vLLM 0.9.0.1 L4 log in tests/data/calibration fits it
+    GPUProduct("NVIDIA-L4", ("L4",), 23034, (8, 9), "ada-lovelace", cuda_total_mib=22559),
     GPUProduct("NVIDIA-A10G", ("A10G",), 23028, (8, 6), "ampere", cuda_total_mib=22620),
     GPUProduct("NVIDIA-A10", ("A10",), 23028, (8, 6), "ampere", cuda_total_mib=22620),
     # "Free memory on device (43.93/44.42 GiB)": vLLM 0.10.2, 8 x L40S (tim-roethig/ai-platform, tests/data/calibration)
@@ -147,6 +150,12 @@ GPU_PRODUCTS: tuple[GPUProduct, ...] = (
             ("4g.71gb", 65536),
             ("7g.141gb", 132096),
         ),
+        # torch.cuda.mem_get_info() total on an H200 is 139.81 GiB (nvidia-smi's 143,771 MiB less what the driver
+        # keeps): vLLM 0.10.2 logs "Free memory on device (139.21/139.81 GiB) on startup. Desired GPU memory
+        # utilization is (0.9, 125.83 GiB)" (vllm-0.10.2 v1/worker/gpu_worker.py ``determine_available_memory``),
+        # and PyTorch's OOM message says "GPU 0 has a total capacity of 139.81 GiB" on the same board. The 12 H200
+        # records in tests/data/calibration fit this total (docs/estimator.md section 8).
+        cuda_total_mib=143165,
     ),
 )
 

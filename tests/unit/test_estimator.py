@@ -143,6 +143,14 @@ def test_budget_semantics_and_cuda_graphs_by_version() -> None:
     assert v11.resolved.gpu_memory_utilization == 0.90
     assert v21.resolved.gpu_memory_utilization == 0.92
     assert not v11.cuda_graph_in_budget and v21.cuda_graph_in_budget
+    # both change with 0.20.0 (the sdists: vllm/config/cache.py default 0.92, vllm/envs.py
+    # VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS "1"); 0.19.1 still has 0.9 and "0"
+    v19, v20 = (
+        estimate(req(max_model_len=32768, version="0.19.1")),
+        estimate(req(max_model_len=32768, version="0.20.0")),
+    )
+    assert v19.resolved.gpu_memory_utilization == 0.90 and not v19.cuda_graph_in_budget
+    assert v20.resolved.gpu_memory_utilization == 0.92 and v20.cuda_graph_in_budget
     eager = estimate(req(max_model_len=32768, version="0.21.0", enforce_eager=True))
     assert eager.cuda_graph_bytes == 0
     assert eager.kv_cache_bytes > v21.kv_cache_bytes

@@ -19,7 +19,7 @@ import pytest
 
 from vlm_operator import gpus, releases
 from vlm_operator.estimator.core import Estimate, estimate
-from vlm_operator.estimator.memory import KVPlan, kv_layout, plan_kv
+from vlm_operator.estimator.memory import KVPlan, kv_dtype_bytes, kv_layout, model_dtype_bytes, plan_kv
 from vlm_operator.estimator.request import GIB, EngineSettings, EstimateRequest, GPUSpec
 from vlm_operator.models import catalog
 from vlm_operator.models.facts import QuantFacts
@@ -56,7 +56,9 @@ def run(rec: dict[str, Any]) -> Estimate:
 
 def kv_from_logged_available(rec: dict[str, Any], e: Estimate) -> KVPlan:
     """KV tokens from the *logged* available KV memory: isolates the per-token/block arithmetic."""
-    groups = kv_layout(e.request.model, tp=e.resolved.tp, pp=e.resolved.pp, kv_bytes=2)
+    act = model_dtype_bytes(e.request.engine.dtype, e.request.model.checkpoint_dtype)
+    kv_bytes = kv_dtype_bytes(e.request.engine.kv_cache_dtype, act)
+    groups = kv_layout(e.request.model, tp=e.resolved.tp, pp=e.resolved.pp, kv_bytes=kv_bytes)
     return plan_kv(
         groups,
         kv_bytes=rec["observed"]["kv_gib"] * GIB,
@@ -112,7 +114,7 @@ KNOWN_OUTLIERS = {
     "stellalee-qwen25coder7b-rtx4090-v0230-cold": (
         "Qwen2.5-Coder-7B on one RTX 4090 (0.23.0), the first of two starts with the same flags two minutes apart. "
         "This one compiled its torch.compile graphs from scratch inside the engine process; the second loaded them "
-        "from the cache and left 0.78 GiB (13 %) more for the KV cache. The estimator (KV +9.7 % here, -2.9 % on the "
+        "from the cache and left 0.78 GiB (13 %) more for the KV cache. The estimator (KV +16 % here, +3.1 % on the "
         "warm start) has no term for a cold compile; a pod without a persistent compile cache starts cold. An "
         "under-estimate of the non-KV memory: the fit check errs towards admitting"
     ),
@@ -123,25 +125,47 @@ KNOWN_OUTLIERS = {
         "GPU is within 3 %. An over-estimate: the fit check errs towards refusing"
     ),
     "psap-qwen3-235b-2507-h200-tp4-v0112-ae4a7e0e": (
-        "Qwen3-235B-A22B-2507 (bf16) at TP 4 on H200 (0.11.2): 6.3 GiB per rank of non-KV memory where the estimator "
-        "has 1.6. The release's default sampler path (FlashInfer, 14 B per logit over 1,024 sequences) accounts for "
-        "most of it: with flashinfer_sampler=False (the sort path, 38 B) the row drops to +9.5 %, and the dense 70B "
-        "at 0.11.2 from the same source drops from +4.5 % to +1.2 %, so these runs most likely had no FlashInfer "
-        "sampler; the log line that says so is not in the source. The rest is the MoE layers. KV 37 % high: the "
-        "fit check errs towards admitting"
+        "Qwen3-235B-A22B-2507 (bf16) at TP 4 on H200 (0.11.2): KV +5.2 %, over the 5 % bound for recent V1 rows and "
+        "within the issue's 8 %. The run used the sort sampler (FlashInfer's is opt-in from 0.11.1, "
+        "releases.v1_sampler_path), which took it from +37 % to here. What is left is 0.13 GiB of weights (-0.11 %) "
+        "and the ~0.4-0.5 GiB of non-KV memory every H200 run of 0.11.2-0.16.0 in this set shows above the estimate "
+        "(Llama-3.3-70B, Qwen3-VL-30B: +0.5-1.9 % of their 64-90 GiB pools), here against a 12.7 GiB pool. KV high: "
+        "the fit check errs towards admitting"
     ),
     "psap-llama4-maverick-h200-tp8-v0112-6292e504": (
-        "Llama-4-Maverick (bf16, vision + 128-expert MoE) at TP 8 on H200 (0.11.2): 8.7 GiB per rank of non-KV "
-        "memory where the estimator has 2.1. The sampler path (see the Qwen3-235B row) explains 2.6 GiB "
-        "(+7.6 % with flashinfer_sampler=False); the rest is the vision encoder's profiling peak and the MoE layers. "
-        "KV 25 % high: the fit check errs towards admitting"
-    ),
-    "psap-qwen3vl235b-fp8-h200-tp4-v0202-3d402c2c": (
-        "Qwen3-VL-235B-A22B FP8 at TP 4 on H200 (0.20.2): KV 8.9 % high, 5.9 GiB per rank more non-KV memory than "
-        "estimated; the same pattern as the issue's MoE VLM at TP 4 (16 % high): the MoE VLM's profiling peak is "
-        "under-estimated. The fit check errs towards admitting"
+        "Llama-4-Maverick (bf16, vision + 128-expert MoE) at TP 8 on H200 (0.11.2): KV +5.6 %, over the 5 % bound for "
+        "recent V1 rows and within the issue's 8 %. Sort sampler as for the Qwen3-235B row (+25 % before). What is "
+        "left: 0.41 GiB of weights (-0.43 %) and 0.64 GiB of non-KV memory, the same H200 residual as the other "
+        "0.11.2 rows, against a 26 GiB pool. KV high: the fit check errs towards admitting"
     ),
 }
+
+
+def release_line(rec: dict[str, Any]) -> str:
+    """The release lines the issue judges: V0, V1 before 0.11, V1 from 0.11."""
+    if rec["engine"] == "v0":
+        return "V0"
+    return "V1 >= 0.11" if releases.parse_version(rec["vllm_version"]) >= (0, 11, 0) else "V1 < 0.11"
+
+
+LINES = ("V0", "V1 < 0.11", "V1 >= 0.11", "V1 (all)")
+LINE_OF = {r["id"]: release_line(r) for r in RECORDS}
+
+
+def in_line(rid: str, line: str) -> bool:
+    return LINE_OF[rid] == line or (line == "V1 (all)" and LINE_OF[rid] != "V0")
+
+
+def per_line(values: list[tuple[str, float]]) -> dict[str, tuple[int, float, float]]:
+    """n, median |error| and max |error| without the named outliers, per release line."""
+    out: dict[str, tuple[int, float, float]] = {}
+    for line in LINES:
+        on = [rid for rid, _ in values if in_line(rid, line)]
+        errs = [abs(v) for rid, v in values if rid in on]
+        bounded = [abs(v) for rid, v in values if rid in on and rid not in KNOWN_OUTLIERS]
+        if errs:
+            out[line] = (len(errs), statistics.median(errs), max(bounded, default=0.0))
+    return out
 
 
 RECENT_V1 = {
@@ -161,25 +185,42 @@ def test_calibration_report_and_bounds() -> None:
         print(f"{term:24s} {len(values):3d}   {med:9.2%}  {max(abs_errs):8.2%} ({mx:.2%})")
         for rid, v in values:
             print(f"    {rid:45s} {v:+.2%}{'  (known outlier)' if rid in KNOWN_OUTLIERS else ''}")
-    # Bounds documented in docs/estimator.md section 8 (issue targets: weights <= 3 %, KV tokens <= 10 % median).
+    print("\nper release line      term                      n   median|err|  max|err| without known outliers")
+    for term, values in errs.items():
+        for line, (n, med, mx) in per_line(values).items():
+            print(f"  {line:20s} {term:24s} {n:3d}   {med:9.2%}  {mx:8.2%}")
+    # Bounds documented in docs/estimator.md section 8 (issue targets: weights <= 1 % median, KV tokens <= 2 % median,
+    # KV GiB <= 1.5 % median and <= 8 % max on the V1 rows).
     assert summary["weights"][0] <= 0.01 and summary["weights"][1] <= 0.05
     assert summary["kv_tokens_given_kv_gib"][1] <= 0.02
-    # KV medians (tokens and GiB): 2.5 % until the 14 records of December 2026 (12 H200 runs of vLLM 0.11.2-0.20.2
-    # from openshift-psap/vllm-memory-estimator, two RTX 4090 runs of 0.23.0) moved them from 1.8 % to 2.9 %: the
-    # estimator leaves 1-4.5 % more KV than those logs on every H200 row (docs/estimator.md section 8). Raised to 3 %
-    # so the new records stay in the table; bring it back to 2.5 % (the issue's target is 1.5 %) with the estimator.
-    assert summary["kv_tokens"][0] <= 0.03 and summary["kv_tokens"][1] <= 0.20
-    # kv_gib: the two RTX 3090 logs (vLLM 0.6.4, a desktop card) see 23.58 GiB total and 0.35 GiB non-torch where the
-    # GPU table and the estimator use 23.69 and 0.20; with the V0 activation now right they carry +7-9 % on their own.
-    assert summary["kv_gib"][0] <= 0.03 and summary["kv_gib"][1] <= 0.20
+    # KV medians over every row (V0 included): 2.5 %, raised to 3 % by the December 2026 H200 records, back to 2 %
+    # since the H200 total, the 0.11.1 sampler default, the 0.20 CUDA-graph budget and the 0.18 trial captures
+    # (figures 1.6 % / 1.6 % on the 45 records, 1.2 % / 1.2 % with the 10 H200 records added after the fixes).
+    # The max: the 0.9.0.1 L4 row (+17.6 % with nvidia-smi's total) is -5.5 % with torch's; the V0 RTX 3090 rows
+    # (+7-9 %, 0.35 GiB non-torch where the estimator has 0.20) set it now.
+    assert summary["kv_tokens"][0] <= 0.02 and summary["kv_tokens"][1] <= 0.10
+    assert summary["kv_gib"][0] <= 0.02 and summary["kv_gib"][1] <= 0.10
     # activation: 0.5 until the V1 peak became max(LM, hidden + sampler) with a per-path sampler (docs section 8)
     assert summary["activation"][1] <= 0.2
-    # V1 from 0.10 on a known GPU: the release line the issue's 2-4 % KV bias was measured on. 1.5 % / 3 % on the 6
-    # records before December 2026; the 9 added non-outlier H200/RTX 4090 rows put it at 2.0 % / 4.5 % (the worst:
-    # Llama-3.3-70B TP 4 on H200 at 0.11.2, +4.5 %, +1.2 % if that image had no FlashInfer sampler). Raised to
-    # 2 % / 5 % so they stay in; the estimator owner's target is 1.5 % / 3 % (docs/estimator.md section 8).
+    # The issue's V1 goal: KV GiB median <= 1.5 % over every V1 row, and <= 8 % on every V1 row but the three whose
+    # reason is structural (an encoder profile the estimator over-counts, a cold torch.compile).
+    v1 = [(rid, abs(v)) for rid, v in errs["kv_gib"] if LINE_OF[rid] != "V0"]
+    assert statistics.median(e for _, e in v1) <= 0.015, v1
+    structural = set(KNOWN_OUTLIERS) - {
+        "psap-qwen3-235b-2507-h200-tp4-v0112-ae4a7e0e",
+        "psap-llama4-maverick-h200-tp8-v0112-6292e504",
+    }
+    assert all(e <= 0.08 for rid, e in v1 if rid not in structural), v1
+    # V1 from 0.11: 3.46 % before the fixes, 1.52 % after on the same 16 rows (the three structural outliers are in
+    # it), 0.90 % with the 10 added H200 rows (n 26)
+    recent_line = [abs(v) for rid, v in errs["kv_gib"] if LINE_OF[rid] == "V1 >= 0.11"]
+    assert statistics.median(recent_line) <= 0.015, recent_line
+    # V1 from 0.10 on a known GPU, without named outliers: 1.5 % / 3 % on the 6 records before December 2026, raised
+    # to 2 % / 5 % by the H200/RTX 4090 rows; the median is back at 1.5 % (figure 0.5 %, n 26). The max stays 5 %:
+    # the added Llama-4-Maverick FP8 row (+4.1 %), the Qwen3-VL-235B FP8 row (+3.2 %) and the RTX 4090 warm start
+    # (+3.1 %) are over 3 %.
     recent = [abs(v) for rid, v in errs["kv_gib"] if rid in RECENT_V1 and rid not in KNOWN_OUTLIERS]
-    assert len(recent) >= 5 and statistics.median(recent) <= 0.02 and max(recent) <= 0.05, recent
+    assert len(recent) >= 5 and statistics.median(recent) <= 0.015 and max(recent) <= 0.05, recent
     # enough data behind each bound
     assert len(errs["weights"]) >= 12 and len(errs["kv_tokens_given_kv_gib"]) >= 5 and len(errs["kv_gib"]) >= 4
     assert set(KNOWN_OUTLIERS) <= {r["id"] for r in RECORDS}

@@ -79,6 +79,8 @@ def test_image_size_reads_png_gif_and_jpeg_headers() -> None:
     sof0 = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, 1080, 1920, 1) + b"\x01\x11\x00"
     assert image_size(b"\xff\xd8" + app0 + sof0 + b"\xff\xd9") == (1920, 1080)
     with pytest.raises(ValueError, match="unsupported"):
+        image_size(b"BM" + b"\x00" * 30)  # BMP
+    with pytest.raises(ValueError, match="truncated WebP"):
         image_size(b"RIFF....WEBPVP8 ")
 
 

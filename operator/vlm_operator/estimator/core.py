@@ -412,8 +412,13 @@ def estimate(req: EstimateRequest) -> Estimate:
         r.pp,
         after_distributed_init=r.engine == "v1" and releases.v1_snapshot_after_distributed_init(r.version),
     )
-    graphs = memory.cuda_graph_bytes(facts, pp=r.pp, enforce_eager=req.engine.enforce_eager)
+    profiles_graphs = r.engine == "v1" and releases.profiles_cuda_graphs(r.version) and not req.engine.enforce_eager
+    sizes = memory.cuda_graph_capture_sizes(r.max_num_seqs, r.max_num_batched_tokens) if profiles_graphs else None
+    graphs = memory.cuda_graph_bytes(facts, pp=r.pp, enforce_eager=req.engine.enforce_eager, capture_sizes=sizes)
     graphs_in_budget = releases.cuda_graphs_in_budget(r.version) and graphs > 0
+    if sizes is not None:
+        # the trial captures run inside the profiling window from v0.18 (vllm-0.18.0 v1/worker/gpu_worker.py:384-409)
+        non_torch += memory.cuda_graph_profile_leftover_bytes(facts, pp=r.pp, capture_sizes=sizes)
     total = float(req.gpu.memory_bytes)
     budget = math.ceil(total * r.gpu_memory_utilization)
     if req.engine.kv_cache_memory_bytes is not None:

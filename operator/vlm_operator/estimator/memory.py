@@ -370,7 +370,8 @@ def encoder_activation_bytes(
     (3·Hv), contiguous q/k/v copies (3·Hv), the q‖k concatenation (2·Hv) and its float32 copy for the rotary
     embedding (4·Hv) = 12·Hv, split by TP; under TP ``split_qkv`` first all-gathers the full qkv (3·Hv, unsplit,
     while the gathered list is still alive: 6·Hv). Calibrated on the vLLM 0.9.0.1 logs of Qwen2.5-VL-7B on L4 at
-    TP 1 (-5 %) and TP 2 (-16 %), tests/data/calibration. Plus the pixel values themselves.
+    TP 1 and TP 2 (tests/data/calibration): with the L4 total torch reports (22.03 GiB) their KV comes out -5.5 % and
+    -1.5 %. Plus the pixel values themselves.
     """
     v = facts.vision
     if v is None or patches <= 0:
@@ -446,8 +447,48 @@ CUDA_GRAPH_BASE_GIB = 0.25
 CUDA_GRAPH_PER_LAYER_GIB = 0.012
 
 
-def cuda_graph_bytes(facts: ModelFacts, *, pp: int, enforce_eager: bool) -> float:
+#: Capture sizes the heuristic above was read from: the default list up to 512.
+DEFAULT_CAPTURE_SIZES = 67
+
+
+def cuda_graph_capture_sizes(max_num_seqs: int, max_num_batched_tokens: int) -> list[int]:
+    """vLLM's default capture sizes: ``[1, 2, 4] + range(8, 256, 8) + range(256, max + 1, 16)`` up to
+    ``max = min(2 × max_num_seqs, 512, max_num_batched_tokens)`` (``VllmConfig._set_cudagraph_sizes``, vllm-0.18.0
+    vllm/config/vllm.py:1287-1347)."""
+    top = max(1, min(2 * max_num_seqs, 512, max_num_batched_tokens))
+    sizes = [1, 2, 4, *range(8, 256, 8), *range(256, 513, 16)]
+    return [s for s in sizes if s <= top] or [1]
+
+
+def cuda_graph_bytes(
+    facts: ModelFacts, *, pp: int, enforce_eager: bool, capture_sizes: list[int] | None = None
+) -> float:
+    """The CUDA-graph pool. ``capture_sizes`` (from v0.18, where the list is capped by ``2 × max_num_seqs``): the
+    heuristic scales with the number of graphs; vLLM's own estimate is the first (largest) capture plus one
+    per-graph figure per further size (``profile_cudagraph_memory``, vllm-0.18.0 v1/worker/gpu_model_runner.py
+    :5593-5691). The vLLM 0.23.0 RTX 4090 log in tests/data/calibration (max_num_seqs 32: 11 sizes up to 64) prints
+    "Estimated CUDA graph memory: 0.13 GiB", this term 0.10."""
     if enforce_eager:
         return 0.0
     layers = math.ceil(facts.text.num_layers / pp)
-    return (CUDA_GRAPH_BASE_GIB + CUDA_GRAPH_PER_LAYER_GIB * layers) * GIB
+    full = (CUDA_GRAPH_BASE_GIB + CUDA_GRAPH_PER_LAYER_GIB * layers) * GIB
+    if capture_sizes is None:
+        return full
+    return full * min(1.0, len(capture_sizes) / DEFAULT_CAPTURE_SIZES)
+
+
+#: From v0.18 the trial captures of ``profile_cudagraph_memory`` run inside the profiling window
+#: (``releases.profiles_cuda_graphs``): what they leave on the device outside PyTorch's allocator (the instantiated
+#: graphs' and lazily loaded kernels' driver memory; the graph pool itself is torch memory and is released) is in the
+#: non-torch increase. Per layer of the rank at the largest capture size (512), from the H200 logs in
+#: tests/data/calibration: Llama-3.3-70B TP 4 (80 layers) leaves 2.15 GiB at 0.18.0 and 1.85 GiB next to the applied
+#: graph estimate at 0.20.0; Qwen3-VL-30B-A3B TP 1 (48 layers) 1.07 GiB at 0.18.0: 22-27 MiB a layer. Before 0.18
+#: the same H200 runs show none of it (0.11.2-0.16.0 within 0.6 GiB of the estimate).
+CUDA_GRAPH_PROFILE_LEFTOVER_PER_LAYER_GIB = 0.023
+
+
+def cuda_graph_profile_leftover_bytes(facts: ModelFacts, *, pp: int, capture_sizes: list[int]) -> float:
+    """Non-torch memory the trial CUDA-graph captures leave in the profiling window (v0.18+), scaled by the largest
+    capture size over 512 (the trial captures are the two largest sizes of each mode, ``descs[:2]``)."""
+    layers = math.ceil(facts.text.num_layers / pp)
+    return CUDA_GRAPH_PROFILE_LEFTOVER_PER_LAYER_GIB * layers * GIB * min(1.0, max(capture_sizes) / 512)

@@ -51,9 +51,10 @@ def engine_for(version: VersionLike, requested: str | None) -> Engine:
 
 
 def default_gpu_memory_utilization(version: VersionLike) -> float:
-    """``--gpu-memory-utilization`` default: 0.90, and 0.92 together with CUDA-graph profiling from v0.21.0
-    (96a85c575, #38284; ``CacheConfig.gpu_memory_utilization`` in vllm/config/cache.py)."""
-    return 0.92 if _v(version) >= (0, 21, 0) else 0.90
+    """``--gpu-memory-utilization`` default: 0.90, and 0.92 together with CUDA-graph profiling from v0.20.0
+    (96a85c575, #38284; ``CacheConfig.gpu_memory_utilization`` in vllm/config/cache.py: ``default=0.9`` at line 41
+    of the 0.19.1 sdist, ``default=0.92`` at line 66 of the 0.20.0 sdist)."""
+    return 0.92 if _v(version) >= (0, 20, 0) else 0.90
 
 
 def default_limit_per_prompt(version: VersionLike, engine: str | None = None) -> int:
@@ -117,9 +118,20 @@ def default_max_num_batched_tokens(
 
 
 def cuda_graphs_in_budget(version: VersionLike) -> bool:
-    """CUDA-graph memory is profiled and subtracted before the KV cache from v0.21.0 (#38284,
-    vllm/v1/worker/gpu_worker.py ``determine_available_memory``)."""
-    return _v(version) >= (0, 21, 0)
+    """CUDA-graph memory is profiled and subtracted before the KV cache from v0.20.0 (#38284,
+    vllm/v1/worker/gpu_worker.py ``determine_available_memory``): ``VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS``
+    defaults to ``"0"`` in the 0.19.1 sdist (vllm/envs.py:1655) and to ``"1"`` in the 0.20.0 sdist
+    (vllm/envs.py:1725). The profiling itself runs from v0.18.0 (:func:`profiles_cuda_graphs`)."""
+    return _v(version) >= (0, 20, 0)
+
+
+def profiles_cuda_graphs(version: VersionLike) -> bool:
+    """From v0.18.0 ``determine_available_memory`` captures trial CUDA graphs (``profile_cudagraph_memory``) inside
+    the ``memory_profiling`` window, after reading the torch peak (vllm-0.18.0 v1/worker/gpu_worker.py:384-409;
+    absent from the 0.17.1 sdist). What those captures leave on the device outside PyTorch's allocator is in the
+    window's non-torch increase, so it is charged to the budget whether or not the graph estimate itself is
+    (:func:`cuda_graphs_in_budget`). Not under ``--enforce-eager``."""
+    return _v(version) >= (0, 18, 0)
 
 
 def hybrid_allocator(version: VersionLike, engine: str) -> bool:
@@ -150,12 +162,14 @@ def v1_sampler_path(version: VersionLike, flashinfer: bool | None = None) -> Sam
     """The V1 top-k/top-p sampler the profiling run's dummy sampler goes through. ``_dummy_sampler_run`` samples
     with top-k = vocab - 1 and top-p 0.9 in every release (vllm@v0.11.0..v0.21.0 v1/worker/gpu_model_runner.py).
 
-    - ``flashinfer``: FlashInfer's fused kernel. On by default when FlashInfer is installed from v0.8 to v0.11
+    - ``flashinfer``: FlashInfer's fused kernel. On by default when FlashInfer is installed from v0.8 to v0.11.0
       (``VLLM_USE_FLASHINFER_SAMPLER`` unset means on, vllm-0.11.0 v1/sample/ops/topk_topp_sampler.py:33-60; the
       vllm/vllm-openai image ships FlashInfer: vllm-0.11.0 docker/Dockerfile:372-383), and again from v0.21.0
       (``VLLM_USE_FLASHINFER_SAMPLER: bool = True``, vllm-0.21.0 vllm/envs.py:48).
-    - ``sort``: PyTorch sort + scatter, v0.12.0-v0.16.x: FlashInfer's is opt-in (vllm-0.12.0
-      topk_topp_sampler.py:35-58, "disabled by default") and ``apply_top_k_top_p`` sorts the whole vocabulary.
+    - ``sort``: PyTorch sort + scatter, v0.11.1-v0.16.x: FlashInfer's is opt-in from v0.11.1 ("Users must opt in
+      explicitly via VLLM_USE_FLASHINFER_SAMPLER=1", vllm-0.11.1 topk_topp_sampler.py:34-47; vllm-0.12.0
+      topk_topp_sampler.py:35-58) and ``apply_top_k_top_p`` sorts the whole vocabulary. The Llama-3.3-70B H200 runs
+      of 0.11.2 and 0.13.0 in tests/data/calibration leave the same KV cache (90.23 GiB), as one path predicts.
     - ``triton``: from v0.17.0 a Triton kernel filters in place for batches of 8 rows or more (vllm-0.17.0
       topk_topp_sampler.py:251 ``apply_top_k_top_p_triton``); FlashInfer's still opt-in until v0.21.0.
     - ``legacy``: V1 before v0.10 keeps the calibrated per-logit figure.
@@ -173,7 +187,7 @@ def v1_sampler_path(version: VersionLike, flashinfer: bool | None = None) -> Sam
         return "flashinfer"
     if v >= (0, 17, 0):
         return "triton"
-    if v >= (0, 12, 0):
+    if v >= (0, 11, 1):
         return "sort"
     if v >= (0, 10, 0):
         return "flashinfer"

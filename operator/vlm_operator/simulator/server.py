@@ -49,7 +49,6 @@ import binascii
 import hashlib
 import json
 import math
-import struct
 import time
 import uuid
 from collections import OrderedDict, deque
@@ -62,6 +61,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..media import image_size
 from ..releases import DEFAULT_VLLM_VERSION, VllmVersion
 
 #: vLLM's ``/metrics`` content type (prometheus_client's text format 0.0.4; what Prometheus 2.x expects).
@@ -146,49 +146,6 @@ class RequestError(Exception):
         self.message = message
         self.status = status
         self.type = type_
-
-
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def image_size(data: bytes) -> tuple[int, int]:
-    """``(width, height)`` from a PNG, JPEG or GIF header. Raises ``ValueError`` for anything else."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        if len(data) < 24 or data[12:16] != b"IHDR":
-            raise ValueError("truncated PNG header")
-        w, h = struct.unpack(">II", data[16:24])
-        return int(w), int(h)
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        if len(data) < 10:
-            raise ValueError("truncated GIF header")
-        w, h = struct.unpack("<HH", data[6:10])
-        return int(w), int(h)
-    if data[:2] == b"\xff\xd8":
-        i = 2
-        while i + 4 <= len(data):
-            if data[i] != 0xFF:
-                raise ValueError("corrupt JPEG: expected a marker")
-            while i < len(data) and data[i] == 0xFF:  # fill bytes
-                i += 1
-            if i >= len(data):
-                break
-            marker = data[i]
-            i += 1
-            if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-                continue
-            if marker == 0xD9:
-                break
-            if i + 2 > len(data):
-                break
-            (seglen,) = struct.unpack(">H", data[i : i + 2])
-            if marker in _JPEG_SOF:
-                if i + 7 > len(data):
-                    break
-                h, w = struct.unpack(">HH", data[i + 3 : i + 7])
-                return int(w), int(h)
-            i += seglen
-        raise ValueError("JPEG without a frame header")
-    raise ValueError("unsupported image format (the simulator reads PNG, JPEG and GIF)")
 
 
 def decode_data_url(url: str) -> bytes:

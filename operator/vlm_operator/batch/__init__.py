@@ -1,0 +1,1 @@
+"""VLMBatchJob: offline multimodal generation."""
