@@ -227,10 +227,13 @@ def reconcile(
     logger: logging.Logger | logging.LoggerAdapter[Any],
     pods: list[dict[str, Any]] | None = None,
     replica_sets: list[dict[str, Any]] | None = None,
+    thorough: bool = True,
 ) -> None:
     """Reconcile one VLMDeployment: observe, decide, act. Watch events, the drift timer and child events can all
     ask at once; they are serialized per object, and each run reads the object afresh so it never writes a status
-    computed from a stale view over a newer one."""
+    computed from a stale view over a newer one. ``thorough=False`` (a reconcile started by child events) trusts
+    what this process last applied to the Service and PodDisruptionBudget instead of reading them (see
+    :data:`_APPLIED`)."""
     with _locks_guard:
         lock = _locks.setdefault((namespace, name), threading.Lock())
     with lock, op_metrics.reconcile_timer(namespace, name):
@@ -238,7 +241,7 @@ def reconcile(
         if body is None or body["metadata"].get("deletionTimestamp"):
             op_metrics.forget(namespace, name)
             return
-        _reconcile(kube, body, logger, pods, replica_sets)
+        _reconcile(kube, body, logger, pods, replica_sets, thorough)
 
 
 def _reconcile(
@@ -247,6 +250,7 @@ def _reconcile(
     logger: logging.Logger | logging.LoggerAdapter[Any],
     pods: list[dict[str, Any]] | None = None,
     replica_sets: list[dict[str, Any]] | None = None,
+    thorough: bool = True,
 ) -> None:
     meta = body["metadata"]
     generation = int(meta.get("generation", 1))
@@ -269,7 +273,7 @@ def _reconcile(
         return
     observation = observe(kube, body, pods, replica_sets)
     decision = decide(vlmd, observation, logger)
-    act(kube, vlmd, observation, decision, logger)
+    act(kube, vlmd, observation, decision, logger, thorough)
 
 
 def decide(vlmd: VLMDeployment, obs: Observation, logger: Any = None) -> Decision:
@@ -293,7 +297,7 @@ def decide(vlmd: VLMDeployment, obs: Observation, logger: Any = None) -> Decisio
     return Decision(plan, None, dep, plan.desired[1:], roll, template_hash, details)
 
 
-def act(kube: Kube, vlmd: VLMDeployment, obs: Observation, d: Decision, logger: Any) -> None:
+def act(kube: Kube, vlmd: VLMDeployment, obs: Observation, d: Decision, logger: Any, thorough: bool = True) -> None:
     """Apply what changed, record the rollout's event, and write status once."""
     body = obs.body
     meta = body["metadata"]
@@ -303,7 +307,7 @@ def act(kube: Kube, vlmd: VLMDeployment, obs: Observation, d: Decision, logger: 
     if d.deployment is not None:
         current = _apply_if_changed(kube, d.deployment, logger, obs.live) or obs.live
         for obj in d.others:
-            _apply_if_changed(kube, obj, logger)
+            _apply_if_changed(kube, obj, logger, trust_memory=not thorough)
         if d.roll.event is not None:
             _event(kube, body, *d.roll.event, logger)
         running_hash = _template_hash(current)
@@ -560,17 +564,38 @@ def _event(kube: Kube, body: dict[str, Any], type_: str, reason: str, message: s
         logger.warning(f"Could not record an event: {exc}")
 
 
+#: The object hash (which covers the owner's uid) this process last applied or read on each Service and
+#: PodDisruptionBudget. A reconcile started by child events trusts it and skips the GET; the others (create, update,
+#: resume, the drift resync) read the object and so still repair one that was deleted or edited.
+_APPLIED: dict[tuple[str, str, str], str] = {}
+
+
+def forget_applied(namespace: str, name: str) -> None:
+    """Drop what :data:`_APPLIED` holds for a deleted VLMDeployment's children (they share its name)."""
+    for kind in ("Service", "PodDisruptionBudget"):
+        _APPLIED.pop((kind, namespace, name), None)
+
+
 def _apply_if_changed(
-    kube: Kube, obj: dict[str, Any], logger: Any, live: dict[str, Any] | None = None
+    kube: Kube,
+    obj: dict[str, Any],
+    logger: Any,
+    live: dict[str, Any] | None = None,
+    trust_memory: bool = False,
 ) -> dict[str, Any] | None:
     """Apply ``obj`` unless the live object carries the same object hash; returns the applied object, or None."""
     meta = obj["metadata"]
+    want = meta["annotations"][objects.ANN_OBJECT_HASH]
+    key = (obj["kind"], meta["namespace"], meta["name"])
+    if trust_memory and _APPLIED.get(key) == want:
+        return None
     if live is None:
         live = kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-    want = meta["annotations"][objects.ANN_OBJECT_HASH]
     if live is not None and live["metadata"].get("annotations", {}).get(objects.ANN_OBJECT_HASH) == want:
+        _APPLIED[key] = want
         return None
     out = kube.apply(obj)
+    _APPLIED[key] = want
     logger.info(f"Applied {obj['kind']} {meta['namespace']}/{meta['name']} (hash {want})")
     return out
 

@@ -122,7 +122,7 @@ def vlmd_replicasets(namespace: str | None, labels: kopf.Labels, body: kopf.Body
     return _by_owner(namespace, labels, body)
 
 
-def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str, Any]) -> None:
+def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str, Any], thorough: bool = True) -> None:
     """Reconcile with the children read from the indexes (kopf passes them to every handler by name)."""
     key = (namespace, name)
     pods, rsets = kwargs.get("vlmd_pods"), kwargs.get("vlmd_replicasets")
@@ -133,6 +133,7 @@ def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str,
         logger,
         pods=list(pods.get(key, [])) if pods is not None else None,
         replica_sets=list(rsets.get(key, [])) if rsets is not None else None,
+        thorough=thorough,
     )
 
 
@@ -149,10 +150,12 @@ def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger,
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def vlmd_event(type: str | None, uid: str | None, **_: Any) -> None:
-    """A deleted VLMDeployment: drop kopf's bookkeeping for it from memory."""
+def vlmd_event(type: str | None, uid: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
+    """A deleted VLMDeployment: drop kopf's bookkeeping and the reconciler's memory of it."""
     if type == "DELETED" and uid:
         PERSISTENCE.forget(uid)
+        if namespace and name:
+            reconcile.forget_applied(namespace, name)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
@@ -195,7 +198,7 @@ _CHILD_LOG = logging.getLogger("vlm_operator.children")
 
 def _reconcile_owner(key: Any) -> None:
     namespace, name = key
-    _reconcile(namespace, name, _CHILD_LOG, _INDEXES)
+    _reconcile(namespace, name, _CHILD_LOG, _INDEXES, thorough=False)
 
 
 #: How long child events of one VLMDeployment are gathered into one reconcile; overridable for tests.
