@@ -258,10 +258,11 @@ def transitions(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[tu
 
 
 #: The conditions whose flips are worth an event, and the status that means trouble: a person wants to hear when a
-#: VLMDeployment goes Degraded or stops fitting its GPUs, and when that clears. Routine progress (Ready and
-#: Progressing flipping on every create, scale and rollout) is in status, not in events: an event per flip was most of
-#: the operator's writes (the rollout's own RolloutSurge/RolloutInPlace/RolledBack events say what a rollout does).
-_EVENTFUL = {"Degraded": "True", "FitsGPU": "False"}
+#: VLMDeployment goes Degraded, stops fitting its GPUs or stops autoscaling (``MissingMetrics``), and when that
+#: clears. Routine progress (Ready and Progressing flipping on every create, scale and rollout) is in status, not in
+#: events: an event per flip was most of the operator's writes (the rollout's own RolloutSurge/RolloutInPlace/
+#: RolledBack events say what a rollout does).
+_EVENTFUL = {"Degraded": "True", "FitsGPU": "False", "ScalingActive": "False"}
 
 
 def notable_transitions(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:

@@ -114,6 +114,13 @@ def test_events_only_for_trouble_and_its_end_not_for_a_routine_create() -> None:
     )
     kinds = {(t[0], t[1], t[2]) for t in conditions.notable_transitions([], refused["conditions"])}
     assert kinds == {("Warning", "FitsGPU", "False"), ("Warning", "Degraded", "True")}
+    # the autoscaler stops for want of metrics: a Warning with the condition's reason; resuming: Normal
+    stopped = [{"type": "ScalingActive", "status": "False", "reason": "MissingMetrics", "message": "no readings"}]
+    active = [{"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound", "message": ""}]
+    assert conditions.notable_transitions(active, stopped) == [
+        ("Warning", "ScalingActive", "False", "MissingMetrics", "no readings")
+    ]
+    assert conditions.notable_transitions(stopped, active)[0][:3] == ("Normal", "ScalingActive", "True")
 
 
 def test_refused_spec_is_degraded_and_stalled_with_the_reason() -> None:
