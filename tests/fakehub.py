@@ -75,6 +75,9 @@ class FakeHub:
         self.fail_status: int | None = None
         #: seconds to wait before answering (a slow Hub)
         self.delay = 0.0
+        #: each file's ETag, computed once per content: hashing a 1 GiB safetensors blob on every HEAD took seconds
+        #: on a loaded machine, longer than the resolver's request timeout (the Hub test then failed at random)
+        self._etags: dict[int, tuple[bytes, str]] = {}
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -110,7 +113,16 @@ class FakeHub:
         encoded = {k: v if isinstance(v, bytes) else json.dumps(v).encode() for k, v in files.items()}
         repo = Repo(encoded, **kwargs)
         self.repos[repo_id] = repo
+        for data in encoded.values():
+            self._etag(data)  # now, not inside the first request's timeout
         return repo
+
+    def _etag(self, data: bytes) -> str:
+        known = self._etags.get(id(data))
+        if known is None or known[0] is not data:
+            known = (data, f'"{hashlib.sha256(data).hexdigest()}"')
+            self._etags[id(data)] = known
+        return known[1]
 
     # -- HTTP -----------------------------------------------------------------------------------------------------
     def _reply(
@@ -162,7 +174,7 @@ class FakeHub:
             return
         headers = {
             "X-Repo-Commit": commit,
-            "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+            "ETag": self._etag(data),
             "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
         }

@@ -635,7 +635,7 @@ def _scaling_conditions(
     vlmd: VLMDeployment, namespace: str, name: str
 ) -> tuple[tuple[str, conditions.CondStatus, str, str], ...] | None:
     """The built-in autoscaler's conditions (``scaling.mode: Internal`` only): its latest report, filed by the
-    autoscaler loop (``handlers/autoscale.py``), or ``()`` before its first poll (status keeps what it shows)."""
+    autoscaler loop (``autoscale/loop.py``), or ``()`` before its first poll (status keeps what it shows)."""
     if vlmd.spec.scaling.mode != "Internal":
         return None
     rep = scaling_report.get(namespace, name)

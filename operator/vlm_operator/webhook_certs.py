@@ -22,8 +22,6 @@ from pathlib import Path
 
 from vlm_operator import certs
 
-CERT_DIR_ENV = "VLM_OPERATOR_WEBHOOK_CERT_DIR"
-
 
 @dataclass(frozen=True)
 class ServingFiles:
@@ -72,9 +70,9 @@ def _memfd(name: str, data: bytes) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def serving_files(host: str) -> ServingFiles:
-    """The files the webhook server uses: a mounted certificate, or one made now that leaves nothing on disk."""
-    mounted = os.environ.get(CERT_DIR_ENV)
+def serving_files(host: str, mounted: str | None = None) -> ServingFiles:
+    """The files the webhook server uses: the certificate mounted at ``mounted`` (``$VLM_OPERATOR_WEBHOOK_CERT_DIR``,
+    read at start-up into :class:`vlm_operator.settings.Settings`), or one made now that leaves nothing on disk."""
     if mounted:
         d = Path(mounted)
         return ServingFiles(str(d / "tls.crt"), str(d / "tls.key"), str(d / "ca.crt"))

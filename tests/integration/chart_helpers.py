@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator
+from tests.integration.helpers import Operator, apply
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "vlm-operator"
@@ -59,7 +59,7 @@ def docs(text: str) -> list[dict[str, Any]]:
 
 
 def apply_docs(cluster: Cluster, items: list[dict[str, Any]]) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(items))
+    apply(cluster, items, "--server-side")
 
 
 WEBHOOK_CONFIGURATION = "vlm-operator.vlmops.io"

@@ -1,6 +1,8 @@
 """Helpers of the integration tests that run the operator: the operator subprocess, samples, apply, conditions.
 
-Test modules import these from here, never from each other; the ``operator`` fixture lives in ``conftest.py``."""
+Test modules import these from here, never from each other; the ``operator`` fixture lives in ``conftest.py``.
+``sample`` is :func:`tests.manifests.sample` (the one VLMDeployment builder), here too for the tests that use it with
+a cluster."""
 
 from __future__ import annotations
 
@@ -15,11 +17,11 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import Cluster
+from tests.conftest import Cluster, wait_until
 from tests.fakehub import FakeHub
+from tests.manifests import ROOT
+from tests.manifests import sample as sample  # re-exported
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "crds" / "samples"
 CRD_PATH = ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"
 DRIFT_SECONDS = 3
 MUTATING = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
@@ -103,6 +105,23 @@ class Operator:
         return self.log.read_text(errors="replace")
 
 
+#: The ValidatingWebhookConfiguration the operator registers (``handlers.WEBHOOK_NAME``).
+WEBHOOK = "vlm-operator.vlmops.io"
+
+
+def webhook_registered(cluster: Cluster) -> bool:
+    return cluster.kubectl("get", "validatingwebhookconfiguration", WEBHOOK, check=False).returncode == 0
+
+
+def wait_webhook(cluster: Cluster, op: Operator | None = None, timeout: float = 60) -> None:
+    """Wait until the operator registered its webhook (and, with ``op``, is still running)."""
+    wait_until(
+        lambda: webhook_registered(cluster) and (op is None or (op.proc is not None and op.proc.poll() is None)),
+        "the operator to register its webhook",
+        timeout=timeout,
+    )
+
+
 def install_crds_and_peering(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"))
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "kopf-peering.yaml"))
@@ -110,23 +129,22 @@ def install_crds_and_peering(cluster: Cluster) -> None:
     for crd in ("vlmdeployments.vlmops.io", "clusterkopfpeerings.kopf.dev", "vlmplatformprofiles.vlmops.io"):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "vlm-operator"}}
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(peering))
+    apply(cluster, peering)
 
 
-def sample(name: str, namespace: str, **overrides: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load((SAMPLES / name).read_text())
-    doc["metadata"] = {"name": doc["metadata"]["name"], "namespace": namespace}
-    for path, value in overrides.items():
-        node = doc
-        keys = path.split(".")
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-        node[keys[-1]] = value
-    return doc
-
-
-def apply(cluster: Cluster, doc: dict[str, Any], *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return cluster.kubectl("apply", *extra, "-f", "-", input=yaml.safe_dump(doc), check=check)
+def apply(
+    cluster: Cluster,
+    doc: dict[str, Any] | Sequence[dict[str, Any]],
+    *extra: str,
+    namespace: str | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """``kubectl apply`` of one object or a list of them (in ``namespace`` when a manifest names none), with ``extra``
+    arguments (``--server-side``, ``--dry-run=server``); with ``check`` a refusal fails the test with the API server's
+    words. The one ``apply`` of the tests."""
+    ns = ("-n", namespace) if namespace else ()
+    text = yaml.safe_dump(doc) if isinstance(doc, dict) else yaml.safe_dump_all(list(doc))
+    return cluster.kubectl("apply", *ns, *extra, "-f", "-", input=text, check=check)
 
 
 def vlmd(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
@@ -155,8 +173,27 @@ def flag_value(cmd: list[str], flag: str) -> str | None:
     return cmd[cmd.index(flag) + 1] if flag in cmd else None
 
 
-def manifest(name: str, spec: dict[str, Any]) -> str:
-    """A VLMDeployment named ``name`` with ``spec``, as YAML for ``kubectl apply -f -``."""
-    return yaml.safe_dump(
-        {"apiVersion": "vlmops.io/v1alpha1", "kind": "VLMDeployment", "metadata": {"name": name}, "spec": spec}
-    )
+#: Pod annotations that make a simulated pod crash 1 s after it starts, again and again (a KWOK stage).
+CRASH_LOOP = {"sim.vlmops.io/behavior": "crashloop", "sim.vlmops.io/crash-after": "1s"}
+
+
+def wait_condition(
+    cluster: Cluster, ns: str, name: str, type_: str, status: str, reason: str | None = None, timeout: float = 60
+) -> dict[str, Any]:
+    """The VLMDeployment once its ``type_`` condition has ``status`` (and ``reason``, when given)."""
+
+    def check() -> dict[str, Any] | None:
+        obj = vlmd(cluster, ns, name)
+        c = condition(obj, type_)
+        return obj if c and c["status"] == status and (reason is None or c["reason"] == reason) else None
+
+    found: dict[str, Any] = wait_until(check, f"{type_}={status} ({reason})", timeout=timeout, interval=0.3)
+    return found
+
+
+def assert_too_wide_is_refused(cluster: Cluster, namespace: str) -> None:
+    """The webhook reads the nodes: TP 8 of L4s, above the largest L4 node (4 GPUs), is refused with that figure."""
+    too_wide = sample("llava-1.5-7b-l4.yaml", namespace, **{"metadata.name": "too-wide"})
+    too_wide["spec"]["engine"]["tensorParallelSize"] = 8
+    res = apply(cluster, too_wide, check=False)
+    assert res.returncode != 0 and "largest NVIDIA-L4 node has 4" in res.stderr, res.stderr

@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import apply, install_crds_and_peering, sample
-from tests.integration.operator_helpers import WEBHOOK
+from tests.integration.helpers import WEBHOOK, apply, install_crds_and_peering, sample
 
 pytestmark = [pytest.mark.integration]
 

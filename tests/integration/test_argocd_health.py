@@ -6,7 +6,6 @@ sandbox), on objects recorded live from the dev cluster; and what Argo CD's sync
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,17 @@ import yaml
 from hack import build_argocd_health
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator, apply, condition, sample, vlmd, wait_ready
-from tests.integration.operator_helpers import WEBHOOK, running_operator
+from tests.integration.helpers import (
+    CRASH_LOOP,
+    WEBHOOK,
+    Operator,
+    apply,
+    condition,
+    sample,
+    vlmd,
+    wait_condition,
+    wait_ready,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
@@ -26,12 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def argo() -> Path:
     return build_argocd_health.ensure(log=lambda m: print(m, flush=True))
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    with running_operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log") as op:
-        yield op
 
 
 def health(argo: Path, obj: dict[str, Any], script: Path = build_argocd_health.SCRIPT) -> dict[str, str]:
@@ -63,7 +65,7 @@ def test_the_harness_sandbox_is_argo_cds(argo: Path, tmp_path: Path) -> None:
 
 
 def test_no_status_yet_reads_progressing(argo: Path) -> None:
-    obj = yaml.safe_load((ROOT / "crds" / "samples" / "llava-1.5-7b-l4.yaml").read_text())
+    obj = sample("llava-1.5-7b-l4")
     obj["metadata"]["generation"] = 1
     assert health(argo, obj) == {"status": "Progressing", "message": "Waiting for the operator to report status"}
 
@@ -110,15 +112,10 @@ def test_rolling_out_then_ready_then_generation_ahead(
 
 
 def test_a_crash_loop_reads_degraded(cluster: Cluster, namespace: str, operator: Operator, argo: Path) -> None:
-    ann = {"sim.vlmops.io/behavior": "crashloop", "sim.vlmops.io/crash-after": "1s"}
-    doc = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.podTemplate.annotations": ann})
+    doc = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.podTemplate.annotations": CRASH_LOOP})
     name = doc["metadata"]["name"]
     apply(cluster, doc)
-    obj = wait_until(
-        lambda: (o := vlmd(cluster, namespace, name)) and condition(o, "Degraded").get("status") == "True" and o,
-        "Degraded from the crash loop",
-        timeout=90,
-    )
+    obj = wait_condition(cluster, namespace, name, "Degraded", "True", timeout=90)
     degraded = condition(obj, "Degraded")
     assert health(argo, obj) == {"status": "Degraded", "message": f"{degraded['reason']}: {degraded['message']}"}
     assert degraded["reason"] in ("PodsFailing", "RolledBack")
@@ -129,15 +126,9 @@ def test_a_rollback_reads_degraded(cluster: Cluster, namespace: str, operator: O
     name = doc["metadata"]["name"]
     apply(cluster, doc)
     wait_ready(cluster, namespace, name)
-    doc["spec"]["podTemplate"] = {
-        "annotations": {"sim.vlmops.io/behavior": "crashloop", "sim.vlmops.io/crash-after": "1s"}
-    }
+    doc["spec"]["podTemplate"] = {"annotations": CRASH_LOOP}
     apply(cluster, doc)
-    obj = wait_until(
-        lambda: (o := vlmd(cluster, namespace, name)) and condition(o, "Degraded").get("reason") == "RolledBack" and o,
-        "the rollback",
-        timeout=120,
-    )
+    obj = wait_condition(cluster, namespace, name, "Degraded", "True", reason="RolledBack", timeout=120)
     hs = health(argo, obj)
     assert hs["status"] == "Degraded" and hs["message"].startswith("RolledBack: "), hs
 
@@ -151,11 +142,7 @@ def test_a_spec_the_reconciler_refuses_reads_degraded(
     doc = sample("does-not-fit-qwen2.5-vl-72b-l4.yaml", namespace, **{"spec.fitCheck": "Enforce"})
     name = doc["metadata"]["name"]
     apply(cluster, doc)
-    obj = wait_until(
-        lambda: (o := vlmd(cluster, namespace, name)) and condition(o, "Degraded").get("status") == "True" and o,
-        "the reconciler's refusal",
-        timeout=60,
-    )
+    obj = wait_condition(cluster, namespace, name, "Degraded", "True")
     degraded = condition(obj, "Degraded")
     assert degraded["reason"] == "DoesNotFit", degraded
     hs = health(argo, obj)
@@ -175,27 +162,27 @@ def test_scale_writes_survive_a_reapply_that_omits_replicas(
 ) -> None:
     doc = sample("llava-1.5-7b-l4.yaml", namespace)  # no spec.scaling.replicas, as ignoreDifferences advises
     name = doc["metadata"]["name"]
-    manifest = yaml.safe_dump(doc)
     # Argo CD's default sync: client-side `kubectl apply` (last-applied-configuration three-way merge)
-    cluster.kubectl("apply", "-f", "-", input=manifest)
+    apply(cluster, doc)
     assert replicas(cluster, namespace, name) == 1  # the CRD's default
     cluster.kubectl("scale", "vlmd", name, "-n", namespace, "--replicas=3")  # what the autoscaler / an HPA does
-    cluster.kubectl("apply", "-f", "-", input=manifest)
+    apply(cluster, doc)
     assert replicas(cluster, namespace, name) == 3
     # ServerSideApply=true: Argo CD applies as its own field manager, which never owned replicas
-    cluster.kubectl("apply", "--server-side", "--field-manager=argocd-controller", "-f", "-", input=manifest)
+    apply(cluster, doc, "--server-side", "--field-manager=argocd-controller")
     assert replicas(cluster, namespace, name) == 3
     # a manifest that does carry replicas puts its own value back on every sync: hence ignoreDifferences plus
     # RespectIgnoreDifferences=true (Argo CD then syncs the live value of the ignored field)
     with_replicas = {**doc, "spec": {**doc["spec"], "scaling": {"replicas": 1}}}
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(with_replicas))
+    apply(cluster, with_replicas)
     assert replicas(cluster, namespace, name) == 1
     # Replace=true: `kubectl replace` swaps the whole spec, so an omitted replicas is the CRD default again
     cluster.kubectl("scale", "vlmd", name, "-n", namespace, "--replicas=3")
     # kubectl replace reads the live resourceVersion first (custom resources allow no unconditional update), so a
     # write by the operator in between is a 409 Conflict; Argo CD retries a failed sync, and so does this test
     wait_until(
-        lambda: cluster.kubectl("replace", "-f", "-", input=manifest, check=False).returncode == 0, "kubectl replace"
+        lambda: cluster.kubectl("replace", "-f", "-", input=yaml.safe_dump(doc), check=False).returncode == 0,
+        "kubectl replace",
     )
     assert replicas(cluster, namespace, name) == 1
 

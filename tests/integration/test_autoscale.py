@@ -9,7 +9,6 @@ Every load stops by itself; only loopback traffic. Short windows in the specs ke
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,25 +18,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator, apply, condition, free_port, sample, wait_ready
-from tests.integration.test_simulated_pods import SimWatcher
+from tests.integration.helpers import Operator, apply, condition, free_port, sample, wait_condition, wait_ready
+from tests.integration.simulated import SimWatcher
+from tests.integration.workloads import SIM, SLOW_SIM, Timeline, internal, load
 from vlm_operator.kube import Kube
 from vlm_operator.render import objects
-from vlm_operator.simulator.load import BurstLoad, ready_pod_urls
-from vlm_operator.simulator.prometheus import find_prometheus
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only, pytest.mark.timeout(300)]
 
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-SIM = "sim.vlmops.io/"
-#: One request holds a slot for 16 output tokens at 10 tokens/s: 1.6 s, so a handful of clients builds a queue.
-SLOW_SIM = {
-    SIM + "simulator": "true",
-    SIM + "max-num-seqs": "2",
-    SIM + "decode-tokens-per-s": "10",
-    SIM + "output-tokens": "16",
-}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,86 +39,9 @@ def metrics_port() -> Iterator[int]:
         yield port
 
 
-@pytest.fixture(scope="module")
-def prometheus_port() -> int | None:
-    return free_port() if find_prometheus() is not None else None
-
-
-@pytest.fixture(scope="module")
-def sims(
-    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory, prometheus_port: int | None
-) -> Iterator[SimWatcher]:
-    workdir = tmp_path_factory.mktemp("autoscale-sims")
-    extra: list[str] = []
-    if prometheus_port is not None:
-        extra = ["--prometheus", "--prometheus-port", str(prometheus_port), "--prometheus-dir", str(workdir / "prom")]
-        extra += ["--scrape-interval", "1"]
-    w = SimWatcher(cluster, workdir / "simulate-pods.log", *extra)
-    try:
-        yield w
-    finally:
-        w.stop()
-
-
 @pytest.fixture
 def kube(cluster: Cluster) -> Kube:
     return Kube(cluster.api_client)
-
-
-def internal(namespace: str, *, annotations: dict[str, str], **scaling: Any) -> dict[str, Any]:
-    doc = sample("llava-1.5-7b-l4.yaml", namespace)
-    doc["spec"]["scaling"] = {"mode": "Internal", "pollIntervalSeconds": 1, **scaling}
-    doc["spec"]["podTemplate"] = {"annotations": annotations}
-    return doc
-
-
-class Timeline:
-    """Polls the VLMDeployment every 0.2 s in a thread: ``(t, spec.scaling.replicas, conditions, object)``."""
-
-    def __init__(self, kube: Kube, namespace: str, name: str) -> None:
-        self.kube, self.namespace, self.name = kube, namespace, name
-        self.points: list[tuple[float, int, dict[str, tuple[str, str]], dict[str, Any]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                obj = self.kube.get("vlmops.io/v1alpha1", "VLMDeployment", self.namespace, self.name)
-            except Exception:  # a transient API error: the next sample is 0.2 s later
-                obj = None
-            if obj is not None:
-                conds = {c["type"]: (c["status"], c["reason"]) for c in obj.get("status", {}).get("conditions", [])}
-                self.points.append((time.monotonic(), int(obj["spec"]["scaling"]["replicas"]), conds, obj))
-            self._stop.wait(0.2)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def replicas(self) -> list[tuple[float, int]]:
-        """The distinct values of spec.scaling.replicas, each with the time it was first seen."""
-        out: list[tuple[float, int]] = []
-        for t, r, _, _ in self.points:
-            if not out or out[-1][1] != r:
-                out.append((t, r))
-        return out
-
-    def first(self, pred: Any, since: float = 0.0) -> float | None:
-        return next((t for t, r, c, _ in self.points if t >= since and pred(r, c)), None)
-
-    def latest(self) -> dict[str, Any]:
-        return self.points[-1][3] if self.points else {}
-
-
-def load(kube: Kube, namespace: str, name: str, clients: int, seconds: float) -> BurstLoad:
-    """A bounded burst of tiny-PNG chat requests to the VLMDeployment's ready pods, by pod IP; started."""
-
-    def targets() -> list[str]:
-        return ready_pod_urls(kube.list("v1", "Pod", namespace, objects.selector_string(name)))
-
-    return BurstLoad(targets, "llava-1.5-7b", clients=clients, seconds=seconds).start()
 
 
 def events(cluster: Cluster, ns: str, name: str) -> list[dict[str, Any]]:
@@ -154,15 +67,6 @@ def replicas_managers(cluster: Cluster, ns: str, name: str) -> list[str]:
         for m in obj["metadata"]["managedFields"]
         if "f:replicas" in m.get("fieldsV1", {}).get("f:spec", {}).get("f:scaling", {})
     ]
-
-
-def wait_condition(cluster: Cluster, ns: str, name: str, type_: str, status: str, reason: str | None = None) -> Any:
-    def check() -> Any:
-        obj = cluster.get_json("vlmd", name, "-n", ns)
-        c = condition(obj, type_)
-        return c and c["status"] == status and (reason is None or c["reason"] == reason) and obj
-
-    return wait_until(check, f"{type_}={status} ({reason})", timeout=60, interval=0.3)
 
 
 def test_load_step_scales_up_fast_then_down_slowly_one_step_at_a_time_to_min(

@@ -8,50 +8,12 @@ import json
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.conftest import Cluster, wait_until
+from tests.integration.helpers import CRASH_LOOP, apply
+from tests.integration.simulated import gpu_deployment
 
 pytestmark = pytest.mark.integration
-
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-
-
-def gpu_deployment(
-    name: str,
-    gpus: int = 1,
-    annotations: dict[str, str] | None = None,
-    node_selector: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    pod_spec: dict[str, Any] = {
-        "tolerations": [GPU_TOLERATION],
-        "containers": [
-            {
-                "name": "vllm",
-                "image": "vllm/vllm-openai:v0.11.0",
-                "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
-            }
-        ],
-    }
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}, "annotations": annotations or {}},
-                "spec": pod_spec,
-            },
-        },
-    }
-
-
-def apply(cluster: Cluster, ns: str, obj: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(obj))
 
 
 def pods(cluster: Cluster, ns: str, app: str) -> list[dict[str, Any]]:
@@ -70,7 +32,7 @@ def node_of(cluster: Cluster, name: str) -> dict[str, Any]:
 
 @pytest.mark.local_only
 def test_gpu_pod_is_scheduled_on_a_gpu_node_and_becomes_ready(cluster: Cluster, namespace: str) -> None:
-    apply(cluster, namespace, gpu_deployment("one-gpu"))
+    apply(cluster, gpu_deployment("one-gpu"), namespace=namespace)
     cluster.kubectl("rollout", "status", "-n", namespace, "deploy/one-gpu", "--timeout=90s")
     [pod] = pods(cluster, namespace, "one-gpu")
     assert is_ready(pod)
@@ -81,7 +43,7 @@ def test_gpu_pod_is_scheduled_on_a_gpu_node_and_becomes_ready(cluster: Cluster, 
 
 @pytest.mark.local_only
 def test_simulated_pods_get_loopback_ips(cluster: Cluster, namespace: str) -> None:
-    apply(cluster, namespace, gpu_deployment("ips"))
+    apply(cluster, gpu_deployment("ips"), namespace=namespace)
     pod = wait_until(lambda: [p for p in pods(cluster, namespace, "ips") if p["status"].get("podIP")], "a pod IP")[0]
     ip = ipaddress.ip_address(pod["status"]["podIP"])
     assert ip.is_loopback, ip
@@ -90,7 +52,7 @@ def test_simulated_pods_get_loopback_ips(cluster: Cluster, namespace: str) -> No
 
 @pytest.mark.portable
 def test_more_gpus_than_any_node_stays_pending_with_failed_scheduling(cluster: Cluster, namespace: str) -> None:
-    apply(cluster, namespace, gpu_deployment("too-big", gpus=1000))
+    apply(cluster, gpu_deployment("too-big", gpus=1000), namespace=namespace)
 
     def failed_scheduling() -> list[dict[str, Any]]:
         events = cluster.get_json("events", "-n", namespace)["items"]
@@ -110,7 +72,11 @@ def test_product_node_selector_picks_the_right_pool(cluster: Cluster, namespace:
     for alias in ("L4", "H100-80GB"):
         product = gpus.lookup(alias)
         name = f"on-{product.short_name.lower()}"
-        apply(cluster, namespace, gpu_deployment(name, node_selector={"nvidia.com/gpu.product": product.product}))
+        apply(
+            cluster,
+            gpu_deployment(name, node_selector={"nvidia.com/gpu.product": product.product}),
+            namespace=namespace,
+        )
         cluster.kubectl("rollout", "status", "-n", namespace, f"deploy/{name}", "--timeout=90s")
         [pod] = pods(cluster, namespace, name)
         labels = node_of(cluster, pod["spec"]["nodeName"])["metadata"]["labels"]
@@ -133,7 +99,7 @@ def test_garbage_collector_deletes_owned_objects(cluster: Cluster, namespace: st
         },
         "data": {"k": "v"},
     }
-    apply(cluster, namespace, child)
+    apply(cluster, child, namespace=namespace)
     assert cluster.kubectl("get", "configmap", "child", "-n", namespace, check=False).returncode == 0
     cluster.kubectl("delete", "configmap", "owner", "-n", namespace)
     wait_until(
@@ -161,8 +127,8 @@ def test_rbac_is_enforced(cluster: Cluster, namespace: str) -> None:
 
 @pytest.mark.local_only
 def test_crashloop_stage_shows_climbing_restarts(cluster: Cluster, namespace: str) -> None:
-    ann = {"sim.vlmops.io/behavior": "crashloop", "sim.vlmops.io/crash-after": "1s"}
-    apply(cluster, namespace, gpu_deployment("crashy", annotations=ann))
+    ann = CRASH_LOOP
+    apply(cluster, gpu_deployment("crashy", annotations=ann), namespace=namespace)
 
     def restarts() -> int:
         ps = pods(cluster, namespace, "crashy")
@@ -185,7 +151,7 @@ def test_oom_at_startup_is_reported_like_the_kubelet_does(cluster: Cluster, name
         "sim.vlmops.io/exit-code": "137",
         "sim.vlmops.io/reason": "OOMKilled",
     }
-    apply(cluster, namespace, gpu_deployment("oom", annotations=ann))
+    apply(cluster, gpu_deployment("oom", annotations=ann), namespace=namespace)
 
     def terminated() -> dict[str, Any] | None:
         for p in pods(cluster, namespace, "oom"):
@@ -202,7 +168,7 @@ def test_oom_at_startup_is_reported_like_the_kubelet_does(cluster: Cluster, name
 @pytest.mark.local_only
 def test_fail_stage_fails_the_pod(cluster: Cluster, namespace: str) -> None:
     ann = {"sim.vlmops.io/behavior": "fail", "sim.vlmops.io/crash-after": "1s", "sim.vlmops.io/exit-code": "3"}
-    apply(cluster, namespace, gpu_deployment("fails", annotations=ann))
+    apply(cluster, gpu_deployment("fails", annotations=ann), namespace=namespace)
     failed = wait_until(
         lambda: [p for p in pods(cluster, namespace, "fails") if p["status"].get("phase") == "Failed"],
         "a Failed pod",
@@ -214,7 +180,7 @@ def test_fail_stage_fails_the_pod(cluster: Cluster, namespace: str) -> None:
 
 @pytest.mark.local_only
 def test_ready_after_annotation_delays_readiness(cluster: Cluster, namespace: str) -> None:
-    apply(cluster, namespace, gpu_deployment("slow", annotations={"sim.vlmops.io/ready-after": "6s"}))
+    apply(cluster, gpu_deployment("slow", annotations={"sim.vlmops.io/ready-after": "6s"}), namespace=namespace)
     running = wait_until(
         lambda: [p for p in pods(cluster, namespace, "slow") if p["status"].get("phase") == "Running"],
         "the slow pod to be Running",

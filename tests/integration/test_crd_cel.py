@@ -1,5 +1,8 @@
 """The generated CRD on a real API server: it installs, every sample is accepted, every CEL rule refuses its bad case
-with its message, the scale subresource and printer columns work, and `kubectl explain` shows the docstrings."""
+with its message (naming the offending value where the rule has a ``messageExpression``), names at the Kubernetes
+length limits are admitted or refused with the limit named, the scale subresource and printer columns work, and
+`kubectl explain` shows the docstrings. The same cases (``tests/cel_cases.py``) run against the Python mirror in
+``tests/unit/test_api_models.py`` and ``tests/unit/test_cel_messages.py``."""
 
 from __future__ import annotations
 
@@ -10,14 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.cel_cases import BASE, CEL_CASES, NAME_CASES, NAMED_CASES
 from tests.conftest import Cluster
-from tests.integration.helpers import manifest
-from tests.unit.test_api_models import BASE, CEL_CASES
+from tests.integration.helpers import apply
+from tests.manifests import SAMPLES, vlmd_manifest
 
 pytestmark = [pytest.mark.integration, pytest.mark.portable]
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = sorted((ROOT / "crds" / "samples").glob("*.yaml"))
 
 
 def test_crd_is_established_without_warnings(crd_installed: Cluster) -> None:
@@ -40,13 +41,38 @@ def test_sample_is_accepted(crd_installed: Cluster, namespace: str, sample: Path
     assert stored["spec"]["scaling"]["replicas"] == 1  # server-side default behind /scale
 
 
-@pytest.mark.parametrize(("case_id", "bad", "message"), CEL_CASES, ids=[c[0] for c in CEL_CASES])
+def test_the_crd_carries_message_expressions(crd_installed: Cluster) -> None:
+    crd = crd_installed.get_json("crd", "vlmdeployments.vlmops.io")
+    assert "messageExpression" in yaml.safe_dump(crd)  # the API server kept them (a cost-refused CRD would not)
+
+
+#: every CEL rule's bad case, then the cases whose message names the value
+REFUSED = [*CEL_CASES, *NAMED_CASES]
+
+
+@pytest.mark.parametrize(("case_id", "bad", "message"), REFUSED, ids=[c[0] for c in REFUSED])
 def test_cel_rule_refuses_bad_case(
     crd_installed: Cluster, namespace: str, case_id: str, bad: dict[str, Any], message: str
 ) -> None:
-    res = crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=manifest(case_id, bad), check=False)
+    res = apply(crd_installed, vlmd_manifest(case_id, bad), namespace=namespace, check=False)
     assert res.returncode != 0, f"{case_id} was accepted"
     assert message in res.stderr, res.stderr
+    assert "sk-secret-123" not in res.stderr
+
+
+@pytest.mark.parametrize(("name", "words"), NAME_CASES, ids=[f"{n[:12]}..{len(n)}" for n, _ in NAME_CASES])
+def test_names_at_the_limits(crd_installed: Cluster, namespace: str, name: str, words: str | None) -> None:
+    res = apply(crd_installed, vlmd_manifest(name, BASE), namespace=namespace, check=False)
+    if words is None:
+        assert res.returncode == 0, res.stderr
+        assert crd_installed.get_json("vlmd", name, "-n", namespace)["metadata"]["name"] == name
+        return
+    assert res.returncode != 0, f"{name!r} was accepted"
+    if len(name) > 253:
+        return  # the API server's own name check answers first
+    assert words in res.stderr, res.stderr
+    if "63" in words:
+        assert f": {len(name)} characters" in res.stderr, res.stderr
 
 
 def test_schema_bounds_refuse_bad_values(crd_installed: Cluster, namespace: str) -> None:
@@ -56,12 +82,12 @@ def test_schema_bounds_refuse_bad_values(crd_installed: Cluster, namespace: str)
         {**BASE, "resources": {"memory": "64 GB"}},
         {**BASE, "fitCheck": "Bypass"},
     ):
-        res = crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("bad", spec), check=False)
+        res = apply(crd_installed, vlmd_manifest("bad", spec), namespace=namespace, check=False)
         assert res.returncode != 0, f"accepted: {spec}"
 
 
 def test_scale_subresource_and_printer_columns(crd_installed: Cluster, namespace: str) -> None:
-    crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("scaled", BASE))
+    apply(crd_installed, vlmd_manifest("scaled", BASE), namespace=namespace)
     crd_installed.kubectl("scale", "-n", namespace, "vlmd/scaled", "--replicas=3")
     stored = crd_installed.get_json("vlmd", "scaled", "-n", namespace)
     assert stored["spec"]["scaling"]["replicas"] == 3
@@ -78,7 +104,7 @@ def test_scale_subresource_and_printer_columns(crd_installed: Cluster, namespace
 
 
 def test_status_keeps_typed_and_unknown_fields(crd_installed: Cluster, namespace: str) -> None:
-    crd_installed.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("st", BASE))
+    apply(crd_installed, vlmd_manifest("st", BASE), namespace=namespace)
     patch = {
         "status": {
             "readyReplicas": 1,

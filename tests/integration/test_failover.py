@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import (
+    WEBHOOK,
     Operator,
     apply,
     container_cmd,
@@ -36,12 +36,11 @@ from tests.integration.helpers import (
     wait_ready,
 )
 from tests.integration.loopback_lb import LoopbackLB
-from tests.integration.test_peering import probe
+from tests.integration.operator_helpers import probe
 from vlm_operator import webhook_certs
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
-WEBHOOK = "vlm-operator.vlmops.io"
 LIFETIME = 10  # --peering-lifetime: the standby takes over at most this long after the active one's last keep-alive
 TAKEOVER_LIMIT = 30.0
 
@@ -77,7 +76,7 @@ def replicas(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[tuple
     cluster.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK, "--ignore-not-found")
     peering = f"p-{uuid.uuid4().hex[:8]}"
     obj = {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": peering, "namespace": namespace}}
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(obj))
+    apply(cluster, obj)
     mount = tmp_path / "webhook-cert"
     shared_cert(cluster, namespace, mount)
     ports = [free_port(), free_port()]

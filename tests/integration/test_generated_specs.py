@@ -26,11 +26,10 @@ from hypothesis import HealthCheck, given, settings
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.cel_cases import CEL_CASES, NAMED_CASES
 from tests.conftest import Cluster
 from tests.integration.operator_helpers import running_operator
 from tests.specgen import SPEC_SCHEMA, specs
-from tests.unit.test_api_models import CEL_CASES
-from tests.unit.test_cel_messages import NAMED_CASES
 from vlm_operator import admission, reconcile
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]

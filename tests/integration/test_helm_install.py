@@ -22,10 +22,20 @@ import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.chart_helpers import CHART, ROOT, WEBHOOK_CONFIGURATION, chart_operator, run_helm
-from tests.integration.helpers import Operator, apply, condition, free_port, sample, vlmd, wait_ready
-from tests.integration.test_autoscale import SLOW_SIM, internal, wait_condition
-from tests.integration.test_rbac import DENIED, token_kubeconfig
-from tests.integration.test_simulated_pods import SimWatcher
+from tests.integration.helpers import (
+    Operator,
+    apply,
+    assert_too_wide_is_refused,
+    condition,
+    free_port,
+    sample,
+    vlmd,
+    wait_condition,
+    wait_ready,
+)
+from tests.integration.operator_helpers import DENIED, token_kubeconfig
+from tests.integration.simulated import SimWatcher
+from tests.integration.workloads import SLOW_SIM, internal
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only, pytest.mark.timeout(600)]
 
@@ -90,15 +100,6 @@ def chart_op(cluster: Cluster, release: Release, tmp_path_factory: pytest.TempPa
         yield op
 
 
-@pytest.fixture(scope="module")
-def sims(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimWatcher]:
-    w = SimWatcher(cluster, tmp_path_factory.mktemp("helm-sims") / "simulate-pods.log")
-    try:
-        yield w
-    finally:
-        w.stop()
-
-
 def denied_lines(op: Operator) -> list[str]:
     # the rollout's cluster-wide free-GPU count is granted cluster-wide; nothing may be refused
     return [line for line in op.output().splitlines() if DENIED.search(line)]
@@ -128,16 +129,12 @@ def test_with_the_charts_rights_it_reconciles_writes_events_and_serves_the_webho
     events = cluster.get_json("events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"]
     assert any(e.get("reportingComponent") == "vlm-operator" for e in events), events
     # the webhook (the chart's configuration, the operator's CA): TP x PP above the largest L4 node is refused
-    too_wide = sample("llava-1.5-7b-l4.yaml", namespace)
-    too_wide["metadata"]["name"] = "too-wide"
-    too_wide["spec"]["engine"]["tensorParallelSize"] = 8
-    res = apply(cluster, too_wide, check=False)
-    assert res.returncode != 0 and "largest NVIDIA-L4 node has 4" in res.stderr, res.stderr
+    assert_too_wide_is_refused(cluster, namespace)
     assert not denied_lines(chart_op), "\n".join(denied_lines(chart_op)[:20])
 
 
 def test_with_the_charts_rights_it_autoscales_through_scale(
-    cluster: Cluster, namespace: str, release: Release, chart_op: Operator, sims: SimWatcher
+    cluster: Cluster, namespace: str, release: Release, chart_op: Operator, watcher: SimWatcher
 ) -> None:
     doc = internal(
         namespace,

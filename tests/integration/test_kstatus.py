@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,7 @@ import pytest
 from hack import build_kstatus
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator, apply, condition, sample, vlmd, wait_ready
-from tests.integration.operator_helpers import running_operator
+from tests.integration.helpers import CRASH_LOOP, Operator, apply, condition, sample, vlmd, wait_condition, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
@@ -24,12 +22,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 @pytest.fixture(scope="module")
 def kstatus_bin() -> Path:
     return build_kstatus.ensure(log=lambda m: print(m, flush=True))
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    with running_operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log") as op:
-        yield op
 
 
 def kstatus(binary: Path, obj: dict[str, Any]) -> dict[str, Any]:
@@ -83,15 +75,10 @@ def test_rollout_reads_in_progress_then_current(
 def test_crash_loop_reads_failed_with_the_degraded_message(
     cluster: Cluster, namespace: str, operator: Operator, kstatus_bin: Path
 ) -> None:
-    ann = {"sim.vlmops.io/behavior": "crashloop", "sim.vlmops.io/crash-after": "1s"}
-    doc = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.podTemplate.annotations": ann})
+    doc = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.podTemplate.annotations": CRASH_LOOP})
     name = doc["metadata"]["name"]
     apply(cluster, doc)
-    obj = wait_until(
-        lambda: (o := vlmd(cluster, namespace, name)) and condition(o, "Degraded").get("status") == "True" and o,
-        "Degraded=True from the crash loop",
-        timeout=90,
-    )
+    obj = wait_condition(cluster, namespace, name, "Degraded", "True", timeout=90)
     degraded = condition(obj, "Degraded")
     res = kstatus(kstatus_bin, obj)
     print("kstatus while crash-looping:", res, "Degraded:", degraded)

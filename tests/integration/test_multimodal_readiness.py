@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import Operator, apply, condition, sample, vlmd, wait_ready
-from tests.integration.test_simulated_pods import SimWatcher
+from tests.integration.simulated import SimWatcher
 from vlm_operator.api import MULTIMODAL_READY_CONDITION
 from vlm_operator.render import objects
 
@@ -32,15 +32,6 @@ def fast_readiness() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VLM_OPERATOR_READINESS_SECONDS", "1")
         yield
-
-
-@pytest.fixture(scope="module")
-def sims(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimWatcher]:
-    w = SimWatcher(cluster, tmp_path_factory.mktemp("readiness-sims") / "simulate-pods.log")
-    try:
-        yield w
-    finally:
-        w.stop()
 
 
 def gated(namespace: str, name: str, annotations: dict[str, str]) -> dict[str, Any]:
@@ -61,7 +52,7 @@ def cond(pod: dict[str, Any], type_: str) -> dict[str, Any]:
 
 
 def test_a_pod_that_answers_an_image_request_turns_ready_through_the_gate(
-    cluster: Cluster, namespace: str, operator: Operator, sims: SimWatcher
+    cluster: Cluster, namespace: str, operator: Operator, watcher: SimWatcher
 ) -> None:
     apply(cluster, gated(namespace, "mm-good", {}))
     obj = wait_ready(cluster, namespace, "mm-good", timeout=150)
@@ -75,7 +66,7 @@ def test_a_pod_that_answers_an_image_request_turns_ready_through_the_gate(
 
 
 def test_a_pod_that_rejects_image_requests_stays_not_ready_and_status_says_why(
-    cluster: Cluster, namespace: str, operator: Operator, sims: SimWatcher
+    cluster: Cluster, namespace: str, operator: Operator, watcher: SimWatcher
 ) -> None:
     # the simulator rejects any prompt over max-model-len with vLLM's 400; the image alone is 4096 tokens here
     apply(cluster, gated(namespace, "mm-bad", {SIM + "image-tokens": "4096", SIM + "max-model-len": "1024"}))

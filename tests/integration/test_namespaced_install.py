@@ -27,7 +27,7 @@ from tests.integration.helpers import (
     sample,
     wait_ready,
 )
-from tests.integration.test_rbac import DENIED, token_kubeconfig
+from tests.integration.operator_helpers import DENIED, token_kubeconfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 

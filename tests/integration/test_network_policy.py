@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import Cluster
 from tests.integration.chart_helpers import CHART, docs, run_helm, template
+from tests.integration.helpers import apply
 
 pytestmark = [pytest.mark.integration, pytest.mark.portable]
 
@@ -33,4 +33,4 @@ def test_network_policy_is_optional_and_admits_only_the_api_server(
     assert webhook == {"from": [{"ipBlock": {"cidr": "10.0.0.10/32"}}], "ports": [{"protocol": "TCP", "port": 9443}]}
     assert metrics["ports"] == [{"protocol": "TCP", "port": 9090}]
     assert policy["spec"]["policyTypes"] == ["Ingress"]
-    cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=yaml.safe_dump(policy))
+    apply(cluster, policy, "--dry-run=server", namespace=namespace)

@@ -7,33 +7,25 @@ that namespace, with a name no other test uses).
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator, apply, free_port, install_crds_and_peering, sample
+from tests.integration.helpers import (
+    WEBHOOK,
+    Operator,
+    apply,
+    free_port,
+    install_crds_and_peering,
+    sample,
+    wait_webhook,
+)
+from tests.integration.operator_helpers import probe
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
-
-WEBHOOK = "vlm-operator.vlmops.io"
-
-
-def probe(port: int, path: str) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as rsp:
-            return rsp.status, json.loads(rsp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-    except OSError:
-        return 0, {}
 
 
 @pytest.fixture
@@ -80,11 +72,7 @@ def test_missing_peering_warns_once_reports_not_ready_and_resumes(
     assert body["peering"] == "missing-object" and "does not exist" in body["reasons"][0]
 
     # it serves the webhook while paused (admission works), but reconciles nothing
-    wait_until(
-        lambda: cluster.kubectl("get", "validatingwebhookconfiguration", WEBHOOK, check=False).returncode == 0,
-        "the webhook to be registered",
-        timeout=60,
-    )
+    wait_webhook(cluster)
     doc = sample("llava-1.5-7b-l4.yaml", namespace)
     name = doc["metadata"]["name"]
     wait_until(lambda: apply(cluster, doc, check=False).returncode == 0, "the webhook to admit the sample", timeout=60)
@@ -97,7 +85,7 @@ def test_missing_peering_warns_once_reports_not_ready_and_resumes(
         "kind": "KopfPeering",
         "metadata": {"name": peering_name, "namespace": namespace},
     }
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(obj))
+    apply(cluster, obj)
     wait_until(lambda: probe(health, "/readyz")[0] == 200, "/readyz to answer 200", timeout=30)
     wait_until(
         lambda: cluster.kubectl("get", "deployment", name, "-n", namespace, check=False).returncode == 0,

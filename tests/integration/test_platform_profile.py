@@ -9,28 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.helpers import Operator, apply, condition, sample, vlmd
-from tests.integration.operator_helpers import running_operator
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
 ROOT = Path(__file__).resolve().parents[2]
-PROFILE_CRD = ROOT / "crds" / "vlmops.io_vlmplatformprofiles.yaml"
 
 
 def profile(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "vlmops.io/v1alpha1", "kind": "VLMPlatformProfile", "metadata": {"name": name}, "spec": spec}
-
-
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    cluster.kubectl("apply", "--server-side", "-f", str(PROFILE_CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/vlmplatformprofiles.vlmops.io", "--timeout=60s")
-    with running_operator(cluster, tmp_path_factory.mktemp("operator") / "operator.log") as op:
-        yield op
 
 
 @pytest.fixture
@@ -44,7 +33,7 @@ def team_profile(cluster: Cluster, namespace: str, operator: Operator) -> Iterat
         maxGPUsPerDeployment=2,
         requiredFitCheck="Enforce",
     )
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    apply(cluster, doc)
     try:
         yield name
     finally:
@@ -53,10 +42,10 @@ def team_profile(cluster: Cluster, namespace: str, operator: Operator) -> Iterat
 
 def test_a_profile_that_does_not_parse_is_refused_at_its_own_admission(cluster: Cluster, operator: Operator) -> None:
     bad = profile("bad-numbers", maxGPUsPerReplica=8, maxGPUsPerDeployment=4)
-    res = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(bad), check=False)
+    res = apply(cluster, bad, check=False)
     assert res.returncode != 0 and "maxGPUsPerReplica cannot exceed maxGPUsPerDeployment" in res.stderr, res.stderr
     typo = profile("bad-mode", requiredFitCheck="Sometimes")
-    res = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(typo), check=False)
+    res = apply(cluster, typo, check=False)
     assert res.returncode != 0 and "requiredFitCheck" in res.stderr, res.stderr
 
 
@@ -86,7 +75,7 @@ def test_a_stricter_profile_never_blocks_unchanged_fields_or_scale(
     cluster.kubectl("label", "namespace", namespace, f"vlmops.io/team={namespace}")
     sel = {"matchLabels": {"vlmops.io/team": namespace}}
     p = profile(stricter, namespaceSelector=sel, maxGPUsPerReplica=1, requiredFitCheck="Enforce")
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(p))
+    apply(cluster, p)
     try:
         doc["spec"]["engine"]["maxModelLen"] = 2048  # an unrelated change
         apply(cluster, doc)
@@ -113,7 +102,7 @@ def test_gpu_quota_warns_by_default_and_refuses_under_enforce(
         "metadata": {"name": "team-gpus", "namespace": namespace},
         "spec": {"hard": {"requests.nvidia.com/gpu": "2"}},
     }
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(quota))
+    apply(cluster, quota)
     wait_until(
         lambda: cluster.get_json("resourcequota", "team-gpus", "-n", namespace).get("status", {}).get("hard"),
         "the quota controller to fill status.hard",
@@ -137,9 +126,7 @@ def test_gpu_quota_warns_by_default_and_refuses_under_enforce(
     name = f"quota-{namespace}"
     cluster.kubectl("label", "namespace", namespace, f"vlmops.io/team={namespace}")
     sel = {"matchLabels": {"vlmops.io/team": namespace}}
-    cluster.kubectl(
-        "apply", "-f", "-", input=yaml.safe_dump(profile(name, namespaceSelector=sel, quotaCheck="Enforce"))
-    )
+    apply(cluster, profile(name, namespaceSelector=sel, quotaCheck="Enforce"))
     try:
         other = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.scaling.replicas": 4})
         other["metadata"]["name"] = "over-quota"
@@ -163,7 +150,7 @@ def test_defaults_fill_only_unset_fields_in_what_the_operator_renders(
         namespaceSelector={"matchLabels": {"vlmops.io/team": namespace}},
         defaults={"imageMirror": mirror, "hfEndpoint": hub},
     )
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    apply(cluster, doc)
     try:
         plain = sample("llava-1.5-7b-l4.yaml", namespace)
         mine = sample("llava-1.5-7b-l4.yaml", namespace, **{"spec.engine.image": "quay.io/me/vllm:v0.11.0"})

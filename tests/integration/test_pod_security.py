@@ -18,6 +18,8 @@ import yaml
 
 from tests.conftest import Cluster, wait_until
 from tests.integration.chart_helpers import docs, template
+from tests.integration.helpers import apply
+from tests.manifests import sample_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
@@ -41,7 +43,7 @@ def test_operator_chart_runs_under_restricted(cluster: Cluster, helm: Path, rest
     rendered = docs(template(helm, namespace=ns))
     wanted = [d for d in rendered if d["kind"] in ("ServiceAccount", "Deployment")]
     assert {d["kind"] for d in wanted} == {"ServiceAccount", "Deployment"}
-    res = cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(wanted))
+    res = apply(cluster, wanted, namespace=ns)
     assert "would violate PodSecurity" not in res.stderr, res.stderr
     dep = next(d for d in wanted if d["kind"] == "Deployment")["metadata"]["name"]
     wait_until(
@@ -57,7 +59,7 @@ def test_the_level_vllm_pods_need(cluster: Cluster, restricted_namespace: str) -
     """vllm/vllm-openai runs as root: the rendered pod is refused under restricted (the warning names why) and the
     level it needs is printed."""
     out = subprocess.run(
-        [".venv/bin/vlmctl", "render", "-f", str(ROOT / "crds" / "samples" / "llava-1.5-7b-l4.yaml")],
+        [".venv/bin/vlmctl", "render", "-f", str(sample_path("llava-1.5-7b-l4"))],
         capture_output=True, text=True, cwd=ROOT, timeout=120, check=True,
     ).stdout  # fmt: skip
     dep = next(d for d in yaml.safe_load_all(out) if d and d.get("kind") == "Deployment")
@@ -67,7 +69,7 @@ def test_the_level_vllm_pods_need(cluster: Cluster, restricted_namespace: str) -
     for level in ("restricted", "baseline"):
         ns = restricted_namespace
         cluster.kubectl("label", "namespace", ns, f"pod-security.kubernetes.io/warn={level}", "--overwrite")
-        res = cluster.kubectl("apply", "--dry-run=server", "-n", ns, "-f", "-", input=yaml.safe_dump(dep))
+        res = apply(cluster, dep, "--dry-run=server", namespace=ns)
         levels[level] = "would violate PodSecurity" not in res.stderr
         if level == "restricted":
             assert not levels[level], "the vLLM pod unexpectedly meets restricted"

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.test_simulated_pods import SimWatcher, apply, ready_pod, running_pod, sim_deployment
+from tests.integration.helpers import apply
+from tests.integration.simulated import SimWatcher, ready_pod, running_pod, sim_deployment
 from vlm_operator.simulator.prometheus import find_prometheus, free_port, instant_query
 from vlm_operator.smoke import smoke_request
 
@@ -71,8 +72,8 @@ def test_prometheus_scrapes_the_simulated_pod_and_sees_its_queue(
     # one request at a time, 30 output tokens at 10 tokens/s: each request takes ~3 s
     apply(
         cluster,
-        namespace,
         sim_deployment("scraped", {"sim.vlmops.io/max-num-seqs": "1", "sim.vlmops.io/decode-tokens-per-s": "10"}),
+        namespace=namespace,
     )
     pod = running_pod(cluster, namespace, "scraped")
     name, ip = pod["metadata"]["name"], pod["status"]["podIP"]

@@ -12,35 +12,25 @@ import time
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator, apply, condition, wait_ready
-from tests.integration.test_autoscale import (
+from tests.integration.helpers import Operator, apply, condition, wait_condition, wait_ready
+from tests.integration.simulated import SimWatcher
+from tests.integration.workloads import (
     SLOW_SIM,
-    Timeline,
-    internal,
-    load,
-    prometheus_port,
-    sims,
-    wait_condition,
-)
-from tests.integration.test_rollout import (
-    PodWatch,
     PoolFactory,
+    Timeline,
     deployment,
     events,
-    gpu_pool,
+    internal,
+    load,
+    longer_context,
     model,
-    rolled_out,
-    template_hash,
+    watch_a_rollout,
 )
-from tests.integration.test_simulated_pods import SimWatcher
 from vlm_operator.kube import Kube
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only, pytest.mark.timeout(300)]
-
-__all__ = ["gpu_pool", "prometheus_port", "sims"]  # the imported fixtures
 
 GPU = "requests.nvidia.com/gpu"
 
@@ -52,7 +42,7 @@ def gpu_quota(cluster: Cluster, namespace: str, gpus: int) -> None:
         "metadata": {"name": "gpu-quota", "namespace": namespace},
         "spec": {"hard": {GPU: str(gpus)}},
     }
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+    apply(cluster, doc)
     # the controller manager's quota controller fills in status; before that, admission refuses nothing it limits
     wait_until(
         lambda: (
@@ -116,19 +106,13 @@ def test_a_rollout_under_a_full_quota_replaces_in_place(
 ) -> None:
     pool = gpu_pool(3)  # a spare GPU on the node, so only the quota stands in the way of a surge pod
     gpu_quota(cluster, namespace, 2)
+
+    def change_once_the_quota_is_full(doc: dict[str, Any]) -> None:
+        wait_until(lambda: used(cluster, namespace) == "2", "2 GPUs used in the quota", timeout=60)
+        longer_context(doc)
+
     doc = model(namespace, pool, 2, {"sim.vlmops.io/ready-after": "3s"})
-    apply(cluster, doc)
-    wait_until(lambda: rolled_out(cluster, namespace, 2), "the first revision", timeout=120)
-    wait_until(lambda: used(cluster, namespace) == "2", "2 GPUs used in the quota", timeout=60)
-    before = template_hash(cluster, namespace)
-    with PodWatch(cluster, namespace) as w:
-        doc["spec"]["engine"]["maxModelLen"] = 2048
-        apply(cluster, doc)
-        wait_until(
-            lambda: template_hash(cluster, namespace) != before and rolled_out(cluster, namespace, 2),
-            "the rollout to complete",
-            timeout=180,
-        )
+    w = watch_a_rollout(cluster, namespace, doc, change_once_the_quota_is_full)
     assert w.max_live == 2, w.samples  # no surge pod was ever created
     strategy = deployment(cluster, namespace)["spec"]["strategy"]["rollingUpdate"]
     assert strategy == {"maxSurge": 0, "maxUnavailable": 1}

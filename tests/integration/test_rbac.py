@@ -7,8 +7,6 @@ that deploy/operator.yaml grants.
 
 from __future__ import annotations
 
-import base64
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,61 +15,39 @@ import pytest
 import yaml
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import ROOT, Operator, apply, condition, install_crds_and_peering, sample, wait_ready
-from tests.integration.operator_helpers import running_operator
+from tests.integration.helpers import (
+    ROOT,
+    Operator,
+    apply,
+    assert_too_wide_is_refused,
+    condition,
+    install_crds_and_peering,
+    sample,
+    wait_ready,
+)
+from tests.integration.operator_helpers import (
+    DENIED,
+    RBAC_KINDS,
+    SA_NAME,
+    SA_NAMESPACE,
+    SA_USER,
+    running_operator,
+    token_kubeconfig,
+)
 from vlm_operator import rbac
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
-
-SA_NAMESPACE, SA_NAME = "vlm-operator", "vlm-operator"
-SA_USER = f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}"
-RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
-#: What an authorization refusal looks like in the operator's log: the API server's RBAC message, or kopf's own
-#: warnings when it lacks a permission. (Other 403s, such as NamespaceTerminating for objects left by earlier tests'
-#: namespaces, are not about RBAC.)
-DENIED = re.compile(
-    rf'User "{re.escape(SA_USER)}" cannot|cannot (get|list|watch|create|patch|update|delete) resource|'
-    r"Not enough (RBAC )?permissions",
-    re.IGNORECASE,
-)
 
 
 def deploy_docs(*kinds: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all((ROOT / "deploy" / "operator.yaml").read_text()) if d and d["kind"] in kinds]
 
 
-def token_kubeconfig(cluster: Cluster, token: str, out: Path) -> Path:
-    """A kubeconfig for the cluster's server and CA, authenticated only by ``token``."""
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    ctx_name = admin.get("current-context") or admin["contexts"][0]["name"]
-    ctx = next(c["context"] for c in admin["contexts"] if c["name"] == ctx_name)
-    cl = next(c["cluster"] for c in admin["clusters"] if c["name"] == ctx["cluster"])
-    cluster_entry: dict[str, Any] = {"server": cl["server"]}
-    if "certificate-authority-data" in cl:
-        cluster_entry["certificate-authority-data"] = cl["certificate-authority-data"]
-    else:
-        ca = Path(cl["certificate-authority"])
-        if not ca.is_absolute():
-            ca = cluster.kubeconfig.parent / ca
-        cluster_entry["certificate-authority-data"] = base64.b64encode(ca.read_bytes()).decode()
-    cfg = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": cluster_entry}],
-        "users": [{"name": SA_NAME, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": SA_NAME}}],
-        "current-context": "sa",
-    }
-    out.write_text(yaml.safe_dump(cfg))
-    out.chmod(0o600)
-    return out
-
-
 @pytest.fixture(scope="module")
 def sa_kubeconfig(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     docs = deploy_docs(*RBAC_KINDS)
     assert sorted(d["kind"] for d in docs) == sorted(RBAC_KINDS)
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    apply(cluster, docs)
     install_crds_and_peering(cluster)
     # the RBAC authorizer learns of the new binding through its informers: wait until it answers for the SA
     wait_until(lambda: can_i(cluster, "list", "vlmdeployments.vlmops.io", "-A"), "the binding to take effect")
@@ -145,11 +121,7 @@ def test_operator_with_only_its_cluster_role_reconciles_to_ready(
         assert "vlm-operator" in managers, (kind, managers)
 
     # the webhook lists nodes: TP x PP above the largest L4 node (4 GPUs) is refused with the node's figure
-    too_wide = sample("llava-1.5-7b-l4.yaml", namespace)
-    too_wide["metadata"]["name"] = "too-wide"
-    too_wide["spec"]["engine"]["tensorParallelSize"] = 8
-    res = apply(cluster, too_wide, check=False)
-    assert res.returncode != 0 and "largest NVIDIA-L4 node has 4" in res.stderr, res.stderr
+    assert_too_wide_is_refused(cluster, namespace)
 
     # a spec change converges too (patch of the Deployment, status patch)
     doc["spec"]["engine"]["maxModelLen"] = 2048

@@ -15,14 +15,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator, apply, condition, install_crds_and_peering, sample, vlmd
+from tests.integration.helpers import WEBHOOK, Operator, apply, condition, install_crds_and_peering, sample, vlmd
 from tests.integration.operator_helpers import running_operator
 from vlm_operator import admission
 from vlm_operator.api import VLMDeploymentSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
 
-WEBHOOK = "vlm-operator.vlmops.io"
 OLD_DEFAULT = "0.31.0"
 QWEN = "qwen2.5-vl-7b-pixels.yaml"
 #: Stands in for an operator release whose default engine version was OLD_DEFAULT.

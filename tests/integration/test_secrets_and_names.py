@@ -4,7 +4,7 @@
   API key in a Secret, never appear in container args, annotations, events, status, any object in the namespace, the
   webhook configuration, the operator's metrics or its DEBUG log, including after a refused spec.
 * A 63-character name (the Service-name and label-value limit) goes Ready end to end; 64 is refused at admission
-  with the limit named (tests/integration/test_crd_cel_messages.py covers the CEL side for every limit).
+  with the limit named (tests/integration/test_crd_cel.py covers the CEL side for every limit).
 """
 
 from __future__ import annotations
@@ -15,9 +15,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Cluster, wait_until
+from tests.conftest import Cluster
 from tests.fakehub import FakeHub, safetensors_blob
-from tests.integration.helpers import Operator, apply, free_port, install_crds_and_peering, sample, vlmd, wait_ready
+from tests.integration.helpers import (
+    WEBHOOK,
+    Operator,
+    apply,
+    free_port,
+    install_crds_and_peering,
+    sample,
+    vlmd,
+    wait_ready,
+    wait_webhook,
+)
 from vlm_operator.models import catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
@@ -26,7 +36,6 @@ OPERATOR_TOKEN = "hf_OPERATORtokenMustNotLeak0123456789"
 POD_TOKEN = "hf_PODtokenMustNotLeak9876543210"
 API_KEY = "sk-APIkeyMustNotLeak-5555"
 SECRETS = (OPERATOR_TOKEN, POD_TOKEN, API_KEY)
-WEBHOOK = "vlm-operator.vlmops.io"
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +63,7 @@ def hub_operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> 
         )
         op.start()
         try:
-            wait_until(
-                lambda: cluster.kubectl("get", "validatingwebhookconfiguration", WEBHOOK, check=False).returncode == 0,
-                "the operator to register its webhook",
-                timeout=60,
-            )
+            wait_webhook(cluster)
             yield op, metrics
         finally:
             op.stop()

@@ -4,163 +4,32 @@ Only loopback traffic; every request here is bounded."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Cluster, wait_until
+from tests.integration.helpers import apply
+from tests.integration.simulated import (
+    SimWatcher,
+    http_get,
+    is_ready,
+    live_pods,
+    ready_pod,
+    running_pod,
+    sim_deployment,
+)
 from vlm_operator.smoke import smoke_check
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only, pytest.mark.timeout(240)]
-
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only, never a proxy
-
-
-class SimWatcher:
-    """`vlmctl simulate-pods` as a subprocess, stopped by its PID."""
-
-    def __init__(self, cluster: Cluster, log: Path, *extra: str) -> None:
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "vlm_operator",
-                    "simulate-pods",
-                    "--kubeconfig",
-                    str(cluster.kubeconfig),
-                    "--interval",
-                    "0.3",
-                    *extra,
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            wait_until(lambda: "simulate-pods: watching" in self.output() or self.proc.poll() is not None, "watcher")
-        except AssertionError:
-            self.stop()
-            raise
-        if self.proc.poll() is not None:
-            raise AssertionError(f"simulate-pods exited with {self.proc.returncode}:\n{self.output()}")
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-
-def sim_deployment(name: str, annotations: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {
-                    "labels": {"app": name},
-                    "annotations": {"sim.vlmops.io/simulator": "true", **annotations},
-                },
-                "spec": {
-                    "tolerations": [GPU_TOLERATION],
-                    "terminationGracePeriodSeconds": 0,
-                    "containers": [
-                        {
-                            "name": "vllm",
-                            "image": "vllm/vllm-openai:v0.11.0",
-                            "args": ["--served-model-name", "Qwen/Qwen2.5-VL-7B-Instruct", "--max-num-seqs", "4"],
-                            "resources": {"limits": {"nvidia.com/gpu": "1"}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
-
-
-def apply(cluster: Cluster, ns: str, obj: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(obj))
-
-
-def live_pods(cluster: Cluster, ns: str, app: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = cluster.get_json("pods", "-n", ns, "-l", f"app={app}")["items"]
-    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
-
-
-def is_ready(pod: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions") or [])
-
-
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, str] | None:
-    """``(status, body)``, or ``None`` when nothing answers (connection refused)."""
-    try:
-        with _OPENER.open(url, timeout=timeout) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except (urllib.error.URLError, OSError):
-        return None
-
-
-def running_pod(cluster: Cluster, ns: str, app: str, exclude: str | None = None) -> dict[str, Any]:
-    def find() -> dict[str, Any] | None:
-        for p in live_pods(cluster, ns, app):
-            if p["metadata"]["name"] != exclude and p["status"].get("phase") == "Running" and p["status"].get("podIP"):
-                return p
-        return None
-
-    pod: dict[str, Any] = wait_until(find, f"a Running pod of {app} with an IP", timeout=60, interval=0.2)
-    return pod
-
-
-def ready_pod(cluster: Cluster, ns: str, app: str, name: str, timeout: float = 60) -> dict[str, Any]:
-    def find() -> dict[str, Any] | None:
-        for p in live_pods(cluster, ns, app):
-            if p["metadata"]["name"] == name and is_ready(p):
-                return p
-        return None
-
-    pod: dict[str, Any] = wait_until(find, f"pod {name} Ready", timeout=timeout, interval=0.2)
-    return pod
-
-
-@pytest.fixture(scope="module")
-def watcher(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimWatcher]:
-    w = SimWatcher(cluster, tmp_path_factory.mktemp("simulate-pods") / "simulate-pods.log")
-    try:
-        yield w
-    finally:
-        w.stop()
 
 
 def test_pod_turns_ready_only_once_its_simulator_answers_and_the_simulator_stops_with_the_pod(
     cluster: Cluster, namespace: str, watcher: SimWatcher
 ) -> None:
     # the simulator "loads" for 4 s before it listens, as vLLM's port refuses connections during a model load
-    apply(cluster, namespace, sim_deployment("sim", {"sim.vlmops.io/startup-delay": "4s"}))
+    apply(cluster, sim_deployment("sim", {"sim.vlmops.io/startup-delay": "4s"}), namespace=namespace)
     pod = running_pod(cluster, namespace, "sim")
     name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
     assert ip.startswith("127.100.")
@@ -217,7 +86,6 @@ def test_annotations_configure_the_simulator_and_plain_pods_get_none(
 ) -> None:
     apply(
         cluster,
-        namespace,
         sim_deployment(
             "old",
             {
@@ -226,10 +94,11 @@ def test_annotations_configure_the_simulator_and_plain_pods_get_none(
                 "sim.vlmops.io/max-num-seqs": "1",
             },
         ),
+        namespace=namespace,
     )
     plain = sim_deployment("plain", {})
     del plain["spec"]["template"]["metadata"]["annotations"]["sim.vlmops.io/simulator"]
-    apply(cluster, namespace, plain)
+    apply(cluster, plain, namespace=namespace)
 
     pod = running_pod(cluster, namespace, "old")
     ready_pod(cluster, namespace, "old", pod["metadata"]["name"])

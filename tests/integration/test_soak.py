@@ -24,7 +24,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator, install_crds_and_peering, sample
+from tests.integration.helpers import WEBHOOK, Operator, install_crds_and_peering, sample, wait_webhook
 from vlm_operator.render import objects
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_only]
@@ -33,7 +33,6 @@ OBJECTS = int(os.environ.get("VLM_SOAK_OBJECTS", "12"))
 KILLS = int(os.environ.get("VLM_SOAK_KILLS", "3"))
 SEED = int(os.environ.get("VLM_SOAK_SEED", str(int(time.time()))))
 GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
-WEBHOOK = "vlm-operator.vlmops.io"
 
 
 def retry(fn: Any, what: str, timeout: float = 60) -> Any:
@@ -136,11 +135,7 @@ def test_random_kills_converge(cluster: Cluster, namespace: str, tmp_path: Path)
     converge: list[float] = []
     op.start()
     try:
-        wait_until(
-            lambda: cluster.kubectl("get", "validatingwebhookconfiguration", WEBHOOK, check=False).returncode == 0,
-            "the webhook",
-            timeout=60,
-        )
+        wait_webhook(cluster)
         for _ in range(OBJECTS):
             create()
         for _kill in range(KILLS):

@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from tests.processors.image_sizes import SIZES
 from vlm_operator.estimator import tokens as T
 from vlm_operator.models import catalog
 from vlm_operator.models.hf_config import parse_config
@@ -44,39 +45,6 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "tests" / "data" / "preprocessor_configs"
 TRANSFORMERS_VERSION = os.environ.get("VLM_TEST_TRANSFORMERS_VERSION", "5.19.0")
-
-#: (width, height): tiny, ordinary photo/screen sizes, huge, and extreme aspect ratios both ways.
-SIZES: tuple[tuple[int, int], ...] = (
-    (1, 1),
-    (8, 8),
-    (17, 33),
-    (28, 28),
-    (64, 48),
-    (224, 224),
-    (336, 336),
-    (384, 384),
-    (448, 448),
-    (500, 375),
-    (333, 777),
-    (640, 480),
-    (800, 600),
-    (1024, 768),
-    (1280, 720),
-    (1920, 1080),
-    (1080, 1920),
-    (2048, 2048),
-    (3000, 2000),
-    (4032, 3024),
-    (6000, 4500),
-    (4000, 100),
-    (100, 4000),
-    (1600, 40),
-    (8000, 50),
-    (50, 8000),
-    # below min_pixels when min_pixels = max_pixels: the ceil-upscale overshoots max_pixels (docs/estimator.md §4)
-    (7924, 56),
-    (56, 7924),
-)
 
 
 @dataclass(frozen=True)

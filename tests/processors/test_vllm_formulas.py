@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.processors.test_hf_processors import SIZES
+from tests.processors.image_sizes import SIZES
 from vlm_operator.estimator import tokens as T
 from vlm_operator.models import catalog
 

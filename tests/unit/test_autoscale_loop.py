@@ -1,4 +1,4 @@
-"""The autoscaler loop (handlers/autoscale.py) with a fake API server, fake scrapes and an injected clock: what it
+"""The autoscaler loop (autoscale/loop.py) with a fake API server, fake scrapes and an injected clock: what it
 reads, what it writes (only /scale), what it reports to the reconciler, and hours of simulated load in milliseconds."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from vlm_operator import conditions
 from vlm_operator import operator_metrics as op_metrics
 from vlm_operator.autoscale import report as reports
+from vlm_operator.autoscale.loop import Autoscaler, pod_ready, served_model_name
 from vlm_operator.autoscale.policy import Decision, PolicyState, Reason, Signals
 from vlm_operator.autoscale.vllm_metrics import EngineSample, MissingSample
-from vlm_operator.handlers.autoscale import Autoscaler, pod_ready, served_model_name
 from vlm_operator.render import objects
 
 NS, NAME = "ml", "qwen"

@@ -397,3 +397,41 @@ def test_an_engine_that_dies_mid_shard_stops_it_and_a_rerun_resumes(tmp_path: Pa
     assert second.reason is None and second.lines_done == 60 and second.lines_failed == 0
     got = [r["custom_id"] for r in read_jsonl(out / "results-0.jsonl")]
     assert sorted(got) == sorted(ids) and len(set(got)) == 60
+
+
+def test_resume_skips_custom_ids_another_tool_answered_but_not_a_repeat_of_ours(tmp_path: Path) -> None:
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out"
+    inp.write_text("\n".join([batch_line("a"), batch_line("a"), batch_line("b"), batch_line("c")]) + "\n")
+    out.mkdir()
+    # an earlier run of ours answered line 0 ("a") and was killed before it wrote line 1's error; run_batch (ids
+    # vllm-<uuid>) answered "b"
+    ours = {"id": "vlmbatch-line-0", "custom_id": "a", "response": {"status_code": 200, "body": {}}, "error": None}
+    theirs = {"id": "vllm-1f2e", "custom_id": "b", "response": {"status_code": 200, "body": {}}, "error": None}
+    (out / "results-0.jsonl").write_text(json.dumps(ours) + "\n" + json.dumps(theirs) + "\n")
+
+    async def main() -> Any:
+        server = SimulatorServer(SimConfig(model_name=MODEL, time_scale=0.0), port=0)
+        await server.start()
+        try:
+            return await Shard(config(inp, out, server.url)).run()
+        finally:
+            await server.stop()
+
+    summary = asyncio.run(main())
+    assert summary.reason is None
+    results = read_jsonl(out / "results-0.jsonl")
+    assert [r["custom_id"] for r in results] == ["a", "b", "c"]  # "c" is the only line sent
+    errors = read_jsonl(out / "errors-0.jsonl")
+    assert [(e["id"], e["error"]["code"]) for e in errors] == [("vlmbatch-line-1", "duplicate_custom_id")]
+    assert (summary.lines_total, summary.lines_done, summary.lines_failed) == (4, 3, 1)
+
+
+def test_an_output_dir_that_cannot_be_written_stops_the_shard_with_the_reason(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    write_input(inp, 2)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the output directory should be")
+    summary = asyncio.run(Shard(config(inp, blocker / "out", "http://127.0.0.1:9")).run())
+    assert summary.exit_code == 4
+    assert summary.reason is not None and summary.reason.startswith(f"OutputUnwritable: {blocker / 'out'}")
+    assert summary.lines_total == 2

@@ -319,3 +319,16 @@ def test_bad_arguments_exit_1_naming_the_flag(
         parse_config([*BASE, *extra], env)
     assert exc.value.code == 1
     assert words in capsys.readouterr().err
+
+
+def test_the_in_pod_client_loads_no_cluster_client() -> None:
+    """The client runs in the Job's pod beside the engine: no kopf, no Kubernetes client."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vlm_operator.batch.client, vlm_operator.batch.report, vlm_operator.cli.batch\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'kopf', 'kubernetes'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

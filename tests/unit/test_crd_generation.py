@@ -12,14 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.cel_cases import CEL_CASES
+from tests.manifests import SAMPLES
 from vlm_operator.api import VLMDeployment
 from vlm_operator.api.crd import CRD_FILE, crd, crd_yaml
 from vlm_operator.cli import crds as crds_cli
 
-from .test_api_models import CEL_CASES
-
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = sorted((ROOT / "crds" / "samples").glob("*.yaml"))
 
 
 def version() -> dict[str, Any]:

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.manifests import SAMPLES
 from vlm_operator import kube, rbac, webhook_server
 
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "operator" / "vlm_operator"
-SAMPLES = ROOT / "crds" / "samples"
 
 
 def _gen_rbac() -> Any:
@@ -109,18 +109,19 @@ def test_deploy_wires_identity_service_and_webhook_together() -> None:
     assert by_kind(docs, "ClusterKopfPeering")["metadata"]["name"] == "vlm-operator"  # vlmctl's default --peering
 
 
-def test_the_deployment_args_and_env_parse_with_the_real_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_deployment_args_and_env_parse_with_the_real_cli() -> None:
     from vlm_operator import cli
+    from vlm_operator.cli.operator import settings_from
 
     (c,) = by_kind(deploy_docs(), "Deployment")["spec"]["template"]["spec"]["containers"]
-    for e in c["env"]:
-        monkeypatch.setenv(e["name"], e["value"])
     argv = ["operator", "run", *c["args"]]  # the image's ENTRYPOINT is `vlmctl operator run`
     args = cli._build_parser(argv).parse_args(argv)
+    settings = settings_from(args, {e["name"]: e["value"] for e in c["env"]})
     live = int(args.liveness.rsplit(":", 1)[1].split("/")[0])
-    assert live == 8080 and args.metrics_port not in (live, 0, 9443), "metrics and liveness must not share a port"
+    assert live == 8080 and settings.metrics_port not in (live, 0, 9443), "metrics and liveness must not share a port"
     named = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert named["metrics"] == args.metrics_port and args.metrics_addr == "0.0.0.0"
+    assert named["metrics"] == settings.metrics_port and settings.metrics_addr == "0.0.0.0"
+    assert settings.webhook_service == "vlm-operator/vlm-operator:443"  # the API server dials the webhook's Service
 
 
 def strip_tpl(text: str) -> str:
@@ -311,7 +312,7 @@ def test_every_rendered_child_can_be_server_side_applied() -> None:
     from vlm_operator.reconcile import build_plan
 
     kinds = set()
-    for path in SAMPLES.glob("*.yaml"):
+    for path in SAMPLES:
         doc = yaml.safe_load(path.read_text())
         doc["metadata"].update(namespace="default", uid="00000000-0000-0000-0000-000000000000")
         try:
@@ -330,8 +331,9 @@ def test_every_resource_kopf_handles_is_granted() -> None:
     import kopf
 
     import vlm_operator.handlers
+    from vlm_operator.settings import Settings
 
-    registry: Any = kopf.get_default_registry()
+    registry: Any = vlm_operator.handlers.register(Settings(), kopf.OperatorRegistry())
     watched = [*registry._watching.get_all_handlers(), *registry._changing.get_all_handlers()]
     spawned = list(registry._spawning.get_all_handlers())
     assert watched and spawned is not None

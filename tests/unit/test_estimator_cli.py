@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.manifests import sample_path
 from vlm_operator.cli import main
 
 KEYS = {
@@ -213,7 +214,7 @@ def test_model_facts_line_never_wraps(
 
 
 def test_a_manifest_without_a_gpu_is_stated_as_assumed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    sample = (Path(__file__).resolve().parents[2] / "crds" / "samples" / "llava-1.5-7b-l4.yaml").read_text()
+    sample = sample_path("llava-1.5-7b-l4").read_text()
     named = tmp_path / "named.yaml"
     named.write_text(sample)
     unnamed = tmp_path / "unnamed.yaml"

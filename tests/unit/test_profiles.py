@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from tests.manifests import parsed_spec
 from vlm_operator import profiles
 from vlm_operator.api import VLMDeploymentSpec
 from vlm_operator.api.profile import VLMPlatformProfile, VLMPlatformProfileSpec
@@ -27,13 +28,7 @@ def vspec(**over: Any) -> VLMDeploymentSpec:
         "engine": {"version": "0.11.0"},
         "resources": {"gpu": {"product": "L4"}},
     }
-    for path, value in over.items():
-        node = raw
-        keys = path.split(".")
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-        node[keys[-1]] = value
-    return VLMDeploymentSpec.model_validate(raw)
+    return parsed_spec(raw, **over)
 
 
 TEAM = {"vlmops.io/tier": "team", "kubernetes.io/metadata.name": "team-a"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.manifests import parsed_spec
 from vlm_operator import profiles, quota
 from vlm_operator.api import VLMDeploymentSpec
 from vlm_operator.api.profile import VLMPlatformProfile
@@ -12,13 +13,7 @@ from vlm_operator.api.profile import VLMPlatformProfile
 
 def vspec(**over: Any) -> VLMDeploymentSpec:
     raw: dict[str, Any] = {"model": {"name": "llava-hf/llava-1.5-7b-hf"}, "resources": {"gpu": {"product": "L4"}}}
-    for path, value in over.items():
-        node = raw
-        keys = path.split(".")
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-        node[keys[-1]] = value
-    return VLMDeploymentSpec.model_validate(raw)
+    return parsed_spec(raw, **over)
 
 
 def rq(name: str, resource: str, hard: int, used: int) -> dict[str, Any]:

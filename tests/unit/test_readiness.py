@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.manifests import sample
 from vlm_operator import conditions, readiness, reconcile
 from vlm_operator.api import MULTIMODAL_READY_CONDITION, VLMDeployment
 from vlm_operator.reconcile import build_plan
@@ -27,8 +28,8 @@ REJECTED = SmokeResult(False, 400, "HTTP 400: Unexpected keyword argument 'not_a
 
 
 def vlmd(probe: bool | None) -> VLMDeployment:
-    doc = yaml.safe_load((ROOT / "crds" / "samples" / "llava-1.5-7b-l4.yaml").read_text())
-    doc["metadata"] = {"name": doc["metadata"]["name"], "namespace": "ns", "uid": "u1"}
+    doc = sample("llava-1.5-7b-l4", "ns")
+    doc["metadata"]["uid"] = "u1"
     if probe is not None:
         doc["spec"]["readiness"] = {"multimodalProbe": probe}
     return VLMDeployment.model_validate(doc)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.manifests import parsed_spec
 from vlm_operator import admission
 from vlm_operator.api import VLMDeployment, VLMDeploymentSpec
 from vlm_operator.reconcile import build_plan
@@ -23,13 +24,7 @@ QWEN = "Qwen/Qwen2.5-VL-7B-Instruct"
 
 def spec(**fields: Any) -> VLMDeploymentSpec:
     doc: dict[str, Any] = {"model": {"name": QWEN}, "resources": {"gpu": {"product": "H100"}}}
-    for path, value in fields.items():
-        node = doc
-        keys = path.split(".")
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-        node[keys[-1]] = value
-    return VLMDeploymentSpec.model_validate(doc)
+    return parsed_spec(doc, **fields)
 
 
 def vlmd(s: VLMDeploymentSpec) -> VLMDeployment:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.manifests import SAMPLES, sample_path
 from vlm_operator.api import VllmVersion, VLMDeployment, VLMDeploymentSpec
 from vlm_operator.api.field_mappings import FIELD_MAPPINGS
 from vlm_operator.cli import main as vlmctl
@@ -28,7 +29,6 @@ from vlm_operator.releases import flags as F
 from vlm_operator.render.args import RenderError, effective_limits, render_command
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = sorted((ROOT / "crds" / "samples").glob("*.yaml"))
 GOLDEN = ROOT / "tests" / "golden" / "args"
 REGENERATE = os.environ.get("VLM_REGENERATE_GOLDEN") == "1"
 QWEN = "Qwen/Qwen2.5-VL-7B-Instruct"  # catalog: image + video
@@ -593,7 +593,7 @@ def run_cli(*args: str) -> tuple[int, str, str]:
 
 
 def test_cli_renders_a_sample() -> None:
-    rc, out, _ = run_cli("-f", str(ROOT / "crds/samples/qwen2.5-vl-7b-pixels.yaml"))
+    rc, out, _ = run_cli("-f", str(sample_path("qwen2.5-vl-7b-pixels")))
     assert rc == 0
     docs = list(yaml.safe_load_all(out))
     assert [d["kind"] for d in docs] == ["Deployment", "Service", "PodDisruptionBudget"]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.manifests import ADMITTED_SAMPLES, sample_path
 from vlm_operator import gpus
 from vlm_operator.api import VLMDeployment
 from vlm_operator.reconcile import build_plan
@@ -17,7 +18,7 @@ from vlm_operator.render import objects
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "objects"
 REGENERATE = os.environ.get("VLM_REGENERATE_GOLDEN") == "1"
-SAMPLES = sorted(p for p in (ROOT / "crds" / "samples").glob("*.yaml") if not p.stem.startswith("does-not-fit"))
+SAMPLES = ADMITTED_SAMPLES
 UID = "11111111-2222-3333-4444-555555555555"
 
 
@@ -33,8 +34,7 @@ def load(path: Path, **spec_overrides: Any) -> VLMDeployment:
     return VLMDeployment.model_validate(doc)
 
 
-def sample(stem: str) -> Path:
-    return ROOT / "crds" / "samples" / f"{stem}.yaml"
+sample = sample_path
 
 
 def container(dep: dict[str, Any]) -> dict[str, Any]:

@@ -60,3 +60,38 @@ def test_the_repository_does_not_cite_notes_a_clone_lacks() -> None:
             continue
         hits += [f"{rel}: {n}" for n in needles if n in text]
     assert hits == []
+
+
+def _test_module_imports(path: Path) -> list[str]:
+    """The test modules (``test_*``) that ``path`` imports, absolute or relative."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom):
+            names = [node.module or ""] + [f"{node.module or ''}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        found += [n for n in names if any(part.startswith("test_") for part in n.split("."))]
+    return found
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared fixtures and helpers live in helper modules and conftest.py (tests/manifests.py, tests/cel_cases.py,
+    tests/integration/helpers.py, ...), never in a test module another one imports."""
+    offenders = {
+        str(p.relative_to(ROOT)): imported
+        for p in sorted((ROOT / "tests").rglob("*.py"))
+        if (imported := _test_module_imports(p))
+    }
+    assert offenders == {}
+
+
+def test_the_rule_sees_an_import_of_a_test_module(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("from tests.integration.test_rbac import DENIED\nfrom .test_api_models import BASE\nimport os\n")
+    assert _test_module_imports(probe) == [
+        "tests.integration.test_rbac",
+        "tests.integration.test_rbac.DENIED",
+        "test_api_models",  # ``from .test_api_models``: ast gives the module without the dots
+        "test_api_models.BASE",
+    ]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from tests.manifests import sample
 from vlm_operator import admission, conditions
 from vlm_operator.api import VLMDeployment
 
@@ -146,13 +145,8 @@ def test_unknown_fit_is_unknown_not_false() -> None:
 
 
 def spec(stem: str, **overrides: Any) -> Any:
-    doc = yaml.safe_load((ROOT / "crds" / "samples" / f"{stem}.yaml").read_text())
-    for dotted, value in overrides.items():
-        node = doc["spec"]
-        *parents, leaf = dotted.split(".")
-        for k in parents:
-            node = node.setdefault(k, {})
-        node[leaf] = value
+    """The sample's spec with ``overrides`` by dotted path below ``spec``."""
+    doc = sample(stem, **{f"spec.{k}": v for k, v in overrides.items()})
     return VLMDeployment.model_validate(doc).spec
 
 

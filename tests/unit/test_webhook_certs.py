@@ -15,7 +15,6 @@ from vlm_operator import webhook_certs
 
 
 def test_made_certificate_lives_in_memory_files_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv(webhook_certs.CERT_DIR_ENV, raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     files = webhook_certs.serving_files("127.0.0.1")
     for path in (files.certfile, files.keyfile, files.cafile):
@@ -37,8 +36,7 @@ def test_made_certificate_lives_in_memory_files_only(monkeypatch: pytest.MonkeyP
 
 def test_mounted_certificate_is_used_in_place(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     webhook_certs.generate(tmp_path / "mounted", "vlm-operator.vlm-operator.svc")
-    monkeypatch.setenv(webhook_certs.CERT_DIR_ENV, str(tmp_path / "mounted"))
-    files = webhook_certs.serving_files("ignored")
+    files = webhook_certs.serving_files("ignored", mounted=str(tmp_path / "mounted"))
     assert files.keyfile == str(tmp_path / "mounted" / "tls.key")
     assert stat.S_IMODE((tmp_path / "mounted").stat().st_mode) == 0o700
     assert stat.S_IMODE((tmp_path / "mounted" / "tls.key").stat().st_mode) == 0o600
@@ -47,7 +45,6 @@ def test_mounted_certificate_is_used_in_place(monkeypatch: pytest.MonkeyPatch, t
 def test_without_memfd_a_private_folder_is_used_and_removed_at_exit(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.delenv(webhook_certs.CERT_DIR_ENV, raising=False)
     monkeypatch.delattr(os, "memfd_create")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     registered: list[tuple[object, tuple[object, ...]]] = []

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.manifests import SAMPLES
 from vlm_operator.releases import flags as F
 
 pytestmark = [
@@ -136,9 +137,6 @@ def test_vllm_rejects_flags_the_table_does_not_have() -> None:
     assert not F.has_flag(VERSION, flag)
     out = probe("m", flag, "4")
     assert out.get("error", {}).get("code") == 2
-
-
-SAMPLES = sorted((REPO / "crds" / "samples").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=[p.stem for p in SAMPLES])

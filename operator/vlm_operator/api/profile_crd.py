@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
-from .crd import HEADER, _clean_description, _Dumper, structural_schema
-from .deployment import CATEGORIES, GROUP, VERSION
+from .crd import _clean_description, crd_document, structural_schema, to_yaml
+from .deployment import GROUP, VERSION
 from .profile import PROFILE_KIND, PROFILE_PLURAL, PROFILE_SHORT_NAMES, PROFILE_SINGULAR, VLMPlatformProfileSpec
 
 PROFILE_CRD_NAME = f"{PROFILE_PLURAL}.{GROUP}"
@@ -36,37 +34,23 @@ def profile_crd() -> dict[str, Any]:
             "spec": spec,
         },
     }
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": PROFILE_CRD_NAME,
-            "annotations": {"vlmops.io/generated-by": "vlmctl crds (vlm_operator.api.profile_crd)"},
+    return crd_document(
+        name=PROFILE_CRD_NAME,
+        module="vlm_operator.api.profile_crd",
+        scope="Cluster",
+        kind=PROFILE_KIND,
+        plural=PROFILE_PLURAL,
+        singular=PROFILE_SINGULAR,
+        short_names=tuple(PROFILE_SHORT_NAMES),
+        version={
+            "name": VERSION,
+            "served": True,
+            "storage": True,
+            "schema": {"openAPIV3Schema": root},
+            "additionalPrinterColumns": PRINTER_COLUMNS,
         },
-        "spec": {
-            "group": GROUP,
-            "scope": "Cluster",
-            "names": {
-                "kind": PROFILE_KIND,
-                "listKind": f"{PROFILE_KIND}List",
-                "plural": PROFILE_PLURAL,
-                "singular": PROFILE_SINGULAR,
-                "shortNames": list(PROFILE_SHORT_NAMES),
-                "categories": list(CATEGORIES),
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": root},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                }
-            ],
-        },
-    }
+    )
 
 
 def profile_crd_yaml() -> str:
-    body = yaml.dump(profile_crd(), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
-    return HEADER + "---\n" + body
+    return to_yaml(profile_crd())

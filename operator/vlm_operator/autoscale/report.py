@@ -1,6 +1,6 @@
 """What the autoscaler tells the reconciler: its latest decision as two status conditions, kept in a small registry.
 
-The reconciler is the only status writer. The autoscaler loop (``handlers/autoscale.py``) therefore never touches
+The reconciler is the only status writer. The autoscaler loop (``autoscale/loop.py``) therefore never touches
 status: after each poll it files a :class:`ScalingReport` here, and the reconciler reads it when it computes the
 status of a VLMDeployment in ``Internal`` mode. Both run in the operator process, so an in-process, thread-safe dict
 is enough; after an operator restart the registry is empty until the first poll and the reconciler keeps the

@@ -382,7 +382,9 @@ class Shard:
 
     def _resume_filter(self, f: Any, plan: Plan, done: L.OutputScan, failed: L.OutputScan) -> list[Entry]:
         """The shard's lines not yet in either output file; counts the images of those already answered."""
-        done_cids = done.custom_ids | failed.custom_ids
+        # a custom_id another tool already answered (its lines carry other ids); our own lines match by line id, so a
+        # repeated custom_id still gets its own error line
+        done_cids = done.foreign_custom_ids | failed.foreign_custom_ids
         todo: list[Entry] = []
         for entry in plan.shard:
             lid = L.line_id(entry[0])

@@ -411,6 +411,8 @@ class OutputScan:
 
     custom_ids: set[str] = field(default_factory=set)
     line_ids: set[str] = field(default_factory=set)
+    #: custom_ids of lines another tool wrote (an ``id`` that is not ``vlmbatch-line-<index>``, e.g. run_batch's)
+    foreign_custom_ids: set[str] = field(default_factory=set)
     lines: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -467,10 +469,13 @@ def scan_output(path: Path) -> OutputScan:
             continue
         scan.lines += 1
         cid, lid = obj.get("custom_id"), obj.get("id")
+        ours = isinstance(lid, str) and lid.startswith(LINE_ID_PREFIX)
         if isinstance(cid, str):
             scan.custom_ids.add(cid)
-        if isinstance(lid, str):
-            scan.line_ids.add(lid)
+            if not ours:
+                scan.foreign_custom_ids.add(cid)
+        if ours:
+            scan.line_ids.add(str(lid))
         p, c = usage_of(obj.get("response"))
         scan.prompt_tokens += p
         scan.completion_tokens += c

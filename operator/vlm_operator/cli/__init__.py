@@ -18,6 +18,7 @@ from typing import NoReturn
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dev-cluster": ("devcluster", "a local control plane with simulated GPU nodes (up | down | status | env | build)"),
     "estimate": ("estimate", "estimate GPU memory for a VLMDeployment or vllm serve flags"),
+    "batch": ("batch", "validate a batch file (OpenAI batch JSONL) and count its images, tokens and KV headroom"),
     "operator": ("operator", "run the operator (kopf): `vlmctl operator run [--namespace NS]`"),
     "crds": ("crds", "print or write the VLMDeployment CRD generated from the API models"),
     "simulate-pods": ("simulate", "serve a vLLM simulator on each simulated pod's IP (dev cluster)"),

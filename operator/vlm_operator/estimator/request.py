@@ -7,7 +7,7 @@ Every field that vLLM defaults by version or by hardware is ``None`` here and is
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from vlm_operator import gpus
@@ -77,6 +77,14 @@ class EngineSettings:
     #: ``False`` the PyTorch one (``=0``, or a pip install without FlashInfer); ``None`` = the release's default in
     #: the vllm/vllm-openai image (``releases.v1_sampler_path``).
     flashinfer_sampler: bool | None = None
+
+    @classmethod
+    def taken_from(cls, source: object, **values: Any) -> EngineSettings:
+        """The settings ``source`` holds under these fields' names (a VLMDeployment's ``spec.engine``, the arguments
+        of ``vlmctl estimate``: both spell each flag as its field here), with ``values`` on top. A new engine field
+        with the same name on both sides needs no mapping code."""
+        found = {f.name: getattr(source, f.name) for f in fields(cls) if hasattr(source, f.name)}
+        return cls(**{**found, **values})
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,18 @@
-"""kopf handlers: thin glue from watch events and admission requests to :mod:`vlm_operator.reconcile` and
-:mod:`vlm_operator.admission`. No logic of their own.
+"""kopf handlers: thin glue from watch events and admission requests to :mod:`vlm_operator.reconcile`,
+:mod:`vlm_operator.admission`, :mod:`vlm_operator.readiness` and the autoscaler loop
+(:mod:`vlm_operator.autoscale.loop`). No logic of their own.
 
-Importing this module registers the handlers with kopf's default registry; ``vlmctl operator run`` does that.
+Importing this module registers nothing and reads no environment. :func:`register` registers every handler with a
+kopf registry (kopf's default one unless told), using the :class:`~vlm_operator.settings.Settings` that
+``vlmctl operator run`` built at start-up (the drift and readiness intervals, the webhook on or off and how it is
+served).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,32 +33,33 @@ from vlm_operator import (
     webhook_config,
     webhook_server,
 )
+from vlm_operator.autoscale import loop
 from vlm_operator.estimator import from_spec
 from vlm_operator.render import objects
+from vlm_operator.settings import Settings
 
 GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
-#: How often every object is reconciled even without events (drift repair); overridable for tests.
-DRIFT_SECONDS = float(os.environ.get("VLM_OPERATOR_DRIFT_SECONDS", "60"))
 #: How soon a create/update whose fit check gave up waiting for the Hub is checked again.
 HUB_RECHECK_S = 3.0
 WEBHOOK_NAME = "vlm-operator.vlmops.io"
 #: The validating handler's id: kopf serves it at /<id> and names its webhook <id>.<WEBHOOK_NAME>.
 VALIDATE_ID = "validate"
-#: `vlmctl operator run --no-webhook` sets VLM_OPERATOR_WEBHOOK=0 before this module is imported.
-WEBHOOK_ENABLED = os.environ.get("VLM_OPERATOR_WEBHOOK", "1") != "0"
 
 MANAGED = {"app.kubernetes.io/managed-by": objects.MANAGED_BY}
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={objects.MANAGED_BY}"
 #: kopf's bookkeeping for VLMDeployments, in this process's memory (see ``configure``)
 PERSISTENCE = persistence.MemoryPersistence(prefix="vlmops.io")
 
+#: What :func:`register` was given for kopf's default registry (the operator process's); :func:`configure` reads it.
+_settings: Settings | None = None
+
 
 def _client() -> kube.Kube:
     return kube.shared()
 
 
-@kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    ours = _settings or Settings()
     # kopf would post a "Handler succeeded" event per run; those are writes with no value to users.
     settings.posting.level = logging.WARNING
     # kopf's own bookkeeping (handler progress, the last-handled spec) stays in memory, not in the object: two PATCHes
@@ -67,29 +72,26 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     for resource in (("", "v1", "pods"), ("apps", "v1", "replicasets"), ("apps", "v1", "deployments")):
         settings.watching.label_selectors[resource] = MANAGED_SELECTOR
     settings.networking.request_timeout = 60
-    if not WEBHOOK_ENABLED:
+    if not ours.webhook:
         return
-    files = webhook_certs.serving_files(os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"))
+    files = webhook_certs.serving_files(ours.webhook_host, mounted=ours.webhook_cert_dir)
     server_args: dict[str, Any] = {
-        "addr": os.environ.get("VLM_OPERATOR_WEBHOOK_ADDR", "127.0.0.1"),
-        "port": int(os.environ.get("VLM_OPERATOR_WEBHOOK_PORT", "9443")),
-        "host": os.environ.get("VLM_OPERATOR_WEBHOOK_HOST", "127.0.0.1"),
+        "addr": ours.webhook_addr,
+        "port": ours.webhook_port,
+        "host": ours.webhook_host,
         "certfile": files.certfile,
         "pkeyfile": files.keyfile,
         "cafile": files.cafile,
     }
-    service = os.environ.get(webhook_server.SERVICE_ENV)
-    if service:  # in a cluster: the API server reaches the webhook through its Service, not a URL
+    if ours.webhook_service:  # in a cluster: the API server reaches the webhook through its Service, not a URL
         settings.admission.server = webhook_server.ServiceWebhookServer(
-            service=webhook_server.ServiceRef.parse(service), **server_args
+            service=webhook_server.ServiceRef.parse(ours.webhook_service), **server_args
         )
-    elif os.environ.get(webhook_server.URL_ENV):  # replicas behind a load balancer, one shared certificate
-        settings.admission.server = webhook_server.AdvertisedWebhookServer(
-            advertised=os.environ[webhook_server.URL_ENV], **server_args
-        )
+    elif ours.webhook_url:  # replicas behind a load balancer, one shared certificate
+        settings.admission.server = webhook_server.AdvertisedWebhookServer(advertised=ours.webhook_url, **server_args)
     else:
         settings.admission.server = kopf.WebhookServer(**server_args)
-    owner = webhook_config.mode()
+    owner = ours.webhook_config
     if owner == "operator":
         settings.admission.managed = WEBHOOK_NAME
     elif owner == "chart":  # the chart made the configuration; keep only its CA bundle current (patch by name)
@@ -110,13 +112,11 @@ def _by_owner(namespace: str | None, labels: kopf.Labels, body: kopf.Body) -> di
     return {(namespace, owner): json.loads(json.dumps(dict(body)))}  # a snapshot, not kopf's live view
 
 
-@kopf.index("", "v1", "pods", labels=MANAGED)
 def vlmd_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The watch-fed cache of each VLMDeployment's pods, keyed by (namespace, owner)."""
     return _by_owner(namespace, labels, body)
 
 
-@kopf.index("apps", "v1", "replicasets", labels=MANAGED)
 def vlmd_replicasets(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The watch-fed cache of each VLMDeployment's ReplicaSets (the rollback finds the last good template here)."""
     return _by_owner(namespace, labels, body)
@@ -137,9 +137,6 @@ def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str,
     )
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
 def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
         _reconcile(namespace, name, logger, kwargs)
@@ -149,7 +146,6 @@ def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger,
             raise kopf.TemporaryError("a Hub lookup is still running; the fit check runs again", delay=HUB_RECHECK_S)
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
 def vlmd_event(type: str | None, uid: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
     """A deleted VLMDeployment: drop kopf's bookkeeping and the reconciler's memory of it."""
     if type == "DELETED" and uid:
@@ -158,14 +154,11 @@ def vlmd_event(type: str | None, uid: str | None, namespace: str | None, name: s
             reconcile.forget_applied(namespace, name)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_SECONDS, initial_delay=DRIFT_SECONDS)
 def resync_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
         _reconcile(namespace, name, logger, kwargs)
 
 
-#: How often pods behind the multimodal readiness gate are checked for a due probe; overridable for tests.
-READINESS_SECONDS = float(os.environ.get("VLM_OPERATOR_READINESS_SECONDS", "5"))
 _READINESS_BACKOFF: dict[tuple[str, str], readiness.Backoff] = {}
 
 
@@ -173,9 +166,6 @@ def _has_multimodal_probe(spec: kopf.Spec, **_: Any) -> bool:
     return bool((spec.get("readiness") or {}).get("multimodalProbe"))
 
 
-# ``when``: kopf starts this timer only on objects that ask for the probe; it used to wake every 5 s on every object
-# (a thread hop each) just to return.
-@kopf.timer(GROUP, VERSION, PLURAL, interval=READINESS_SECONDS, initial_delay=1, when=_has_multimodal_probe)
 def multimodal_readiness(
     namespace: str | None, name: str | None, spec: kopf.Spec, logger: kopf.Logger, **kwargs: Any
 ) -> None:
@@ -207,18 +197,15 @@ def _reconcile_owner(key: Any) -> None:
     _reconcile(namespace, name, _CHILD_LOG, _INDEXES, thorough=False)
 
 
-#: How long child events of one VLMDeployment are gathered into one reconcile; overridable for tests.
-CHILD_WINDOW_SECONDS = float(os.environ.get("VLM_OPERATOR_CHILD_WINDOW_SECONDS", "0.5"))
+#: How long child events of one VLMDeployment are gathered into one reconcile.
+CHILD_WINDOW_SECONDS = 0.5
 CHILDREN = coalesce.Coalescer(_reconcile_owner, window_s=CHILD_WINDOW_SECONDS)
 
 
-@kopf.on.cleanup()
 def stop_coalescing(**_: Any) -> None:
     CHILDREN.stop()
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-@kopf.on.event("", "v1", "pods", labels=MANAGED)
 def child_changed(body: kopf.Body, **kwargs: Any) -> None:
     """A child's status moved (a pod became ready, crashed): recompute the owner's status, once per burst of events
     (:mod:`vlm_operator.coalesce`)."""
@@ -263,19 +250,73 @@ def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: An
         raise kopf.AdmissionError(decision.message, code=422)
 
 
-from vlm_operator.handlers import autoscale  # noqa: E402,F401  (registers the Internal-mode autoscaler daemon)
+def _internal(spec: kopf.Spec, **_: Any) -> bool:
+    scaling = spec.get("scaling") or {}
+    return bool(scaling.get("mode") == "Internal")
 
-# failurePolicy Fail (ignore_failures=False) and sideEffects None (side_effects=False) are set explicitly; kopf
-# hard-codes timeoutSeconds 30 in the configuration it manages (kopf/_core/engines/admission.py, build_webhooks).
-# With the webhook off the handler is not registered at all: kopf refuses to start with admission handlers and no
-# server to serve them.
-if WEBHOOK_ENABLED:
-    kopf.on.validate(
+
+async def autoscaler_daemon(
+    namespace: str | None, name: str | None, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: loop.Logger, **_: Any
+) -> None:
+    """``scaling.mode: Internal``: the autoscaler loop (:func:`vlm_operator.autoscale.loop.run`) for one object."""
+    if not namespace or not name:
+        return
+    client = _client()
+
+    async def reconcile_now() -> None:
+        await asyncio.to_thread(reconcile.reconcile, client, namespace, name, logger)
+
+    await loop.run(client, namespace, name, memo, stopped, logger, on_change=reconcile_now)
+
+
+def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) -> kopf.OperatorRegistry:
+    """Register every handler with ``registry`` (kopf's default one, which ``kopf.run`` uses, when None) and return
+    it. The default registry takes one call per process; its ``settings`` are what :func:`configure` serves by."""
+    global _settings
+    if registry is None:
+        if _settings is not None:
+            raise RuntimeError("vlm_operator.handlers.register() was already called for kopf's default registry")
+        _settings = settings
+        registry = kopf.get_default_registry()
+    on, r = kopf.on, registry
+    on.startup(registry=r)(configure)
+    kopf.index("", "v1", "pods", labels=MANAGED, registry=r)(vlmd_pods)
+    kopf.index("apps", "v1", "replicasets", labels=MANAGED, registry=r)(vlmd_replicasets)
+    for changed in (on.resume, on.create, on.update):
+        changed(GROUP, VERSION, PLURAL, registry=r)(reconcile_vlmd)
+    drift = settings.drift_seconds
+    kopf.timer(GROUP, VERSION, PLURAL, interval=drift, initial_delay=drift, registry=r)(resync_vlmd)
+    # ``when``: kopf starts this timer only on objects that ask for the probe; it used to wake every 5 s on every
+    # object (a thread hop each) just to return.
+    kopf.timer(
         GROUP,
         VERSION,
         PLURAL,
-        id=VALIDATE_ID,
-        operations=["CREATE", "UPDATE"],
-        ignore_failures=False,
-        side_effects=False,
-    )(validate_vlmd)
+        interval=settings.readiness_seconds,
+        initial_delay=1,
+        when=_has_multimodal_probe,
+        registry=r,
+    )(multimodal_readiness)
+    on.event(GROUP, VERSION, PLURAL, registry=r)(vlmd_event)
+    on.cleanup(registry=r)(stop_coalescing)
+    for kind in (("", "v1", "pods"), ("apps", "v1", "deployments")):
+        on.event(*kind, labels=MANAGED, registry=r)(child_changed)
+    kopf.daemon(GROUP, VERSION, PLURAL, id="autoscaler", when=_internal, cancellation_timeout=10.0, registry=r)(
+        autoscaler_daemon
+    )
+    # failurePolicy Fail (ignore_failures=False) and sideEffects None (side_effects=False) are set explicitly; kopf
+    # hard-codes timeoutSeconds 30 in the configuration it manages (kopf/_core/engines/admission.py, build_webhooks).
+    # With the webhook off the handler is not registered at all: kopf refuses to start with admission handlers and no
+    # server to serve them.
+    if settings.webhook:
+        on.validate(
+            GROUP,
+            VERSION,
+            PLURAL,
+            id=VALIDATE_ID,
+            operations=["CREATE", "UPDATE"],
+            ignore_failures=False,
+            side_effects=False,
+            registry=r,
+        )(validate_vlmd)
+    return r

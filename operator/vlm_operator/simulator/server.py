@@ -61,6 +61,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..estimator.tokens import TokenError, smart_resize
 from ..media import image_size
 from ..releases import DEFAULT_VLLM_VERSION, VllmVersion
 
@@ -162,18 +163,11 @@ def decode_data_url(url: str) -> bytes:
 
 
 def _smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """Qwen2-VL's ``smart_resize``: sides to multiples of ``factor``, area clamped to [min_pixels, max_pixels]."""
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
+    """The estimator's ``smart_resize`` (transformers' Qwen2-VL processor); a size it rejects is a 400, as in vLLM."""
+    try:
+        return smart_resize(height, width, factor, min_pixels, max_pixels)
+    except TokenError as exc:
+        raise RequestError(f"image {width}x{height}: {exc}") from exc
 
 
 def image_tokens(width: int, height: int, family: str = "qwen2_vl", fixed: int = 0) -> int:

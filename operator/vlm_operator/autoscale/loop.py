@@ -1,7 +1,8 @@
 """The built-in autoscaler's loop (``scaling.mode: Internal``): read metrics, run the pure policy, write ``/scale``.
 
-One kopf daemon per VLMDeployment whose ``spec.scaling.mode`` is ``Internal`` (kopf starts it when the mode becomes
-``Internal`` and stops it when it changes or the object goes). Every ``pollIntervalSeconds`` it
+One loop per VLMDeployment whose ``spec.scaling.mode`` is ``Internal``; the operator runs it as a kopf daemon
+(``autoscaler_daemon`` in :mod:`vlm_operator.handlers`, which kopf starts when the mode becomes ``Internal`` and stops
+when it changes or the object goes). This module imports no ``kopf``. Every ``pollIntervalSeconds`` the loop
 
 1. reads the object (for the scaling targets, the metrics source and the engine version);
 2. lists the object's pods and reads one sample per *ready* pod: ``GET http://<podIP>:8000/metrics`` for
@@ -18,7 +19,8 @@ One kopf daemon per VLMDeployment whose ``spec.scaling.mode`` is ``Internal`` (k
 ``dryRun`` records decisions (condition, events, metrics) without writing ``/scale``. ``Manual`` and ``External``
 objects get no daemon: the reconciler follows ``spec.scaling.replicas``, whoever wrote it.
 
-:class:`Autoscaler` holds everything but kopf, so unit tests drive it with a fake API, fake scrapes and a fake clock.
+:class:`Autoscaler` holds everything but kopf, so unit tests drive it with a fake API, fake scrapes and a fake clock;
+:func:`run` is the daemon's body (poll, wait, poll) with the HTTP client the operator uses.
 """
 
 from __future__ import annotations
@@ -29,17 +31,15 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
-import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from vlm_operator import admission, conditions, quota, reconcile
-from vlm_operator import kube as kube_client
 from vlm_operator import operator_metrics as op_metrics
 from vlm_operator.autoscale import report as reports
 from vlm_operator.autoscale.policy import Decision, PolicyState, PolicyTuning, Reason, desired_replicas
@@ -53,7 +53,6 @@ from vlm_operator.autoscale.vllm_metrics import (
 )
 from vlm_operator.render import objects
 
-GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
 API_VERSION, KIND = reconcile.API_VERSION, reconcile.KIND
 #: The field manager of the autoscaler's ``/scale`` writes: ``managedFields`` shows who set the count.
 FIELD_MANAGER = "vlm-operator-autoscaler"
@@ -314,16 +313,14 @@ class Autoscaler:
             await self.on_change()
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# kopf glue
+class Stopped(Protocol):
+    """kopf's ``DaemonStopped``: true once the daemon is asked to stop; ``wait`` wakes early when it is."""
+
+    def __bool__(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> Awaitable[Any]: ...
 
 
-def _internal(spec: kopf.Spec, **_: Any) -> bool:
-    scaling = spec.get("scaling") or {}
-    return bool(scaling.get("mode") == "Internal")
-
-
-def _aiohttp_fetch(session: aiohttp.ClientSession) -> Fetch:
+def aiohttp_fetch(session: aiohttp.ClientSession) -> Fetch:
     async def fetch(url: str, timeout: float) -> tuple[int, str]:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             return resp.status, await resp.text()
@@ -331,25 +328,25 @@ def _aiohttp_fetch(session: aiohttp.ClientSession) -> Fetch:
     return fetch
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, id="autoscaler", when=_internal, cancellation_timeout=10.0)
-async def autoscaler_daemon(
-    namespace: str | None, name: str | None, memo: kopf.Memo, stopped: kopf.DaemonStopped, logger: Logger, **_: Any
+async def run(
+    kube: KubeLike,
+    namespace: str,
+    name: str,
+    memo: MutableMapping[str, Any],
+    stopped: Stopped,
+    log: Logger,
+    on_change: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    if not namespace or not name:
-        return
-    kube = kube_client.shared()
-
-    async def reconcile_now() -> None:
-        await asyncio.to_thread(reconcile.reconcile, kube, namespace, name, logger)
-
+    """Poll until ``stopped``: the body of the operator's daemon. The :class:`Autoscaler` is kept in ``memo`` (kopf's
+    per-object memo), so the policy's state survives a daemon restart."""
     # trust_env=False (the default): pod IPs are dialled directly, never through a proxy.
     async with aiohttp.ClientSession() as session:
         scaler: Autoscaler | None = memo.get("autoscaler")
         if scaler is None:
-            scaler = Autoscaler(kube, namespace, name, _aiohttp_fetch(session), log=logger)
-            memo["autoscaler"] = scaler  # the policy's state survives a daemon restart
-        scaler.fetch, scaler.on_change, scaler.log = _aiohttp_fetch(session), reconcile_now, logger
-        logger.info("autoscaler started")
+            scaler = Autoscaler(kube, namespace, name, aiohttp_fetch(session), log=log)
+            memo["autoscaler"] = scaler
+        scaler.fetch, scaler.on_change, scaler.log = aiohttp_fetch(session), on_change, log
+        log.info("autoscaler started")
         try:
             while not stopped:
                 started = time.monotonic()
@@ -358,4 +355,4 @@ async def autoscaler_daemon(
         finally:
             reports.clear(namespace, name)
             op_metrics.forget_autoscaler(namespace, name)
-            logger.info("autoscaler stopped")
+            log.info("autoscaler stopped")
