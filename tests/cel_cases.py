@@ -139,6 +139,16 @@ CEL_CASES: list[tuple[str, dict[str, Any], str]] = [
         "podTemplate.labels must not set vlmops.io/",
     ),
     (
+        "non-root-without-user",
+        spec(podTemplate={"securityContext": {"runAsNonRoot": True}}),
+        "podTemplate.securityContext.runAsNonRoot: true needs runAsUser",
+    ),
+    (
+        "non-root-as-uid-0",
+        spec(podTemplate={"securityContext": {"runAsNonRoot": True, "runAsUser": 0}}),
+        "podTemplate.securityContext.runAsUser 0 is root",
+    ),
+    (
         "prometheus-without-url",
         spec(scaling={"metrics": {"type": "Prometheus"}}),
         "metrics.type Prometheus needs metrics.prometheusURL",

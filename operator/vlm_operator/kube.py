@@ -36,6 +36,9 @@ _PLURALS = {
     ("v1", "Namespace"): "namespaces",
     ("v1", "ResourceQuota"): "resourcequotas",
     ("vlmops.io/v1alpha1", "VLMPlatformProfile"): "vlmplatformprofiles",
+    ("vlmops.io/v1alpha1", "VLMBatchJob"): "vlmbatchjobs",
+    ("batch/v1", "Job"): "jobs",
+    ("v1", "PersistentVolumeClaim"): "persistentvolumeclaims",
 }
 
 

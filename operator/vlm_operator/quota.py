@@ -52,7 +52,10 @@ def held_by_pods(pods: Iterable[Mapping[str, Any]], resource: str) -> int:
             continue  # it still counts in the quota's `used`, and will be gone: not ours to reuse
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             continue
-        for c in (pod.get("spec") or {}).get("containers") or []:
+        spec = pod.get("spec") or {}
+        # a native sidecar (an init container that keeps running: a VLMBatchJob's engine) holds its GPUs too
+        sidecars = [c for c in spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"]
+        for c in [*(spec.get("containers") or []), *sidecars]:
             res = c.get("resources") or {}
             total += _qty((res.get("requests") or {}).get(name, (res.get("limits") or {}).get(name, 0)))
     return total

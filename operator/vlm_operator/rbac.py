@@ -6,9 +6,10 @@ this table, and a unit test fails when they drift or when code calls :class:`vlm
 rules, through a ServiceAccount token, against the real API server.
 
 What is deliberately absent: Secrets (the HF token and API key reach pods through ``secretKeyRef``, which the kubelet
-resolves; the operator never reads them), ConfigMaps (mounted by name only), ``delete`` (children go through owner
-references and the garbage collector), and listing namespaces cluster-wide (the webhook only ``get``s one namespace
-for its labels; a namespaced install adds ``list``/``watch``, see :data:`NAMESPACE_WATCH`).
+resolves; the operator never reads them), ConfigMaps (mounted by name only; a VLMBatchJob's input ConfigMap is
+mounted optional, so a missing one is reported by the client as ``InputNotFound``), ``delete`` (children go through
+owner references and the garbage collector), and listing namespaces cluster-wide (the webhook only ``get``s one
+namespace for its labels; a namespaced install adds ``list``/``watch``, see :data:`NAMESPACE_WATCH`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,26 @@ RULES: tuple[Rule, ...] = (
         ("vlmdeployments/scale",),
         ("get", "patch"),
         "the Internal-mode autoscaler reads and writes replicas through /scale (Kube.get_scale, Kube.scale)",
+    ),
+    Rule(
+        "vlmops.io",
+        ("vlmbatchjobs",),
+        ("get", "list", "watch", "patch"),
+        "VLMBatchJob: the handler reads the object afresh; kopf watches it and patches its annotations",
+    ),
+    Rule("vlmops.io", ("vlmbatchjobs/status",), ("patch",), "VLMBatchJob status (lines, tokens, conditions)"),
+    Rule(
+        "batch",
+        ("jobs",),
+        ("get", "list", "watch", "create", "patch"),
+        "server-side apply of a VLMBatchJob's Indexed Job (suspend/resume patches it); kopf watches managed Jobs",
+    ),
+    Rule(
+        "",
+        ("persistentvolumeclaims",),
+        ("get",),
+        "a VLMBatchJob's input and output PVCs must exist: a missing one fails the job at once instead of leaving "
+        "its pods Pending",
     ),
     Rule(
         "apps",

@@ -69,6 +69,10 @@ class Settings:
     metrics_port: int = 8080
     #: VLM_OPERATOR_METRICS_ADDR, ``--metrics-addr``.
     metrics_addr: str = "127.0.0.1"
+    #: VLM_OPERATOR_BATCH_POLL_SECONDS: how often a running VLMBatchJob's shards are read (/progress, /metrics).
+    batch_poll_seconds: float = 5.0
+    #: VLM_OPERATOR_IMAGE: the operator's own image, which a VLMBatchJob's client container runs (the chart sets it).
+    image: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -126,7 +126,13 @@ def install_crds_and_peering(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"))
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "kopf-peering.yaml"))
     cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmplatformprofiles.yaml"))
-    for crd in ("vlmdeployments.vlmops.io", "clusterkopfpeerings.kopf.dev", "vlmplatformprofiles.vlmops.io"):
+    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmbatchjobs.yaml"))
+    for crd in (
+        "vlmdeployments.vlmops.io",
+        "clusterkopfpeerings.kopf.dev",
+        "vlmplatformprofiles.vlmops.io",
+        "vlmbatchjobs.vlmops.io",
+    ):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "vlm-operator"}}
     apply(cluster, peering)

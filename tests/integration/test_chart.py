@@ -91,7 +91,7 @@ def test_the_default_rendering_is_least_privilege_and_owns_the_webhook(helm: Pat
         }
     ]
     (vwc,) = [d for d in objs if d["kind"] == "ValidatingWebhookConfiguration"]
-    (hook,) = vwc["webhooks"]
+    hook, batch_hook = vwc["webhooks"]  # VLMDeployment, then VLMBatchJob (handler ids validate, validate-batch)
     svc = next(d for d in objs if d["kind"] == "Service")
     assert hook["clientConfig"]["service"] == {
         "namespace": "vlm-system",
@@ -100,6 +100,10 @@ def test_the_default_rendering_is_least_privilege_and_owns_the_webhook(helm: Pat
         "path": "/validate",
     }
     assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+    assert batch_hook["name"] == "validate-batch.vlm-operator.vlmops.io"
+    assert batch_hook["rules"][0]["resources"] == ["vlmbatchjobs"]
+    assert batch_hook["clientConfig"]["service"]["path"] == "/validate-batch"
+    assert batch_hook["failurePolicy"] == "Fail" and batch_hook["sideEffects"] == "None"
     dep = next(d for d in objs if d["kind"] == "Deployment")
     env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["VLM_OPERATOR_WEBHOOK_CONFIG"] == "chart"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import statistics
 import threading
 import time
@@ -133,6 +134,7 @@ def test_random_kills_converge(cluster: Cluster, namespace: str, tmp_path: Path)
         rng.choice([change, change, scale, delete])(name)
 
     converge: list[float] = []
+    settle: list[float] = []  # from the last change after the restart to convergence
     op.start()
     try:
         wait_webhook(cluster)
@@ -150,15 +152,27 @@ def test_random_kills_converge(cluster: Cluster, namespace: str, tmp_path: Path)
             restarted = time.monotonic()  # converge time counts from the restart
             for _ in range(rng.randint(0, OBJECTS)):
                 random_op()
+            changed = time.monotonic()  # the last change was accepted (the webhook answers again once there is one)
             wait_until(lambda: not check(cluster, namespace, desired), "convergence after a kill", timeout=180)
             converge.append(time.monotonic() - restarted)
+            settle.append(time.monotonic() - changed)
         final = check(cluster, namespace, desired)
     finally:
         op.stop()
         cluster.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK, "--ignore-not-found")
+    log = op.output()
+    # kopf's own words for a handler retry and for framework-error throttling (kopf/_core/actions/execution.py,
+    # kopf/_core/actions/throttlers.py): how often each happened and with which delays
+    retries = re.findall(r"will try again in ([0-9.]+) seconds", log)
+    throttles = re.findall(r"Throttling for ([0-9.]+) seconds", log)
     print(
         f"\nSOAK seed {SEED}: {OBJECTS} objects, {serial} created in all, {KILLS} SIGKILLs; converge after restart "
         f"median {statistics.median(converge):.1f}s max {max(converge):.1f}s; duplicates/orphans/stuck: {len(final)}"
+        f"\nSOAK converge times (s): {' '.join(f'{c:.1f}' for c in converge)}; of which after the last change: "
+        f"{' '.join(f'{c:.1f}' for c in settle)} (median {statistics.median(settle):.1f}s max {max(settle):.1f}s)"
+        f"\nSOAK handler retries {len(retries)} "
+        f"(delays {sorted({float(d) for d in retries})}), throttled {len(throttles)} "
+        f"(delays {sorted({float(d) for d in throttles})})"
     )
     assert final == []
     assert op.output().count("Traceback") == 0

@@ -129,6 +129,7 @@ def test_project_stages_are_weighted_and_spare_deleting_pods() -> None:
         "vlm-pod-crashloop",
         "vlm-pod-fail",
         "vlm-pod-simulator-start",
+        "vlm-batch-pod-hold",
     }
     for s in stages:
         assert s["kind"] == "Stage" and s["spec"]["weight"] > 0

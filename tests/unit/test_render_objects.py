@@ -180,3 +180,39 @@ def test_children_are_owned_and_labelled() -> None:
 def test_security_context_is_restrictive() -> None:
     sc = container(build_plan(load(sample("llava-1.5-7b-l4"))).desired[0])["securityContext"]
     assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_non_root_pods_get_the_security_context_and_a_writable_home() -> None:
+    default = objects.deployment(load(sample("llava-1.5-7b-l4")), objects.RenderPlan(command=("vllm",)))
+    pod = default["spec"]["template"]["spec"]
+    assert "securityContext" not in pod  # unset: the image's user, and the same template hash as before
+    assert "HOME" not in {e["name"] for e in container(default)["env"]}
+    assert "home" not in {v["name"] for v in pod["volumes"]}
+
+    sc = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000}
+    vlmd = load(sample("llava-1.5-7b-l4"), **{"podTemplate.securityContext": sc})
+    dep = objects.deployment(vlmd, objects.RenderPlan(command=("vllm",)))
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"] == sc
+    assert {"name": "HOME", "value": objects.HOME_DIR} in container(dep)["env"]
+    assert {"name": "home", "emptyDir": {}} in pod["volumes"]
+    assert {"name": "home", "mountPath": objects.HOME_DIR} in container(dep)["volumeMounts"]
+    # what Pod Security restricted checks on the container is rendered for every pod
+    assert container(dep)["securityContext"] == container(default)["securityContext"]
+    assert (
+        dep["spec"]["template"]["metadata"]["annotations"][objects.ANN_SPEC_HASH]
+        != (default["spec"]["template"]["metadata"]["annotations"][objects.ANN_SPEC_HASH])
+    )
+
+
+def test_a_cache_mounted_at_the_home_folder_is_mounted_once() -> None:
+    vlmd = load(
+        sample("llava-1.5-7b-l4"),
+        **{
+            "podTemplate.securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
+            "model.cache.mountPath": "/home/vllm",
+        },
+    )
+    dep = objects.deployment(vlmd, objects.RenderPlan(command=("vllm",)))
+    paths = [m["mountPath"] for m in container(dep)["volumeMounts"]]
+    assert len(paths) == len(set(paths)) and objects.HOME_DIR in paths

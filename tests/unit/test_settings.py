@@ -73,6 +73,7 @@ import vlm_operator.handlers as handlers, vlm_operator.cli.operator as cli_opera
 assert not list(kopf.get_default_registry()._spawning.get_all_handlers()), "importing registered handlers"
 os.environ["VLM_OPERATOR_DRIFT_SECONDS"] = "7"
 os.environ["VLM_OPERATOR_READINESS_SECONDS"] = "2"
+os.environ["VLM_OPERATOR_BATCH_POLL_SECONDS"] = "3"
 os.environ["VLM_OPERATOR_WEBHOOK"] = "0"
 parser = argparse.ArgumentParser()
 cli_operator.add_arguments(parser)
@@ -83,9 +84,12 @@ print(sorted(timers.items()), len(registry._webhooks.get_all_handlers()))
 """
     env = dict(os.environ, VLM_OPERATOR_DRIFT_SECONDS="60", VLM_OPERATOR_WEBHOOK="1")
     env.pop("VLM_OPERATOR_READINESS_SECONDS", None)
+    env.pop("VLM_OPERATOR_BATCH_POLL_SECONDS", None)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["[('multimodal_readiness',", "2.0),", "('resync_vlmd',", "7.0)]", "0"]
+    assert done.stdout.split() == [
+        "[('multimodal_readiness',", "2.0),", "('poll_batch',", "3.0),", "('resync_vlmd',", "7.0)]", "0"
+    ]  # fmt: skip
 
 
 def test_the_default_registry_takes_one_register_per_process() -> None:

@@ -113,7 +113,37 @@ def api_markdown() -> str:
             "- `multimodal.processorKwargs` keys are known to the model's family (`api/processor_kwargs.py`).",
         ]
     )
+    lines.extend(_batch_lines())
     return "\n".join(lines) + "\n"
+
+
+#: The VLMBatchJob sections shared with the VLMDeployment (documented above, rendered the same way).
+_SHARED_SECTIONS = ("model", "engine", "multimodal", "resources", "podTemplate", "fitCheck")
+
+
+def _batch_lines() -> list[str]:
+    """The VLMBatchJob section: its own fields; the shared blocks point at the VLMDeployment's tables."""
+    from .batch import VLMBatchJobSpec
+
+    schema = structural_schema(VLMBatchJobSpec)  # type: ignore[arg-type]
+    lines = [
+        "\n# VLMBatchJob (`vlmops.io/v1alpha1`, short name `vlmbj`)\n",
+        "Offline generation over a JSONL file of OpenAI batch requests (docs/batch.md). "
+        + ", ".join(f"`spec.{s}`" for s in _SHARED_SECTIONS)
+        + " are the VLMDeployment's fields above, rendered and fit-checked the same way (one shard's engine is a "
+        "VLMDeployment with `parallelism` replicas). Its own fields:\n",
+        "| field | type | description |",
+        "|---|---|---|",
+    ]
+    for path, node in _walk(schema, ""):
+        if path.split(".")[0] in _SHARED_SECTIONS:
+            continue
+        lines.append(f"| `{path}` | {_cell(_type_of(node))} | {_cell(node.get('description', ''))} |")
+    lines.append("\nCross-field rules (CEL and the Python models, same message):\n")
+    for path, rule in _rules(schema, "spec"):
+        if [*path.split("."), ""][1] not in _SHARED_SECTIONS:
+            lines.append(f"- `{path}`: {rule['message']}")
+    return lines
 
 
 def _rules(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:

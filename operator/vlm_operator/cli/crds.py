@@ -17,6 +17,7 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[3]
 
 def generated_files(root: Path) -> dict[Path, str]:
     """Every file this command owns, relative path -> content."""
+    from vlm_operator.api.batch_crd import BATCH_CRD_FILE, batch_crd_yaml
     from vlm_operator.api.crd import CRD_FILE, crd_yaml
     from vlm_operator.api.docs import api_markdown
     from vlm_operator.api.profile_crd import PROFILE_CRD_FILE, profile_crd_yaml
@@ -27,6 +28,8 @@ def generated_files(root: Path) -> dict[Path, str]:
         Path("charts/vlm-operator/crds") / CRD_FILE: text,
         Path("crds") / PROFILE_CRD_FILE: profiles,
         Path("charts/vlm-operator/crds") / PROFILE_CRD_FILE: profiles,
+        Path("crds") / BATCH_CRD_FILE: batch_crd_yaml(),
+        Path("charts/vlm-operator/crds") / BATCH_CRD_FILE: batch_crd_yaml(),
         Path("docs/api.md"): api_markdown(),
     }
 
@@ -36,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument(
         "--write",
         action="store_true",
-        help="write crds/ (VLMDeployment, VLMPlatformProfile), the Helm chart copies and docs/api.md",
+        help="write crds/ (VLMDeployment, VLMPlatformProfile, VLMBatchJob), the Helm chart copies and docs/api.md",
     )
     mode.add_argument("--check", action="store_true", help="exit 1 if a committed file differs from a fresh generation")
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="repository root (default: %(default)s)")

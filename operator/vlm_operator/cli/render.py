@@ -1,5 +1,7 @@
 """`vlmctl render -f vlmd.yaml [--vllm-version V]`: the Kubernetes objects the operator would apply, offline.
 
+A VLMBatchJob file renders to its Indexed Job (the engine as a native sidecar, the batch client beside it).
+
 Prints the Deployment, Service and PodDisruptionBudget as a YAML stream, built exactly as the reconciler builds them
 (:func:`vlm_operator.render.args.render_command` for the command, :func:`vlm_operator.render.objects.render_all`
 for the objects). The estimator's figures (startup budget, container memory, ``/dev/shm``) come from the fit check
@@ -26,7 +28,9 @@ class BadInput(ValueError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-f", "--file", required=True, help="a VLMDeployment YAML file ('-' reads stdin)")
+    parser.add_argument(
+        "-f", "--file", required=True, help="a VLMDeployment or VLMBatchJob YAML file ('-' reads stdin)"
+    )
     parser.add_argument(
         "--vllm-version",
         help="render for this vLLM release instead of the file's spec.engine.version (the spec is re-validated)",
@@ -120,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         doc = _prepare(_load(args.file), args.file, args.vllm_version)
+        if doc.get("kind") == "VLMBatchJob":
+            return _run_batch(doc)
         try:
             vlmd = VLMDeployment.model_validate(doc)
         except ValidationError as exc:
@@ -136,4 +142,46 @@ def run(args: argparse.Namespace) -> int:
     plan = RenderPlan(command=cmd.argv, env=cmd.env, **figures)
     objects = render_all(vlmd, plan)
     sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False, width=120))
+    return 0
+
+
+def _run_batch(doc: dict[str, Any]) -> int:
+    """A VLMBatchJob: its Indexed Job, built as the operator builds it (handlers/batch.py)."""
+    import yaml
+    from pydantic import ValidationError
+
+    from vlm_operator.api.batch import VLMBatchJob
+    from vlm_operator.render import batch as render_batch
+    from vlm_operator.render.args import RenderError, render_command
+    from vlm_operator.render.objects import RenderPlan
+
+    try:
+        try:
+            bj = VLMBatchJob.model_validate(doc)
+        except ValidationError as exc:
+            raise BadInput(_validation_message(exc).replace("VLMDeployment", "VLMBatchJob", 1)) from None
+        spec = bj.spec.deployment_spec()
+        cmd = render_command(spec)
+    except (BadInput, RenderError) as exc:
+        print(f"vlmctl render: {exc}", file=sys.stderr)
+        return 1
+    for warning in cmd.warnings:
+        print(f"vlmctl render: warning: {warning}", file=sys.stderr)
+    figures, note = _plan_figures(spec)
+    if note:
+        print(f"vlmctl render: note: {note}", file=sys.stderr)
+    max_len = bj.spec.engine.max_model_len or render_batch.UNKNOWN_MAX_MODEL_LEN
+    if not bj.spec.engine.max_model_len:
+        from vlm_operator.models import catalog
+
+        try:
+            max_len = catalog.lookup(bj.spec.model.name).text.max_position_embeddings
+        except (LookupError, ValueError):
+            print(
+                "vlmctl render: note: the model's context length is unknown; the client will not check it",
+                file=sys.stderr,
+            )
+    settings = render_batch.ClientSettings(max_model_len=max_len)
+    job = render_batch.job(bj, RenderPlan(command=cmd.argv, env=cmd.env, **figures), settings)
+    sys.stdout.write(yaml.safe_dump(job, sort_keys=False, default_flow_style=False, width=120))
     return 0

@@ -39,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-engines", type=int, default=2, help="real engines at once (about 4.7 GB each); more wait (default 2)"
     )
     parser.add_argument("--engine-logs", type=Path, help="directory for the real engines' logs (default: a temp dir)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="where VLMBatchJob volumes live: PVC <claim> of <namespace> is <workdir>/pvc/<namespace>/<claim>/ "
+        "(default: the kubeconfig's directory, the dev cluster's workdir)",
+    )
     parser.add_argument("--kv-cache-gib", type=int, default=1, help="VLLM_CPU_KVCACHE_SPACE of each real engine")
 
 
@@ -100,6 +106,7 @@ async def _main(args: argparse.Namespace, kubeconfig: Path) -> int:
             max_engines=args.max_engines,
             engine_logs=engine_logs,
             kv_cache_gib=args.kv_cache_gib,
+            volumes_root=args.workdir or kubeconfig.parent,
         )
         _log(f"watching pods annotated sim.vlmops.io/simulator=true in {kubeconfig}")
         print("simulate-pods: watching", flush=True)

@@ -35,12 +35,29 @@ from vlm_operator import (
 )
 from vlm_operator.autoscale import loop
 from vlm_operator.estimator import from_spec
+from vlm_operator.handlers import batch
 from vlm_operator.render import objects
 from vlm_operator.settings import Settings
 
 GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
 #: How soon a create/update whose fit check gave up waiting for the Hub is checked again.
 HUB_RECHECK_S = 3.0
+#: How soon a handler that raised (an API error, a conflict, an API server that is down) runs again. kopf's default is
+#: 60 s (kopf 1.45.2, kopf/_cogs/configs/configuration.py: ``ExecutionSettings.default_backoff = 60``; applied in
+#: kopf/_core/actions/execution.py, ``handler.backoff if handler.backoff is not None else ...default_backoff``), which
+#: made convergence after an operator kill or an API fault take about a minute. Set per handler through the
+#: decorators' ``backoff=`` argument, which every kopf release since 1.x accepts. 10 s keeps retries of a failing
+#: object at one per 10 s (no hot loop) and convergence after a fault within about 10 s of the API answering again.
+HANDLER_BACKOFF_S = 10.0
+#: kopf's throttling after an unexpected error outside handlers (a status patch that failed even after its own retries)
+#: grows 1, 1, 2, 3, 5, ... up to 610 s by default (``QueueingSettings.error_delays``, same file). Capped at the handler
+#: backoff; the last delay repeats while the errors go on (kopf/_core/actions/throttlers.py, ``throttled``).
+ERROR_DELAYS_S = (1.0, 1.0, 2.0, 3.0, 5.0, 8.0, HANDLER_BACKOFF_S)
+#: A VLMDeployment being deleted keeps kopf's finalizer until its timers have exited; a sync timer that is running
+#: (a resync in its thread) cannot be cancelled, and kopf looks again only after ``BackgroundSettings.
+#: cancellation_polling``, 60 s by default (same file; kopf/_core/engines/daemons.py, ``stop_daemons``): a deletion that
+#: met a running timer took a minute. 2 s: the timer's reconcile is done by then.
+TIMER_EXIT_POLL_S = 2.0
 WEBHOOK_NAME = "vlm-operator.vlmops.io"
 #: The validating handler's id: kopf serves it at /<id> and names its webhook <id>.<WEBHOOK_NAME>.
 VALIDATE_ID = "validate"
@@ -69,9 +86,16 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     # Children are watched with a server-side label selector: the API server streams only the operator's own pods,
     # ReplicaSets and Deployments, not every one in the cluster.
-    for resource in (("", "v1", "pods"), ("apps", "v1", "replicasets"), ("apps", "v1", "deployments")):
+    for resource in (
+        ("", "v1", "pods"),
+        ("apps", "v1", "replicasets"),
+        ("apps", "v1", "deployments"),
+        ("batch", "v1", "jobs"),  # a VLMBatchJob's Job (handlers/batch.py)
+    ):
         settings.watching.label_selectors[resource] = MANAGED_SELECTOR
     settings.networking.request_timeout = 60
+    settings.queueing.error_delays = ERROR_DELAYS_S
+    settings.background.cancellation_polling = TIMER_EXIT_POLL_S
     if not ours.webhook:
         return
     files = webhook_certs.serving_files(ours.webhook_host, mounted=ours.webhook_cert_dir)
@@ -95,7 +119,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     if owner == "operator":
         settings.admission.managed = WEBHOOK_NAME
     elif owner == "chart":  # the chart made the configuration; keep only its CA bundle current (patch by name)
-        names = [webhook_config.webhook_name(VALIDATE_ID, WEBHOOK_NAME)]
+        names = [webhook_config.webhook_name(i, WEBHOOK_NAME) for i in (VALIDATE_ID, batch.VALIDATE_BATCH_ID)]
         _client().patch(
             webhook_config.API_VERSION,
             webhook_config.KIND,
@@ -283,9 +307,11 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
     kopf.index("", "v1", "pods", labels=MANAGED, registry=r)(vlmd_pods)
     kopf.index("apps", "v1", "replicasets", labels=MANAGED, registry=r)(vlmd_replicasets)
     for changed in (on.resume, on.create, on.update):
-        changed(GROUP, VERSION, PLURAL, registry=r)(reconcile_vlmd)
+        changed(GROUP, VERSION, PLURAL, backoff=HANDLER_BACKOFF_S, registry=r)(reconcile_vlmd)
     drift = settings.drift_seconds
-    kopf.timer(GROUP, VERSION, PLURAL, interval=drift, initial_delay=drift, registry=r)(resync_vlmd)
+    kopf.timer(GROUP, VERSION, PLURAL, interval=drift, initial_delay=drift, backoff=HANDLER_BACKOFF_S, registry=r)(
+        resync_vlmd
+    )
     # ``when``: kopf starts this timer only on objects that ask for the probe; it used to wake every 5 s on every
     # object (a thread hop each) just to return.
     kopf.timer(
@@ -295,6 +321,7 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
         interval=settings.readiness_seconds,
         initial_delay=1,
         when=_has_multimodal_probe,
+        backoff=HANDLER_BACKOFF_S,
         registry=r,
     )(multimodal_readiness)
     on.event(GROUP, VERSION, PLURAL, registry=r)(vlmd_event)
@@ -319,4 +346,5 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
             side_effects=False,
             registry=r,
         )(validate_vlmd)
+    batch.register(settings, r)  # VLMBatchJob
     return r

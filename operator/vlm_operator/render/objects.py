@@ -121,6 +121,11 @@ def _env(spec: VLMDeploymentSpec, plan: RenderPlan) -> list[dict[str, Any]]:
         s = spec.engine.api_key_secret
         # vLLM's OpenAI server reads VLLM_API_KEY when --api-key is not given (vllm/entrypoints/openai/api_server.py).
         env["VLLM_API_KEY"] = {"valueFrom": {"secretKeyRef": {"name": s.name, "key": s.key}}}
+    if spec.pod_template.security_context.non_root:
+        # The image's HOME is /root, which another user cannot write; vLLM keeps its caches under ~/.cache/vllm and
+        # its usage-stats file under ~/.config/vllm (get_default_cache_root/get_default_config_root: $XDG_CACHE_HOME
+        # or ~/.cache, $XDG_CONFIG_HOME or ~/.config; vllm-0.11.0 vllm/envs.py:210-220), and Triton writes under ~.
+        env["HOME"] = {"value": HOME_DIR}
     for k, v in plan.env:
         env[k] = {"value": v}
     for e in spec.engine.env:
@@ -154,6 +159,9 @@ def _volumes(spec: VLMDeploymentSpec, plan: RenderPlan) -> tuple[list[dict[str, 
             ed["sizeLimit"] = cache.empty_dir.size_limit
         volumes.append({"name": "model-cache", "emptyDir": ed})
         mounts.append({"name": "model-cache", "mountPath": cache.mount_path})
+    if spec.pod_template.security_context.non_root and cache.mount_path != HOME_DIR:  # one mount per path
+        volumes.append({"name": "home", "emptyDir": {}})
+        mounts.append({"name": "home", "mountPath": HOME_DIR})
     if spec.engine.chat_template:
         ct = spec.engine.chat_template
         volumes.append(
@@ -164,6 +172,8 @@ def _volumes(spec: VLMDeploymentSpec, plan: RenderPlan) -> tuple[list[dict[str, 
 
 
 CHAT_TEMPLATE_DIR = "/etc/vlmops/chat-template"
+#: The writable home folder (an emptyDir) of a pod that runs as non-root (``podTemplate.securityContext``).
+HOME_DIR = "/home/vllm"
 
 
 def _resources(spec: VLMDeploymentSpec, plan: RenderPlan) -> dict[str, Any]:
@@ -258,6 +268,9 @@ def pod_template(vlmd: VLMDeployment, plan: RenderPlan) -> dict[str, Any]:
         pod_spec["serviceAccountName"] = pt.service_account_name
     if pt.runtime_class_name:
         pod_spec["runtimeClassName"] = pt.runtime_class_name
+    security = pt.security_context.to_k8s()
+    if security:  # unset renders nothing, so pods of specs without it keep their template hash
+        pod_spec["securityContext"] = dict(sorted(security.items()))
     if pt.topology_spread_constraints:
         pod_spec["topologySpreadConstraints"] = pt.topology_spread_constraints
     if spec.readiness.multimodal_probe:

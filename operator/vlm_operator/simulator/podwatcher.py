@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from ..releases import VllmVersion
+from .batchpods import BatchRunner, engine_container
 from .engine import EngineProcess, EngineRefused, engine_command, engine_env, split_command
 from .prometheus import Target, write_targets
 from .server import SimConfig, SimulatorServer, config_from_mapping
@@ -117,9 +118,8 @@ def _served_model(args: Sequence[str]) -> str | None:
 def config_from_pod(pod: Mapping[str, Any], base: SimConfig | None = None) -> SimConfig:
     """The simulator settings for ``pod``: its ``vllm serve`` arguments, then its ``sim.vlmops.io/*`` annotations."""
     settings: dict[str, str] = {}
-    containers = pod.get("spec", {}).get("containers") or []
-    if containers:
-        c = containers[0]
+    c = engine_container(pod)  # a VLMBatchJob's engine is a native sidecar
+    if c is not None:
         args = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
         found = {
             "model-name": _served_model(args),
@@ -308,10 +308,9 @@ def plan_engine(
     from ..devcluster import pins, tiny
     from ..models import catalog
 
-    containers = pod.get("spec", {}).get("containers") or []
-    if not containers:
+    c = engine_container(pod)  # a VLMBatchJob's engine is a native sidecar
+    if c is None:
         return Refusal("EngineRefused", "the pod has no container")
-    c = containers[0]
     image = str(c.get("image", ""))
     tag = image.rpartition(":")[2].removeprefix("v")
     try:
@@ -410,8 +409,11 @@ class PodWatcher:
         engine_python: str | None = None,
         engine_logs: Path | None = None,
         kv_cache_gib: int = 1,
+        volumes_root: Path | None = None,
     ) -> None:
         self.kube = kube
+        #: VLMBatchJob shards: their client runs here (PVCs under <volumes_root>/pvc/<namespace>/<claim>/)
+        self.batch = BatchRunner(kube, volumes_root or Path.cwd() / "volumes", log, port)
         self.port = port
         self.interval = interval
         self.targets_file = targets_file
@@ -443,6 +445,7 @@ class PodWatcher:
             await self.close()
 
     async def close(self) -> None:
+        await self.batch.close()
         for uid in list(self.sims):
             await self._stop(uid, "watcher stopping")
         self._write_targets()
@@ -486,6 +489,7 @@ class PodWatcher:
                 if not running.marked_ready:
                     self.log(f"{running.key}: /health answered; marked Ready")
                 running.marked_ready = True
+        await self.batch.sync(pods, lambda p: p["metadata"]["uid"] in self.sims and is_ready(p))
         self._write_targets()
 
     def _wants(self, pod: Mapping[str, Any]) -> bool:
