@@ -248,10 +248,34 @@ def compute_status(obs: Observed, now: str) -> dict[str, Any]:
 
 
 def transitions(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
-    """(type, status, reason, message) of each condition whose status changed, for events."""
+    """(type, status, reason, message) of each condition whose status changed."""
     before = {c.get("type"): c.get("status") for c in old}
     return [
         (c["type"], c["status"], c["reason"], c["message"])
         for c in new
         if before.get(c["type"]) != c["status"] and c["type"] not in ("Reconciling", "Stalled")
     ]
+
+
+#: The conditions whose flips are worth an event, and the status that means trouble: a person wants to hear when a
+#: VLMDeployment goes Degraded, stops fitting its GPUs or stops autoscaling (``MissingMetrics``), and when that
+#: clears. Routine progress (Ready and Progressing flipping on every create, scale and rollout) is in status, not in
+#: events: an event per flip was most of the operator's writes (the rollout's own RolloutSurge/RolloutInPlace/
+#: RolledBack events say what a rollout does).
+_EVENTFUL = {"Degraded": "True", "FitsGPU": "False", "ScalingActive": "False"}
+
+
+def notable_transitions(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:
+    """(event type, condition type, status, reason, message) of the flips a person wants an event for: a condition of
+    ``_EVENTFUL`` turning bad (Warning, also on the first status), and turning good again after it was bad (Normal)."""
+    before = {c.get("type"): c.get("status") for c in old}
+    out = []
+    for type_, st, reason, message in transitions(old, new):
+        bad = _EVENTFUL.get(type_)
+        if bad is None:
+            continue
+        if st == bad:
+            out.append(("Warning", type_, st, reason, message))
+        elif before.get(type_) == bad:
+            out.append(("Normal", type_, st, reason, message))
+    return out

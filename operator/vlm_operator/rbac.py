@@ -44,8 +44,8 @@ RULES: tuple[Rule, ...] = (
         "vlmops.io",
         ("vlmdeployments",),
         ("get", "list", "watch", "patch"),
-        "reconcile reads the object afresh; kopf watches it and patches its annotations (progress, last-handled) and "
-        "the autoscaler daemon's finalizer",
+        "reconcile reads the object afresh; kopf watches it and patches its finalizer (timers, the autoscaler daemon) "
+        "and, to retry a handler later, a touch annotation",
     ),
     Rule("vlmops.io", ("vlmdeployments/status",), ("patch",), "the one status writer (Kube.patch_status)"),
     Rule(
@@ -112,7 +112,7 @@ RULES: tuple[Rule, ...] = (
         "the webhook checks TP x PP against the largest node of the GPU product; the rollout counts free GPUs",
         cluster_scoped=True,
     ),
-    Rule("", ("events",), ("create",), "events on condition transitions and autoscaling; kopf posts warnings"),
+    Rule("", ("events",), ("create",), "events on rollouts, Degraded/FitsGPU trouble, autoscaling; kopf warnings"),
     Rule(
         "",
         ("resourcequotas",),

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,10 +115,11 @@ def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tupl
     return tuple(sorted(found, key=lambda p: p.pod))
 
 
-#: How the reconciler reads the cluster for a surge decision: pod spec -> ({node: free GPUs}, every non-terminal pod
-#: bound in the cluster). One snapshot for both, so the surge pods this object holds and the free GPUs agree (the
-#: watch-fed pod index may lag a pod the ReplicaSet controller just created). Called only while a rollout runs;
-#: raises when the cluster cannot be read (a namespace-scoped install without nodes/pods list).
+#: How the reconciler reads the cluster for a surge decision: pod spec -> ({node: free GPUs}, this object's
+#: non-terminal pods). The object's own pods are listed afresh (the watch-fed pod index may lag a pod the ReplicaSet
+#: controller just created); the free GPUs come from a cluster snapshot at most a second old (:class:`ClusterPods`).
+#: Called only while a rollout runs; raises when the cluster cannot be read (a namespace-scoped install without
+#: nodes/pods list).
 FreeGPUs = Callable[[Mapping[str, Any]], "tuple[dict[str, int], list[dict[str, Any]]]"]
 
 
@@ -171,9 +173,9 @@ def observe(
         replica_sets = kube.list("apps/v1", "ReplicaSet", ns, selector) if live else []
 
     def free_gpus(pod_spec: Mapping[str, Any]) -> tuple[dict[str, int], list[dict[str, Any]]]:
-        nodes = kube.list("v1", "Node", None)
-        bound = kube.list("v1", "Pod", None, field_selector="status.phase!=Succeeded,status.phase!=Failed")
-        return rollout.free_gpus(nodes, bound, pod_spec), list(bound)
+        nodes, bound = CLUSTER_PODS.get(kube)
+        own = kube.list("v1", "Pod", ns, selector, field_selector=_NON_TERMINAL)  # this object's pods: always fresh
+        return rollout.free_gpus(nodes, bound, pod_spec), own
 
     return Observation(
         body,
@@ -187,6 +189,33 @@ def observe(
     )
 
 
+_NON_TERMINAL = "status.phase!=Succeeded,status.phase!=Failed"
+
+
+class ClusterPods:
+    """Every node and every non-terminal pod in the cluster, listed at most once per ``ttl_s`` and shared by the
+    reconciles that weigh a surge in that time: a rollout of hundreds of objects at once made one pair of LISTs per
+    reconcile, each carrying every pod of the cluster. The free-GPU count can be ``ttl_s`` old; a surge pod that finds
+    its GPU taken meanwhile is Pending, and the next reconcile replaces in place (:func:`decide_rollout`)."""
+
+    def __init__(self, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s, self.clock = ttl_s, clock
+        self._value: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+        self._at = 0.0
+        self._lock = threading.Lock()
+
+    def get(self, kube: Kube) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        with self._lock:  # one LIST pair at a time; the reconciles that wait for it use its result
+            if self._value is None or self.clock() - self._at >= self.ttl_s:
+                nodes = kube.list("v1", "Node", None)
+                pods = kube.list("v1", "Pod", None, field_selector=_NON_TERMINAL)
+                self._value, self._at = (nodes, pods), self.clock()
+            return self._value
+
+
+#: the process-wide snapshot the reconciles share
+CLUSTER_PODS = ClusterPods()
+
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -198,10 +227,13 @@ def reconcile(
     logger: logging.Logger | logging.LoggerAdapter[Any],
     pods: list[dict[str, Any]] | None = None,
     replica_sets: list[dict[str, Any]] | None = None,
+    thorough: bool = True,
 ) -> None:
     """Reconcile one VLMDeployment: observe, decide, act. Watch events, the drift timer and child events can all
     ask at once; they are serialized per object, and each run reads the object afresh so it never writes a status
-    computed from a stale view over a newer one."""
+    computed from a stale view over a newer one. ``thorough=False`` (a reconcile started by child events) trusts
+    what this process last applied to the Service and PodDisruptionBudget instead of reading them (see
+    :data:`_APPLIED`)."""
     with _locks_guard:
         lock = _locks.setdefault((namespace, name), threading.Lock())
     with lock, op_metrics.reconcile_timer(namespace, name):
@@ -209,7 +241,7 @@ def reconcile(
         if body is None or body["metadata"].get("deletionTimestamp"):
             op_metrics.forget(namespace, name)
             return
-        _reconcile(kube, body, logger, pods, replica_sets)
+        _reconcile(kube, body, logger, pods, replica_sets, thorough)
 
 
 def _reconcile(
@@ -218,6 +250,7 @@ def _reconcile(
     logger: logging.Logger | logging.LoggerAdapter[Any],
     pods: list[dict[str, Any]] | None = None,
     replica_sets: list[dict[str, Any]] | None = None,
+    thorough: bool = True,
 ) -> None:
     meta = body["metadata"]
     generation = int(meta.get("generation", 1))
@@ -240,7 +273,7 @@ def _reconcile(
         return
     observation = observe(kube, body, pods, replica_sets)
     decision = decide(vlmd, observation, logger)
-    act(kube, vlmd, observation, decision, logger)
+    act(kube, vlmd, observation, decision, logger, thorough)
 
 
 def decide(vlmd: VLMDeployment, obs: Observation, logger: Any = None) -> Decision:
@@ -264,7 +297,7 @@ def decide(vlmd: VLMDeployment, obs: Observation, logger: Any = None) -> Decisio
     return Decision(plan, None, dep, plan.desired[1:], roll, template_hash, details)
 
 
-def act(kube: Kube, vlmd: VLMDeployment, obs: Observation, d: Decision, logger: Any) -> None:
+def act(kube: Kube, vlmd: VLMDeployment, obs: Observation, d: Decision, logger: Any, thorough: bool = True) -> None:
     """Apply what changed, record the rollout's event, and write status once."""
     body = obs.body
     meta = body["metadata"]
@@ -274,7 +307,7 @@ def act(kube: Kube, vlmd: VLMDeployment, obs: Observation, d: Decision, logger: 
     if d.deployment is not None:
         current = _apply_if_changed(kube, d.deployment, logger, obs.live) or obs.live
         for obj in d.others:
-            _apply_if_changed(kube, obj, logger)
+            _apply_if_changed(kube, obj, logger, trust_memory=not thorough)
         if d.roll.event is not None:
             _event(kube, body, *d.roll.event, logger)
         running_hash = _template_hash(current)
@@ -531,17 +564,38 @@ def _event(kube: Kube, body: dict[str, Any], type_: str, reason: str, message: s
         logger.warning(f"Could not record an event: {exc}")
 
 
+#: The object hash (which covers the owner's uid) this process last applied or read on each Service and
+#: PodDisruptionBudget. A reconcile started by child events trusts it and skips the GET; the others (create, update,
+#: resume, the drift resync) read the object and so still repair one that was deleted or edited.
+_APPLIED: dict[tuple[str, str, str], str] = {}
+
+
+def forget_applied(namespace: str, name: str) -> None:
+    """Drop what :data:`_APPLIED` holds for a deleted VLMDeployment's children (they share its name)."""
+    for kind in ("Service", "PodDisruptionBudget"):
+        _APPLIED.pop((kind, namespace, name), None)
+
+
 def _apply_if_changed(
-    kube: Kube, obj: dict[str, Any], logger: Any, live: dict[str, Any] | None = None
+    kube: Kube,
+    obj: dict[str, Any],
+    logger: Any,
+    live: dict[str, Any] | None = None,
+    trust_memory: bool = False,
 ) -> dict[str, Any] | None:
     """Apply ``obj`` unless the live object carries the same object hash; returns the applied object, or None."""
     meta = obj["metadata"]
+    want = meta["annotations"][objects.ANN_OBJECT_HASH]
+    key = (obj["kind"], meta["namespace"], meta["name"])
+    if trust_memory and _APPLIED.get(key) == want:
+        return None
     if live is None:
         live = kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-    want = meta["annotations"][objects.ANN_OBJECT_HASH]
     if live is not None and live["metadata"].get("annotations", {}).get(objects.ANN_OBJECT_HASH) == want:
+        _APPLIED[key] = want
         return None
     out = kube.apply(obj)
+    _APPLIED[key] = want
     logger.info(f"Applied {obj['kind']} {meta['namespace']}/{meta['name']} (hash {want})")
     return out
 
@@ -571,9 +625,10 @@ def _write_status(kube: Kube, body: dict[str, Any], new: dict[str, Any], logger:
     meta = body["metadata"]
     patch = {k: new.get(k) for k in _STATUS_KEYS}  # None deletes a key that no longer applies (merge patch)
     kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)
-    for type_, st, reason, message in conditions.transitions(old.get("conditions") or [], new["conditions"]):
-        bad = (type_ == "Degraded" and st == "True") or (type_ in ("Ready", "FitsGPU") and st == "False")
-        _event(kube, body, "Warning" if bad else "Normal", reason or type_, f"{type_}={st}: {message}", logger)
+    for ev_type, type_, st, reason, message in conditions.notable_transitions(
+        old.get("conditions") or [], new["conditions"]
+    ):
+        _event(kube, body, ev_type, reason or type_, f"{type_}={st}: {message}".rstrip(": "), logger)
 
 
 def _scaling_conditions(

@@ -70,6 +70,58 @@ def test_transition_time_moves_only_when_status_changes() -> None:
     assert all(t[0] not in ("Reconciling", "Stalled") for t in changed)
 
 
+def test_events_only_for_trouble_and_its_end_not_for_a_routine_create() -> None:
+    creating = conditions.compute_status(
+        conditions.Observed(1, 1, FITS, dep_status(1, 0, 1), deployment_generation=1), NOW
+    )
+    assert conditions.notable_transitions([], creating["conditions"]) == []  # FitsGPU True, Ready False, ...
+    ready = conditions.compute_status(
+        conditions.Observed(
+            1, 1, FITS, dep_status(1, 1, 1), deployment_generation=1, previous_conditions=tuple(creating["conditions"])
+        ),
+        LATER,
+    )
+    assert conditions.notable_transitions(creating["conditions"], ready["conditions"]) == []
+    crash = conditions.PodProblem("p-0", "CrashLoopBackOff", "exit code 1", 3)
+    failing = conditions.compute_status(
+        conditions.Observed(
+            1,
+            1,
+            FITS,
+            dep_status(1, 0, 1),
+            deployment_generation=1,
+            problems=(crash,),
+            previous_conditions=tuple(ready["conditions"]),
+        ),
+        LATER,
+    )
+    assert conditions.notable_transitions(ready["conditions"], failing["conditions"]) == [
+        ("Warning", "Degraded", "True", "PodsFailing", "pod p-0: CrashLoopBackOff (exit code 1), 3 restarts")
+    ]
+    healed = conditions.compute_status(
+        conditions.Observed(
+            1, 1, FITS, dep_status(1, 1, 1), deployment_generation=1, previous_conditions=tuple(failing["conditions"])
+        ),
+        LATER,
+    )
+    assert conditions.notable_transitions(failing["conditions"], healed["conditions"]) == [
+        ("Normal", "Degraded", "False", "AsExpected", "")
+    ]
+    refused = conditions.compute_status(
+        conditions.Observed(1, 1, conditions.FitResult("DoesNotFit", "does not fit: ..."), refused="not rolled out"),
+        NOW,
+    )
+    kinds = {(t[0], t[1], t[2]) for t in conditions.notable_transitions([], refused["conditions"])}
+    assert kinds == {("Warning", "FitsGPU", "False"), ("Warning", "Degraded", "True")}
+    # the autoscaler stops for want of metrics: a Warning with the condition's reason; resuming: Normal
+    stopped = [{"type": "ScalingActive", "status": "False", "reason": "MissingMetrics", "message": "no readings"}]
+    active = [{"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound", "message": ""}]
+    assert conditions.notable_transitions(active, stopped) == [
+        ("Warning", "ScalingActive", "False", "MissingMetrics", "no readings")
+    ]
+    assert conditions.notable_transitions(stopped, active)[0][:3] == ("Normal", "ScalingActive", "True")
+
+
 def test_refused_spec_is_degraded_and_stalled_with_the_reason() -> None:
     fit = conditions.FitResult("DoesNotFit", "does not fit: ...")
     st = conditions.compute_status(conditions.Observed(1, 1, fit, refused="not rolled out: does not fit"), NOW)

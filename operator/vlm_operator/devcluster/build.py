@@ -2,8 +2,9 @@
 
 Why from source: these machines have no Docker engine and no release downloads, only the Go module proxy. The
 recipe (wrapper modules, ``replace`` lines for the k8s staging modules, a separate etcd wrapper) follows
-``devcluster/pins.py``. A cold build takes minutes on two cores, so every step prints what it
-is doing, and a failure names the component and the tail of Go's output.
+``devcluster/pins.py``. A cold build takes minutes on two cores; it prints one line per component (name, version,
+time taken) and keeps Go's own output in ``<cache>/kube/work/build.log``; a failure names the component, that file and
+the tail of Go's output.
 """
 
 from __future__ import annotations
@@ -58,30 +59,52 @@ def _stderr_log(msg: str) -> None:
 
 @dataclass
 class _Runner:
+    """Runs one component's build commands. Go's output (about 500 lines on a cold cache) goes to ``log_file`` when one
+    is given, not to the console; a failure names that file and quotes its last lines."""
+
     component: str
     log: Log
+    log_file: Path | None = None
 
     def __call__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> str:
-        self.log(f"[{self.component}] $ {' '.join(args)}")
-        proc = subprocess.Popen(
-            list(args),
-            cwd=cwd,
-            env={**_go_env(), **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        assert proc.stdout is not None
-        lines: list[str] = []
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            # go's download chatter is long; echo it so a cold build visibly makes progress
-            self.log(f"[{self.component}]   {line.rstrip()}")
-        rc = proc.wait()
+        command = " ".join(args)
+        if self.log_file is None:
+            self.log(f"[{self.component}] $ {command}")
+        sink = self.log_file.open("a") if self.log_file is not None else None
+        try:
+            if sink is not None:
+                sink.write(f"[{self.component}] $ {command}\n")
+                sink.flush()
+            proc = subprocess.Popen(
+                list(args),
+                cwd=cwd,
+                env={**_go_env(), **(env or {})},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            assert proc.stdout is not None
+            lines: list[str] = []
+            for line in proc.stdout:
+                lines.append(line.rstrip("\n"))
+                if sink is not None:
+                    sink.write(f"[{self.component}]   {line.rstrip()}\n")
+                else:
+                    self.log(f"[{self.component}]   {line.rstrip()}")
+            rc = proc.wait()
+        finally:
+            if sink is not None:
+                sink.close()
         if rc != 0:
             tail = "\n".join(lines[-25:])
-            raise BuildError(f"building {self.component} failed: `{' '.join(args)}` exited {rc}:\n{tail}")
+            where = f" (full log: {self.log_file})" if self.log_file is not None else ""
+            raise BuildError(f"building {self.component} failed: `{command}` exited {rc}{where}:\n{tail}")
         return "\n".join(lines)
+
+
+def progress_line(index: int, total: int, name: str, version: str, binaries: Sequence[str], seconds: float) -> str:
+    """The one console line a cold build prints per component, when that component is done."""
+    return f"==> [{index}/{total}] {name} {version} ({', '.join(binaries)}) built in {seconds:.0f}s"
 
 
 def _version_ok(path: Path, expected: str) -> bool:
@@ -207,14 +230,23 @@ def ensure_binaries(log: Log = _stderr_log, force: bool = False) -> Path:
         return out
     work = cache_root() / "kube" / "work"
     work.mkdir(parents=True, exist_ok=True)
-    for i, comp in enumerate(c for c in COMPONENTS if c.name in todo):
+    build_log = work / "build.log"  # Go's own output, kept for a failure (the console gets one line per component)
+    build_log.write_text("")
+    comps = [c for c in COMPONENTS if c.name in todo]
+    log(
+        f"==> building {', '.join(c.name for c in comps)} from the Go module proxy into {out} "
+        f"(a cold build takes minutes; Go's output: {build_log})"
+    )
+    for i, comp in enumerate(comps):
         t0 = time.monotonic()
-        log(f"==> [{i + 1}/{len(todo)}] building {comp.name} {comp.version} ({', '.join(comp.binaries)})")
-        comp.build(work, out, _Runner(comp.name, log))
+        comp.build(work, out, _Runner(comp.name, log, build_log))
         bad = [b for b in comp.binaries if not _version_ok(out / b, comp.version)]
         if bad:
-            raise BuildError(f"building {comp.name} finished but {', '.join(bad)} does not report {comp.version}")
-        log(f"==> {comp.name} built in {time.monotonic() - t0:.0f}s")
+            raise BuildError(
+                f"building {comp.name} finished but {', '.join(bad)} does not report {comp.version} "
+                f"(full log: {build_log})"
+            )
+        log(progress_line(i + 1, len(comps), comp.name, comp.version, comp.binaries, time.monotonic() - t0))
     return out
 
 
@@ -253,7 +285,9 @@ def ensure_helm(log: Log = _stderr_log, force: bool = False) -> Path:
     log(f"==> building helm {pins.HELM} from the Go module proxy into {out.parent} (a cold build takes minutes)")
     # The version string is the one Helm's Makefile stamps (helm@v4.3.2:Makefile, LDFLAGS += -X .../version.version)
     ldflags = f"-s -w -X helm.sh/helm/v4/internal/version.version={pins.HELM}"
-    quiet = _Runner("helm", lambda _msg: None)
+    build_log = work / "build.log"
+    build_log.write_text("")
+    quiet = _Runner("helm", log, build_log)  # Go's output goes to the file; a failure names it
     quiet(
         ["go", "install", "-ldflags", ldflags, f"helm.sh/helm/v4/cmd/helm@{pins.HELM}"],
         work,

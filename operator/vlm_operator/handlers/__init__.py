@@ -22,8 +22,10 @@ from pydantic import ValidationError
 
 from vlm_operator import (
     admission,
+    coalesce,
     inventory,
     kube,
+    persistence,
     profile_admission,
     readiness,
     reconcile,
@@ -62,6 +64,8 @@ VALIDATE_ID = "validate"
 
 MANAGED = {"app.kubernetes.io/managed-by": objects.MANAGED_BY}
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={objects.MANAGED_BY}"
+#: kopf's bookkeeping for VLMDeployments, in this process's memory (see ``configure``)
+PERSISTENCE = persistence.MemoryPersistence(prefix="vlmops.io")
 
 #: What :func:`register` was given for kopf's default registry (the operator process's); :func:`configure` reads it.
 _settings: Settings | None = None
@@ -75,9 +79,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     ours = _settings or Settings()
     # kopf would post a "Handler succeeded" event per run; those are writes with no value to users.
     settings.posting.level = logging.WARNING
-    # kopf's own progress bookkeeping goes to annotations, not status (status has one writer: the reconciler).
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="vlmops.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="vlmops.io", key="last-handled")
+    # kopf's own bookkeeping (handler progress, the last-handled spec) stays in memory, not in the object: two PATCHes
+    # of every object per create or update saved; the reconcile is level-based, so a restart loses nothing
+    # (:mod:`vlm_operator.persistence`). Status has one writer: the reconciler.
+    PERSISTENCE.install(settings)
     settings.watching.server_timeout = 300
     # Children are watched with a server-side label selector: the API server streams only the operator's own pods,
     # ReplicaSets and Deployments, not every one in the cluster.
@@ -141,7 +146,7 @@ def vlmd_replicasets(namespace: str | None, labels: kopf.Labels, body: kopf.Body
     return _by_owner(namespace, labels, body)
 
 
-def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str, Any]) -> None:
+def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str, Any], thorough: bool = True) -> None:
     """Reconcile with the children read from the indexes (kopf passes them to every handler by name)."""
     key = (namespace, name)
     pods, rsets = kwargs.get("vlmd_pods"), kwargs.get("vlmd_replicasets")
@@ -152,6 +157,7 @@ def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str,
         logger,
         pods=list(pods.get(key, [])) if pods is not None else None,
         replica_sets=list(rsets.get(key, [])) if rsets is not None else None,
+        thorough=thorough,
     )
 
 
@@ -164,12 +170,24 @@ def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger,
             raise kopf.TemporaryError("a Hub lookup is still running; the fit check runs again", delay=HUB_RECHECK_S)
 
 
+def vlmd_event(type: str | None, uid: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
+    """A deleted VLMDeployment: drop kopf's bookkeeping and the reconciler's memory of it."""
+    if type == "DELETED" and uid:
+        PERSISTENCE.forget(uid)
+        if namespace and name:
+            reconcile.forget_applied(namespace, name)
+
+
 def resync_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
         _reconcile(namespace, name, logger, kwargs)
 
 
 _READINESS_BACKOFF: dict[tuple[str, str], readiness.Backoff] = {}
+
+
+def _has_multimodal_probe(spec: kopf.Spec, **_: Any) -> bool:
+    return bool((spec.get("readiness") or {}).get("multimodalProbe"))
 
 
 def multimodal_readiness(
@@ -193,13 +211,36 @@ def multimodal_readiness(
         logger.info(f"multimodal probe of pod {pod}: " + ("passed" if result.ok else f"failed: {result.error}"))
 
 
-def child_changed(body: kopf.Body, logger: kopf.Logger, **kwargs: Any) -> None:
-    """A child's status moved (a pod became ready, crashed): recompute the owner's status."""
+#: kopf's indexes (live views), kept from the latest child event for the coalesced reconciles
+_INDEXES: dict[str, Any] = {}
+_CHILD_LOG = logging.getLogger("vlm_operator.children")
+
+
+def _reconcile_owner(key: Any) -> None:
+    namespace, name = key
+    _reconcile(namespace, name, _CHILD_LOG, _INDEXES, thorough=False)
+
+
+#: How long child events of one VLMDeployment are gathered into one reconcile.
+CHILD_WINDOW_SECONDS = 0.5
+CHILDREN = coalesce.Coalescer(_reconcile_owner, window_s=CHILD_WINDOW_SECONDS)
+
+
+def stop_coalescing(**_: Any) -> None:
+    CHILDREN.stop()
+
+
+def child_changed(body: kopf.Body, **kwargs: Any) -> None:
+    """A child's status moved (a pod became ready, crashed): recompute the owner's status, once per burst of events
+    (:mod:`vlm_operator.coalesce`)."""
     owner = body.get("metadata", {}).get("labels", {}).get(objects.LABEL_OWNER)
     ns = body.get("metadata", {}).get("namespace")
     if not owner or not ns:
         return
-    _reconcile(ns, owner, logger, kwargs)
+    for index in ("vlmd_pods", "vlmd_replicasets"):
+        if kwargs.get(index) is not None:
+            _INDEXES[index] = kwargs[index]
+    CHILDREN.ask((ns, owner))
 
 
 def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: Any) -> None:
@@ -271,15 +312,20 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
     kopf.timer(GROUP, VERSION, PLURAL, interval=drift, initial_delay=drift, backoff=HANDLER_BACKOFF_S, registry=r)(
         resync_vlmd
     )
+    # ``when``: kopf starts this timer only on objects that ask for the probe; it used to wake every 5 s on every
+    # object (a thread hop each) just to return.
     kopf.timer(
         GROUP,
         VERSION,
         PLURAL,
         interval=settings.readiness_seconds,
         initial_delay=1,
+        when=_has_multimodal_probe,
         backoff=HANDLER_BACKOFF_S,
         registry=r,
     )(multimodal_readiness)
+    on.event(GROUP, VERSION, PLURAL, registry=r)(vlmd_event)
+    on.cleanup(registry=r)(stop_coalescing)
     for kind in (("", "v1", "pods"), ("apps", "v1", "deployments")):
         on.event(*kind, labels=MANAGED, registry=r)(child_changed)
     kopf.daemon(GROUP, VERSION, PLURAL, id="autoscaler", when=_internal, cancellation_timeout=10.0, registry=r)(

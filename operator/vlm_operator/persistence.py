@@ -1,0 +1,103 @@
+"""Where kopf keeps its own bookkeeping for VLMDeployments: in this process's memory, not in the objects.
+
+kopf's default storages write two things into every object it handles: the handlers' progress and the "last-handled
+configuration" (the diff base that tells a spec change from a status change). Each is a PATCH of the object after
+every create and update, and each PATCH wakes every watcher of the object again. The reconcile is level-based and
+idempotent (:mod:`vlm_operator.reconcile`), so none of it needs to survive a restart:
+
+- after a restart (or a failover to a standby replica) the memory is empty, every object is seen as created, and the
+  create/resume handler (the same function as update) reconciles it once, as a resume would;
+- a retry after a ``kopf.TemporaryError`` still works: kopf wakes itself with a "touch" annotation, which this storage
+  keeps writing, only then (kopf/_core/actions/application.py, ``apply``: sleep, then ``progress_storage.touch``);
+- objects written by an earlier version keep their annotations until their next spec change; their old diff base
+  is still read, so an upgrade does not look like a spec change.
+
+The interfaces are kopf's ``ProgressStorage`` and ``DiffBaseStorage`` (kopf/_cogs/configs/progress.py and
+diffbase.py, kopf 1.45): ``fetch``/``store``/``purge`` act on the ``patch`` kopf sends afterwards; leaving it empty is
+what saves the request.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import kopf
+
+
+def _uid(body: kopf.Body) -> str:
+    return str(body.get("metadata", {}).get("uid") or "")
+
+
+class MemoryProgressStorage(kopf.AnnotationsProgressStorage):
+    """Handler progress (retries, delays, success) per object uid and handler id, in memory."""
+
+    def __init__(self, *, prefix: str) -> None:
+        super().__init__(prefix=prefix)
+        self._records: dict[tuple[str, str], kopf.ProgressRecord] = {}
+        self._lock = threading.Lock()
+
+    def fetch(self, *, key: kopf.HandlerId, body: kopf.Body) -> kopf.ProgressRecord | None:
+        with self._lock:
+            found = self._records.get((_uid(body), key))
+        return dict(found) if found is not None else None  # type: ignore[return-value]
+
+    def store(self, *, key: kopf.HandlerId, record: kopf.ProgressRecord, body: kopf.Body, patch: kopf.Patch) -> None:
+        with self._lock:
+            self._records[(_uid(body), key)] = dict(record)  # type: ignore[assignment]
+
+    def purge(self, *, key: kopf.HandlerId, body: kopf.Body, patch: kopf.Patch) -> None:
+        with self._lock:
+            self._records.pop((_uid(body), key), None)
+        # progress an earlier version stored in an annotation is removed (the only case that adds to the patch)
+        super().purge(key=key, body=body, patch=patch)
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            for k in [k for k in self._records if k[0] == uid]:
+                del self._records[k]
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+class MemoryDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """The last-handled essence of each object (spec, labels, annotations; never status), in memory."""
+
+    def __init__(self, *, prefix: str, key: str) -> None:
+        super().__init__(prefix=prefix, key=key)
+        self._bases: dict[str, kopf.BodyEssence] = {}
+        self._lock = threading.Lock()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        with self._lock:
+            found = self._bases.get(_uid(body))
+        if found is not None:
+            return found
+        return super().fetch(body=body)  # what an earlier version stored in the object, if anything
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        with self._lock:
+            self._bases[_uid(body)] = essence
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self._bases.pop(uid, None)
+
+    def __len__(self) -> int:
+        return len(self._bases)
+
+
+class MemoryPersistence:
+    """Both storages, installed in kopf's settings by :meth:`install`; :meth:`forget` drops a deleted object."""
+
+    def __init__(self, prefix: str) -> None:
+        self.progress = MemoryProgressStorage(prefix=prefix)
+        self.diffbase = MemoryDiffBaseStorage(prefix=prefix, key="last-handled")
+
+    def install(self, settings: kopf.OperatorSettings) -> None:
+        settings.persistence.progress_storage = self.progress
+        settings.persistence.diffbase_storage = self.diffbase
+
+    def forget(self, uid: str) -> None:
+        self.progress.forget(uid)
+        self.diffbase.forget(uid)

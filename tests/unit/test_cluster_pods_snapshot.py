@@ -1,0 +1,70 @@
+"""The cluster snapshot a surge decision reads (reconcile.ClusterPods): one LIST pair per TTL, shared."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vlm_operator.reconcile import ClusterPods
+
+
+class CountingKube:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None, str | None]] = []
+
+    def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None,
+             field_selector: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        self.calls.append((kind, namespace, field_selector))
+        return [{"metadata": {"name": f"{kind.lower()}-{len(self.calls)}"}}]
+
+
+def test_reconciles_within_the_ttl_share_one_list_of_nodes_and_pods() -> None:
+    now = [100.0]
+    snap = ClusterPods(ttl_s=1.0, clock=lambda: now[0])
+    kube = CountingKube()
+    first = snap.get(kube)  # type: ignore[arg-type]
+    now[0] += 0.5
+    assert snap.get(kube) is first  # type: ignore[arg-type]
+    assert kube.calls == [("Node", None, None), ("Pod", None, "status.phase!=Succeeded,status.phase!=Failed")]
+    now[0] += 0.6  # past the TTL: listed again
+    second = snap.get(kube)  # type: ignore[arg-type]
+    assert second is not first and len(kube.calls) == 4
+
+
+class ApplyingKube:
+    def __init__(self) -> None:
+        self.gets = 0
+        self.applies = 0
+        self.stored: dict[str, Any] | None = None
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        self.gets += 1
+        return self.stored
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.applies += 1
+        self.stored = obj
+        return obj
+
+
+def test_a_child_event_reconcile_trusts_what_was_applied_and_a_thorough_one_repairs_a_deletion() -> None:
+    import logging
+
+    from vlm_operator import reconcile
+
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "m", "namespace": "ns-trust", "annotations": {"vlmops.io/object-hash": "h1"}},
+    }
+    kube = ApplyingKube()
+    log = logging.getLogger("test")
+    reconcile.forget_applied("ns-trust", "m")
+    assert reconcile._apply_if_changed(kube, svc, log, trust_memory=True) is not None  # type: ignore[arg-type]
+    assert (kube.gets, kube.applies) == (1, 1)
+    assert reconcile._apply_if_changed(kube, svc, log, trust_memory=True) is None  # type: ignore[arg-type]
+    assert (kube.gets, kube.applies) == (1, 1)  # no GET, no write
+    kube.stored = None  # someone deleted it: the thorough reconcile (drift resync) reads and re-applies
+    assert reconcile._apply_if_changed(kube, svc, log) is not None  # type: ignore[arg-type]
+    assert (kube.gets, kube.applies) == (2, 2)
+    reconcile.forget_applied("ns-trust", "m")
+    assert ("Service", "ns-trust", "m") not in reconcile._APPLIED

@@ -1,0 +1,62 @@
+"""kopf's bookkeeping kept in memory (vlm_operator.persistence): nothing lands in the patch kopf sends."""
+
+from __future__ import annotations
+
+import json
+
+import kopf
+
+from vlm_operator.persistence import MemoryPersistence
+
+
+def body(uid: str, annotations: dict[str, str] | None = None) -> kopf.Body:
+    raw = {
+        "apiVersion": "vlmops.io/v1alpha1",
+        "kind": "VLMDeployment",
+        "metadata": {"name": "a", "namespace": "ns", "uid": uid, "annotations": annotations or {}},
+        "spec": {"engine": {"maxModelLen": 4096}},
+    }
+    return kopf.Body(raw)  # type: ignore[arg-type]
+
+
+def test_diff_base_is_kept_per_object_without_writing_the_object() -> None:
+    mem = MemoryPersistence(prefix="vlmops.io")
+    a, b = body("uid-a"), body("uid-b")
+    essence = mem.diffbase.build(body=a)
+    patch = kopf.Patch()
+    mem.diffbase.store(body=a, patch=patch, essence=essence)
+    assert not patch  # no PATCH of the object
+    assert mem.diffbase.fetch(body=a) == essence
+    assert mem.diffbase.fetch(body=b) is None  # another object: seen as created
+    mem.forget("uid-a")
+    assert mem.diffbase.fetch(body=a) is None and len(mem.diffbase) == 0
+
+
+def test_an_earlier_versions_annotation_is_still_read() -> None:
+    mem = MemoryPersistence(prefix="vlmops.io")
+    old = {"spec": {"engine": {"maxModelLen": 2048}}}
+    legacy = body("uid-a", {"vlmops.io/last-handled": json.dumps(old)})
+    assert mem.diffbase.fetch(body=legacy) == old
+
+
+def test_progress_is_kept_and_purged_without_writing_the_object() -> None:
+    mem = MemoryPersistence(prefix="vlmops.io")
+    a = body("uid-a")
+    patch = kopf.Patch()
+    record: kopf.ProgressRecord = {"started": "2026-12-07T00:00:00", "retries": 1, "delayed": "2026-12-07T00:00:03"}  # type: ignore[typeddict-item]
+    mem.progress.store(key=kopf.HandlerId("reconcile_vlmd"), record=record, body=a, patch=patch)
+    assert not patch
+    assert mem.progress.fetch(key=kopf.HandlerId("reconcile_vlmd"), body=a) == record
+    mem.progress.purge(key=kopf.HandlerId("reconcile_vlmd"), body=a, patch=patch)
+    assert not patch and mem.progress.fetch(key=kopf.HandlerId("reconcile_vlmd"), body=a) is None
+
+
+def test_a_legacy_progress_annotation_is_removed_and_touch_still_wakes_kopf() -> None:
+    mem = MemoryPersistence(prefix="vlmops.io")
+    legacy = body("uid-a", {"vlmops.io/reconcile_vlmd": '{"retries":0}'})
+    patch = kopf.Patch()
+    mem.progress.purge(key=kopf.HandlerId("reconcile_vlmd"), body=legacy, patch=patch)
+    assert patch["metadata"]["annotations"] == {"vlmops.io/reconcile_vlmd": None}
+    touch = kopf.Patch()
+    mem.progress.touch(body=body("uid-b"), patch=touch, value="2026-12-07T00:00:03")
+    assert touch["metadata"]["annotations"]["vlmops.io/touch-dummy"] == "2026-12-07T00:00:03"
