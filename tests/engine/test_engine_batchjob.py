@@ -79,9 +79,13 @@ def test_a_batch_job_runs_on_the_real_engine(
     assert all(r["response"]["status_code"] == 200 for r in results)
     usage = [r["response"]["body"]["usage"] for r in results]
     assert all(u["prompt_tokens"] > 0 and u["completion_tokens"] > 0 for u in usage), usage[:2]
-    assert len(errors) == 1 and "line 12" in errors[0]["error"]["message"], errors
+    # the client numbers lines from 1: the 13th line is the malformed one
+    assert len(errors) == 1 and errors[0]["error"]["message"].startswith("line 13: not valid JSON"), errors
     status = obj["status"]
     assert status["linesDone"] == LINES and status["linesFailed"] == 1 and status["images"] == LINES, status
     assert status["promptTokens"] == sum(u["prompt_tokens"] for u in usage), status
     assert cond(obj, "Failed")["status"] == "False"
+    # the sidecar was the real engine, not the simulator: the watcher says so on the pod
+    started = [e for e in cluster.get_json("events", "-n", namespace)["items"] if e["reason"] == "EngineStarted"]
+    assert started and all(e["involvedObject"]["kind"] == "Pod" for e in started), started
     print(f"\nBATCH on the real engine: {LINES} lines, status {status}")
