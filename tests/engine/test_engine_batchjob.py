@@ -18,7 +18,16 @@ import yaml
 
 from tests.conftest import Cluster
 from tests.engine.engine_util import png
-from tests.integration.batchjobs import batch_job, bound_pvc, cond, line, outputs, wait_condition, write_input
+from tests.integration.batchjobs import (
+    batch_job,
+    bound_pvc,
+    cond,
+    delete_batch_jobs,
+    line,
+    outputs,
+    wait_condition,
+    write_input,
+)
 from tests.integration.helpers import Operator
 from tests.integration.operator_helpers import running_operator
 from tests.integration.simulated import SimWatcher
@@ -88,4 +97,5 @@ def test_a_batch_job_runs_on_the_real_engine(
     # the sidecar was the real engine, not the simulator: the watcher says so on the pod
     started = [e for e in cluster.get_json("events", "-n", namespace)["items"] if e["reason"] == "EngineStarted"]
     assert started and all(e["involvedObject"]["kind"] == "Pod" for e in started), started
+    delete_batch_jobs(cluster, namespace)  # while the operator runs, so its finalizer is removed
     print(f"\nBATCH on the real engine: {LINES} lines, status {status}")

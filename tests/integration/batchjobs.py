@@ -127,3 +127,15 @@ def write_input(volumes: Path, ns: str, lines: list[str]) -> Path:
     (data / "in").mkdir(parents=True, exist_ok=True)
     (data / "in" / "lines.jsonl").write_text("\n".join(lines) + "\n")
     return data
+
+
+def delete_batch_jobs(cluster: Cluster, ns: str, timeout: float = 120) -> None:
+    """Delete every VLMBatchJob of ``ns`` and wait until they are gone, while the test's operator still runs: the
+    operator's kopf finalizer stays on an object deleted after that operator stopped, and its namespace would stay
+    Terminating (a later test that waits for a quiet cluster then times out)."""
+    cluster.kubectl("delete", "vlmbj", "--all", "-n", ns, "--wait=false", check=False)
+    wait_until(
+        lambda: not cluster.get_json("vlmbj", "-n", ns).get("items"),
+        f"the VLMBatchJobs of {ns} to be deleted",
+        timeout=timeout,
+    )

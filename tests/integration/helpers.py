@@ -6,6 +6,7 @@ a cluster."""
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import socket
@@ -203,3 +204,22 @@ def assert_too_wide_is_refused(cluster: Cluster, namespace: str) -> None:
     too_wide["spec"]["engine"]["tensorParallelSize"] = 8
     res = apply(cluster, too_wide, check=False)
     assert res.returncode != 0 and "largest NVIDIA-L4 node has 4" in res.stderr, res.stderr
+
+
+def operator_events_after_a_rollout(
+    cluster: Cluster, doc: dict[str, Any], timeout: float = 180
+) -> list[dict[str, Any]]:
+    """Change ``doc``'s maxModelLen so that the operator rolls its Deployment out, and return the events the operator
+    wrote for the object. A routine create records no event (events are kept for what a person acts on), so a test
+    that proves the operator's right to write events needs a rollout."""
+    ns, name = doc["metadata"]["namespace"], doc["metadata"]["name"]
+    changed = copy.deepcopy(doc)
+    changed["spec"]["engine"]["maxModelLen"] = 2048
+    apply(cluster, changed)
+
+    def ours() -> list[dict[str, Any]]:
+        items = cluster.get_json("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")["items"]
+        return [e for e in items if e.get("reportingComponent") == "vlm-operator"]
+
+    found: list[dict[str, Any]] = wait_until(ours, f"an operator event for the rollout of {ns}/{name}", timeout)
+    return found

@@ -29,6 +29,7 @@ from tests.integration.batchjobs import (
     batch_job,
     bound_pvc,
     cond,
+    delete_batch_jobs,
     get_bj,
     line,
     outputs,
@@ -57,6 +58,12 @@ def health_of(readers: tuple[Path, Path], obj: dict[str, Any]) -> tuple[str, str
     ks = build_kstatus.compute(obj, readers[0])
     (argo,) = build_argocd_health.health([obj], readers[1], BATCH_HEALTH)
     return str(ks["status"]), argo["status"]
+
+
+@pytest.fixture(autouse=True)
+def _delete_batch_jobs(cluster: Cluster, namespace: str, operator: Operator) -> Iterator[None]:
+    yield
+    delete_batch_jobs(cluster, namespace)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from tests.integration.helpers import (
     assert_too_wide_is_refused,
     condition,
     free_port,
+    operator_events_after_a_rollout,
     sample,
     vlmd,
     wait_condition,
@@ -126,8 +127,8 @@ def test_with_the_charts_rights_it_reconciles_writes_events_and_serves_the_webho
     apply(cluster, doc)
     obj = wait_ready(cluster, namespace, name)
     assert condition(obj, "FitsGPU")["status"] == "True"
-    events = cluster.get_json("events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"]
-    assert any(e.get("reportingComponent") == "vlm-operator" for e in events), events
+    events = operator_events_after_a_rollout(cluster, doc)
+    assert all(e["reason"].startswith("Rollout") for e in events), events
     # the webhook (the chart's configuration, the operator's CA): TP x PP above the largest L4 node is refused
     assert_too_wide_is_refused(cluster, namespace)
     assert not denied_lines(chart_op), "\n".join(denied_lines(chart_op)[:20])

@@ -24,6 +24,7 @@ from tests.integration.helpers import (
     condition,
     free_port,
     install_crds_and_peering,
+    operator_events_after_a_rollout,
     sample,
     wait_ready,
 )
@@ -138,8 +139,8 @@ def test_the_namespaced_operator_reconciles_in_its_namespace_and_does_not_pause(
     obj = wait_ready(cluster, install.watched, name)
     assert condition(obj, "FitsGPU")["status"] == "True"
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
-    events = cluster.get_json("events", "-n", install.watched, "--field-selector", f"involvedObject.name={name}")
-    assert any(e.get("reportingComponent") == "vlm-operator" for e in events["items"]), events["items"]
+    events = operator_events_after_a_rollout(cluster, doc)
+    assert all(e["reason"].startswith("Rollout") for e in events), events
     # kopf keeps its liveness in the namespace's KopfPeering: the operator took part in peering, not paused on it
     peering = cluster.get_json("kopfpeering", PEERING, "-n", install.watched)
     assert peering.get("status"), peering
