@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from vlm_operator import admission, conditions, fitcheck, inventory, profile_admission, quota, readiness, rollout
@@ -192,6 +193,9 @@ def observe(
 _NON_TERMINAL = "status.phase!=Succeeded,status.phase!=Failed"
 
 
+_log = logging.getLogger(__name__)
+
+
 class ClusterPods:
     """Every node and every non-terminal pod in the cluster, listed at most once per ``ttl_s`` and shared by the
     reconciles that weigh a surge in that time: a rollout of hundreds of objects at once made one pair of LISTs per
@@ -203,12 +207,26 @@ class ClusterPods:
         self._value: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
         self._at = 0.0
         self._lock = threading.Lock()
+        self._blind = False
 
     def get(self, kube: Kube) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         with self._lock:  # one LIST pair at a time; the reconciles that wait for it use its result
             if self._value is None or self.clock() - self._at >= self.ttl_s:
-                nodes = kube.list("v1", "Node", None)
-                pods = kube.list("v1", "Pod", None, field_selector=_NON_TERMINAL)
+                try:
+                    nodes = kube.list("v1", "Node", None)
+                    pods = kube.list("v1", "Pod", None, field_selector=_NON_TERMINAL)
+                except ApiException as exc:
+                    if exc.status != 403:
+                        raise
+                    # a namespaced install may not read every pod of the cluster: with no free-GPU count a rollout
+                    # never surges and replaces its pods in place (it cannot wait for GPUs it cannot see)
+                    if not self._blind:
+                        _log.warning(
+                            "cluster-wide nodes/pods are not readable with this install's rights (HTTP 403): "
+                            "rollouts replace pods in place instead of surging"
+                        )
+                    self._blind = True
+                    nodes, pods = [], []
                 self._value, self._at = (nodes, pods), self.clock()
             return self._value
 
