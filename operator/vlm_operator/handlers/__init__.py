@@ -150,15 +150,27 @@ def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str,
     """Reconcile with the children read from the indexes (kopf passes them to every handler by name)."""
     key = (namespace, name)
     pods, rsets = kwargs.get("vlmd_pods"), kwargs.get("vlmd_replicasets")
-    reconcile.reconcile(
-        _client(),
-        namespace,
-        name,
-        logger,
-        pods=list(pods.get(key, [])) if pods is not None else None,
-        replica_sets=list(rsets.get(key, [])) if rsets is not None else None,
-        thorough=thorough,
-    )
+    try:
+        reconcile.reconcile(
+            _client(),
+            namespace,
+            name,
+            logger,
+            pods=list(pods.get(key, [])) if pods is not None else None,
+            replica_sets=list(rsets.get(key, [])) if rsets is not None else None,
+            thorough=thorough,
+        )
+    except ApiException as exc:
+        if not namespace_terminating(exc):
+            raise
+        # the namespace is being deleted: its children cannot be created any more and the object goes with it
+        logger.info(f"namespace {namespace} is being deleted; {name} is not reconciled again")
+
+
+def namespace_terminating(exc: ApiException) -> bool:
+    """The API server's refusal to create anything in a namespace that is being deleted (HTTP 403 with the
+    ``NamespaceTerminating`` cause; k8s.io/apiserver plugin/pkg/admission/namespace/lifecycle)."""
+    return exc.status == 403 and "because it is being terminated" in str(exc.body or "")
 
 
 def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
