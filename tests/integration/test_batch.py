@@ -131,7 +131,9 @@ def test_a_shard_killed_halfway_resumes_without_duplicates(
         o = get_bj(cluster, namespace, "resume")
         st = o.get("status") or {}
         engine_read = any("engineRequestsRunning" in x for x in st.get("shardStatus") or [])  # the engine's /metrics
-        return o if engine_read and re.fullmatch(r"\d+/160 \(\d+%\)", st.get("progress") or "") else None
+        # the time left appears once a poll has seen the throughput (a poll or two after the first lines)
+        live = re.fullmatch(r"\d+/160 \(\d+%\)", st.get("progress") or "") and st.get("estimatedSecondsLeft")
+        return o if engine_read and live else None
 
     running = wait_until(live_progress, "live progress in status", timeout=30)
     assert cond(running, "Progressing")["status"] == "True" and running["status"]["estimatedSecondsLeft"] > 0
