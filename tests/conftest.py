@@ -136,6 +136,74 @@ def helm() -> Path:
     return build.ensure_helm(log=lambda m: print(m, flush=True))
 
 
+# --- Parallel runs (pytest-xdist) ---------------------------------------------------------------------------------
+# `pytest -n N --dist loadfile` gives each worker whole files, and each worker starts its own session cluster (the
+# ``cluster`` fixture above), so module-scoped operators never share a cluster. ``CostScheduling`` is loadfile with
+# two changes that shorten the critical path: the costliest files (tests/test_costs.json, written from a run's JUnit
+# XML by ``python -m hack.test_costs``) are handed out first, and a worker is given its next file only when one test
+# of its current file is left (stock loadfile queues a second file up front, which can put two long files in a row
+# on one worker while another worker idles).
+COSTS_FILE = Path(__file__).parent / "test_costs.json"
+#: Cost of a file missing from the table: an unknown integration or e2e file is assumed long, so it starts early.
+UNKNOWN_COST = {"integration": 60.0, "e2e": 60.0}
+
+
+def file_costs() -> dict[str, float]:
+    try:
+        table = json.loads(COSTS_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in table.items()} if isinstance(table, dict) else {}
+
+
+def cost_of(path: str, table: dict[str, float]) -> float:
+    if path in table:
+        return table[path]
+    parts = path.split("/")
+    return UNKNOWN_COST.get(parts[1], 1.0) if len(parts) > 2 else 1.0
+
+
+try:
+    from xdist.scheduler import LoadFileScheduling  # type: ignore[import-untyped]
+except ImportError:  # xdist is a dev extra; without it the suite runs serially
+    LoadFileScheduling = None
+
+
+if LoadFileScheduling is not None:
+
+    class CostScheduling(LoadFileScheduling):  # type: ignore[misc]
+        """loadfile, costliest files first, the next file only when the current one is down to its last test."""
+
+        def __init__(self, config: pytest.Config, log: Any = None) -> None:
+            super().__init__(config, log)
+            self.costs = file_costs()
+
+        def _assign_work_unit(self, node: Any) -> None:
+            scope = max(self.workqueue, key=lambda s: cost_of(s, self.costs))  # ties: collection order
+            work_unit = self.workqueue.pop(scope)
+            self.assigned_work.setdefault(node, {})[scope] = work_unit
+            collection = self.registered_collections[node]
+            node.send_runtest_some([collection.index(nodeid) for nodeid, done in work_unit.items() if not done])
+
+        def _reschedule(self, node: Any) -> None:
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            # A worker runs a test only when it knows the next one (for teardown), so its last test waits for more
+            # work: hand out the next file at one pending test, not before.
+            if self._pending_of(self.assigned_work[node]) > 1:
+                return
+            self._assign_work_unit(node)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+        if config.getoption("dist") == "loadfile":
+            return CostScheduling(config, log)
+        return None
+
+
 # --- Nothing left in /tmp -----------------------------------------------------------------------------------------
 # The session gets a private temporary directory (TMPDIR, inherited by every process a test starts: operators, dev
 # clusters, simulators). At the end, anything left in it other than pytest's own tmp_path tree is a leak: the session

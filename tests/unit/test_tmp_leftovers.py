@@ -27,10 +27,21 @@ def test_cleans_up(tmp_path):
 """
 
 
-def run_pytest(test_file: Path) -> subprocess.CompletedProcess[str]:
+def run_pytest(test_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "VLM_TEST_TMPDIR_OWNER"}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest", str(test_file)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "tests.conftest",
+            *extra,
+            str(test_file),
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -39,12 +50,15 @@ def run_pytest(test_file: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+# make test runs the main session with xdist: the controller owns the private TMPDIR, its workers inherit it, and the
+# controller's check at the end sees what any worker's test left
+@pytest.mark.parametrize("xdist", [(), ("-n", "2", "--dist", "loadfile")], ids=["serial", "xdist"])
 @pytest.mark.parametrize(("source", "fails"), [(LEAKY, True), (TIDY, False)])
-def test_leftover_check(tmp_path: Path, source: str, fails: bool) -> None:
+def test_leftover_check(tmp_path: Path, source: str, fails: bool, xdist: tuple[str, ...]) -> None:
     test_file = tmp_path / "leak_probe.py"
     test_file.write_text(source)
     before = set(Path(os.environ.get("TMPDIR", "/tmp")).iterdir())
-    res = run_pytest(test_file)
+    res = run_pytest(test_file, *xdist)
     out = res.stdout + res.stderr
     if fails:
         assert res.returncode == 1, out

@@ -6,8 +6,10 @@ all on 127.0.0.1 with ports picked at start. Flags follow kwokctl's binary runti
 recorded in ``state.json`` so that ``down`` (and an ``up`` after a crash) signals exactly those processes and
 nothing else.
 
-Networking: simulated pods get IPs from a loopback pool (``POD_CIDR``) so a test can serve a pod's ``/metrics`` on
-the pod's own address. Services get cluster IPs from a non-routed benchmarking range that nothing ever dials: there
+Networking: simulated pods get IPs from a loopback pool so a test can serve a pod's ``/metrics`` on the pod's own
+address. Each running cluster claims its own /16 of 127.0.0.0/8 (``127.100.0.0/16`` first, see ``claim_pod_cidr``), so
+clusters side by side on one machine (parallel test workers, the portable tier's second cluster) never hand out the
+same pod IP and never bind each other's simulators. Services get cluster IPs from a non-routed benchmarking range that nothing ever dials: there
 is no kube-proxy, and Kubernetes refuses loopback addresses in EndpointSlices, so Services here have no endpoints.
 Clients on the local cluster reach pods by pod IP.
 """
@@ -15,6 +17,7 @@ Clients on the local cluster reach pods by pod IP.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -37,8 +40,11 @@ from vlm_operator import gpus
 from vlm_operator.conditions import condition_true
 from vlm_operator.devcluster import build, pki
 
-#: Simulated pod IPs (kwok --cidr). Loopback, so a simulator can bind to a pod's IP on this machine.
+#: Simulated pod IPs (kwok --cidr). Loopback, so a simulator can bind to a pod's IP on this machine. The first
+#: cluster on a machine gets this range; further clusters running at the same time get 127.101.0.0/16, 127.102...
 POD_CIDR = "127.100.0.0/16"
+#: Second octets of the loopback /16 ranges a cluster may claim (``claim_pod_cidr``).
+POD_RANGE_OCTETS = range(100, 255)
 #: Service cluster IPs: RFC 2544's benchmarking range. Allocated by the API server but never dialled.
 SERVICE_CIDR = "198.18.0.0/16"
 SERVICE_IP = "198.18.0.1"
@@ -126,6 +132,7 @@ class State:
     pools: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = 0.0
     args: dict[str, list[str]] = field(default_factory=dict)  # each component's command line, for restart()
+    pod_cidr: str = POD_CIDR  # this cluster's claimed loopback range (claim_pod_cidr)
 
     @property
     def kubeconfig(self) -> Path:
@@ -177,6 +184,77 @@ def _stop_pid(pid: int, binary: str, grace: float = 10.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
     _wait_exit(pid, binary, 5.0)
+
+
+def pod_ranges_dir() -> Path:
+    """Machine-wide record of which loopback pod range each running dev cluster holds (one file per range)."""
+    return build.cache_root() / "pod-ranges"
+
+
+def _claim_alive(claim: dict[str, Any]) -> bool:
+    """A claim holds while its cluster's work directory exists and either the process that claimed it (during
+    ``up``) or the cluster's kwok (afterwards) still runs; ``down`` removes the directory, a crash kills kwok."""
+    workdir = Path(str(claim.get("workdir", "")))
+    if not claim.get("workdir") or not workdir.is_dir():
+        return False
+    owner = claim.get("owner")
+    if isinstance(owner, int) and owner > 0 and _pid_running(owner):
+        return True
+    try:
+        st = json.loads((workdir / "state.json").read_text())
+        kwok = int(st["pids"]["kwok"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return _pid_alive(kwok, "kwok")
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def claim_pod_cidr(workdir: Path) -> str:
+    """Claim the first loopback /16 that no other running dev cluster on this machine holds, for ``workdir``.
+
+    Claims are files under ``pod_ranges_dir()``, taken under an exclusive ``flock``; a claim whose cluster is gone
+    (work directory removed, or neither its claimant nor its kwok running) is taken over."""
+    root = pod_ranges_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for octet in POD_RANGE_OCTETS:
+            path = root / f"127.{octet}.0.0_16.json"
+            try:
+                claim = json.loads(path.read_text())
+            except (OSError, ValueError):
+                claim = None
+            if isinstance(claim, dict) and claim.get("workdir") != str(workdir) and _claim_alive(claim):
+                continue
+            path.write_text(json.dumps({"workdir": str(workdir), "owner": os.getpid()}))
+            return f"127.{octet}.0.0/16"
+    raise ClusterError(
+        f"every loopback pod range 127.{POD_RANGE_OCTETS[0]}-{POD_RANGE_OCTETS[-1]}.0.0/16 is held by a running dev "
+        f"cluster (claims in {root}); stop some with `vlmctl dev-cluster down`"
+    )
+
+
+def release_pod_cidr(workdir: Path) -> None:
+    """Drop the claims ``workdir`` holds (``down``)."""
+    root = pod_ranges_dir()
+    if not root.is_dir():
+        return
+    with (root / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for path in root.glob("127.*.json"):
+            try:
+                claim = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(claim, dict) and claim.get("workdir") == str(workdir):
+                path.unlink(missing_ok=True)
 
 
 class DevCluster:
@@ -257,6 +335,7 @@ class DevCluster:
                         _stop_pid(pid, comp)
                         stopped.append(comp)
         shutil.rmtree(self.workdir, ignore_errors=True)
+        release_pod_cidr(self.workdir)
         return stopped
 
     def restart(self, comp: str, pause: float = 0.0, timeout: float = 60.0) -> None:
@@ -383,6 +462,7 @@ class DevCluster:
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         ports = {k: free_port() for k in ("etcd", "etcd_peer", "apiserver", "kcm", "scheduler", "kwok")}
         st = State(self.name, str(self.workdir), str(bins), ports, started_at=time.time())
+        st.pod_cidr = claim_pod_cidr(self.workdir)
         self._save(st)
         keys = pki.generate(self.workdir / "pki", SERVICE_IP)
         pki.write_kubeconfig(st.kubeconfig, self.name, st.server, keys)
@@ -478,7 +558,7 @@ class DevCluster:
                 f"--node-port={ports['kwok']}",
                 f"--server-address=127.0.0.1:{ports['kwok']}",
                 f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
-                f"--cidr={POD_CIDR}",
+                f"--cidr={st.pod_cidr}",
             ],
         )
         insecure = ssl._create_unverified_context()  # the KCM and scheduler serve self-signed health endpoints
