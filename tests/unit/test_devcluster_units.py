@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 from importlib import resources
 from pathlib import Path
@@ -118,6 +119,28 @@ def test_loopback_pod_cidr_and_non_private_service_cidr() -> None:
         assert not svc.overlaps(ipaddress.ip_network(private))
         assert not pods.overlaps(ipaddress.ip_network(private))
     assert ipaddress.ip_address(cluster.SERVICE_IP) in svc
+
+
+def test_clusters_side_by_side_claim_distinct_pod_ranges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLM_CACHE_DIR", str(tmp_path / "cache"))
+    a, b, c = (tmp_path / name for name in ("a", "b", "c"))
+    for d in (a, b, c):
+        d.mkdir()
+    first, second = cluster.claim_pod_cidr(a), cluster.claim_pod_cidr(b)
+    assert (first, second) == ("127.100.0.0/16", "127.101.0.0/16")
+    assert cluster.claim_pod_cidr(a) == first  # the same cluster keeps its range
+    for net in (first, second):
+        assert ipaddress.ip_network(net).is_loopback
+    cluster.release_pod_cidr(a)
+    assert cluster.claim_pod_cidr(c) == first  # released by `down`
+    # a claim whose cluster is gone (work directory removed, claimant and kwok not running) is taken over
+    cluster.release_pod_cidr(c)
+    (cluster.pod_ranges_dir() / "127.100.0.0_16.json").write_text(
+        json.dumps({"workdir": str(tmp_path / "gone"), "owner": 2**22 + 1})
+    )
+    assert cluster.claim_pod_cidr(c) == first
+    # a claim by a live process whose cluster directory still exists holds
+    assert cluster.claim_pod_cidr(a) == "127.102.0.0/16"
 
 
 def test_project_stages_are_weighted_and_spare_deleting_pods() -> None:

@@ -9,9 +9,9 @@ nothing else.
 Networking: simulated pods get IPs from a loopback pool so a test can serve a pod's ``/metrics`` on the pod's own
 address. Each running cluster claims its own /16 of 127.0.0.0/8 (``127.100.0.0/16`` first, see ``claim_pod_cidr``), so
 clusters side by side on one machine (parallel test workers, the portable tier's second cluster) never hand out the
-same pod IP and never bind each other's simulators. Services get cluster IPs from a non-routed benchmarking range that nothing ever dials: there
-is no kube-proxy, and Kubernetes refuses loopback addresses in EndpointSlices, so Services here have no endpoints.
-Clients on the local cluster reach pods by pod IP.
+same pod IP and never bind each other's simulators. Services get cluster IPs from a non-routed benchmarking range
+that nothing ever dials: there is no kube-proxy, and Kubernetes refuses loopback addresses in EndpointSlices, so
+Services here have no endpoints. Clients on the local cluster reach pods by pod IP.
 """
 
 from __future__ import annotations
