@@ -20,7 +20,8 @@ venv: $(STAMP)
 demo: $(STAMP)
 	VLM_DEMO_ENGINE=$(ENGINE) $(BIN)/python -m hack.demo
 
-## test: lint, then every tier (unit, integration, e2e, portable on a second cluster); prints counts per tier
+## test: lint, then every tier at once (unit+integration+e2e on xdist workers, processors, engine, portable on a second
+## cluster); prints counts per tier (VLM_TEST_WORKERS=N, VLM_TEST_SERIAL=1: see README "Running tiers in parallel")
 test: $(STAMP)
 	bash hack/test.sh
 
