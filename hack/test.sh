@@ -53,7 +53,7 @@ engine_tier() {
 EXT_NAME="ci-external-$$"
 EXT_PARENT="$(mktemp -d)"
 EXT_DIR="$EXT_PARENT/cluster"
-cleanup() { $BIN/vlmctl dev-cluster down --name "$EXT_NAME" --workdir "$EXT_DIR" >/dev/null || true; rm -rf "$EXT_PARENT"; }
+cleanup() { $BIN/vlmctl dev-cluster down --name "$EXT_NAME" --workdir "$EXT_DIR" >/dev/null 2>&1 || true; rm -rf "$EXT_PARENT"; }
 trap cleanup EXIT
 portable_tier() {
   local rc=0
