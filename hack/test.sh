@@ -47,7 +47,8 @@ processors_tier() {
   VLM_TEST_PROCESSORS=1 $BIN/pytest tests/processors --timeout=900 --junitxml="$OUT/processors.xml" "${junit[@]}"
 }
 engine_tier() {
-  VLM_TEST_ENGINE=1 $BIN/pytest tests/engine -m "engine and engine_ci" --timeout=900 \
+  # niced: the engine tier is CPU-bound throughput (engine start-ups), the main session has timers to keep
+  VLM_TEST_ENGINE=1 nice -n 5 $BIN/pytest tests/engine -m "engine and engine_ci" --timeout=900 \
     --junitxml="$OUT/engine.xml" "${junit[@]}"
 }
 EXT_NAME="ci-external-$$"

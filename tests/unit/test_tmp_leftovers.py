@@ -27,8 +27,9 @@ def test_cleans_up(tmp_path):
 """
 
 
-def run_pytest(test_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def run_pytest(test_file: Path, tmpdir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "VLM_TEST_TMPDIR_OWNER"}
+    env["TMPDIR"] = str(tmpdir)  # the child's own parent directory: other xdist workers share this session's
     return subprocess.run(
         [
             sys.executable,
@@ -57,8 +58,9 @@ def run_pytest(test_file: Path, *extra: str) -> subprocess.CompletedProcess[str]
 def test_leftover_check(tmp_path: Path, source: str, fails: bool, xdist: tuple[str, ...]) -> None:
     test_file = tmp_path / "leak_probe.py"
     test_file.write_text(source)
-    before = set(Path(os.environ.get("TMPDIR", "/tmp")).iterdir())
-    res = run_pytest(test_file, *xdist)
+    parent = tmp_path / "tmp"
+    parent.mkdir()
+    res = run_pytest(test_file, parent, *xdist)
     out = res.stdout + res.stderr
     if fails:
         assert res.returncode == 1, out
@@ -68,4 +70,4 @@ def test_leftover_check(tmp_path: Path, source: str, fails: bool, xdist: tuple[s
         assert res.returncode == 0, out
         assert "tests left files" not in out
     # the child's private temporary directory is gone either way
-    assert set(Path(os.environ.get("TMPDIR", "/tmp")).iterdir()) == before
+    assert list(parent.iterdir()) == []
