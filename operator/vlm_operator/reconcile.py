@@ -246,20 +246,21 @@ def reconcile(
     pods: list[dict[str, Any]] | None = None,
     replica_sets: list[dict[str, Any]] | None = None,
     thorough: bool = True,
-) -> None:
-    """Reconcile one VLMDeployment: observe, decide, act. Watch events, the drift timer and child events can all
-    ask at once; they are serialized per object, and each run reads the object afresh so it never writes a status
-    computed from a stale view over a newer one. ``thorough=False`` (a reconcile started by child events) trusts
-    what this process last applied to the Service and PodDisruptionBudget instead of reading them (see
-    :data:`_APPLIED`)."""
+) -> bool:
+    """Reconcile one VLMDeployment: observe, decide, act; False when it no longer exists (or is being deleted).
+    Watch events, the drift resync and child events can all ask at once; they are serialized per object, and each
+    run reads the object afresh so it never writes a status computed from a stale view over a newer one.
+    ``thorough=False`` (a reconcile started by child events) trusts what this process last applied to the Service
+    and PodDisruptionBudget instead of reading them (see :data:`_APPLIED`)."""
     with _locks_guard:
         lock = _locks.setdefault((namespace, name), threading.Lock())
     with lock, op_metrics.reconcile_timer(namespace, name):
         body = kube.get(API_VERSION, KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             op_metrics.forget(namespace, name)
-            return
+            return False
         _reconcile(kube, body, logger, pods, replica_sets, thorough)
+        return True
 
 
 def _reconcile(

@@ -163,6 +163,10 @@ def _peering_and_health(args: argparse.Namespace, settings: Settings) -> str:
             namespaces=args.namespace,
             interval=args.peering_check_interval,
         )
+    from vlm_operator import handlers
+
+    if monitor is not None:  # the drift resync stops while kopf's peering pauses this replica
+        handlers.RESYNC.paused = lambda: monitor.state.paused
     server = None
     if args.liveness:
         server = health.Health(args.liveness, monitor=monitor, webhook=settings.webhook_dial())
