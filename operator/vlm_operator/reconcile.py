@@ -20,7 +20,17 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from vlm_operator import admission, conditions, fitcheck, inventory, profile_admission, quota, readiness, rollout
+from vlm_operator import (
+    admission,
+    clusterwatch,
+    conditions,
+    fitcheck,
+    inventory,
+    profile_admission,
+    quota,
+    readiness,
+    rollout,
+)
 from vlm_operator import operator_metrics as op_metrics
 from vlm_operator.api import VLMDeployment
 from vlm_operator.autoscale import report as scaling_report
@@ -197,38 +207,47 @@ _log = logging.getLogger(__name__)
 
 
 class ClusterPods:
-    """Every node and every non-terminal pod in the cluster, listed at most once per ``ttl_s`` and shared by the
-    reconciles that weigh a surge in that time: a rollout of hundreds of objects at once made one pair of LISTs per
-    reconcile, each carrying every pod of the cluster. The free-GPU count can be ``ttl_s`` old; a surge pod that finds
-    its GPU taken meanwhile is Pending, and the next reconcile replaces in place (:func:`decide_rollout`)."""
+    """Every node and every non-terminal pod in the cluster, as a surge decision reads them.
 
-    def __init__(self, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl_s, self.clock = ttl_s, clock
+    By default from watches, listed once and kept current (:class:`vlm_operator.clusterwatch.ClusterWatch`, started
+    by the first rollout that asks). With ``watch=False`` (``VLM_OPERATOR_CLUSTER_WATCH=0``), or a client that cannot
+    watch, a LIST pair at most once per ``ttl_s``, shared by the reconciles of that time: a rollout of hundreds of
+    objects at once made one pair per reconcile, each carrying every pod of the cluster. The free-GPU count can be
+    ``ttl_s`` old; a surge pod that finds its GPU taken meanwhile is Pending, and the next reconcile replaces in place
+    (:func:`decide_rollout`)."""
+
+    def __init__(self, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic, watch: bool = True) -> None:
+        self.ttl_s, self.clock, self.watch = ttl_s, clock, watch
         self._value: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
         self._at = 0.0
         self._lock = threading.Lock()
         self._blind = False
+        self._watched: clusterwatch.ClusterWatch | None = None
 
     def get(self, kube: Kube) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         with self._lock:  # one LIST pair at a time; the reconciles that wait for it use its result
-            if self._value is None or self.clock() - self._at >= self.ttl_s:
-                try:
+            try:
+                if self.watch and hasattr(kube, "watch"):
+                    if self._watched is None:
+                        self._watched = clusterwatch.ClusterWatch(kube)
+                    return self._watched.get()
+                if self._value is None or self.clock() - self._at >= self.ttl_s:
                     nodes = kube.list("v1", "Node", None)
                     pods = kube.list("v1", "Pod", None, field_selector=_NON_TERMINAL)
-                except ApiException as exc:
-                    if exc.status != 403:
-                        raise
-                    # a namespaced install may not read every pod of the cluster: with no free-GPU count a rollout
-                    # never surges and replaces its pods in place (it cannot wait for GPUs it cannot see)
-                    if not self._blind:
-                        _log.warning(
-                            "cluster-wide nodes/pods are not readable with this install's rights (HTTP 403): "
-                            "rollouts replace pods in place instead of surging"
-                        )
-                    self._blind = True
-                    nodes, pods = [], []
-                self._value, self._at = (nodes, pods), self.clock()
-            return self._value
+                    self._value, self._at = (nodes, pods), self.clock()
+                return self._value
+            except ApiException as exc:
+                if exc.status != 403:
+                    raise
+                # a namespaced install may not read every pod of the cluster: with no free-GPU count a rollout
+                # never surges and replaces its pods in place (it cannot wait for GPUs it cannot see)
+                if not self._blind:
+                    _log.warning(
+                        "cluster-wide nodes/pods are not readable with this install's rights (HTTP 403): "
+                        "rollouts replace pods in place instead of surging"
+                    )
+                self._blind = True
+                return [], []
 
 
 #: the process-wide snapshot the reconciles share
