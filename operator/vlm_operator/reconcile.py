@@ -8,6 +8,7 @@ makes no mutating request.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -151,6 +152,8 @@ class Observation:
     free_gpus: FreeGPUs
     #: the namespace's ResourceQuotas (read only when a surge is considered); None where they cannot be listed
     quotas: Callable[[], list[dict[str, Any]]] | None = None
+    #: ``live`` came from the watch-fed index, not a GET (it can lag the API server by an event)
+    live_cached: bool = False
 
 
 @dataclass
@@ -171,12 +174,14 @@ def observe(
     body: dict[str, Any],
     pods: list[dict[str, Any]] | None = None,
     replica_sets: list[dict[str, Any]] | None = None,
+    deployment: tuple[dict[str, Any] | None] | None = None,
 ) -> Observation:
     """Read what the decision needs. ``pods`` / ``replica_sets`` come from the operator's watch-fed indexes
     (handlers pass them); without them (CLI, tests, a resync before the index is warm) they are listed once."""
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
-    live = kube.get("apps/v1", "Deployment", ns, name)
+    # ``deployment``: (the Deployment or None) from the watch-fed index; read afresh when the index is not known
+    live = deployment[0] if deployment is not None else kube.get("apps/v1", "Deployment", ns, name)
     selector = objects.selector_string(name)
     if pods is None:
         pods = kube.list("v1", "Pod", ns, selector) if live else []
@@ -197,6 +202,7 @@ def observe(
         dt.datetime.now(dt.UTC),
         free_gpus,
         lambda: kube.list("v1", "ResourceQuota", ns),
+        live_cached=deployment is not None,
     )
 
 
@@ -265,6 +271,7 @@ def reconcile(
     pods: list[dict[str, Any]] | None = None,
     replica_sets: list[dict[str, Any]] | None = None,
     thorough: bool = True,
+    deployment: tuple[dict[str, Any] | None] | None = None,
 ) -> bool:
     """Reconcile one VLMDeployment: observe, decide, act; False when it no longer exists (or is being deleted).
     Watch events, the drift resync and child events can all ask at once; they are serialized per object, and each
@@ -278,7 +285,7 @@ def reconcile(
         if body is None or body["metadata"].get("deletionTimestamp"):
             op_metrics.forget(namespace, name)
             return False
-        _reconcile(kube, body, logger, pods, replica_sets, thorough)
+        _reconcile(kube, body, logger, pods, replica_sets, thorough, deployment)
         return True
 
 
@@ -289,6 +296,7 @@ def _reconcile(
     pods: list[dict[str, Any]] | None = None,
     replica_sets: list[dict[str, Any]] | None = None,
     thorough: bool = True,
+    deployment: tuple[dict[str, Any] | None] | None = None,
 ) -> None:
     meta = body["metadata"]
     generation = int(meta.get("generation", 1))
@@ -309,9 +317,24 @@ def _reconcile(
         )
         _write_status(kube, body, conditions.compute_status(obs, _now()), logger)
         return
-    observation = observe(kube, body, pods, replica_sets)
+    observation = observe(kube, body, pods, replica_sets, deployment)
     decision = decide(vlmd, observation, logger)
+    if observation.live_cached and decision.deployment is not None and not _same_object(observation.live, decision):
+        # The indexed Deployment differs from what is wanted: read it afresh before deciding on a write or a rollout
+        # (the index can still hold the version before this process's own last apply). Only this path reads it.
+        meta = body["metadata"]
+        live = kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
+        observation = dataclasses.replace(observation, live=live, live_cached=False)
+        decision = decide(vlmd, observation, logger)
     act(kube, vlmd, observation, decision, logger, thorough)
+
+
+def _same_object(live: dict[str, Any] | None, d: Decision) -> bool:
+    """Whether ``live`` carries the object hash of the Deployment ``d`` wants."""
+    if live is None or d.deployment is None:
+        return False
+    want = d.deployment["metadata"]["annotations"][objects.ANN_OBJECT_HASH]
+    return bool((live["metadata"].get("annotations") or {}).get(objects.ANN_OBJECT_HASH) == want)
 
 
 def decide(vlmd: VLMDeployment, obs: Observation, logger: Any = None) -> Decision:

@@ -118,3 +118,58 @@ def test_a_refused_spec_decides_nothing_to_apply() -> None:
     assert d.deployment is None and d.others == []
     assert d.refused is not None and "spec.engine.extraArgs" in d.refused
     assert d.details == [d.refused]
+
+
+class StoreKube:
+    """An in-memory API server for one reconcile: objects by (kind, namespace, name), reads and writes counted."""
+
+    def __init__(self, *objs: dict[str, Any]) -> None:
+        self.store = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objs}
+        self.gets: list[str] = []
+        self.applies: list[str] = []
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.gets.append(kind)
+        return copy.deepcopy(self.store.get((kind, namespace, name)))
+
+    def list(self, *_: Any, **__: Any) -> list[dict[str, Any]]:
+        return []
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.applies.append(obj["kind"])
+        self.store[(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])] = copy.deepcopy(obj)
+        return obj
+
+    def patch_status(self, *_: Any) -> None:
+        pass
+
+    def event(self, *_: Any) -> None:
+        pass
+
+
+def _applied_world(b: dict[str, Any]) -> tuple[StoreKube, dict[str, Any]]:
+    plan = reconcile.build_plan(
+        VLMDeployment.model_validate({k: b[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    )
+    dep = deployment_for(b)
+    return StoreKube(b, dep, *copy.deepcopy(plan.desired[1:])), dep
+
+
+def test_the_deployment_comes_from_the_index_and_is_read_only_when_it_must_change() -> None:
+    import logging
+
+    b = body(4096)
+    kube, dep = _applied_world(b)
+    log = logging.getLogger("test")
+    reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(copy.deepcopy(dep),))  # type: ignore[arg-type]
+    assert "Deployment" not in kube.gets and kube.applies == []  # the index is current: no GET, no write
+    # the index still holds the Deployment of an older spec (this process just applied the new one): read afresh,
+    # find it current, write nothing
+    stale = deployment_for(body(2048))
+    kube.gets.clear()
+    reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(stale,))  # type: ignore[arg-type]
+    assert kube.gets.count("Deployment") == 1 and kube.applies == []
+    # gone from the index and from the API server: applied again
+    del kube.store[("Deployment", "ns", "m")]
+    reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(None,))  # type: ignore[arg-type]
+    assert kube.applies == ["Deployment"]

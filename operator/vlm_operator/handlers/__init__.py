@@ -154,9 +154,15 @@ _INDEXES: dict[str, Any] = {}
 
 
 def _keep_indexes(kwargs: dict[str, Any]) -> None:
-    for index in ("vlmd_pods", "vlmd_replicasets"):
+    for index in ("vlmd_pods", "vlmd_replicasets", "vlmd_deployments"):
         if kwargs.get(index) is not None:
             _INDEXES[index] = kwargs[index]
+
+
+def vlmd_deployments(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The watch-fed cache of each VLMDeployment's Deployment: a reconcile reads it instead of a GET, and reads the
+    API server only when the Deployment must change (:func:`vlm_operator.reconcile._reconcile`)."""
+    return _by_owner(namespace, labels, body)
 
 
 def _reconcile(
@@ -169,7 +175,11 @@ def _reconcile(
     """Reconcile with the children read from the indexes (kopf passes them to every handler by name); False when the
     object is gone."""
     key = (namespace, name)
-    pods, rsets = kwargs.get("vlmd_pods"), kwargs.get("vlmd_replicasets")
+    pods, rsets, deps = kwargs.get("vlmd_pods"), kwargs.get("vlmd_replicasets"), kwargs.get("vlmd_deployments")
+    deployment = None
+    if deps is not None:  # the index is known: the Deployment is what it holds (None: there is none)
+        found = list(deps.get(key, []))
+        deployment = (found[-1] if found else None,)
     try:
         return reconcile.reconcile(
             _client(),
@@ -179,6 +189,7 @@ def _reconcile(
             pods=list(pods.get(key, [])) if pods is not None else None,
             replica_sets=list(rsets.get(key, [])) if rsets is not None else None,
             thorough=thorough,
+            deployment=deployment,
         )
     except ApiException as exc:
         if not namespace_terminating(exc):
@@ -365,6 +376,7 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
     on.startup(registry=r)(configure)
     kopf.index("", "v1", "pods", labels=MANAGED, registry=r)(vlmd_pods)
     kopf.index("apps", "v1", "replicasets", labels=MANAGED, registry=r)(vlmd_replicasets)
+    kopf.index("apps", "v1", "deployments", labels=MANAGED, registry=r)(vlmd_deployments)
     for changed in (on.resume, on.create, on.update):
         changed(GROUP, VERSION, PLURAL, backoff=HANDLER_BACKOFF_S, registry=r)(reconcile_vlmd)
     # The drift resync: one loop for all objects (:mod:`vlm_operator.resync`), not a kopf timer per object, which
