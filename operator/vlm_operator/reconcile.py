@@ -91,6 +91,34 @@ def build_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None 
     return Plan(vlmd, fit, rendered.argv, desired, plan, decision)
 
 
+#: Plans by (the object's identity and parsed spec, the GPU inventory): most reconciles (child events, resyncs) see
+#: the same spec, and the policy, fit check and render are pure functions of those (and of the catalog and release
+#: tables, fixed for the process). Bounded; cleared when full. ``Plan.vlmd`` of a remembered plan can carry older
+#: metadata; nothing reads it.
+_PLANS: dict[tuple[str, tuple[tuple[str, int], ...]], Plan] = {}
+_PLANS_MAX = 4096
+_plans_lock = threading.Lock()
+
+
+def cached_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None = None) -> Plan:
+    """:func:`build_plan`, remembered. Not remembered while a Hub lookup runs or the fit is Unknown: the same spec
+    can check differently once the Hub answers. Callers never mutate a plan."""
+    m = vlmd.metadata  # the render reads only these of the metadata (resourceVersion & co. change on every write)
+    ident = f"{m.get('namespace')}/{m.get('name')}/{m.get('uid')}/"
+    key = (ident + vlmd.spec.model_dump_json(), tuple(sorted((max_gpus_per_node or {}).items())))
+    with _plans_lock:
+        found = _PLANS.get(key)
+    if found is not None:
+        return found
+    plan = build_plan(vlmd, max_gpus_per_node)
+    if plan.fit.verdict != "Unknown" and not from_spec.hub_lookups_in_flight():
+        with _plans_lock:
+            if len(_PLANS) >= _PLANS_MAX:
+                _PLANS.clear()
+            _PLANS[key] = plan
+    return plan
+
+
 def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tuple[conditions.PodProblem, ...]:
     found = []
     for pod in pods:
@@ -339,7 +367,7 @@ def _same_object(live: dict[str, Any] | None, d: Decision) -> bool:
 
 def decide(vlmd: VLMDeployment, obs: Observation, logger: Any = None) -> Decision:
     """Pure (given ``obs.free_gpus``): the refusal policy, the rendered children and the rollout decision."""
-    plan = build_plan(vlmd, obs.inventory)
+    plan = cached_plan(vlmd, obs.inventory)
     details: list[str] = []
     if plan.refused is not None:
         details.append(plan.refused)

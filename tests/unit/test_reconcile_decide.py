@@ -173,3 +173,19 @@ def test_the_deployment_comes_from_the_index_and_is_read_only_when_it_must_chang
     del kube.store[("Deployment", "ns", "m")]
     reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(None,))  # type: ignore[arg-type]
     assert kube.applies == ["Deployment"]
+
+
+def test_the_plan_is_remembered_per_spec_and_inventory() -> None:
+    b = body(4096)
+    vlmd = VLMDeployment.model_validate({k: b[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    first = reconcile.cached_plan(vlmd, {"NVIDIA-L4": 4})
+    b2 = copy.deepcopy(b)
+    b2["metadata"]["resourceVersion"] = "99"  # a status write: same spec, same plan
+    again = VLMDeployment.model_validate({k: b2[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    assert reconcile.cached_plan(again, {"NVIDIA-L4": 4}) is first
+    assert reconcile.cached_plan(again, {"NVIDIA-L4": 8}) is not first  # another inventory
+    b3 = body(2048)
+    changed = VLMDeployment.model_validate({k: b3[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    other = reconcile.cached_plan(changed, {"NVIDIA-L4": 4})
+    assert other is not first and other.command != first.command
+    assert other.command == reconcile.build_plan(changed, {"NVIDIA-L4": 4}).command
