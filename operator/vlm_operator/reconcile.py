@@ -300,12 +300,16 @@ def reconcile(
     replica_sets: list[dict[str, Any]] | None = None,
     thorough: bool = True,
     deployment: tuple[dict[str, Any] | None] | None = None,
+    defer_status: bool = False,
 ) -> bool:
     """Reconcile one VLMDeployment: observe, decide, act; False when it no longer exists (or is being deleted).
     Watch events, the drift resync and child events can all ask at once; they are serialized per object, and each
     run reads the object afresh so it never writes a status computed from a stale view over a newer one.
     ``thorough=False`` (a reconcile started by child events) trusts what this process last applied to the Service
-    and PodDisruptionBudget instead of reading them (see :data:`_APPLIED`)."""
+    and PodDisruptionBudget instead of reading them (see :data:`_APPLIED`). ``defer_status`` (the operator's create
+    and update handlers): when this reconcile changes the Deployment, it writes no status; the Deployment's watch event
+    brings a child reconcile within half a second that writes it from a newer view. On create that saves the write of
+    a state that lasts half a second (nothing scheduled yet), one of about two per object."""
     with _locks_guard:
         lock = _locks.setdefault((namespace, name), threading.Lock())
     with lock, op_metrics.reconcile_timer(namespace, name):
@@ -313,7 +317,7 @@ def reconcile(
         if body is None or body["metadata"].get("deletionTimestamp"):
             op_metrics.forget(namespace, name)
             return False
-        _reconcile(kube, body, logger, pods, replica_sets, thorough, deployment)
+        _reconcile(kube, body, logger, pods, replica_sets, thorough, deployment, defer_status)
         return True
 
 
@@ -325,6 +329,7 @@ def _reconcile(
     replica_sets: list[dict[str, Any]] | None = None,
     thorough: bool = True,
     deployment: tuple[dict[str, Any] | None] | None = None,
+    defer_status: bool = False,
 ) -> None:
     meta = body["metadata"]
     generation = int(meta.get("generation", 1))
@@ -354,7 +359,7 @@ def _reconcile(
         live = kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
         observation = dataclasses.replace(observation, live=live, live_cached=False)
         decision = decide(vlmd, observation, logger)
-    act(kube, vlmd, observation, decision, logger, thorough)
+    act(kube, vlmd, observation, decision, logger, thorough, defer_status)
 
 
 def _same_object(live: dict[str, Any] | None, d: Decision) -> bool:
@@ -386,15 +391,26 @@ def decide(vlmd: VLMDeployment, obs: Observation, logger: Any = None) -> Decisio
     return Decision(plan, None, dep, plan.desired[1:], roll, template_hash, details)
 
 
-def act(kube: Kube, vlmd: VLMDeployment, obs: Observation, d: Decision, logger: Any, thorough: bool = True) -> None:
-    """Apply what changed, record the rollout's event, and write status once."""
+def act(
+    kube: Kube,
+    vlmd: VLMDeployment,
+    obs: Observation,
+    d: Decision,
+    logger: Any,
+    thorough: bool = True,
+    defer_status: bool = False,
+) -> None:
+    """Apply what changed, record the rollout's event, and write status once. With ``defer_status``, a reconcile that
+    changed the Deployment leaves the status to the reconcile its watch event brings (see :func:`reconcile`)."""
     body = obs.body
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     current = obs.live
     running_hash = _template_hash(obs.live)
+    applied = None
     if d.deployment is not None:
-        current = _apply_if_changed(kube, d.deployment, logger, obs.live) or obs.live
+        applied = _apply_if_changed(kube, d.deployment, logger, obs.live)
+        current = applied or obs.live
         for obj in d.others:
             _apply_if_changed(kube, obj, logger, trust_memory=not thorough)
         if d.roll.event is not None:
@@ -405,6 +421,8 @@ def act(kube: Kube, vlmd: VLMDeployment, obs: Observation, d: Decision, logger: 
     op_metrics.observe_object(ns, name, desired=vlmd.spec.scaling.replicas, status=new_status, verdict=fit.verdict)
     if d.details:
         logger.debug(f"{ns}/{name}: " + "; ".join(d.details))
+    if defer_status and applied is not None:
+        return
     _write_status(kube, body, new_status, logger)
 
 

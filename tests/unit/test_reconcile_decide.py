@@ -127,6 +127,7 @@ class StoreKube:
         self.store = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objs}
         self.gets: list[str] = []
         self.applies: list[str] = []
+        self.status_writes = 0
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         self.gets.append(kind)
@@ -141,7 +142,7 @@ class StoreKube:
         return obj
 
     def patch_status(self, *_: Any) -> None:
-        pass
+        self.status_writes += 1
 
     def event(self, *_: Any) -> None:
         pass
@@ -189,3 +190,23 @@ def test_the_plan_is_remembered_per_spec_and_inventory() -> None:
     other = reconcile.cached_plan(changed, {"NVIDIA-L4": 4})
     assert other is not first and other.command != first.command
     assert other.command == reconcile.build_plan(changed, {"NVIDIA-L4": 4}).command
+
+
+def test_a_create_that_applies_the_deployment_leaves_the_status_to_the_child_reconcile() -> None:
+    import logging
+
+    b = body(4096)
+    log = logging.getLogger("test")
+    kube = StoreKube(b)
+    reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(None,), defer_status=True)  # type: ignore[arg-type]
+    assert "Deployment" in kube.applies and kube.status_writes == 0
+    # the reconcile the Deployment's event brings writes it (nothing left to apply)
+    kube.applies.clear()
+    dep = kube.store[("Deployment", "ns", "m")]
+    reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(dep,), thorough=False)  # type: ignore[arg-type]
+    assert kube.applies == [] and kube.status_writes == 1
+    # a handler reconcile that changes nothing writes the status itself
+    other = StoreKube(body(4096, last_good="x"))
+    other.store.update({k: v for k, v in kube.store.items() if k[0] != "VLMDeployment"})
+    reconcile.reconcile(other, "ns", "m", log, pods=[], replica_sets=[], deployment=(dep,), defer_status=True)  # type: ignore[arg-type]
+    assert other.applies == [] and other.status_writes == 1

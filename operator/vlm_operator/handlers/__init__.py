@@ -171,6 +171,7 @@ def _reconcile(
     logger: kopf.Logger | logging.Logger,
     kwargs: dict[str, Any],
     thorough: bool = True,
+    defer_status: bool = False,
 ) -> bool:
     """Reconcile with the children read from the indexes (kopf passes them to every handler by name); False when the
     object is gone."""
@@ -190,6 +191,7 @@ def _reconcile(
             replica_sets=list(rsets.get(key, [])) if rsets is not None else None,
             thorough=thorough,
             deployment=deployment,
+            defer_status=defer_status,
         )
     except ApiException as exc:
         if not namespace_terminating(exc):
@@ -208,7 +210,8 @@ def namespace_terminating(exc: ApiException) -> bool:
 def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
         _keep_indexes(kwargs)
-        _reconcile(namespace, name, logger, kwargs)
+        # a Deployment this changes brings a child reconcile (0.5 s later) that writes the status
+        _reconcile(namespace, name, logger, kwargs, defer_status=True)
         if from_spec.hub_lookups_in_flight():
             # The fit check gave up waiting for the Hub (FitsGPU Unknown) while the lookup goes on: check again soon
             # rather than at the next drift resync.
