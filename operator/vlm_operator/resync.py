@@ -23,6 +23,8 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 
+from kubernetes.client.exceptions import ApiException
+
 _log = logging.getLogger(__name__)
 
 #: ``resync(key)``: reconcile one object; returns False when the object no longer exists (it is then forgotten).
@@ -125,6 +127,9 @@ class ResyncLoop:
     async def _one(self, key: Hashable, slots: asyncio.Semaphore) -> None:
         try:
             exists = await asyncio.to_thread(self.resync, key)
+        except ApiException as exc:  # a conflict, a throttle, an API server that restarts: the next round retries
+            _log.warning(f"drift resync of {key} failed: ({exc.status}) {exc.reason}; the next round retries it")
+            return
         except Exception:  # one object's failure never stops the others; the next round retries it
             _log.exception(f"drift resync of {key} failed")
             return

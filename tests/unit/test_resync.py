@@ -151,3 +151,21 @@ def test_an_object_whose_resync_hangs_holds_one_worker_not_the_others() -> None:
     # "a" started once (it is not started again while it runs); "b" and "c" went on every round
     assert seen.count("a") == 1
     assert seen.count("b") >= 2 and seen.count("c") >= 2
+
+
+def test_an_api_error_is_one_line_and_the_next_round_retries(caplog: pytest.LogCaptureFixture) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    calls: list[Hashable] = []
+
+    def resync(key: Hashable) -> bool:
+        calls.append(key)
+        raise ApiException(status=409, reason="Conflict")
+
+    loop = ResyncLoop(resync, interval_s=0.2)
+    loop.add("a")
+    with caplog.at_level("WARNING", logger="vlm_operator.resync"):
+        _run_for(loop, 0.3)
+    assert calls == ["a", "a"] and loop.keys() == ["a"]
+    assert "(409) Conflict; the next round retries it" in caplog.text
+    assert not any(r.exc_info for r in caplog.records)
