@@ -401,11 +401,13 @@ def main() -> int:
     procs: list[Proc] = []
     res: dict[str, Any] = {"count": n, "nodes": nodes, "unrelated": unrelated, "drift_s": drift, "phase": "cluster"}
     failure: str | None = None
+    cluster_pids: dict[str, int] = {}
     try:
         progress(f"starting a dev cluster with {nodes} nodes x 2 L4 in {work}")
         t = time.monotonic()
         st = dev.up([NodePool("L4", nodes, 2)], timeout=max(600, 2 * nodes))
         res["cluster_up_s"] = time.monotonic() - t
+        cluster_pids.update(st.pids)
         res["cluster_rss_up_mib"] = component_rss(st, "VmRSS")
         progress(
             f"dev cluster up in {res['cluster_up_s']:.0f}s; control-plane RSS "
@@ -537,6 +539,7 @@ def main() -> int:
         def rolled_out() -> int:
             nonlocal longest_pending, done
             done = {o["metadata"]["name"] for o in list_vlmds(raw) if is_ready(o, hashes[o["metadata"]["name"]])}
+            res["rollout_done"] = len(done)
             now = time.monotonic()
             waiting = pending_for_gpus(raw)
             for owner in waiting:
@@ -646,6 +649,10 @@ def main() -> int:
             res["failure"] = failure
             for p in procs:
                 res[f"tracebacks_{p.name}"] = p.tracebacks()
+                res[f"peak_rss_mib_{p.name}"] = proc_peak_rss_mib(p.pid)
+                res[f"cpu_s_{p.name}"] = proc_cpu_seconds(p.pid) if p.p.poll() is None else None
+            if cluster_pids and "cluster_rss_peak_mib" not in res:
+                res["cluster_rss_peak_mib"] = {c: proc_status_mib(pid, "VmHWM") for c, pid in cluster_pids.items()}
         for p in reversed(procs):
             p.stop()
         progress("stopping the dev cluster")
