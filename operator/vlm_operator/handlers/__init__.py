@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -347,6 +349,20 @@ def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: An
         raise kopf.AdmissionError(decision.message, code=422)
 
 
+#: Admission runs on threads of its own. kopf runs every sync handler on one executor
+#: (``settings.execution.executor``, kopf 1.45.2 kopf/_core/actions/invocation.py ``invoke``: ``run_in_executor``),
+#: a ThreadPoolExecutor of min(32, CPUs + 4) threads: 6 on 2 cores. In a rollout of 1,000 objects every one of them
+#: held a reconcile, so an admission request queued behind hundreds of reconciles; the API server gave up on the
+#: webhook (failurePolicy Fail) and users' applies were refused or took seconds each (benchmarks/operator_scale.py
+#: --full, docs/performance.md). The validation itself takes milliseconds.
+_ADMISSION_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="admission")
+
+
+async def validate_vlmd_async(**kwargs: Any) -> None:
+    """:func:`validate_vlmd` on the admission threads, never behind reconciles in kopf's sync-handler executor."""
+    await asyncio.get_running_loop().run_in_executor(_ADMISSION_POOL, functools.partial(validate_vlmd, **kwargs))
+
+
 def _internal(spec: kopf.Spec, **_: Any) -> bool:
     scaling = spec.get("scaling") or {}
     return bool(scaling.get("mode") == "Internal")
@@ -424,6 +440,6 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
             ignore_failures=False,
             side_effects=False,
             registry=r,
-        )(validate_vlmd)
+        )(validate_vlmd_async)
     batch.register(settings, r)  # VLMBatchJob
     return r
