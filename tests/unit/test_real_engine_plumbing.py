@@ -3,6 +3,7 @@ kubelet-style termination message and crash status, and the watcher's per-pod de
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -203,3 +204,15 @@ def test_a_crash_loops_last_log_lines_reach_the_degraded_message() -> None:
     assert problem.reason == "Error" and problem.restarts == 3
     assert problem.message.startswith("exit code 1; last log: ")
     assert "num_speculative_tokens must be provided" in problem.message
+
+
+def test_the_torch_compile_cache_outlives_the_engines_scratch_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VLM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    env = engine.engine_env({}, tmpdir=tmp_path / "scratch")
+    assert env["TMPDIR"] == str(tmp_path / "scratch")
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "engine" / "torchinductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/elsewhere")  # a user's own choice is kept
+    assert engine.engine_env({})["TORCHINDUCTOR_CACHE_DIR"] == "/elsewhere"

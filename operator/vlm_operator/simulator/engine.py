@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vlm_operator.devcluster.build import cache_root
+
 #: (what changes, how, why): the only changes between the rendered command and the engine's command.
 SUBSTITUTIONS: tuple[tuple[str, str, str], ...] = (
     (
@@ -124,7 +126,10 @@ def engine_command(argv: Sequence[str], *, python: str, checkpoint: str, host: s
 
 def engine_env(container: Mapping[str, Any], kv_cache_gib: int = 1, tmpdir: Path | None = None) -> dict[str, str]:
     """The process environment: this machine's, the container's literal ``env`` values, and the two additions.
-    ``tmpdir`` keeps the engine's scratch files (``vllm_dist_*``, the torch compile cache) out of the shared /tmp."""
+    ``tmpdir`` keeps the engine's scratch files (``vllm_dist_*``) out of the shared /tmp. The torch compile cache,
+    which would follow TMPDIR, goes to the engine cache instead (``TORCHINDUCTOR_CACHE_DIR``, read first by
+    torch/_inductor/runtime/cache_dir_utils.py ``cache_dir()`` in torch 2.13): in a fresh scratch directory every engine
+    start compiled its C++ kernels again with g++ (seen as cc1plus on ``vlm-eng-*/torchinductor_root/*.cpp``)."""
     env = dict(os.environ)
     for item in container.get("env") or []:
         if "value" in item and "name" in item:
@@ -132,6 +137,7 @@ def engine_env(container: Mapping[str, Any], kv_cache_gib: int = 1, tmpdir: Path
     env.pop("HF_HOME", None)  # the pod's cache path (/var/cache/...) does not exist here
     env["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
     env["HF_HUB_OFFLINE"] = "1"
+    env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_root() / "engine" / "torchinductor"))
     if tmpdir is not None:
         tmpdir.mkdir(parents=True, exist_ok=True)
         env["TMPDIR"] = str(tmpdir)
