@@ -123,6 +123,7 @@ def test_loopback_pod_cidr_and_non_private_service_cidr() -> None:
 
 def test_clusters_side_by_side_claim_distinct_pod_ranges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VLM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(cluster, "running_kwok_cidrs", set)  # no kwok of this machine's other clusters counts here
     a, b, c = (tmp_path / name for name in ("a", "b", "c"))
     for d in (a, b, c):
         d.mkdir()
@@ -141,6 +142,11 @@ def test_clusters_side_by_side_claim_distinct_pod_ranges(tmp_path: Path, monkeyp
     assert cluster.claim_pod_cidr(c) == first
     # a claim by a live process whose cluster directory still exists holds
     assert cluster.claim_pod_cidr(a) == "127.102.0.0/16"
+    # a range a kwok serves without any claim (a cluster of an older checkout) is skipped
+    monkeypatch.setattr(cluster, "running_kwok_cidrs", lambda: {"127.103.0.0/16"})
+    d = tmp_path / "d"
+    d.mkdir()
+    assert cluster.claim_pod_cidr(d) == "127.104.0.0/16"
 
 
 def test_project_stages_are_weighted_and_spare_deleting_pods() -> None:

@@ -216,22 +216,41 @@ def _pid_running(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
+def running_kwok_cidrs() -> set[str]:
+    """The ``--cidr`` of every kwok running on this machine, claimed or not (a cluster started by an older checkout
+    records no claim but still hands out its range)."""
+    found: set[str] = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and os.path.basename(args[0].decode(errors="replace")) == "kwok":
+            found.update(a.decode(errors="replace").removeprefix("--cidr=") for a in args if a.startswith(b"--cidr="))
+    return found
+
+
 def claim_pod_cidr(workdir: Path) -> str:
     """Claim the first loopback /16 that no other running dev cluster on this machine holds, for ``workdir``.
 
     Claims are files under ``pod_ranges_dir()``, taken under an exclusive ``flock``; a claim whose cluster is gone
-    (work directory removed, or neither its claimant nor its kwok running) is taken over."""
+    (work directory removed, or neither its claimant nor its kwok running) is taken over. A range some running kwok
+    already serves is skipped even without a claim."""
     root = pod_ranges_dir()
     root.mkdir(parents=True, exist_ok=True)
     with (root / ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        served = running_kwok_cidrs()
         for octet in POD_RANGE_OCTETS:
             path = root / f"127.{octet}.0.0_16.json"
             try:
                 claim = json.loads(path.read_text())
             except (OSError, ValueError):
                 claim = None
-            if isinstance(claim, dict) and claim.get("workdir") != str(workdir) and _claim_alive(claim):
+            mine = isinstance(claim, dict) and claim.get("workdir") == str(workdir)
+            if isinstance(claim, dict) and not mine and _claim_alive(claim):
+                continue
+            if not mine and f"127.{octet}.0.0/16" in served:
                 continue
             path.write_text(json.dumps({"workdir": str(workdir), "owner": os.getpid()}))
             return f"127.{octet}.0.0/16"
