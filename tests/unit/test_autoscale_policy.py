@@ -318,6 +318,32 @@ def test_queue_growth_while_pods_start_scales_up_once_and_down_once() -> None:
     assert loop.replicas == 3  # 2 req/s after the step: 16 running / (8 x 0.8) = 2.5
 
 
+def test_a_count_raised_on_a_burst_is_not_scaled_down_before_its_pods_have_served_a_window() -> None:
+    # The benchmark's early-minute case: a burst on one pod raises the count while the new pods load (180 s). The
+    # scale-down window counts only once every pod is ready, so the count does not come down just as a step arrives
+    # 300 s after the burst (before, it went 4 -> 3 at 430 s and back up at 500 s: three flaps instead of one).
+    loop = Loop(make_spec(replicas=1, max_replicas=10), start_delay=180)
+
+    def load(t: float) -> float:
+        if 100 <= t < 130:
+            return 40.0  # the burst: need 40 / 12 = 3.3
+        if 500 <= t < 1500:
+            return 40.0  # the step, 400 s after the burst
+        return 10.0  # 1.25 pods' worth of slots at 80 %: keeps 2
+
+    loop.run(0, 3600, load)
+    ups = [(t, r) for t, r, why in loop.changes() if why == Reason.SCALE_UP]
+    downs = [(t, r) for t, r, why in loop.changes() if why == Reason.SCALE_DOWN]
+    assert ups == [(100, 3), (105, 4)]
+    ready_at = 105 + 180
+    assert min(t for t, _ in downs) >= 1500 + 300 - POLL, "no scale-down between the burst and the step"
+    assert flaps(loop.history()) == 1
+    assert loop.replicas == 2
+    # While the pods load, the low load is judged on nothing yet: the window starts when they are all ready.
+    waiting = [d for t, d in loop.log if ready_at <= t < 500 and d.reason == Reason.STABILIZING]
+    assert waiting and all("of 300s of readings so far" in d.message for d in waiting)
+
+
 def test_all_pods_starting_holds() -> None:
     d = desired_replicas(PolicyState(), [], make_spec(replicas=2), 0.0)
     assert (d.replicas, d.reason) == (2, Reason.PODS_STARTING)

@@ -223,6 +223,7 @@ def desired_replicas(
 
     starting = current > ready
     starting_since = (state.starting_since if state.starting_since is not None else now) if starting else None
+    in_grace = starting_since is not None and now - starting_since < tune.startup_grace_seconds
     peak = max([state.peak_running, *(s.running for s in fresh)])
     mm_rate, mm_last = _mm_rate(state.mm_last, fresh)
     st = replace(state, starting_since=starting_since, peak_running=peak, mm_last=mm_last)
@@ -297,7 +298,10 @@ def desired_replicas(
     history = (*(h for h in state.history if h[0] > now - keep), (now, rec))
     # A partial picture may still scale up (missing pods count as idle, which only damps the step, as the HPA does
     # for pods without metrics), but it restarts the unbroken run of complete readings that a scale-down needs.
-    history_since = now if missing or state.history_since is None else state.history_since
+    # Pods still starting also restart it: a scale-down is judged on a full window in which the current count served.
+    # While pods start, the ready ones carry the whole load and the readings do not show what the count can hold;
+    # a count raised on a burst would otherwise come down a window after the decision, before its pods had served.
+    history_since = now if missing or state.history_since is None or in_grace else state.history_since
     st = replace(st, history=history, history_since=history_since)
     load = f"{waiting:g} waiting + {running:g} running on {len(fresh)} pods, capacity {capacity:g}/pod"
     why = f"{load} → need {need:.2f} replicas"
@@ -312,7 +316,7 @@ def desired_replicas(
         # ``current`` counts the pods still starting: they are capacity that will arrive, so only the rest is added,
         # now, rather than after they are ready (which would add capacity in rounds of one start-up time). While
         # they start the queue still grows on the ready pods; only a need well past the coming capacity adds more.
-        coming = starting and starting_since is not None and now - starting_since < tune.startup_grace_seconds
+        coming = in_grace
         # A scale-up decided with no pod starting records the recommendation it answered; while its pods start, the
         # ramp the step limit held back goes on up to it. Past it, each further step needs the need to outgrow the
         # coming capacity again, and does not move ``asked``: the queue's growth alone must not ramp to the maximum.
