@@ -344,6 +344,29 @@ def test_a_count_raised_on_a_burst_is_not_scaled_down_before_its_pods_have_serve
     assert waiting and all("of 300s of readings so far" in d.message for d in waiting)
 
 
+def test_a_step_after_the_ready_pods_held_the_load_alone_is_not_held_back_by_starting_pods() -> None:
+    # A burst adds a pod; the load falls back and the two ready pods hold it alone while that pod loads. A step then
+    # is new load, not the queue growth the starting pod explains: it is answered at the first poll that sees it,
+    # not after the starting pod is ready (before: PodsStarting until the need passed twice the count, here never).
+    loop = Loop(make_spec(replicas=2, max_replicas=10), start_delay=180)
+
+    def load(t: float) -> float:
+        if 100 <= t < 105:
+            return 36.0  # need 36 / 12 = 3: 2 -> 3
+        if t >= 200:
+            return 60.0  # need 5: more than the 3, less than twice it
+        return 12.0  # 12 / (8 x 0.8) = 1.9 replicas: the 2 ready pods hold it
+
+    loop.run(0, 260, load)
+    assert [(t, r) for t, r, _ in loop.changes()] == [(100, 3), (200, 5)]
+    assert loop.replicas == 5 == math.ceil(60 / 12), "and no further"
+    # Without the low load in between, the pod started by the burst still holds a need under twice the count back.
+    busy = Loop(make_spec(replicas=2, max_replicas=10), start_delay=180)
+    busy.run(0, 260, lambda t: 36.0 if 100 <= t < 200 else (60.0 if t >= 200 else 12.0))
+    assert [(t, r) for t, r, _ in busy.changes()] == [(100, 3)]
+    assert busy.log[-1][1].reason == Reason.PODS_STARTING
+
+
 def test_all_pods_starting_holds() -> None:
     d = desired_replicas(PolicyState(), [], make_spec(replicas=2), 0.0)
     assert (d.replicas, d.reason) == (2, Reason.PODS_STARTING)

@@ -18,9 +18,11 @@ milliseconds. ``docs/autoscaling.md`` explains the rules; the short version:
   that sees it) is above the current count, to the smallest of them, at most ``scaleUpMaxStep`` replicas at a time.
   Pods still starting count as capacity that will arrive: only the rest is added, at once. While they start, more
   is added only when the need passes twice the count (:attr:`PolicyTuning.starting_tolerance`), since the queue
-  that grows on the ready pods until they serve is not load the final count must hold.
+  that grows on the ready pods until they serve is not load the final count must hold. Once the ready pods alone
+  have held the load while those pods start, a new queue is new load and this hold no longer applies.
 * **Down slow.** Scale down to the largest recommendation of the last ``scaleDownStabilizationSeconds``, one
   replica at a time, ``cooldownSeconds`` after any change, and never while a ready pod's reading is missing or stale.
+  The window counts only readings taken with every pod ready: a count is judged on a window in which it served.
 * ``minReplicas`` / ``maxReplicas`` clamp everything; ``dryRun`` returns the decision without changing replicas.
 """
 
@@ -131,6 +133,10 @@ class PolicyState:
     #: The recommendation the latest scale-up answered (before the step limit): while its pods start, the count may
     #: still go up to it, a step at a time, without the need having to pass ``starting_tolerance``.
     asked: int = 0
+    #: Whether, since the pods now starting were created, a poll saw the ready pods alone hold the load (the need at
+    #: most the ready count). Then the starting pods were not what the load was waiting for, and a queue that builds
+    #: up afterwards is new load, not the growth they explain: the starting tolerance does not hold it back.
+    ready_held: bool = False
     #: The most requests seen running on one pod: the learned per-replica capacity.
     peak_running: float = 0.0
     #: Last ``vllm:mm_cache_queries_total`` per pod, as ``(pod, value, timestamp)``, for the items-per-second rate.
@@ -236,7 +242,7 @@ def desired_replicas(
         acted = replace(st, last_scale_time=now, above_since=None)
         if target > current:
             # The pods this creates are the "earlier new pods" that hold back the next scale-up; their grace starts now.
-            acted = replace(acted, starting_since=now)
+            acted = replace(acted, starting_since=now, ready_held=False)
         return Decision(target, target, reason, message, acted, signals)
 
     # The bounds are constraints, not load: a count outside them is corrected at once, windows or not.
@@ -302,7 +308,8 @@ def desired_replicas(
     # While pods start, the ready ones carry the whole load and the readings do not show what the count can hold;
     # a count raised on a burst would otherwise come down a window after the decision, before its pods had served.
     history_since = now if missing or state.history_since is None or in_grace else state.history_since
-    st = replace(st, history=history, history_since=history_since)
+    ready_held = in_grace and (state.ready_held or need <= ready + _EPS)
+    st = replace(st, history=history, history_since=history_since, ready_held=ready_held)
     load = f"{waiting:g} waiting + {running:g} running on {len(fresh)} pods, capacity {capacity:g}/pod"
     why = f"{load} → need {need:.2f} replicas"
     if need_kv is not None and need_kv >= need - _EPS and need_kv > need_queue:
@@ -316,7 +323,7 @@ def desired_replicas(
         # ``current`` counts the pods still starting: they are capacity that will arrive, so only the rest is added,
         # now, rather than after they are ready (which would add capacity in rounds of one start-up time). While
         # they start the queue still grows on the ready pods; only a need well past the coming capacity adds more.
-        coming = in_grace
+        coming = in_grace and not state.ready_held
         # A scale-up decided with no pod starting records the recommendation it answered; while its pods start, the
         # ramp the step limit held back goes on up to it. Past it, each further step needs the need to outgrow the
         # coming capacity again, and does not move ``asked``: the queue's growth alone must not ramp to the maximum.
