@@ -367,6 +367,24 @@ def test_a_step_after_the_ready_pods_held_the_load_alone_is_not_held_back_by_sta
     assert busy.log[-1][1].reason == Reason.PODS_STARTING
 
 
+def test_a_backlog_beside_a_pod_with_free_slots_adds_one_replica_at_a_time() -> None:
+    # The poll a second pod becomes ready: the first still holds the queue that grew while it was alone, the new one
+    # is empty (a Service sends it only new requests). The need, 37 / 12 = 3.1, overstates the shortage: one replica
+    # is added, not 2 -> 4 (which the load, 1 pod's worth, brought back down later: a flap), and the ramp stops there.
+    tuning = PolicyTuning(capacity_per_replica=8.0)
+    spec = make_spec(replicas=2)
+    readings = [EngineSample("p0", 0.0, waiting=29.0, running=8.0), EngineSample("p1", 0.0, waiting=0.0, running=0.0)]
+    d = desired_replicas(PolicyState(), readings, spec, 0.0, tuning=tuning)
+    assert (d.replicas, d.reason) == (3, Reason.SCALE_UP)
+    assert "p1 has free slots, one replica at a time" in d.message
+    later = [EngineSample("p0", 5.0, waiting=29.0, running=8.0), EngineSample("p1", 5.0, waiting=0.0, running=1.0)]
+    d = desired_replicas(d.state, later, make_spec(replicas=3), 5.0, tuning=tuning)
+    assert (d.replicas, d.reason) == (3, Reason.PODS_STARTING)
+    # With both pods busy the same total is a shortage, and the step of 2 applies.
+    busy = [EngineSample("p0", 0.0, waiting=25.0, running=8.0), EngineSample("p1", 0.0, waiting=4.0, running=8.0)]
+    assert desired_replicas(PolicyState(), busy, spec, 0.0, tuning=tuning).replicas == 4
+
+
 def test_all_pods_starting_holds() -> None:
     d = desired_replicas(PolicyState(), [], make_spec(replicas=2), 0.0)
     assert (d.replicas, d.reason) == (2, Reason.PODS_STARTING)

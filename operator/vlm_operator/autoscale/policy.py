@@ -112,6 +112,9 @@ class PolicyTuning:
     #: A scale-down must leave the remaining pods running at most this fraction of their capacity. Arrivals are an
     #: open stream: a fleet sized to be exactly full has no slack, its queue grows and the next scale-up follows.
     scale_down_utilization: float = 0.8
+    #: A ready pod with nothing waiting and at most this fraction of its slots busy has spare capacity: while one is
+    #: there, a scale-up adds one replica at a time (the queue is a backlog on the other pods, not a shortage).
+    spare_pod_running: float = 0.5
     #: Multimodal items per second one replica should take (the multimodal signal); ``None`` disables the signal.
     target_mm_items_per_second: float | None = None
 
@@ -343,7 +346,16 @@ def desired_replicas(
             msg = f"above target for {held:.0f}s of {spec.scale_up_window_seconds}s ({why})"
             return Decision(current, current, Reason.STABILIZING, msg, st, signals)
         window = [r for t, r in history if t >= now - spec.scale_up_window_seconds]
-        target = min(min(window), limit, current + spec.scale_up_max_step, hi)
+        # A ready pod with nothing waiting and most of its slots free (typically one that has just become ready) means
+        # the fleet is not out of capacity: the queue is a backlog on the other pods, which a Service's round robin
+        # does not move; the new pod takes only its share of new requests. The need then overstates the shortage, so
+        # add one replica at a time, and let the ramp of the starting pods stop there.
+        spare = [s.pod for s in fresh if s.waiting == 0 and s.running <= tune.spare_pod_running * capacity]
+        step = 1 if spare else spec.scale_up_max_step
+        if spare:
+            asked = min(asked, current + 1)
+            why += f"; {spare[0]} has free slots, one replica at a time"
+        target = min(min(window), limit, current + step, hi)
         if not spec.dry_run:
             st = replace(st, asked=asked)
         return decide(target, Reason.SCALE_UP, f"{current} → {target}: {why}", st, signals)
