@@ -19,7 +19,8 @@ milliseconds. ``docs/autoscaling.md`` explains the rules; the short version:
   Pods still starting count as capacity that will arrive: only the rest is added, at once. While they start, more
   is added only when the need passes twice the count (:attr:`PolicyTuning.starting_tolerance`), since the queue
   that grows on the ready pods until they serve is not load the final count must hold. Once the ready pods alone
-  have held the load while those pods start, a new queue is new load and this hold no longer applies.
+  have held the load while those pods start, a new queue is new load and this hold no longer applies. Beside a
+  ready pod with free slots (one that has just become ready), one replica at a time: the queue is a backlog.
 * **Down slow.** Scale down to the largest recommendation of the last ``scaleDownStabilizationSeconds``, one
   replica at a time, ``cooldownSeconds`` after any change, and never while a ready pod's reading is missing or stale.
   The window counts only readings taken with every pod ready: a count is judged on a window in which it served.
