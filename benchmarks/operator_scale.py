@@ -8,8 +8,8 @@ VLMDeployment of one replica, so there is no spare GPU anywhere) and, in one run
 1. starts vlm-operator (standalone, with its admission webhook) while the no-op keeps running, creates N objects
    again, and measures the time until all are Ready;
 2. changes every object's spec at once (a rollout of all N on a cluster with no spare GPU) and measures the time
-   until every one runs its new pod template; a VLMDeployment that has not finished within ``--deadline`` seconds
-   while a pod of it waits for a GPU is a deadlock.
+   until every one runs its new pod template; a VLMDeployment that has not finished by the phase's deadline while a
+   pod of it waits for a GPU is a deadlock.
 
 Around them run ``--unrelated`` (default 10,000) bare pods in other namespaces, bound through ``nodeName`` to
 CPU-only kwok nodes the benchmark adds: an operator that streams every pod in the cluster pays for them here. Both
@@ -21,14 +21,25 @@ Writes come from the API server's own ``apiserver_request_total`` (verbs POST/PU
 operator's resources (vlmdeployments and their status, deployments, services, poddisruptionbudgets; not the
 status subresources that the controllers write), less the benchmark's own creates and patches; the operator's
 events are counted from the stored events whose reportingComponent is vlm-operator. CPU seconds
-(utime + stime) and peak RSS (VmHWM) come from ``/proc`` of each operator process.
+(utime + stime) and peak RSS (VmHWM) come from ``/proc`` of each operator process, and of each control-plane
+component for the dev cluster's own figures (start-up time, RSS after start-up and at the peak).
 
-Run ``python benchmarks/operator_scale.py`` (100 on 50) or ``--full`` (1,000 on 500).
+The harness is built to hold at 1,000 objects on a loaded 2-core machine: objects are created, patched and deleted
+through the API by a few threads (with retries on a busy API server or webhook), waits poll one LIST of
+VLMDeployments (and one field-selected LIST of unscheduled pods) at an interval that grows with N, each phase has a
+deadline that grows with N, progress lines go to stderr, and the cluster and both operators are stopped on any
+failure, Ctrl-C or SIGTERM (the work directory with both operators' logs is kept and named when a run fails).
+
+Run ``python benchmarks/operator_scale.py`` (100 on 50), ``--full`` (1,000 on 500; not in CI) or ``--smoke`` (100
+on 50 with 1,000 unrelated pods and a 15 s drift period: what CI runs; it exits non-zero when an object is not
+Ready, a rollout is unfinished or deadlocked, an idle resync writes, the writes per object on create exceed
+``--max-writes-per-object``, or the operator logged a traceback). ``--json PATH`` writes the figures as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -36,36 +47,154 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from vlm_operator.devcluster.cluster import DevCluster, NodePool, free_port
+from vlm_operator.devcluster.cluster import COMPONENT_ORDER, DevCluster, NodePool, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MUTATING = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
 OPERATOR_RESOURCES = {"vlmdeployments", "deployments", "services", "poddisruptionbudgets", "events"}
 NAMESPACE = "bench"
+GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
+#: the no-op's diff-base annotation (benchmarks/noop_operator.py): present once the no-op handled an object
+NOOP_HANDLED = "noop.vlmops.io/last-handled"
+#: API threads for bulk creates, patches and deletes: enough to keep the API server busy, few enough for 2 cores
+THREADS = 6
+BULK_NODES = 20
+UNRELATED_NAMESPACES = 10
+#: HTTP codes a bulk request retries (a busy API server, a webhook that timed out under the burst)
+RETRY_STATUS = {0, 429, 500, 502, 503, 504}
+
+_T0 = time.monotonic()
 
 
+def progress(msg: str) -> None:
+    print(f"# [{time.monotonic() - _T0:6.0f}s] {msg}", file=sys.stderr, flush=True)
+
+
+class PhaseFailed(Exception):
+    """A phase did not finish by its deadline (or an operator died); the message says where it stopped."""
+
+
+# ---- /proc -----------------------------------------------------------------------------------------------------
 def proc_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def proc_peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+def proc_status_mib(pid: int, key: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of ``pid`` in MiB; 0 when the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return 0.0
 
 
-def mutations(dev: DevCluster, st: Any) -> Counter[str]:
+def proc_peak_rss_mib(pid: int) -> float:
+    return proc_status_mib(pid, "VmHWM")
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# ---- the API, raw JSON (the generated models cost seconds of CPU per LIST of thousands of objects) ----------------
+class Raw:
+    def __init__(self, api: Any) -> None:
+        self.api = api
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        query: Iterable[tuple[str, str]] = (),
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float = 120,
+    ) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        method, url, headers, payload, _ = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list(query),
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        resp = self.api.call_api(method, url, header_params=headers, body=payload, _request_timeout=timeout)
+        resp.read()
+        if not 200 <= resp.status < 300:
+            raise ApiException(http_resp=resp)
+        if path == "/metrics":
+            return resp.data.decode()
+        return json.loads(resp.data) if resp.data else None
+
+    def items(self, path: str, **query: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.call("GET", path, query.items())["items"]
+        return items
+
+
+VLMD_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}"
+
+
+def with_retries(what: str, fn: Callable[[], None], tries: int = 8, ok_status: Iterable[int] = ()) -> None:
+    """``fn()``, again after a pause when the API server or the webhook is busy (or the connection dropped)."""
+    from kubernetes.client.exceptions import ApiException
+
+    delay = 0.5
+    for attempt in range(tries):
+        try:
+            fn()
+            return
+        except ApiException as exc:
+            if exc.status in ok_status:
+                return
+            if exc.status not in RETRY_STATUS or attempt == tries - 1:
+                raise
+            reason = f"HTTP {exc.status}"
+        except OSError as exc:  # urllib3 errors and timeouts are OSErrors
+            if attempt == tries - 1:
+                raise
+            reason = type(exc).__name__
+        progress(f"{what}: {reason}, retrying in {delay:.1f}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 15)
+
+
+def bulk(what: str, keys: list[str], fn: Callable[[str], None], ok_status: Iterable[int] = ()) -> float:
+    """``fn(key)`` for every key on a few threads, with retries; progress every ~10%; returns the seconds taken."""
+    t, done, lock = time.monotonic(), 0, threading.Lock()
+    step = max(1, len(keys) // 10)
+    ok = tuple(ok_status)
+
+    def one(key: str) -> None:
+        nonlocal done
+        with_retries(f"{what} {key}", lambda: fn(key), ok_status=ok)
+        with lock:
+            done += 1
+            if done % step == 0 or done == len(keys):
+                progress(f"{what}: {done}/{len(keys)} in {time.monotonic() - t:.0f}s")
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(one, keys))
+    return time.monotonic() - t
+
+
+def mutations(raw: Raw) -> Counter[str]:
     """Mutating requests on the operator's resources so far, by ``resource[/subresource] VERB``."""
-    text = dev.kubectl(st, "get", "--raw", "/metrics").stdout
+    text = raw.call("GET", "/metrics")
     out: Counter[str] = Counter()
     for line in text.splitlines():
         if not line.startswith("apiserver_request_total{"):
@@ -83,12 +212,21 @@ def mutations(dev: DevCluster, st: Any) -> Counter[str]:
     return out
 
 
-def our_events(api: Any) -> int:
-    """Events the API server stores with ``reportingComponent: vlm-operator`` (the operator's own)."""
-    from kubernetes import client
+def our_events(raw: Raw) -> int:
+    """Events the API server stores with ``reportingComponent: vlm-operator`` (the operator's own; a field selector
+    core/v1 events support, so the controllers' thousands of events stay on the server)."""
+    path = f"/api/v1/namespaces/{NAMESPACE}/events"
+    return len(raw.items(path, fieldSelector="reportingComponent=vlm-operator"))
 
-    evs = client.CoreV1Api(api).list_namespaced_event(NAMESPACE).items
-    return sum(1 for e in evs if e.reporting_component == "vlm-operator")
+
+def settle(raw: Raw, quiet_s: float, cap_s: float) -> None:
+    """Wait until the operators' writes stop for ``quiet_s`` (at most ``cap_s``): the last status writes and events."""
+    t, last, last_change = time.monotonic(), mutations(raw), time.monotonic()
+    while time.monotonic() - last_change < quiet_s and time.monotonic() - t < cap_s:
+        time.sleep(min(2.0, quiet_s / 2))
+        now = mutations(raw)
+        if now != last:
+            last, last_change = now, time.monotonic()
 
 
 def manifest(i: int, max_model_len: int = 4096) -> dict[str, Any]:
@@ -100,13 +238,18 @@ def manifest(i: int, max_model_len: int = 4096) -> dict[str, Any]:
 
 
 class Proc:
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.name, self.log_path = name, log
         self.log = log.open("ab")
         self.p = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     @property
     def pid(self) -> int:
         return self.p.pid
+
+    def check(self) -> None:
+        if self.p.poll() is not None:
+            raise PhaseFailed(f"{self.name} exited with {self.p.returncode}; see {self.log_path}")
 
     def stop(self) -> None:
         if self.p.poll() is None:
@@ -118,8 +261,12 @@ class Proc:
                 self.p.wait(10)
         self.log.close()
 
-
-BULK_NODES = 20
+    def tracebacks(self) -> int:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return 0
+        return sum(1 for line in text.splitlines() if line.startswith("Traceback"))
 
 
 def bulk_node(i: int) -> dict[str, Any]:
@@ -139,43 +286,40 @@ def bulk_node(i: int) -> dict[str, Any]:
     }
 
 
-def create_unrelated_pods(api: Any, count: int, namespaces: int = 10) -> float:
-    """``count`` bare pods (no owner, no operator label) in ``namespaces`` namespaces, bound to the bulk nodes."""
-    from concurrent.futures import ThreadPoolExecutor
+def unrelated_pod(i: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"app-{i:05d}", "labels": {"app": f"app-{i % 37}"}},
+        "spec": {
+            "nodeName": f"bulk-{i % BULK_NODES}",
+            # every taint, for ever: kwok does not heartbeat the bulk nodes (they carry no dev-cluster label), so the
+            # node lifecycle controller marks them unreachable (NoExecute) after its grace period, and a pod with the
+            # default 300 s toleration would be evicted in the middle of a long run
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [{"name": "app", "image": "registry.invalid/app:1"}],
+        },
+    }
 
-    from kubernetes import client
 
-    core = client.CoreV1Api(api)
+def create_unrelated_pods(raw: Raw, count: int) -> float:
+    """``count`` bare pods (no owner, no operator label) in ten namespaces, bound to the bulk nodes."""
     t = time.monotonic()
-    for j in range(namespaces):
-        core.create_namespace({"metadata": {"name": f"other-{j}"}})
-
-    def one(i: int) -> None:
-        core.create_namespaced_pod(
-            f"other-{i % namespaces}",
-            {
-                "metadata": {"name": f"app-{i:05d}", "labels": {"app": f"app-{i % 37}"}},
-                "spec": {
-                    "nodeName": f"bulk-{i % BULK_NODES}",
-                    "tolerations": [{"key": "bench/bulk", "operator": "Exists"}],
-                    "containers": [{"name": "app", "image": "registry.invalid/app:1"}],
-                },
-            },
+    for j in range(UNRELATED_NAMESPACES):
+        with_retries(
+            f"namespace other-{j}",
+            lambda j=j: raw.call("POST", "/api/v1/namespaces", body={"metadata": {"name": f"other-{j}"}}),
+            ok_status=[409],
         )
 
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(one, range(count)))
+    def one(key: str) -> None:
+        i = int(key)
+        raw.call("POST", f"/api/v1/namespaces/other-{i % UNRELATED_NAMESPACES}/pods", body=unrelated_pod(i))
+
+    bulk("unrelated pods", [str(i) for i in range(count)], one, ok_status=[409])
     return time.monotonic() - t
 
 
-def list_vlmds(api: Any) -> list[dict[str, Any]]:
-    from kubernetes import client
-
-    res: dict[str, Any] = client.CustomObjectsApi(api).list_namespaced_custom_object(
-        "vlmops.io", "v1alpha1", NAMESPACE, "vlmdeployments"
-    )
-    items: list[dict[str, Any]] = res["items"]
-    return items
+def list_vlmds(raw: Raw) -> list[dict[str, Any]]:
+    return raw.items(VLMD_PATH)
 
 
 def is_ready(o: dict[str, Any], not_hash: str | None = None) -> bool:
@@ -186,37 +330,89 @@ def is_ready(o: dict[str, Any], not_hash: str | None = None) -> bool:
     return ok and (not_hash is None or st.get("podTemplateHash") not in (None, not_hash))
 
 
-def pending_for_gpus(api: Any) -> set[str]:
-    from kubernetes import client
+def pending_for_gpus(raw: Raw) -> set[str]:
+    """The VLMDeployments with a pod that waits for a node (Pending, unscheduled): one field-selected LIST."""
+    pods = raw.items(f"/api/v1/namespaces/{NAMESPACE}/pods", fieldSelector="status.phase=Pending,spec.nodeName=")
+    return {(p["metadata"].get("labels") or {}).get("vlmops.io/deployment", "?") for p in pods}
 
-    owners = set()
-    for p in client.CoreV1Api(api).list_namespaced_pod(NAMESPACE).items:
-        if p.status.phase == "Pending" and not p.spec.node_name:
-            owners.add((p.metadata.labels or {}).get("vlmops.io/deployment", "?"))
-    return owners
+
+def wait_for(what: str, count: Callable[[], int], n: int, deadline_s: float, poll_s: float, procs: list[Proc]) -> float:
+    """Poll ``count()`` until it reaches ``n``; a progress line when it moves (at most every 10 s) and every 30 s."""
+    t = time.monotonic()
+    last_k, last_line = -1, 0.0
+    while True:
+        k = count()
+        now = time.monotonic()
+        if k >= n:
+            progress(f"{what}: {k}/{n} after {now - t:.0f}s")
+            return now - t
+        if (k != last_k and now - last_line >= 10) or now - last_line >= 30:
+            progress(f"{what}: {k}/{n} after {now - t:.0f}s (load {loadavg()})")
+            last_k, last_line = k, now
+        if now - t > deadline_s:
+            raise PhaseFailed(f"{what}: {k}/{n} after {deadline_s:.0f}s (the phase deadline)")
+        for p in procs:
+            p.check()
+        time.sleep(poll_s)
+
+
+def component_rss(st: Any, key: str) -> dict[str, float]:
+    return {c: proc_status_mib(st.pids[c], key) for c in COMPONENT_ORDER}
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--full", action="store_true", help="1,000 VLMDeployments on 500 nodes")
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--full", action="store_true", help="1,000 VLMDeployments on 500 nodes")
+    mode.add_argument(
+        "--smoke",
+        action="store_true",
+        help="CI's smoke test: 100 on 50, 1,000 unrelated pods, 15 s drift; exits 1 when a check fails",
+    )
     ap.add_argument("--count", type=int, help="VLMDeployments (default 100, or 1000 with --full)")
-    ap.add_argument("--deadline", type=float, default=900, help="seconds a phase may take")
-    ap.add_argument("--unrelated", type=int, default=10_000, help="bare pods in other namespaces (default 10,000)")
-    ap.add_argument("--drift", type=float, default=30, help="both operators' drift resync period (s)")
+    ap.add_argument("--deadline", type=float, help="seconds a phase may take (default 300 + 1.5 s per object)")
+    ap.add_argument("--unrelated", type=int, help="bare pods in other namespaces (default 10,000; 1,000 with --smoke)")
+    ap.add_argument("--drift", type=float, help="both operators' drift resync period (s; default 30, 15 with --smoke)")
+    ap.add_argument(
+        "--max-writes-per-object",
+        type=float,
+        default=8.0,
+        help="a run with more mutating requests per object on create fails (default 8; the goal is 5)",
+    )
+    ap.add_argument("--json", type=Path, help="also write the figures to this file as JSON")
     args = ap.parse_args()
     n = args.count or (1000 if args.full else 100)
+    unrelated = args.unrelated if args.unrelated is not None else (1000 if args.smoke else 10_000)
+    drift = args.drift or (15.0 if args.smoke else 30.0)
+    deadline = args.deadline or 300 + 1.5 * n
+    poll = max(1.0, n / 250)  # one LIST of N objects every `poll` seconds: 4 s at 1,000
     nodes = (n + 1) // 2
 
-    from kubernetes import client, config
+    from kubernetes import config
 
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     work = Path(tempfile.mkdtemp(prefix="vlm-opscale-"))
     dev = DevCluster(f"opscale-{os.getpid()}", work / "cluster")
     procs: list[Proc] = []
-    failed = False
+    res: dict[str, Any] = {"count": n, "nodes": nodes, "unrelated": unrelated, "drift_s": drift, "phase": "cluster"}
+    failure: str | None = None
+    cluster_pids: dict[str, int] = {}
     try:
+        progress(f"starting a dev cluster with {nodes} nodes x 2 L4 in {work}")
         t = time.monotonic()
-        st = dev.up([NodePool("L4", nodes, 2)], timeout=600)
-        print(f"# dev cluster with {nodes} nodes x 2 L4 up in {time.monotonic() - t:.0f}s", file=sys.stderr)
+        st = dev.up([NodePool("L4", nodes, 2)], timeout=max(600, 2 * nodes))
+        res["cluster_up_s"] = time.monotonic() - t
+        cluster_pids.update(st.pids)
+        res["cluster_rss_up_mib"] = component_rss(st, "VmRSS")
+        progress(
+            f"dev cluster up in {res['cluster_up_s']:.0f}s; control-plane RSS "
+            f"{sum(res['cluster_rss_up_mib'].values()):.0f} MiB"
+        )
         dev.kubectl(st, "apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"))
         for _ in range(30):  # kubectl wait fails outright while the new CRD has no status yet
             est = ("--for=condition=Established", "crd/vlmdeployments.vlmops.io", "--timeout=60s")
@@ -224,140 +420,167 @@ def main() -> int:
                 break
             time.sleep(1)
         dev.kubectl(st, "create", "namespace", NAMESPACE)
-        api = config.new_client_from_config(config_file=str(st.kubeconfig))
+        raw = Raw(config.new_client_from_config(config_file=str(st.kubeconfig)))
         dev.kubectl(st, "apply", "-f", "-", input=yaml.safe_dump_all([bulk_node(i) for i in range(BULK_NODES)]))
-        if args.unrelated:
-            took = create_unrelated_pods(api, args.unrelated)
-            print(f"# {args.unrelated} unrelated pods created in {took:.0f}s", file=sys.stderr)
-        crd = client.CustomObjectsApi(api)
+        if unrelated:
+            res["unrelated_create_s"] = create_unrelated_pods(raw, unrelated)
+        res["cluster_rss_loaded_mib"] = component_rss(st, "VmRSS")
         env = {
             **os.environ,
             "KUBECONFIG": str(st.kubeconfig),
             "PYTHONPATH": str(ROOT / "operator"),
             "VLM_OPERATOR_METRICS_PORT": "0",  # no metrics server: nothing to collide with on this machine
-            "VLM_OPERATOR_DRIFT_SECONDS": str(args.drift),
+            "VLM_OPERATOR_DRIFT_SECONDS": str(drift),
         }
         loads: dict[str, str] = {}
+        names = [f"vlm-{i:04d}" for i in range(n)]
+        docs = {name: manifest(i) for i, name in enumerate(names)}
 
-        def load(phase: str) -> None:
-            loads[phase] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-        docs = yaml.safe_dump_all([manifest(i) for i in range(n)])
+        def create_all(what: str) -> float:
+            return bulk(what, names, lambda name: raw.call("POST", VLMD_PATH, body=docs[name]), ok_status=[409])
 
         # ---- phase 0: the no-op operator alone
-        noop = Proc([sys.executable, str(ROOT / "benchmarks" / "noop_operator.py")], env, work / "noop.log")
+        res["phase"] = "no-op alone"
+        noop = Proc(
+            "the no-op operator",
+            [sys.executable, str(ROOT / "benchmarks" / "noop_operator.py")],
+            env,
+            work / "noop.log",
+        )
         procs.append(noop)
         time.sleep(5)
-        m0, c0 = mutations(dev, st), proc_cpu_seconds(noop.pid)
-        dev.kubectl(st, "apply", "-f", "-", input=docs, timeout=args.deadline)
-        time.sleep(20)
-        noop_writes = sum((mutations(dev, st) - m0).values()) - n
+        m0, c0 = mutations(raw), proc_cpu_seconds(noop.pid)
+        create_all("create (no-op alone)")
+
+        def noop_handled() -> int:
+            return sum(NOOP_HANDLED in (o["metadata"].get("annotations") or {}) for o in list_vlmds(raw))
+
+        wait_for("handled by the no-op", noop_handled, n, deadline, poll, procs)
+        settle(raw, 5, 60)
+        noop_writes = sum((mutations(raw) - m0).values()) - n
         noop_cpu_create = proc_cpu_seconds(noop.pid) - c0
-        dev.kubectl(st, "delete", "vlmd", "--all", "-n", NAMESPACE, "--wait=true", timeout=600)
+        with_retries("delete all", lambda: raw.call("DELETE", VLMD_PATH))  # deletecollection
+        wait_for("deleted", lambda: n - len(list_vlmds(raw)), n, deadline, poll, procs)
 
         # ---- phase 1: vlm-operator, N objects to Ready
-        op = Proc(
-            [
-                sys.executable,
-                "-m",
-                "vlm_operator",
-                "operator",
-                "run",
-                "--standalone",
-                "--webhook-port",
-                str(free_port()),
-            ],
-            env,
-            work / "operator.log",
-        )
+        res["phase"] = "create"
+        argv = [sys.executable, "-m", "vlm_operator", "operator", "run", "--standalone"]
+        op = Proc("vlm-operator", [*argv, "--webhook-port", str(free_port())], env, work / "operator.log")
         procs.append(op)
         spy: subprocess.Popen[bytes] | None = None
         if os.environ.get("VLM_BENCH_PROFILE"):  # =out.txt: sample vlm-operator with py-spy (pip install py-spy)
+            spy_argv = ["record", "-r", "40", "-f", "raw", "--pid", str(op.pid), "-o", os.environ["VLM_BENCH_PROFILE"]]
             spy = subprocess.Popen(
-                [
-                    shutil.which("py-spy") or "py-spy",
-                    "record",
-                    "-r",
-                    "40",
-                    "-f",
-                    "raw",
-                    "--pid",
-                    str(op.pid),
-                    "-o",
-                    os.environ["VLM_BENCH_PROFILE"],
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                [shutil.which("py-spy") or "py-spy", *spy_argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-        deadline = time.monotonic() + 60
-        while dev.kubectl(
-            st, "get", "validatingwebhookconfiguration", "vlm-operator.vlmops.io", check=False
-        ).returncode:
-            if time.monotonic() > deadline:
-                raise SystemExit("vlm-operator did not register its webhook")
-            time.sleep(1)
-        m1, c1, cn1 = mutations(dev, st), proc_cpu_seconds(op.pid), proc_cpu_seconds(noop.pid)
-        e1 = our_events(api)
+        hook = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/vlm-operator.vlmops.io"
+
+        def webhook_registered() -> int:
+            try:
+                raw.call("GET", hook)
+                return 1
+            except Exception:  # 404 until the operator registers it
+                return 0
+
+        wait_for("vlm-operator's webhook registered", webhook_registered, 1, 120, 1, procs)
+        m1, c1, cn1 = mutations(raw), proc_cpu_seconds(op.pid), proc_cpu_seconds(noop.pid)
+        e1 = our_events(raw)
         t1 = time.monotonic()
-        dev.kubectl(st, "apply", "-f", "-", input=docs, timeout=args.deadline)
-        while sum(is_ready(o) for o in list_vlmds(api)) < n:
-            if time.monotonic() - t1 > args.deadline:
-                raise SystemExit(f"not all {n} Ready after {args.deadline:.0f}s")
-            time.sleep(1)
-        ready_s = time.monotonic() - t1
-        time.sleep(5)  # the last status writes and events
-        load("create")
-        create_writes = mutations(dev, st) - m1
+        res["create_api_s"] = create_all("create (vlm-operator)")
+        wait_for("Ready", lambda: sum(is_ready(o) for o in list_vlmds(raw)), n, deadline, poll, procs)
+        res["ready_s"] = time.monotonic() - t1
+        settle(raw, 5, 60)  # the last status writes and events
+        loads["create"] = loadavg()
+        create_writes = mutations(raw) - m1
         create_writes["vlmdeployments POST"] -= n  # the benchmark's own creates
-        create_writes["events POST (vlm-operator's)"] = our_events(api) - e1
+        create_writes["events POST (vlm-operator's)"] = our_events(raw) - e1
         # kopf's bookkeeping patches on the VLMDeployments come from both operators; the no-op's share is what it
         # wrote alone in phase 0
         create_writes["vlmdeployments PATCH"] -= noop_writes
         op_cpu_create, noop_cpu_a = proc_cpu_seconds(op.pid) - c1, proc_cpu_seconds(noop.pid) - cn1
+        res.update(
+            create_writes=sum(create_writes.values()),
+            create_writes_per_object=sum(create_writes.values()) / n,
+            create_events=create_writes["events POST (vlm-operator's)"],
+            noop_writes=noop_writes,
+            op_cpu_create_s=op_cpu_create,
+            noop_cpu_create_s=noop_cpu_a,
+            noop_alone_cpu_create_s=noop_cpu_create,
+        )
 
         # ---- idle: nothing changes for a little more than one drift period; every object is resynced once
-        mi, ci, cni, ei = mutations(dev, st), proc_cpu_seconds(op.pid), proc_cpu_seconds(noop.pid), our_events(api)
-        time.sleep(args.drift + 10)
-        idle_writes = sum((mutations(dev, st) - mi).values()) + our_events(api) - ei
+        res["phase"] = "idle"
+        progress(f"idle window of {drift + 10:.0f}s (one drift resync of every object)")
+        mi, ci, cni, ei = mutations(raw), proc_cpu_seconds(op.pid), proc_cpu_seconds(noop.pid), our_events(raw)
+        time.sleep(drift + 10)
+        idle_writes = sum((mutations(raw) - mi).values()) + our_events(raw) - ei
         op_cpu_idle, noop_cpu_idle = proc_cpu_seconds(op.pid) - ci, proc_cpu_seconds(noop.pid) - cni
-        load("idle")
+        loads["idle"] = loadavg()
+        res.update(idle_writes=idle_writes, op_cpu_idle_s=op_cpu_idle, noop_cpu_idle_s=noop_cpu_idle)
 
         # ---- phase 2: every object's spec changes at once; no spare GPU anywhere
-        hashes = {o["metadata"]["name"]: o["status"]["podTemplateHash"] for o in list_vlmds(api)}
-        m2, c2, cn2 = mutations(dev, st), proc_cpu_seconds(op.pid), proc_cpu_seconds(noop.pid)
-        e2 = our_events(api)
+        res["phase"] = "rollout"
+        hashes = {o["metadata"]["name"]: o["status"]["podTemplateHash"] for o in list_vlmds(raw)}
+        m2, c2, cn2 = mutations(raw), proc_cpu_seconds(op.pid), proc_cpu_seconds(noop.pid)
+        e2 = our_events(raw)
         t2 = time.monotonic()
-        for name in hashes:
-            crd.patch_namespaced_custom_object(
-                "vlmops.io", "v1alpha1", NAMESPACE, "vlmdeployments", name, {"spec": {"engine": {"maxModelLen": 2048}}}
-            )
+        change = {"spec": {"engine": {"maxModelLen": 2048}}}
+        res["rollout_api_s"] = bulk(
+            "spec change",
+            list(hashes),
+            lambda name: raw.call(
+                "PATCH", f"{VLMD_PATH}/{name}", body=change, content_type="application/merge-patch+json"
+            ),
+        )
         pending_since: dict[str, float] = {}
         longest_pending = 0.0
-        while True:
-            done = {o["metadata"]["name"] for o in list_vlmds(api) if is_ready(o, hashes[o["metadata"]["name"]])}
+        done: set[str] = set()
+
+        def rolled_out() -> int:
+            nonlocal longest_pending, done
+            done = {o["metadata"]["name"] for o in list_vlmds(raw) if is_ready(o, hashes[o["metadata"]["name"]])}
+            res["rollout_done"] = len(done)
             now = time.monotonic()
-            waiting = pending_for_gpus(api)
+            waiting = pending_for_gpus(raw)
             for owner in waiting:
                 pending_since.setdefault(owner, now)
             for owner in list(pending_since):
                 if owner not in waiting:
                     longest_pending = max(longest_pending, now - pending_since.pop(owner))
-            if len(done) == n or now - t2 > args.deadline:
-                break
-            time.sleep(1)
+            return len(done)
+
+        try:
+            wait_for("rolled out", rolled_out, n, deadline, poll, procs)
+        except PhaseFailed as exc:  # reported in the table: unfinished and deadlocked objects
+            progress(str(exc))
         rollout_s = time.monotonic() - t2
         longest_pending = max([longest_pending, *(time.monotonic() - s for s in pending_since.values())])
         deadlocks = sum(1 for name in hashes if name not in done and name in pending_since)
         unfinished = n - len(done)
-        time.sleep(5)
-        load("rollout")
-        rollout_writes = mutations(dev, st) - m2
+        settle(raw, 5, 60)
+        loads["rollout"] = loadavg()
+        rollout_writes = mutations(raw) - m2
         rollout_writes["vlmdeployments PATCH"] -= n  # the benchmark's own spec changes
-        rollout_writes["events POST (vlm-operator's)"] = our_events(api) - e2
+        rollout_writes["events POST (vlm-operator's)"] = our_events(raw) - e2
         noop_rollout = min(n, rollout_writes["vlmdeployments PATCH"])  # kopf's last-handled patch, one per change
         rollout_writes["vlmdeployments PATCH"] -= noop_rollout
         op_cpu_rollout, noop_cpu_b = proc_cpu_seconds(op.pid) - c2, proc_cpu_seconds(noop.pid) - cn2
         op_rss, noop_rss = proc_peak_rss_mib(op.pid), proc_peak_rss_mib(noop.pid)
+        res.update(
+            rollout_s=rollout_s,
+            rollout_unfinished=unfinished,
+            rollout_deadlocked=deadlocks,
+            rollout_longest_pending_s=longest_pending,
+            rollout_writes=sum(rollout_writes.values()),
+            op_cpu_rollout_s=op_cpu_rollout,
+            noop_cpu_rollout_s=noop_cpu_b,
+            op_peak_rss_mib=op_rss,
+            noop_peak_rss_mib=noop_rss,
+            cluster_rss_peak_mib=component_rss(st, "VmHWM"),
+            operator_tracebacks=op.tracebacks(),
+            loadavg=loads,
+            phase="done",
+        )
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
             spy.wait(60)
@@ -370,11 +593,11 @@ def main() -> int:
 
         print(
             f"\n{n} VLMDeployments (1 replica x 1 L4) on {nodes} simulated nodes x 2 L4: no spare GPU; "
-            f"{args.unrelated} unrelated pods in 10 other namespaces\n"
+            f"{unrelated} unrelated pods in {UNRELATED_NAMESPACES} other namespaces\n"
         )
         row("metric", "vlm-operator", "no-op kopf")
         row("-" * (w - 2), "-" * 14, "-" * 14)
-        row(f"create {n}: time until all Ready (s)", f"{ready_s:.1f}", "-")
+        row(f"create {n}: time until all Ready (s)", f"{res['ready_s']:.1f}", "-")
         total = sum(create_writes.values())
         row(f"create {n}: mutating requests", str(total), str(noop_writes))
         row("create: mutating requests per object", f"{total / n:.2f}", f"{noop_writes / n:.2f}")
@@ -382,31 +605,80 @@ def main() -> int:
         row("create: events per object", f"{events / n:.2f}", "0.00")
         row(f"create {n}: operator CPU (s)", f"{op_cpu_create:.1f}", f"{noop_cpu_a:.1f}")
         row("create: CPU ratio to the no-op", f"{op_cpu_create / max(noop_cpu_a, 0.01):.2f}x", "1.00x")
-        row(f"idle {args.drift + 10:.0f} s (one resync each): writes", str(idle_writes), "-")
-        row(f"idle {args.drift + 10:.0f} s: operator CPU (s)", f"{op_cpu_idle:.1f}", f"{noop_cpu_idle:.1f}")
+        row(f"idle {drift + 10:.0f} s (one resync each): writes", str(idle_writes), "-")
+        row(f"idle {drift + 10:.0f} s: operator CPU (s)", f"{op_cpu_idle:.1f}", f"{noop_cpu_idle:.1f}")
         row(f"rollout of all {n} at once: time to complete (s)", f"{rollout_s:.1f}", "-")
         row(f"rollout of all {n}: unfinished / deadlocked", f"{unfinished} / {deadlocks}", "-")
         row(f"rollout of all {n}: longest wait of a pod for a GPU (s)", f"{longest_pending:.1f}", "-")
         row(f"rollout of all {n}: mutating requests", str(sum(rollout_writes.values())), f"~{noop_rollout}")
         row(f"rollout of all {n}: operator CPU (s)", f"{op_cpu_rollout:.1f}", f"{noop_cpu_b:.1f}")
+        row("rollout: CPU ratio to the no-op", f"{op_cpu_rollout / max(noop_cpu_b, 0.01):.2f}x", "1.00x")
         row("peak RSS over the run (MiB)", f"{op_rss:.0f}", f"{noop_rss:.0f}")
+        row("tracebacks in the operator's log", str(res["operator_tracebacks"]), "-")
         print(f"\nload average (1/5/15 min) at the end of each phase: {loads}")
         print(f"\n(no-op kopf alone handling the {n} creates: {noop_cpu_create:.1f} s CPU, {noop_writes} writes)")
         print("\nvlm-operator's mutating requests by resource (create | rollout):")
         for key in sorted(set(create_writes) | set(rollout_writes)):
             print(f"  {key:<40}{create_writes.get(key, 0):>8}{rollout_writes.get(key, 0):>8}")
-        return 0 if deadlocks == 0 and unfinished == 0 else 1
-    except BaseException:
-        failed = True
+        print_cluster(res)
+
+        checks = {
+            f"all {n} Ready": True,  # wait_for raised otherwise
+            "rollout: 0 unfinished": unfinished == 0,
+            "rollout: 0 deadlocked": deadlocks == 0,
+            "idle resync: 0 writes": idle_writes == 0,
+            f"create: <= {args.max_writes_per_object:g} writes per object": total / n <= args.max_writes_per_object,
+            "operator log: 0 tracebacks": res["operator_tracebacks"] == 0,
+        }
+        res["checks"] = checks
+        failed = [c for c, ok in checks.items() if not ok]
+        print("\nchecks: " + ", ".join(f"{c}: {'ok' if ok else 'FAILED'}" for c, ok in checks.items()))
+        if failed:
+            failure = "failed checks: " + ", ".join(failed)
+        return 1 if failed else 0
+    except (PhaseFailed, KeyboardInterrupt) as exc:
+        failure = f"stopped in phase {res['phase']!r}: {exc or type(exc).__name__}"
+        return 130 if isinstance(exc, KeyboardInterrupt) else 1
+    except BaseException as exc:
+        failure = f"stopped in phase {res['phase']!r}: {type(exc).__name__}: {exc}"
         raise
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the teardown short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if failure:
+            res["failure"] = failure
+            for p in procs:
+                res[f"tracebacks_{p.name}"] = p.tracebacks()
+                res[f"peak_rss_mib_{p.name}"] = proc_peak_rss_mib(p.pid)
+                res[f"cpu_s_{p.name}"] = proc_cpu_seconds(p.pid) if p.p.poll() is None else None
+            if cluster_pids and "cluster_rss_peak_mib" not in res:
+                res["cluster_rss_peak_mib"] = {c: proc_status_mib(pid, "VmHWM") for c, pid in cluster_pids.items()}
         for p in reversed(procs):
             p.stop()
+        progress("stopping the dev cluster")
         dev.down()
-        if failed:  # the operators' logs tell why
-            print(f"# failed: the operators' logs are in {work}", file=sys.stderr)
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=2, sort_keys=True, default=str))
+        if failure:  # the operators' logs tell why
+            print(f"\n{failure}", file=sys.stderr)
+            if res["phase"] != "done":
+                print(f"figures so far: {json.dumps(res, sort_keys=True, default=str)}", file=sys.stderr)
+            print(f"# the operators' logs are in {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def print_cluster(res: dict[str, Any]) -> None:
+    """The dev cluster's own figures: start-up time and RSS per control-plane component."""
+    up, loaded, peak = res["cluster_rss_up_mib"], res["cluster_rss_loaded_mib"], res["cluster_rss_peak_mib"]
+    head = f"dev cluster with {res['nodes']} nodes x 2 L4 (+{BULK_NODES} CPU nodes)"
+    print(f"\n{head}: up and Ready in {res['cluster_up_s']:.0f} s")
+    if "unrelated_create_s" in res:
+        print(f"{res['unrelated']} unrelated pods created in {res['unrelated_create_s']:.0f} s")
+    print(f"{'control-plane RSS (MiB)':<28}{'after up':>12}{'+ pods':>12}{'peak':>12}")
+    for comp in COMPONENT_ORDER:
+        print(f"{comp:<28}{up[comp]:>12.0f}{loaded[comp]:>12.0f}{peak[comp]:>12.0f}")
+    print(f"{'total':<28}{sum(up.values()):>12.0f}{sum(loaded.values()):>12.0f}{sum(peak.values()):>12.0f}")
 
 
 if __name__ == "__main__":
