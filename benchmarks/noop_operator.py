@@ -2,8 +2,9 @@
 
 It registers the same kinds of handlers on the same objects as vlm-operator (create/update/resume and a timer on
 VLMDeployments, events on the Deployments and pods the operator labels), so what it costs is what kopf's watching
-and bookkeeping cost; whatever vlm-operator uses beyond it is the reconcile itself. Its kopf annotations use their
-own prefix, so the two never touch each other's bookkeeping. Run: ``python benchmarks/noop_operator.py``.
+and bookkeeping cost; whatever vlm-operator uses beyond it is the reconcile itself. Its kopf annotations and its
+finalizer use their own prefix, so the two never touch each other's bookkeeping.
+Run: ``python benchmarks/noop_operator.py``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="noop.vlmops.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="noop.vlmops.io", key="last-handled")
+    # its own finalizer too: vlm-operator removes kopf's default one where no handler of its own needs it, and the
+    # two would take turns adding and removing the same finalizer
+    settings.persistence.finalizer = "noop.vlmops.io/KopfFinalizerMarker"
     settings.watching.server_timeout = 300
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,6 +124,56 @@ class Kube:
             query.append(("fieldSelector", field_selector))
         items: list[dict[str, Any]] = self._call("GET", _path(api_version, kind, namespace), query=query)["items"]
         return items
+
+    def list_page(
+        self, api_version: str, kind: str, field_selector: str | None, limit: int, cont: str | None
+    ) -> dict[str, Any]:
+        """One page of a cluster-wide LIST (``limit`` items from ``cont``): the whole response, with
+        ``metadata.resourceVersion`` and ``metadata.continue``."""
+        query = [("limit", str(limit))]
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        if cont:
+            query.append(("continue", cont))
+        page: dict[str, Any] = self._call("GET", _path(api_version, kind, None), query=query)
+        return page
+
+    def watch(
+        self, api_version: str, kind: str, field_selector: str | None, resource_version: str, timeout_s: int = 290
+    ) -> Iterator[dict[str, Any]]:
+        """Stream the watch events (``{"type": ..., "object": ...}``) of ``kind`` cluster-wide from
+        ``resource_version``, with bookmarks, until the server ends the watch (``timeout_s``)."""
+        query = [
+            ("watch", "1"),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(timeout_s)),
+        ]
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        api: Any = self.api
+        method, url, headers, _body, _ = api.param_serialize(
+            method="GET",
+            resource_path=_path(api_version, kind, None),
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        resp = api.call_api(method, url, header_params=headers, _request_timeout=(REQUEST_TIMEOUT, timeout_s + 30))
+        raw = resp.response
+        try:
+            if not 200 <= resp.status < 300:
+                resp.read()
+                raise ApiException(http_resp=resp)
+            buf = b""
+            for chunk in raw.stream(1 << 16, decode_content=True):
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            raw.release_conn()
 
     def apply(self, obj: dict[str, Any], force: bool = True) -> dict[str, Any]:
         """Server-side apply ``obj`` with the operator's field manager (create or update in one request)."""

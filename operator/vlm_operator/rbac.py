@@ -108,8 +108,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "",
         ("nodes",),
-        ("list",),
-        "the webhook checks TP x PP against the largest node of the GPU product; the rollout counts free GPUs",
+        ("list", "watch"),
+        "the webhook checks TP x PP against the largest node of the GPU product; the rollout counts free GPUs "
+        "(nodes and pods listed once, then watched)",
         cluster_scoped=True,
     ),
     Rule("", ("events",), ("create",), "events on rollouts, Degraded/FitsGPU trouble, autoscaling; kopf warnings"),

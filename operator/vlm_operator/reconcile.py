@@ -8,6 +8,7 @@ makes no mutating request.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -20,7 +21,17 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from vlm_operator import admission, conditions, fitcheck, inventory, profile_admission, quota, readiness, rollout
+from vlm_operator import (
+    admission,
+    clusterwatch,
+    conditions,
+    fitcheck,
+    inventory,
+    profile_admission,
+    quota,
+    readiness,
+    rollout,
+)
 from vlm_operator import operator_metrics as op_metrics
 from vlm_operator.api import VLMDeployment
 from vlm_operator.autoscale import report as scaling_report
@@ -78,6 +89,34 @@ def build_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None 
     )
     desired = objects.render_all(vlmd, plan) if decision.allowed else []
     return Plan(vlmd, fit, rendered.argv, desired, plan, decision)
+
+
+#: Plans by (the object's identity and parsed spec, the GPU inventory): most reconciles (child events, resyncs) see
+#: the same spec, and the policy, fit check and render are pure functions of those (and of the catalog and release
+#: tables, fixed for the process). Bounded; cleared when full. ``Plan.vlmd`` of a remembered plan can carry older
+#: metadata; nothing reads it.
+_PLANS: dict[tuple[str, tuple[tuple[str, int], ...]], Plan] = {}
+_PLANS_MAX = 4096
+_plans_lock = threading.Lock()
+
+
+def cached_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None = None) -> Plan:
+    """:func:`build_plan`, remembered. Not remembered while a Hub lookup runs or the fit is Unknown: the same spec
+    can check differently once the Hub answers. Callers never mutate a plan."""
+    m = vlmd.metadata  # the render reads only these of the metadata (resourceVersion & co. change on every write)
+    ident = f"{m.get('namespace')}/{m.get('name')}/{m.get('uid')}/"
+    key = (ident + vlmd.spec.model_dump_json(), tuple(sorted((max_gpus_per_node or {}).items())))
+    with _plans_lock:
+        found = _PLANS.get(key)
+    if found is not None:
+        return found
+    plan = build_plan(vlmd, max_gpus_per_node)
+    if plan.fit.verdict != "Unknown" and not from_spec.hub_lookups_in_flight():
+        with _plans_lock:
+            if len(_PLANS) >= _PLANS_MAX:
+                _PLANS.clear()
+            _PLANS[key] = plan
+    return plan
 
 
 def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tuple[conditions.PodProblem, ...]:
@@ -141,6 +180,8 @@ class Observation:
     free_gpus: FreeGPUs
     #: the namespace's ResourceQuotas (read only when a surge is considered); None where they cannot be listed
     quotas: Callable[[], list[dict[str, Any]]] | None = None
+    #: ``live`` came from the watch-fed index, not a GET (it can lag the API server by an event)
+    live_cached: bool = False
 
 
 @dataclass
@@ -161,12 +202,14 @@ def observe(
     body: dict[str, Any],
     pods: list[dict[str, Any]] | None = None,
     replica_sets: list[dict[str, Any]] | None = None,
+    deployment: tuple[dict[str, Any] | None] | None = None,
 ) -> Observation:
     """Read what the decision needs. ``pods`` / ``replica_sets`` come from the operator's watch-fed indexes
     (handlers pass them); without them (CLI, tests, a resync before the index is warm) they are listed once."""
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
-    live = kube.get("apps/v1", "Deployment", ns, name)
+    # ``deployment``: (the Deployment or None) from the watch-fed index; read afresh when the index is not known
+    live = deployment[0] if deployment is not None else kube.get("apps/v1", "Deployment", ns, name)
     selector = objects.selector_string(name)
     if pods is None:
         pods = kube.list("v1", "Pod", ns, selector) if live else []
@@ -187,6 +230,7 @@ def observe(
         dt.datetime.now(dt.UTC),
         free_gpus,
         lambda: kube.list("v1", "ResourceQuota", ns),
+        live_cached=deployment is not None,
     )
 
 
@@ -197,38 +241,47 @@ _log = logging.getLogger(__name__)
 
 
 class ClusterPods:
-    """Every node and every non-terminal pod in the cluster, listed at most once per ``ttl_s`` and shared by the
-    reconciles that weigh a surge in that time: a rollout of hundreds of objects at once made one pair of LISTs per
-    reconcile, each carrying every pod of the cluster. The free-GPU count can be ``ttl_s`` old; a surge pod that finds
-    its GPU taken meanwhile is Pending, and the next reconcile replaces in place (:func:`decide_rollout`)."""
+    """Every node and every non-terminal pod in the cluster, as a surge decision reads them.
 
-    def __init__(self, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl_s, self.clock = ttl_s, clock
+    By default from watches, listed once and kept current (:class:`vlm_operator.clusterwatch.ClusterWatch`, started
+    by the first rollout that asks). With ``watch=False`` (``VLM_OPERATOR_CLUSTER_WATCH=0``), or a client that cannot
+    watch, a LIST pair at most once per ``ttl_s``, shared by the reconciles of that time: a rollout of hundreds of
+    objects at once made one pair per reconcile, each carrying every pod of the cluster. The free-GPU count can be
+    ``ttl_s`` old; a surge pod that finds its GPU taken meanwhile is Pending, and the next reconcile replaces in place
+    (:func:`decide_rollout`)."""
+
+    def __init__(self, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic, watch: bool = True) -> None:
+        self.ttl_s, self.clock, self.watch = ttl_s, clock, watch
         self._value: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
         self._at = 0.0
         self._lock = threading.Lock()
         self._blind = False
+        self._watched: clusterwatch.ClusterWatch | None = None
 
     def get(self, kube: Kube) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         with self._lock:  # one LIST pair at a time; the reconciles that wait for it use its result
-            if self._value is None or self.clock() - self._at >= self.ttl_s:
-                try:
+            try:
+                if self.watch and hasattr(kube, "watch"):
+                    if self._watched is None:
+                        self._watched = clusterwatch.ClusterWatch(kube)
+                    return self._watched.get()
+                if self._value is None or self.clock() - self._at >= self.ttl_s:
                     nodes = kube.list("v1", "Node", None)
                     pods = kube.list("v1", "Pod", None, field_selector=_NON_TERMINAL)
-                except ApiException as exc:
-                    if exc.status != 403:
-                        raise
-                    # a namespaced install may not read every pod of the cluster: with no free-GPU count a rollout
-                    # never surges and replaces its pods in place (it cannot wait for GPUs it cannot see)
-                    if not self._blind:
-                        _log.warning(
-                            "cluster-wide nodes/pods are not readable with this install's rights (HTTP 403): "
-                            "rollouts replace pods in place instead of surging"
-                        )
-                    self._blind = True
-                    nodes, pods = [], []
-                self._value, self._at = (nodes, pods), self.clock()
-            return self._value
+                    self._value, self._at = (nodes, pods), self.clock()
+                return self._value
+            except ApiException as exc:
+                if exc.status != 403:
+                    raise
+                # a namespaced install may not read every pod of the cluster: with no free-GPU count a rollout
+                # never surges and replaces its pods in place (it cannot wait for GPUs it cannot see)
+                if not self._blind:
+                    _log.warning(
+                        "cluster-wide nodes/pods are not readable with this install's rights (HTTP 403): "
+                        "rollouts replace pods in place instead of surging"
+                    )
+                self._blind = True
+                return [], []
 
 
 #: the process-wide snapshot the reconciles share
@@ -246,20 +299,26 @@ def reconcile(
     pods: list[dict[str, Any]] | None = None,
     replica_sets: list[dict[str, Any]] | None = None,
     thorough: bool = True,
-) -> None:
-    """Reconcile one VLMDeployment: observe, decide, act. Watch events, the drift timer and child events can all
-    ask at once; they are serialized per object, and each run reads the object afresh so it never writes a status
-    computed from a stale view over a newer one. ``thorough=False`` (a reconcile started by child events) trusts
-    what this process last applied to the Service and PodDisruptionBudget instead of reading them (see
-    :data:`_APPLIED`)."""
+    deployment: tuple[dict[str, Any] | None] | None = None,
+    defer_status: bool = False,
+) -> bool:
+    """Reconcile one VLMDeployment: observe, decide, act; False when it no longer exists (or is being deleted).
+    Watch events, the drift resync and child events can all ask at once; they are serialized per object, and each
+    run reads the object afresh so it never writes a status computed from a stale view over a newer one.
+    ``thorough=False`` (a reconcile started by child events) trusts what this process last applied to the Service
+    and PodDisruptionBudget instead of reading them (see :data:`_APPLIED`). ``defer_status`` (the operator's create
+    and update handlers): when this reconcile changes the Deployment, it writes no status; the Deployment's watch event
+    brings a child reconcile within half a second that writes it from a newer view. On create that saves the write of
+    a state that lasts half a second (nothing scheduled yet), one of about two per object."""
     with _locks_guard:
         lock = _locks.setdefault((namespace, name), threading.Lock())
     with lock, op_metrics.reconcile_timer(namespace, name):
         body = kube.get(API_VERSION, KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             op_metrics.forget(namespace, name)
-            return
-        _reconcile(kube, body, logger, pods, replica_sets, thorough)
+            return False
+        _reconcile(kube, body, logger, pods, replica_sets, thorough, deployment, defer_status)
+        return True
 
 
 def _reconcile(
@@ -269,6 +328,8 @@ def _reconcile(
     pods: list[dict[str, Any]] | None = None,
     replica_sets: list[dict[str, Any]] | None = None,
     thorough: bool = True,
+    deployment: tuple[dict[str, Any] | None] | None = None,
+    defer_status: bool = False,
 ) -> None:
     meta = body["metadata"]
     generation = int(meta.get("generation", 1))
@@ -289,14 +350,29 @@ def _reconcile(
         )
         _write_status(kube, body, conditions.compute_status(obs, _now()), logger)
         return
-    observation = observe(kube, body, pods, replica_sets)
+    observation = observe(kube, body, pods, replica_sets, deployment)
     decision = decide(vlmd, observation, logger)
-    act(kube, vlmd, observation, decision, logger, thorough)
+    if observation.live_cached and decision.deployment is not None and not _same_object(observation.live, decision):
+        # The indexed Deployment differs from what is wanted: read it afresh before deciding on a write or a rollout
+        # (the index can still hold the version before this process's own last apply). Only this path reads it.
+        meta = body["metadata"]
+        live = kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
+        observation = dataclasses.replace(observation, live=live, live_cached=False)
+        decision = decide(vlmd, observation, logger)
+    act(kube, vlmd, observation, decision, logger, thorough, defer_status)
+
+
+def _same_object(live: dict[str, Any] | None, d: Decision) -> bool:
+    """Whether ``live`` carries the object hash of the Deployment ``d`` wants."""
+    if live is None or d.deployment is None:
+        return False
+    want = d.deployment["metadata"]["annotations"][objects.ANN_OBJECT_HASH]
+    return bool((live["metadata"].get("annotations") or {}).get(objects.ANN_OBJECT_HASH) == want)
 
 
 def decide(vlmd: VLMDeployment, obs: Observation, logger: Any = None) -> Decision:
     """Pure (given ``obs.free_gpus``): the refusal policy, the rendered children and the rollout decision."""
-    plan = build_plan(vlmd, obs.inventory)
+    plan = cached_plan(vlmd, obs.inventory)
     details: list[str] = []
     if plan.refused is not None:
         details.append(plan.refused)
@@ -315,15 +391,26 @@ def decide(vlmd: VLMDeployment, obs: Observation, logger: Any = None) -> Decisio
     return Decision(plan, None, dep, plan.desired[1:], roll, template_hash, details)
 
 
-def act(kube: Kube, vlmd: VLMDeployment, obs: Observation, d: Decision, logger: Any, thorough: bool = True) -> None:
-    """Apply what changed, record the rollout's event, and write status once."""
+def act(
+    kube: Kube,
+    vlmd: VLMDeployment,
+    obs: Observation,
+    d: Decision,
+    logger: Any,
+    thorough: bool = True,
+    defer_status: bool = False,
+) -> None:
+    """Apply what changed, record the rollout's event, and write status once. With ``defer_status``, a reconcile that
+    changed the Deployment leaves the status to the reconcile its watch event brings (see :func:`reconcile`)."""
     body = obs.body
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     current = obs.live
     running_hash = _template_hash(obs.live)
+    applied = None
     if d.deployment is not None:
-        current = _apply_if_changed(kube, d.deployment, logger, obs.live) or obs.live
+        applied = _apply_if_changed(kube, d.deployment, logger, obs.live)
+        current = applied or obs.live
         for obj in d.others:
             _apply_if_changed(kube, obj, logger, trust_memory=not thorough)
         if d.roll.event is not None:
@@ -334,6 +421,8 @@ def act(kube: Kube, vlmd: VLMDeployment, obs: Observation, d: Decision, logger: 
     op_metrics.observe_object(ns, name, desired=vlmd.spec.scaling.replicas, status=new_status, verdict=fit.verdict)
     if d.details:
         logger.debug(f"{ns}/{name}: " + "; ".join(d.details))
+    if defer_status and applied is not None:
+        return
     _write_status(kube, body, new_status, logger)
 
 

@@ -150,6 +150,59 @@ def test_deletion_garbage_collects_children(cluster: Cluster, namespace: str, op
         )
 
 
+#: The finalizer kopf put on every VLMDeployment while the drift resync was a kopf timer (kopf's default
+#: ``settings.persistence.finalizer``, kopf 1.45.2 kopf/_cogs/configs/configuration.py).
+KOPF_FINALIZER = "kopf.zalando.org/KopfFinalizerMarker"
+
+
+def test_the_drift_resync_repairs_a_deleted_service_and_no_finalizer_is_added(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    doc = sample("llava-1.5-7b-l4.yaml", namespace)
+    name = doc["metadata"]["name"]
+    apply(cluster, doc)
+    obj = wait_ready(cluster, namespace, name)
+    # the drift resync is one operator-wide loop, not a kopf timer: kopf has no reason to block the deletion
+    assert KOPF_FINALIZER not in (obj["metadata"].get("finalizers") or [])
+    uid = cluster.get_json("service", name, "-n", namespace)["metadata"]["uid"]
+    cluster.kubectl("delete", "service", name, "-n", namespace)
+    # no watch event tells the operator of a deleted Service: only the drift resync brings it back (within one
+    # interval of DRIFT_SECONDS; the rest is slack for a loaded machine)
+    wait_until(
+        lambda: (
+            (s := cluster.kubectl("get", "service", name, "-n", namespace, "-o", "json", check=False)).returncode == 0
+            and json.loads(s.stdout)["metadata"]["uid"] != uid
+        ),
+        "the drift resync to bring the Service back",
+        timeout=DRIFT_SECONDS * 2 + 10,
+    )
+
+
+def test_an_earlier_versions_finalizer_is_removed_and_deletion_does_not_hang(
+    cluster: Cluster, namespace: str, operator: Operator
+) -> None:
+    """Objects written while the drift resync was a kopf timer carry kopf's finalizer; kopf drops it on their first
+    event now that no handler of theirs needs it, and deleting one never waits for it."""
+    doc = sample("llava-1.5-7b-l4.yaml", namespace)
+    name = doc["metadata"]["name"]
+    doc["metadata"]["finalizers"] = [KOPF_FINALIZER, "example.com/keep"]
+    apply(cluster, doc)
+    wait_until(
+        lambda: vlmd(cluster, namespace, name)["metadata"].get("finalizers") == ["example.com/keep"],
+        "kopf to remove its own finalizer and keep the other one",
+        timeout=60,
+    )
+    wait_ready(cluster, namespace, name)
+    cluster.kubectl("patch", "vlmd", name, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    # one that is deleted while it still carries kopf's finalizer goes at once
+    other = sample("llava-1.5-7b-l4.yaml", namespace)
+    other["metadata"]["name"] = f"{name}-b"
+    other["metadata"]["finalizers"] = [KOPF_FINALIZER]
+    apply(cluster, other)
+    cluster.kubectl("delete", "vlmd", f"{name}-b", "-n", namespace, "--wait=true", "--timeout=60s")
+    cluster.kubectl("delete", "vlmd", name, "-n", namespace, "--wait=true", "--timeout=60s")
+
+
 def _mutations(cluster: Cluster) -> int:
     text = cluster.kubectl("get", "--raw", "/metrics").stdout
     total = 0

@@ -130,3 +130,36 @@ def test_health_server_liveness_and_readiness() -> None:
 def test_health_rejects_a_bad_endpoint() -> None:
     with pytest.raises(ValueError, match="--liveness must look like"):
         asyncio.run(health.Health("https://0.0.0.0/healthz").start())
+
+
+def test_the_monitor_polls_at_the_settings_interval_when_the_flag_is_not_given() -> None:
+    """``--peering-check-interval`` left out is None in the parsed arguments; the monitor took that None and died on
+    its first sleep, so /readyz and the drift resync's pause kept its first verdict for good."""
+    import argparse
+
+    from vlm_operator.cli import operator as cli_operator
+
+    def monitor(*argv: str) -> Any:
+        parser = argparse.ArgumentParser()
+        cli_operator.add_arguments(parser)
+        args = parser.parse_args(["run", *argv])
+        settings = cli_operator.settings_from(args, {})
+        return cli_operator.peering_monitor(args, settings, "me", get=lambda ns: (True, None))
+
+    assert monitor().interval == 3.0
+    assert monitor("--peering-check-interval", "1.5").interval == 1.5
+    assert monitor("--standalone") is None
+    m = monitor()
+    asyncio.run(asyncio.wait_for(_two_checks(m), timeout=10))
+    assert m.state.phase == "missing-object"
+
+
+async def _two_checks(m: Any) -> None:
+    m.interval = 0.01
+    calls: list[object] = []
+    get = m.get
+    m.get = lambda ns: calls.append(ns) or get(ns)
+    task = asyncio.create_task(m.run())
+    while len(calls) < 2:  # the loop lives on after its first check
+        await asyncio.sleep(0.01)
+    task.cancel()

@@ -118,3 +118,95 @@ def test_a_refused_spec_decides_nothing_to_apply() -> None:
     assert d.deployment is None and d.others == []
     assert d.refused is not None and "spec.engine.extraArgs" in d.refused
     assert d.details == [d.refused]
+
+
+class StoreKube:
+    """An in-memory API server for one reconcile: objects by (kind, namespace, name), reads and writes counted."""
+
+    def __init__(self, *objs: dict[str, Any]) -> None:
+        self.store = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o for o in objs}
+        self.gets: list[str] = []
+        self.applies: list[str] = []
+        self.status_writes = 0
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.gets.append(kind)
+        return copy.deepcopy(self.store.get((kind, namespace, name)))
+
+    def list(self, *_: Any, **__: Any) -> list[dict[str, Any]]:
+        return []
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.applies.append(obj["kind"])
+        self.store[(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])] = copy.deepcopy(obj)
+        return obj
+
+    def patch_status(self, *_: Any) -> None:
+        self.status_writes += 1
+
+    def event(self, *_: Any) -> None:
+        pass
+
+
+def _applied_world(b: dict[str, Any]) -> tuple[StoreKube, dict[str, Any]]:
+    plan = reconcile.build_plan(
+        VLMDeployment.model_validate({k: b[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    )
+    dep = deployment_for(b)
+    return StoreKube(b, dep, *copy.deepcopy(plan.desired[1:])), dep
+
+
+def test_the_deployment_comes_from_the_index_and_is_read_only_when_it_must_change() -> None:
+    import logging
+
+    b = body(4096)
+    kube, dep = _applied_world(b)
+    log = logging.getLogger("test")
+    reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(copy.deepcopy(dep),))  # type: ignore[arg-type]
+    assert "Deployment" not in kube.gets and kube.applies == []  # the index is current: no GET, no write
+    # the index still holds the Deployment of an older spec (this process just applied the new one): read afresh,
+    # find it current, write nothing
+    stale = deployment_for(body(2048))
+    kube.gets.clear()
+    reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(stale,))  # type: ignore[arg-type]
+    assert kube.gets.count("Deployment") == 1 and kube.applies == []
+    # gone from the index and from the API server: applied again
+    del kube.store[("Deployment", "ns", "m")]
+    reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(None,))  # type: ignore[arg-type]
+    assert kube.applies == ["Deployment"]
+
+
+def test_the_plan_is_remembered_per_spec_and_inventory() -> None:
+    b = body(4096)
+    vlmd = VLMDeployment.model_validate({k: b[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    first = reconcile.cached_plan(vlmd, {"NVIDIA-L4": 4})
+    b2 = copy.deepcopy(b)
+    b2["metadata"]["resourceVersion"] = "99"  # a status write: same spec, same plan
+    again = VLMDeployment.model_validate({k: b2[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    assert reconcile.cached_plan(again, {"NVIDIA-L4": 4}) is first
+    assert reconcile.cached_plan(again, {"NVIDIA-L4": 8}) is not first  # another inventory
+    b3 = body(2048)
+    changed = VLMDeployment.model_validate({k: b3[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    other = reconcile.cached_plan(changed, {"NVIDIA-L4": 4})
+    assert other is not first and other.command != first.command
+    assert other.command == reconcile.build_plan(changed, {"NVIDIA-L4": 4}).command
+
+
+def test_a_create_that_applies_the_deployment_leaves_the_status_to_the_child_reconcile() -> None:
+    import logging
+
+    b = body(4096)
+    log = logging.getLogger("test")
+    kube = StoreKube(b)
+    reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(None,), defer_status=True)  # type: ignore[arg-type]
+    assert "Deployment" in kube.applies and kube.status_writes == 0
+    # the reconcile the Deployment's event brings writes it (nothing left to apply)
+    kube.applies.clear()
+    dep = kube.store[("Deployment", "ns", "m")]
+    reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(dep,), thorough=False)  # type: ignore[arg-type]
+    assert kube.applies == [] and kube.status_writes == 1
+    # a handler reconcile that changes nothing writes the status itself
+    other = StoreKube(body(4096, last_good="x"))
+    other.store.update({k: v for k, v in kube.store.items() if k[0] != "VLMDeployment"})
+    reconcile.reconcile(other, "ns", "m", log, pods=[], replica_sets=[], deployment=(dep,), defer_status=True)  # type: ignore[arg-type]
+    assert other.applies == [] and other.status_writes == 1

@@ -66,7 +66,7 @@ def test_flags_override_the_environment() -> None:
 
 def test_the_environment_changed_after_import_and_before_start_takes_effect() -> None:
     """Import every operator module with one environment, change it, then start: the handlers kopf runs use the
-    environment at start (the drift timer's interval, the webhook on or off)."""
+    environment at start (the drift resync's interval, the webhook on or off)."""
     code = """
 import argparse, os, kopf
 import vlm_operator.handlers as handlers, vlm_operator.cli.operator as cli_operator
@@ -80,7 +80,7 @@ cli_operator.add_arguments(parser)
 settings = cli_operator.settings_from(parser.parse_args(["run"]))
 registry = handlers.register(settings)
 timers = {h.id: h.interval for h in registry._spawning.get_all_handlers() if getattr(h, "interval", None)}
-print(sorted(timers.items()), len(registry._webhooks.get_all_handlers()))
+print(sorted(timers.items()), len(registry._webhooks.get_all_handlers()), handlers.RESYNC.interval_s)
 """
     env = dict(os.environ, VLM_OPERATOR_DRIFT_SECONDS="60", VLM_OPERATOR_WEBHOOK="1")
     env.pop("VLM_OPERATOR_READINESS_SECONDS", None)
@@ -88,7 +88,7 @@ print(sorted(timers.items()), len(registry._webhooks.get_all_handlers()))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [
-        "[('multimodal_readiness',", "2.0),", "('poll_batch',", "3.0),", "('resync_vlmd',", "7.0)]", "0"
+        "[('multimodal_readiness',", "2.0),", "('poll_batch',", "3.0)]", "0", "7.0"
     ]  # fmt: skip
 
 

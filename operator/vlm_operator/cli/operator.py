@@ -6,9 +6,12 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from vlm_operator.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from vlm_operator.peering import PeeringMonitor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -148,21 +151,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def peering_monitor(
+    args: argparse.Namespace, settings: Settings, identity: str, get: Any = None
+) -> PeeringMonitor | None:
+    """The peering monitor of a replica that runs with peering (None with ``--standalone``); ``get`` reads the peering
+    object (the API server's, by default)."""
+    from vlm_operator import kube, peering
+
+    if args.standalone:
+        return None
+    return peering.PeeringMonitor(
+        get=get or peering.kube_getter(kube.Kube(kube.new_api_client()), args.peering),
+        name=args.peering,
+        identity=identity,
+        priority=settings.peering_priority,
+        namespaces=args.namespace or (),
+        # from the settings, which the flag overrides: ``args.peering_check_interval`` is None when the flag is not
+        # given (a None interval stopped the monitor after its first check)
+        interval=settings.peering_check_interval,
+    )
+
+
 def _peering_and_health(args: argparse.Namespace, settings: Settings) -> str:
     """Set up the peering monitor and the health server (started in kopf's loop); returns kopf's identity."""
-    from vlm_operator import health, kube, peering
+    from vlm_operator import handlers, health, peering
 
     identity = peering.own_identity()
-    monitor = None
-    if not args.standalone:
-        monitor = peering.PeeringMonitor(
-            get=peering.kube_getter(kube.Kube(kube.new_api_client()), args.peering),
-            name=args.peering,
-            identity=cast(Any, identity),  # kopf's Identity is a NewType of str
-            priority=settings.peering_priority,
-            namespaces=args.namespace,
-            interval=args.peering_check_interval,
-        )
+    monitor = peering_monitor(args, settings, identity)
+    if monitor is not None:  # the drift resync stops while kopf's peering pauses this replica
+        handlers.RESYNC.paused = lambda: monitor.state.paused
     server = None
     if args.liveness:
         server = health.Health(args.liveness, monitor=monitor, webhook=settings.webhook_dial())

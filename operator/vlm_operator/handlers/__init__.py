@@ -11,6 +11,7 @@ served).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -31,6 +32,7 @@ from vlm_operator import (
     profile_admission,
     readiness,
     reconcile,
+    resync,
     webhook_certs,
     webhook_config,
     webhook_server,
@@ -148,12 +150,41 @@ def vlmd_replicasets(namespace: str | None, labels: kopf.Labels, body: kopf.Body
     return _by_owner(namespace, labels, body)
 
 
-def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str, Any], thorough: bool = True) -> None:
-    """Reconcile with the children read from the indexes (kopf passes them to every handler by name)."""
+#: kopf's indexes (live views), kept from the latest handler call for the reconciles that kopf does not call (the
+#: coalesced child reconciles, the drift resync)
+_INDEXES: dict[str, Any] = {}
+
+
+def _keep_indexes(kwargs: dict[str, Any]) -> None:
+    for index in ("vlmd_pods", "vlmd_replicasets", "vlmd_deployments"):
+        if kwargs.get(index) is not None:
+            _INDEXES[index] = kwargs[index]
+
+
+def vlmd_deployments(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The watch-fed cache of each VLMDeployment's Deployment: a reconcile reads it instead of a GET, and reads the
+    API server only when the Deployment must change (:func:`vlm_operator.reconcile._reconcile`)."""
+    return _by_owner(namespace, labels, body)
+
+
+def _reconcile(
+    namespace: str,
+    name: str,
+    logger: kopf.Logger | logging.Logger,
+    kwargs: dict[str, Any],
+    thorough: bool = True,
+    defer_status: bool = False,
+) -> bool:
+    """Reconcile with the children read from the indexes (kopf passes them to every handler by name); False when the
+    object is gone."""
     key = (namespace, name)
-    pods, rsets = kwargs.get("vlmd_pods"), kwargs.get("vlmd_replicasets")
+    pods, rsets, deps = kwargs.get("vlmd_pods"), kwargs.get("vlmd_replicasets"), kwargs.get("vlmd_deployments")
+    deployment = None
+    if deps is not None:  # the index is known: the Deployment is what it holds (None: there is none)
+        found = list(deps.get(key, []))
+        deployment = (found[-1] if found else None,)
     try:
-        reconcile.reconcile(
+        return reconcile.reconcile(
             _client(),
             namespace,
             name,
@@ -161,12 +192,15 @@ def _reconcile(namespace: str, name: str, logger: kopf.Logger, kwargs: dict[str,
             pods=list(pods.get(key, [])) if pods is not None else None,
             replica_sets=list(rsets.get(key, [])) if rsets is not None else None,
             thorough=thorough,
+            deployment=deployment,
+            defer_status=defer_status,
         )
     except ApiException as exc:
         if not namespace_terminating(exc):
             raise
         # the namespace is being deleted: its children cannot be created any more and the object goes with it
         logger.info(f"namespace {namespace} is being deleted; {name} is not reconciled again")
+        return True
 
 
 def namespace_terminating(exc: ApiException) -> bool:
@@ -177,7 +211,9 @@ def namespace_terminating(exc: ApiException) -> bool:
 
 def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     if namespace and name:
-        _reconcile(namespace, name, logger, kwargs)
+        _keep_indexes(kwargs)
+        # a Deployment this changes brings a child reconcile (0.5 s later) that writes the status
+        _reconcile(namespace, name, logger, kwargs, defer_status=True)
         if from_spec.hub_lookups_in_flight():
             # The fit check gave up waiting for the Hub (FitsGPU Unknown) while the lookup goes on: check again soon
             # rather than at the next drift resync.
@@ -185,16 +221,45 @@ def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger,
 
 
 def vlmd_event(type: str | None, uid: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
-    """A deleted VLMDeployment: drop kopf's bookkeeping and the reconciler's memory of it."""
-    if type == "DELETED" and uid:
-        PERSISTENCE.forget(uid)
-        if namespace and name:
-            reconcile.forget_applied(namespace, name)
+    """Every watch event of a VLMDeployment: the drift resync learns of it; a deleted one drops kopf's bookkeeping, the
+    reconciler's memory of it and its place in the drift resync."""
+    if not namespace or not name:
+        return
+    if type == "DELETED":
+        RESYNC.discard((namespace, name))
+        reconcile.forget_applied(namespace, name)
+        if uid:
+            PERSISTENCE.forget(uid)
+    else:
+        RESYNC.add((namespace, name))
 
 
-def resync_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
-    if namespace and name:
-        _reconcile(namespace, name, logger, kwargs)
+_RESYNC_LOG = logging.getLogger("vlm_operator.resync")
+
+
+def resync_vlmd(key: Any) -> bool:
+    """The drift resync of one object (:mod:`vlm_operator.resync`): a thorough reconcile (it reads the Service and
+    PodDisruptionBudget, so one that was deleted or edited comes back). False when the object is gone."""
+    namespace, name = key
+    return _reconcile(namespace, name, _RESYNC_LOG, _INDEXES, thorough=True)
+
+
+#: The operator-wide drift resync (:func:`register` sets its interval; ``vlmctl operator run`` tells it when kopf's
+#: peering pauses this replica). Not a kopf timer: a timer puts kopf's finalizer on every object.
+RESYNC = resync.ResyncLoop(resync_vlmd, interval_s=Settings().drift_seconds)
+_RESYNC_TASK: list[asyncio.Task[None]] = []
+
+
+async def start_resync(**_: Any) -> None:
+    _RESYNC_TASK.append(asyncio.create_task(RESYNC.run(), name="vlm drift resync"))
+
+
+async def stop_resync(**_: Any) -> None:
+    while _RESYNC_TASK:
+        task = _RESYNC_TASK.pop()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 _READINESS_BACKOFF: dict[tuple[str, str], readiness.Backoff] = {}
@@ -225,8 +290,6 @@ def multimodal_readiness(
         logger.info(f"multimodal probe of pod {pod}: " + ("passed" if result.ok else f"failed: {result.error}"))
 
 
-#: kopf's indexes (live views), kept from the latest child event for the coalesced reconciles
-_INDEXES: dict[str, Any] = {}
 _CHILD_LOG = logging.getLogger("vlm_operator.children")
 
 
@@ -251,9 +314,7 @@ def child_changed(body: kopf.Body, **kwargs: Any) -> None:
     ns = body.get("metadata", {}).get("namespace")
     if not owner or not ns:
         return
-    for index in ("vlmd_pods", "vlmd_replicasets"):
-        if kwargs.get(index) is not None:
-            _INDEXES[index] = kwargs[index]
+    _keep_indexes(kwargs)
     CHILDREN.ask((ns, owner))
 
 
@@ -334,12 +395,18 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
     on.startup(registry=r)(configure)
     kopf.index("", "v1", "pods", labels=MANAGED, registry=r)(vlmd_pods)
     kopf.index("apps", "v1", "replicasets", labels=MANAGED, registry=r)(vlmd_replicasets)
+    kopf.index("apps", "v1", "deployments", labels=MANAGED, registry=r)(vlmd_deployments)
     for changed in (on.resume, on.create, on.update):
         changed(GROUP, VERSION, PLURAL, backoff=HANDLER_BACKOFF_S, registry=r)(reconcile_vlmd)
-    drift = settings.drift_seconds
-    kopf.timer(GROUP, VERSION, PLURAL, interval=drift, initial_delay=drift, backoff=HANDLER_BACKOFF_S, registry=r)(
-        resync_vlmd
-    )
+    # The drift resync: one loop for all objects (:mod:`vlm_operator.resync`), not a kopf timer per object, which
+    # would put kopf's finalizer on each (a write per create). Objects that carry that finalizer from an earlier
+    # version lose it on their first event: kopf removes its finalizer when no handler of the object needs it
+    # (kopf 1.45.2, kopf/_core/reactor/processing.py, process_resource_causes: "Removing the finalizer, as there are
+    # no handlers requiring it"). The readiness timer and the autoscaler daemon below keep it, on their objects only.
+    RESYNC.interval_s = settings.drift_seconds
+    reconcile.CLUSTER_PODS.watch = settings.cluster_watch
+    on.startup(registry=r)(start_resync)
+    on.cleanup(registry=r)(stop_resync)
     # ``when``: kopf starts this timer only on objects that ask for the probe; it used to wake every 5 s on every
     # object (a thread hop each) just to return.
     kopf.timer(
