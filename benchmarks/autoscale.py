@@ -20,7 +20,7 @@ Each trace is replayed with several seeds (different Poisson arrivals and servic
 the median over the seeds, so one lucky or unlucky run does not decide a comparison.
 
 Run ``python benchmarks/autoscale.py`` (``--seeds N`` seeds from ``--seed``, ``--traces step,small`` for a subset,
-``--per-seed`` for every run's row).
+``--per-seed`` for every run's row, ``--delay S`` to start the load steps S seconds later).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from vlm_operator.api.scaling import ScalingSpec
@@ -407,6 +407,31 @@ TRACES = (
 )
 
 
+def delayed(trace: Trace, delay: int) -> Trace:
+    """``trace`` with its first phase ``delay`` seconds longer: every later phase (and the image load) comes later.
+
+    Whether a scaler flaps can depend on where a step falls relative to its own earlier decisions (a scale-down due
+    300 s after a burst); replaying the step traces with a few delays shows whether a result holds for other times.
+    """
+    if not delay or not trace.steps:
+        return trace
+
+    def rate(t: float) -> float:
+        return trace.rate(min(t, trace.steps[0][0] - 1) if t < trace.steps[0][0] + delay else t - delay)
+
+    def service(rng: random.Random, t: float) -> tuple[float, int]:
+        return trace.service(rng, min(t, trace.steps[0][0] - 1) if t < trace.steps[0][0] + delay else t - delay)
+
+    return replace(
+        trace,
+        name=f"{trace.name}, steps {delay} s later",
+        duration=trace.duration + delay,
+        rate=rate,
+        service=service,
+        steps=tuple((a + delay, b + delay) for a, b in trace.steps),
+    )
+
+
 def arrivals(trace: Trace, seed: int) -> list[list[Request]]:
     rng = random.Random(seed)
     per_second: list[list[Request]] = [[] for _ in range(trace.duration)]
@@ -617,6 +642,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"comma-separated subset of {', '.join(t.key for t in TRACES)} (default all)",
     )
     ap.add_argument("--per-seed", action="store_true", help="also print every seed's row")
+    ap.add_argument(
+        "--delay", type=int, default=0, help="start the load steps this many seconds later (lengthens the first phase)"
+    )
     args = ap.parse_args(argv)
     keys = [k.strip() for k in args.traces.split(",") if k.strip()]
     unknown = sorted(set(keys) - {t.key for t in TRACES})
@@ -632,7 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"seeds {seeds[0]}-{seeds[-1]}: each cell is the median over the seeds; flaps also show the worst seed")
     print("reaction: queue over target -> the /scale write adding replicas; drain: step -> queue back at target")
     print("for 60 s (worst step of the trace); wait: time a request queued before it started (user's view)\n")
-    for trace in (t for t in TRACES if t.key in keys):
+    for trace in (delayed(t, args.delay) for t in TRACES if t.key in keys):
         per_scaler: dict[str, list[Row]] = {}
         for seed in seeds:
             for s in scalers(trace):

@@ -318,6 +318,73 @@ def test_queue_growth_while_pods_start_scales_up_once_and_down_once() -> None:
     assert loop.replicas == 3  # 2 req/s after the step: 16 running / (8 x 0.8) = 2.5
 
 
+def test_a_count_raised_on_a_burst_is_not_scaled_down_before_its_pods_have_served_a_window() -> None:
+    # The benchmark's early-minute case: a burst on one pod raises the count while the new pods load (180 s). The
+    # scale-down window counts only once every pod is ready, so the count does not come down just as a step arrives
+    # 300 s after the burst (before, it went 4 -> 3 at 430 s and back up at 500 s: three flaps instead of one).
+    loop = Loop(make_spec(replicas=1, max_replicas=10), start_delay=180)
+
+    def load(t: float) -> float:
+        if 100 <= t < 130:
+            return 40.0  # the burst: need 40 / 12 = 3.3
+        if 500 <= t < 1500:
+            return 40.0  # the step, 400 s after the burst
+        return 10.0  # 1.25 pods' worth of slots at 80 %: keeps 2
+
+    loop.run(0, 3600, load)
+    ups = [(t, r) for t, r, why in loop.changes() if why == Reason.SCALE_UP]
+    downs = [(t, r) for t, r, why in loop.changes() if why == Reason.SCALE_DOWN]
+    assert ups == [(100, 3), (105, 4)]
+    ready_at = 105 + 180
+    assert min(t for t, _ in downs) >= 1500 + 300 - POLL, "no scale-down between the burst and the step"
+    assert flaps(loop.history()) == 1
+    assert loop.replicas == 2
+    # While the pods load, the low load is judged on nothing yet: the window starts when they are all ready.
+    waiting = [d for t, d in loop.log if ready_at <= t < 500 and d.reason == Reason.STABILIZING]
+    assert waiting and all("of 300s of readings so far" in d.message for d in waiting)
+
+
+def test_a_step_after_the_ready_pods_held_the_load_alone_is_not_held_back_by_starting_pods() -> None:
+    # A burst adds a pod; the load falls back and the two ready pods hold it alone while that pod loads. A step then
+    # is new load, not the queue growth the starting pod explains: it is answered at the first poll that sees it,
+    # not after the starting pod is ready (before: PodsStarting until the need passed twice the count, here never).
+    loop = Loop(make_spec(replicas=2, max_replicas=10), start_delay=180)
+
+    def load(t: float) -> float:
+        if 100 <= t < 105:
+            return 36.0  # need 36 / 12 = 3: 2 -> 3
+        if t >= 200:
+            return 60.0  # need 5: more than the 3, less than twice it
+        return 12.0  # 12 / (8 x 0.8) = 1.9 replicas: the 2 ready pods hold it
+
+    loop.run(0, 260, load)
+    assert [(t, r) for t, r, _ in loop.changes()] == [(100, 3), (200, 5)]
+    assert loop.replicas == 5 == math.ceil(60 / 12), "and no further"
+    # Without the low load in between, the pod started by the burst still holds a need under twice the count back.
+    busy = Loop(make_spec(replicas=2, max_replicas=10), start_delay=180)
+    busy.run(0, 260, lambda t: 36.0 if 100 <= t < 200 else (60.0 if t >= 200 else 12.0))
+    assert [(t, r) for t, r, _ in busy.changes()] == [(100, 3)]
+    assert busy.log[-1][1].reason == Reason.PODS_STARTING
+
+
+def test_a_backlog_beside_a_pod_with_free_slots_adds_one_replica_at_a_time() -> None:
+    # The poll a second pod becomes ready: the first still holds the queue that grew while it was alone, the new one
+    # is empty (a Service sends it only new requests). The need, 37 / 12 = 3.1, overstates the shortage: one replica
+    # is added, not 2 -> 4 (which the load, 1 pod's worth, brought back down later: a flap), and the ramp stops there.
+    tuning = PolicyTuning(capacity_per_replica=8.0)
+    spec = make_spec(replicas=2)
+    readings = [EngineSample("p0", 0.0, waiting=29.0, running=8.0), EngineSample("p1", 0.0, waiting=0.0, running=0.0)]
+    d = desired_replicas(PolicyState(), readings, spec, 0.0, tuning=tuning)
+    assert (d.replicas, d.reason) == (3, Reason.SCALE_UP)
+    assert "p1 has free slots, one replica at a time" in d.message
+    later = [EngineSample("p0", 5.0, waiting=29.0, running=8.0), EngineSample("p1", 5.0, waiting=0.0, running=1.0)]
+    d = desired_replicas(d.state, later, make_spec(replicas=3), 5.0, tuning=tuning)
+    assert (d.replicas, d.reason) == (3, Reason.PODS_STARTING)
+    # With both pods busy the same total is a shortage, and the step of 2 applies.
+    busy = [EngineSample("p0", 0.0, waiting=25.0, running=8.0), EngineSample("p1", 0.0, waiting=4.0, running=8.0)]
+    assert desired_replicas(PolicyState(), busy, spec, 0.0, tuning=tuning).replicas == 4
+
+
 def test_all_pods_starting_holds() -> None:
     d = desired_replicas(PolicyState(), [], make_spec(replicas=2), 0.0)
     assert (d.replicas, d.reason) == (2, Reason.PODS_STARTING)

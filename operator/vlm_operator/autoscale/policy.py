@@ -18,9 +18,12 @@ milliseconds. ``docs/autoscaling.md`` explains the rules; the short version:
   that sees it) is above the current count, to the smallest of them, at most ``scaleUpMaxStep`` replicas at a time.
   Pods still starting count as capacity that will arrive: only the rest is added, at once. While they start, more
   is added only when the need passes twice the count (:attr:`PolicyTuning.starting_tolerance`), since the queue
-  that grows on the ready pods until they serve is not load the final count must hold.
+  that grows on the ready pods until they serve is not load the final count must hold. Once the ready pods alone
+  have held the load while those pods start, a new queue is new load and this hold no longer applies. Beside a
+  ready pod with free slots (one that has just become ready), one replica at a time: the queue is a backlog.
 * **Down slow.** Scale down to the largest recommendation of the last ``scaleDownStabilizationSeconds``, one
   replica at a time, ``cooldownSeconds`` after any change, and never while a ready pod's reading is missing or stale.
+  The window counts only readings taken with every pod ready: a count is judged on a window in which it served.
 * ``minReplicas`` / ``maxReplicas`` clamp everything; ``dryRun`` returns the decision without changing replicas.
 """
 
@@ -110,6 +113,9 @@ class PolicyTuning:
     #: A scale-down must leave the remaining pods running at most this fraction of their capacity. Arrivals are an
     #: open stream: a fleet sized to be exactly full has no slack, its queue grows and the next scale-up follows.
     scale_down_utilization: float = 0.8
+    #: A ready pod with nothing waiting and at most this fraction of its slots busy has spare capacity: while one is
+    #: there, a scale-up adds one replica at a time (the queue is a backlog on the other pods, not a shortage).
+    spare_pod_running: float = 0.5
     #: Multimodal items per second one replica should take (the multimodal signal); ``None`` disables the signal.
     target_mm_items_per_second: float | None = None
 
@@ -131,6 +137,10 @@ class PolicyState:
     #: The recommendation the latest scale-up answered (before the step limit): while its pods start, the count may
     #: still go up to it, a step at a time, without the need having to pass ``starting_tolerance``.
     asked: int = 0
+    #: Whether, since the pods now starting were created, a poll saw the ready pods alone hold the load (the need at
+    #: most the ready count). Then the starting pods were not what the load was waiting for, and a queue that builds
+    #: up afterwards is new load, not the growth they explain: the starting tolerance does not hold it back.
+    ready_held: bool = False
     #: The most requests seen running on one pod: the learned per-replica capacity.
     peak_running: float = 0.0
     #: Last ``vllm:mm_cache_queries_total`` per pod, as ``(pod, value, timestamp)``, for the items-per-second rate.
@@ -223,6 +233,7 @@ def desired_replicas(
 
     starting = current > ready
     starting_since = (state.starting_since if state.starting_since is not None else now) if starting else None
+    in_grace = starting_since is not None and now - starting_since < tune.startup_grace_seconds
     peak = max([state.peak_running, *(s.running for s in fresh)])
     mm_rate, mm_last = _mm_rate(state.mm_last, fresh)
     st = replace(state, starting_since=starting_since, peak_running=peak, mm_last=mm_last)
@@ -235,7 +246,7 @@ def desired_replicas(
         acted = replace(st, last_scale_time=now, above_since=None)
         if target > current:
             # The pods this creates are the "earlier new pods" that hold back the next scale-up; their grace starts now.
-            acted = replace(acted, starting_since=now)
+            acted = replace(acted, starting_since=now, ready_held=False)
         return Decision(target, target, reason, message, acted, signals)
 
     # The bounds are constraints, not load: a count outside them is corrected at once, windows or not.
@@ -297,8 +308,12 @@ def desired_replicas(
     history = (*(h for h in state.history if h[0] > now - keep), (now, rec))
     # A partial picture may still scale up (missing pods count as idle, which only damps the step, as the HPA does
     # for pods without metrics), but it restarts the unbroken run of complete readings that a scale-down needs.
-    history_since = now if missing or state.history_since is None else state.history_since
-    st = replace(st, history=history, history_since=history_since)
+    # Pods still starting also restart it: a scale-down is judged on a full window in which the current count served.
+    # While pods start, the ready ones carry the whole load and the readings do not show what the count can hold;
+    # a count raised on a burst would otherwise come down a window after the decision, before its pods had served.
+    history_since = now if missing or state.history_since is None or in_grace else state.history_since
+    ready_held = in_grace and (state.ready_held or need <= ready + _EPS)
+    st = replace(st, history=history, history_since=history_since, ready_held=ready_held)
     load = f"{waiting:g} waiting + {running:g} running on {len(fresh)} pods, capacity {capacity:g}/pod"
     why = f"{load} → need {need:.2f} replicas"
     if need_kv is not None and need_kv >= need - _EPS and need_kv > need_queue:
@@ -312,7 +327,7 @@ def desired_replicas(
         # ``current`` counts the pods still starting: they are capacity that will arrive, so only the rest is added,
         # now, rather than after they are ready (which would add capacity in rounds of one start-up time). While
         # they start the queue still grows on the ready pods; only a need well past the coming capacity adds more.
-        coming = starting and starting_since is not None and now - starting_since < tune.startup_grace_seconds
+        coming = in_grace and not state.ready_held
         # A scale-up decided with no pod starting records the recommendation it answered; while its pods start, the
         # ramp the step limit held back goes on up to it. Past it, each further step needs the need to outgrow the
         # coming capacity again, and does not move ``asked``: the queue's growth alone must not ramp to the maximum.
@@ -332,7 +347,16 @@ def desired_replicas(
             msg = f"above target for {held:.0f}s of {spec.scale_up_window_seconds}s ({why})"
             return Decision(current, current, Reason.STABILIZING, msg, st, signals)
         window = [r for t, r in history if t >= now - spec.scale_up_window_seconds]
-        target = min(min(window), limit, current + spec.scale_up_max_step, hi)
+        # A ready pod with nothing waiting and most of its slots free (typically one that has just become ready) means
+        # the fleet is not out of capacity: the queue is a backlog on the other pods, which a Service's round robin
+        # does not move; the new pod takes only its share of new requests. The need then overstates the shortage, so
+        # add one replica at a time, and let the ramp of the starting pods stop there.
+        spare = [s.pod for s in fresh if s.waiting == 0 and s.running <= tune.spare_pod_running * capacity]
+        step = 1 if spare else spec.scale_up_max_step
+        if spare:
+            asked = min(asked, current + 1)
+            why += f"; {spare[0]} has free slots, one replica at a time"
+        target = min(min(window), limit, current + step, hi)
         if not spec.dry_run:
             st = replace(st, asked=asked)
         return decide(target, Reason.SCALE_UP, f"{current} → {target}: {why}", st, signals)
