@@ -196,11 +196,22 @@ def _reconcile(
             defer_status=defer_status,
         )
     except ApiException as exc:
+        if exc.status == 404 and _gone(namespace, name):
+            # deleted while this reconcile ran (its status PATCH or a child's apply met the 404): nothing is left to
+            # reconcile, and the children go with their owner
+            logger.info(f"{namespace}/{name} was deleted while it was reconciled; not reconciled again")
+            return False
         if not namespace_terminating(exc):
             raise
         # the namespace is being deleted: its children cannot be created any more and the object goes with it
         logger.info(f"namespace {namespace} is being deleted; {name} is not reconciled again")
         return True
+
+
+def _gone(namespace: str, name: str) -> bool:
+    """The VLMDeployment no longer exists, or is being deleted (read afresh after a 404)."""
+    body = _client().get(reconcile.API_VERSION, reconcile.KIND, namespace, name)
+    return body is None or bool(body["metadata"].get("deletionTimestamp"))
 
 
 def namespace_terminating(exc: ApiException) -> bool:
