@@ -105,6 +105,15 @@ def proc_peak_rss_mib(pid: int) -> float:
     return proc_status_mib(pid, "VmHWM")
 
 
+def memdump(proc: Proc, what: str) -> None:
+    """With ``VLM_BENCH_MEMDUMP=<path>`` the operator runs with ``VLM_OPERATOR_MEMDUMP=<path>`` (tracemalloc on; see
+    ``vlm_operator/memdiag.py``): ask it for a dump of its top allocation sites now."""
+    if os.environ.get("VLM_BENCH_MEMDUMP"):
+        progress(f"memory dump ({what}): {os.environ['VLM_BENCH_MEMDUMP']}")
+        os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(5)
+
+
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -432,6 +441,8 @@ def main() -> int:
             "VLM_OPERATOR_METRICS_PORT": "0",  # no metrics server: nothing to collide with on this machine
             "VLM_OPERATOR_DRIFT_SECONDS": str(drift),
         }
+        if os.environ.get("VLM_BENCH_MEMDUMP"):
+            env["VLM_OPERATOR_MEMDUMP"] = os.environ["VLM_BENCH_MEMDUMP"]
         loads: dict[str, str] = {}
         names = [f"vlm-{i:04d}" for i in range(n)]
         docs = {name: manifest(i) for i, name in enumerate(names)}
@@ -465,7 +476,16 @@ def main() -> int:
         # ---- phase 1: vlm-operator, N objects to Ready
         res["phase"] = "create"
         argv = [sys.executable, "-m", "vlm_operator", "operator", "run", "--standalone"]
-        op = Proc("vlm-operator", [*argv, "--webhook-port", str(free_port())], env, work / "operator.log")
+        # VLM_BENCH_OPERATOR_<NAME>=<value>: <NAME>=<value> in our operator's environment only (e.g. MALLOC_ARENA_MAX)
+        op_env = {
+            **env,
+            **{
+                k.removeprefix("VLM_BENCH_OPERATOR_"): v
+                for k, v in os.environ.items()
+                if k.startswith("VLM_BENCH_OPERATOR_")
+            },
+        }
+        op = Proc("vlm-operator", [*argv, "--webhook-port", str(free_port())], op_env, work / "operator.log")
         procs.append(op)
         spy: subprocess.Popen[bytes] | None = None
         if os.environ.get("VLM_BENCH_PROFILE"):  # =out.txt: sample vlm-operator with py-spy (pip install py-spy)
@@ -491,6 +511,8 @@ def main() -> int:
         res["ready_s"] = time.monotonic() - t1
         settle(raw, 5, 60)  # the last status writes and events
         loads["create"] = loadavg()
+        res["op_rss_after_create_mib"] = proc_status_mib(op.pid, "VmRSS")
+        memdump(op, "after create")
         create_writes = mutations(raw) - m1
         create_writes["vlmdeployments POST"] -= n  # the benchmark's own creates
         create_writes["events POST (vlm-operator's)"] = our_events(raw) - e1
@@ -559,6 +581,8 @@ def main() -> int:
         unfinished = n - len(done)
         settle(raw, 5, 60)
         loads["rollout"] = loadavg()
+        res["op_rss_after_rollout_mib"] = proc_status_mib(op.pid, "VmRSS")
+        memdump(op, "after rollout")
         rollout_writes = mutations(raw) - m2
         rollout_writes["vlmdeployments PATCH"] -= n  # the benchmark's own spec changes
         rollout_writes["events POST (vlm-operator's)"] = our_events(raw) - e2
@@ -614,6 +638,8 @@ def main() -> int:
         row(f"rollout of all {n}: operator CPU (s)", f"{op_cpu_rollout:.1f}", f"{noop_cpu_b:.1f}")
         row("rollout: CPU ratio to the no-op", f"{op_cpu_rollout / max(noop_cpu_b, 0.01):.2f}x", "1.00x")
         row("peak RSS over the run (MiB)", f"{op_rss:.0f}", f"{noop_rss:.0f}")
+        row("RSS after the creates settled (MiB)", f"{res['op_rss_after_create_mib']:.0f}", "-")
+        row("RSS after the rollout settled (MiB)", f"{res['op_rss_after_rollout_mib']:.0f}", "-")
         row("tracebacks in the operator's log", str(res["operator_tracebacks"]), "-")
         print(f"\nload average (1/5/15 min) at the end of each phase: {loads}")
         print(f"\n(no-op kopf alone handling the {n} creates: {noop_cpu_create:.1f} s CPU, {noop_writes} writes)")

@@ -91,32 +91,46 @@ def build_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None 
     return Plan(vlmd, fit, rendered.argv, desired, plan, decision)
 
 
-#: Plans by (the object's identity and parsed spec, the GPU inventory): most reconciles (child events, resyncs) see
-#: the same spec, and the policy, fit check and render are pure functions of those (and of the catalog and release
-#: tables, fixed for the process). Bounded; cleared when full. ``Plan.vlmd`` of a remembered plan can carry older
-#: metadata; nothing reads it.
-_PLANS: dict[tuple[str, tuple[tuple[str, int], ...]], Plan] = {}
+#: Plans by the object's identity, each with the (parsed spec, GPU inventory) it was built for: most reconciles (child
+#: events, resyncs) see the same spec, and the policy, fit check and render are pure functions of those (and of the
+#: catalog and release tables, fixed for the process). One plan per object (about 28 KiB each): a spec change replaces
+#: the object's plan instead of adding one (a rollout of every object used to double the cache), and a deleted
+#: object's plan is dropped (:func:`forget_applied`). Bounded; cleared when full. ``Plan.vlmd`` of a remembered plan
+#: can carry older metadata; nothing reads it.
+_PLANS: dict[str, tuple[tuple[str, tuple[tuple[str, int], ...]], Plan]] = {}
 _PLANS_MAX = 4096
 _plans_lock = threading.Lock()
+
+
+def _plan_ident(namespace: Any, name: Any, uid: Any = None) -> str:
+    return f"{namespace}/{name}/{uid}" if uid is not None else f"{namespace}/{name}/"
 
 
 def cached_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None = None) -> Plan:
     """:func:`build_plan`, remembered. Not remembered while a Hub lookup runs or the fit is Unknown: the same spec
     can check differently once the Hub answers. Callers never mutate a plan."""
     m = vlmd.metadata  # the render reads only these of the metadata (resourceVersion & co. change on every write)
-    ident = f"{m.get('namespace')}/{m.get('name')}/{m.get('uid')}/"
-    key = (ident + vlmd.spec.model_dump_json(), tuple(sorted((max_gpus_per_node or {}).items())))
+    ident = _plan_ident(m.get("namespace"), m.get("name"), m.get("uid"))
+    key = (vlmd.spec.model_dump_json(), tuple(sorted((max_gpus_per_node or {}).items())))
     with _plans_lock:
-        found = _PLANS.get(key)
-    if found is not None:
-        return found
+        found = _PLANS.get(ident)
+    if found is not None and found[0] == key:
+        return found[1]
     plan = build_plan(vlmd, max_gpus_per_node)
     if plan.fit.verdict != "Unknown" and not from_spec.hub_lookups_in_flight():
         with _plans_lock:
-            if len(_PLANS) >= _PLANS_MAX:
+            if len(_PLANS) >= _PLANS_MAX and ident not in _PLANS:
                 _PLANS.clear()
-            _PLANS[key] = plan
+            _PLANS[ident] = (key, plan)
     return plan
+
+
+def forget_plan(namespace: str, name: str) -> None:
+    """Drop the remembered plan of a deleted VLMDeployment (any uid of that name)."""
+    prefix = _plan_ident(namespace, name)
+    with _plans_lock:
+        for ident in [i for i in _PLANS if i.startswith(prefix)]:
+            del _PLANS[ident]
 
 
 def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tuple[conditions.PodProblem, ...]:
@@ -681,6 +695,7 @@ def forget_applied(namespace: str, name: str) -> None:
     """Drop what :data:`_APPLIED` holds for a deleted VLMDeployment's children (they share its name)."""
     for kind in ("Service", "PodDisruptionBudget"):
         _APPLIED.pop((kind, namespace, name), None)
+    forget_plan(namespace, name)
 
 
 def _apply_if_changed(

@@ -210,3 +210,22 @@ def test_a_create_that_applies_the_deployment_leaves_the_status_to_the_child_rec
     other.store.update({k: v for k, v in kube.store.items() if k[0] != "VLMDeployment"})
     reconcile.reconcile(other, "ns", "m", log, pods=[], replica_sets=[], deployment=(dep,), defer_status=True)  # type: ignore[arg-type]
     assert other.applies == [] and other.status_writes == 1
+
+
+def test_a_spec_change_replaces_the_objects_plan_instead_of_adding_one() -> None:
+    # a rollout of every object used to keep both plans of each (old and new spec): twice the memory at 1,000 objects
+    reconcile._PLANS.clear()
+    for max_len in (4096, 2048, 1024):
+        b = body(max_len)
+        vlmd = VLMDeployment.model_validate({k: b[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+        plan = reconcile.cached_plan(vlmd, {"NVIDIA-L4": 4})
+        assert reconcile.cached_plan(vlmd, {"NVIDIA-L4": 4}) is plan
+        assert len(reconcile._PLANS) == 1
+    other = body(4096)
+    other["metadata"]["name"] = "m2"
+    vlmd2 = VLMDeployment.model_validate({k: other[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    reconcile.cached_plan(vlmd2, {"NVIDIA-L4": 4})
+    assert len(reconcile._PLANS) == 2
+    # a deleted object's plan goes with the rest of what the process remembers of it
+    reconcile.forget_applied(b["metadata"]["namespace"], b["metadata"]["name"])
+    assert [i.split("/")[1] for i in reconcile._PLANS] == ["m2"]

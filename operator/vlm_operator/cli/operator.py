@@ -105,6 +105,9 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str] | None = None
 
 
 def run(args: argparse.Namespace) -> int:
+    from vlm_operator import memdiag
+
+    memdiag.limit_malloc_arenas()  # before any thread starts (see memdiag; VLM_OPERATOR_MALLOC_ARENAS=0: glibc's own)
     try:
         settings = settings_from(args)
     except SettingsError as exc:
@@ -115,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vlm_operator import operator_metrics
 
+    memdiag.install()  # off unless VLM_OPERATOR_MEMDUMP is set
     operator_metrics.serve(settings.metrics_port, settings.metrics_addr)
     if settings.hub:
         from vlm_operator.estimator import from_spec

@@ -1,0 +1,94 @@
+"""Memory diagnostics for a running operator, off unless asked for (``VLM_OPERATOR_MEMDUMP=<path>``).
+
+With the variable set the operator starts :mod:`tracemalloc` (``VLM_OPERATOR_MEMDUMP_FRAMES`` frames per allocation,
+default 1: the cheapest) and, on SIGUSR1, appends to ``<path>``: the process's RSS (``/proc/self/status``), the bytes
+tracemalloc sees Python hold, and the top allocation sites by size. RSS far above the traced bytes is memory that the
+C allocator keeps (glibc's per-thread arenas), not Python objects. ``benchmarks/operator_scale.py`` sends the signal
+after its create and rollout phases when ``VLM_BENCH_MEMDUMP`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import tracemalloc
+from pathlib import Path
+from types import FrameType
+
+TOP = 40
+
+
+def rss_kib(field: str = "VmRSS") -> int:
+    """``field`` of ``/proc/self/status`` in KiB (0 where there is no /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def report(top: int = TOP) -> str:
+    """RSS, the traced total and the ``top`` allocation sites (by line) as text."""
+    lines = [
+        f"== {time.strftime('%H:%M:%S')} VmRSS {rss_kib() / 1024:.1f} MiB, VmHWM {rss_kib('VmHWM') / 1024:.1f} MiB"
+    ]
+    if not tracemalloc.is_tracing():
+        return lines[0] + " (tracemalloc off)\n"
+    snap = tracemalloc.take_snapshot()
+    stats = snap.statistics("lineno")
+    total = sum(s.size for s in stats)
+    lines.append(f"traced by tracemalloc: {total / 2**20:.1f} MiB in {sum(s.count for s in stats)} blocks")
+    for s in stats[:top]:
+        frame = s.traceback[0]
+        lines.append(f"{s.size / 2**20:9.2f} MiB {s.count:9d}  {frame.filename}:{frame.lineno}")
+    return "\n".join(lines) + "\n"
+
+
+def install(env: dict[str, str] | None = None) -> bool:
+    """Start tracing and install the SIGUSR1 dump when ``VLM_OPERATOR_MEMDUMP`` names a file; False otherwise."""
+    env = dict(os.environ) if env is None else env
+    path = env.get("VLM_OPERATOR_MEMDUMP")
+    if not path:
+        return False
+    tracemalloc.start(int(env.get("VLM_OPERATOR_MEMDUMP_FRAMES") or 1))
+
+    def dump(_signum: int, _frame: FrameType | None) -> None:
+        with open(path, "a") as f:
+            f.write(report())
+
+    signal.signal(signal.SIGUSR1, dump)
+    return True
+
+
+#: glibc's ``mallopt`` parameter for the arena limit (malloc.h: ``#define M_ARENA_MAX -8``)
+M_ARENA_MAX = -8
+#: malloc arenas the operator allows itself (``VLM_OPERATOR_MALLOC_ARENAS``; 0 leaves glibc's default, 8 per core)
+DEFAULT_ARENAS = 2
+
+
+def limit_malloc_arenas(env: dict[str, str] | None = None) -> int | None:
+    """Cap glibc's malloc arenas before the operator starts its threads; the cap set, or None where it was not.
+
+    glibc gives each thread that allocates while another holds the main arena an arena of its own (up to 8 per core),
+    and an arena returns memory to the system only from its top. The operator's threads (kopf's executor, the
+    coalesced reconciles, the drift resync, the admission threads, the cluster watches) each decode large JSON
+    responses; freed, those blocks stayed in per-thread arenas as RSS that Python no longer used (docs/performance.md,
+    "RSS"). ``MALLOC_ARENA_MAX`` in the environment (read by glibc itself) wins over this."""
+    env = dict(os.environ) if env is None else env
+    if env.get("MALLOC_ARENA_MAX"):
+        return None
+    raw = env.get("VLM_OPERATOR_MALLOC_ARENAS")
+    arenas = int(raw) if raw and raw.strip().isdigit() else DEFAULT_ARENAS
+    if arenas <= 0:
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to set
+        return None
+    return arenas if mallopt(M_ARENA_MAX, arenas) == 1 else None

@@ -1,0 +1,50 @@
+"""The operator's memory settings and its opt-in allocation dump (vlm_operator/memdiag.py)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from vlm_operator import memdiag
+
+GLIBC = platform.libc_ver()[0] == "glibc"
+
+
+def test_the_arena_cap_defers_to_the_environment_and_can_be_turned_off() -> None:
+    assert memdiag.limit_malloc_arenas({"MALLOC_ARENA_MAX": "4"}) is None  # glibc read it itself
+    assert memdiag.limit_malloc_arenas({"VLM_OPERATOR_MALLOC_ARENAS": "0"}) is None
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt(M_ARENA_MAX) is glibc's")
+def test_the_arena_cap_is_set_on_glibc() -> None:
+    assert memdiag.limit_malloc_arenas({}) == memdiag.DEFAULT_ARENAS
+    assert memdiag.limit_malloc_arenas({"VLM_OPERATOR_MALLOC_ARENAS": "3"}) == 3
+    assert memdiag.limit_malloc_arenas({"VLM_OPERATOR_MALLOC_ARENAS": "many"}) == memdiag.DEFAULT_ARENAS
+
+
+def test_the_dump_is_off_unless_asked_for() -> None:
+    assert memdiag.install({}) is False
+    assert "tracemalloc off" in memdiag.report() or tracemalloc.is_tracing()
+
+
+def test_sigusr1_appends_rss_and_the_top_allocation_sites(tmp_path: Path) -> None:
+    out = tmp_path / "dump.txt"
+    old = signal.getsignal(signal.SIGUSR1)
+    try:
+        assert memdiag.install({"VLM_OPERATOR_MEMDUMP": str(out)}) is True
+        held = [bytearray(1 << 20) for _ in range(4)]  # 4 MiB from one line: the top site
+        os.kill(os.getpid(), signal.SIGUSR1)
+        text = out.read_text()
+        assert "VmRSS" in text and "traced by tracemalloc" in text
+        top = text.splitlines()[2]
+        assert "test_memdiag.py:" in top  # the bytearrays above
+        assert float(top.split()[0]) >= 4.0
+        del held
+    finally:
+        tracemalloc.stop()
+        signal.signal(signal.SIGUSR1, old)
