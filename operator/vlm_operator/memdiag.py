@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -92,3 +93,31 @@ def limit_malloc_arenas(env: dict[str, str] | None = None) -> int | None:
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to set
         return None
     return arenas if mallopt(M_ARENA_MAX, arenas) == 1 else None
+
+
+def start_trimmer(env: dict[str, str] | None = None) -> threading.Thread | None:
+    """With ``VLM_OPERATOR_MALLOC_TRIM_S=<seconds>``, a daemon thread that calls glibc's ``malloc_trim(0)`` every so
+    often: it hands the free pages of every arena back to the system. Off by default; None where it does not run."""
+    env = dict(os.environ) if env is None else env
+    raw = env.get("VLM_OPERATOR_MALLOC_TRIM_S") or ""
+    try:
+        interval = float(raw) if raw else 0.0
+    except ValueError:
+        interval = 0.0
+    if interval <= 0:
+        return None
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            trim(0)
+
+    thread = threading.Thread(target=loop, name="malloc-trim", daemon=True)
+    thread.start()
+    return thread

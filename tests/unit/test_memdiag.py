@@ -48,3 +48,11 @@ def test_sigusr1_appends_rss_and_the_top_allocation_sites(tmp_path: Path) -> Non
     finally:
         tracemalloc.stop()
         signal.signal(signal.SIGUSR1, old)
+
+
+def test_the_trimmer_is_off_by_default_and_on_when_asked_for() -> None:
+    assert memdiag.start_trimmer({}) is None
+    assert memdiag.start_trimmer({"VLM_OPERATOR_MALLOC_TRIM_S": "soon"}) is None
+    if GLIBC:
+        thread = memdiag.start_trimmer({"VLM_OPERATOR_MALLOC_TRIM_S": "3600"})
+        assert thread is not None and thread.is_alive() and thread.daemon

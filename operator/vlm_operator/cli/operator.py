@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from vlm_operator import memdiag
 
     memdiag.limit_malloc_arenas()  # before any thread starts (see memdiag; VLM_OPERATOR_MALLOC_ARENAS=0: glibc's own)
+    memdiag.start_trimmer()  # off unless VLM_OPERATOR_MALLOC_TRIM_S is set
     try:
         settings = settings_from(args)
     except SettingsError as exc:
