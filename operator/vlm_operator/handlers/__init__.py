@@ -329,6 +329,18 @@ def child_changed(body: kopf.Body, **kwargs: Any) -> None:
     CHILDREN.ask((ns, owner))
 
 
+async def vlmd_event_async(**kwargs: Any) -> None:
+    """:func:`vlmd_event` in kopf's event loop. It only takes short locks, so it never waits for a thread of kopf's
+    sync-handler executor: during a rollout all of those wait on API calls, and each object's watch events (decoded
+    bodies) queued up in kopf's per-object backlog behind such a wait (docs/performance.md, "Operator RSS")."""
+    vlmd_event(**kwargs)
+
+
+async def child_changed_async(**kwargs: Any) -> None:
+    """:func:`child_changed` in kopf's event loop, for the same reason as :func:`vlmd_event_async`."""
+    child_changed(**kwargs)
+
+
 def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: Any) -> None:
     if old and (body.get("metadata", {}).get("deletionTimestamp") or old.get("spec") == body.get("spec")):
         # An update that leaves the spec as it was (finalizers, annotations, labels, a deletion under way) is never
@@ -430,10 +442,10 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
         backoff=HANDLER_BACKOFF_S,
         registry=r,
     )(multimodal_readiness)
-    on.event(GROUP, VERSION, PLURAL, registry=r)(vlmd_event)
+    on.event(GROUP, VERSION, PLURAL, id="vlmd_event", registry=r)(vlmd_event_async)
     on.cleanup(registry=r)(stop_coalescing)
     for kind in (("", "v1", "pods"), ("apps", "v1", "deployments")):
-        on.event(*kind, labels=MANAGED, registry=r)(child_changed)
+        on.event(*kind, labels=MANAGED, id="child_changed", registry=r)(child_changed_async)
     kopf.daemon(GROUP, VERSION, PLURAL, id="autoscaler", when=_internal, cancellation_timeout=10.0, registry=r)(
         autoscaler_daemon
     )
