@@ -431,6 +431,14 @@ def act(
             _event(kube, body, *d.roll.event, logger)
         running_hash = _template_hash(current)
     new_status = status_for(vlmd, obs, d, current, running_hash)
+    if applied is None and obs.live_cached and obs.live is not None and _status_changes(body, new_status):
+        # The indexed Deployment can lag the API server (its watch falls behind under a burst) and so lag what an
+        # earlier reconcile read afresh: a status that changes is computed from a fresh read, so it never goes back
+        # (Ready True, then False again from an older view). One GET per status write, none per idle reconcile.
+        fresh = kube.get("apps/v1", "Deployment", ns, name)
+        if fresh is not None and _resource_version(fresh) != _resource_version(obs.live):
+            current, running_hash = fresh, _template_hash(fresh)
+            new_status = status_for(vlmd, obs, d, current, running_hash)
     fit = d.plan.fit
     op_metrics.observe_object(ns, name, desired=vlmd.spec.scaling.replicas, status=new_status, verdict=fit.verdict)
     if d.details:
@@ -740,10 +748,20 @@ _STATUS_KEYS = (
 )
 
 
-def _write_status(kube: Kube, body: dict[str, Any], new: dict[str, Any], logger: Any) -> None:
+def _status_changes(body: dict[str, Any], new: dict[str, Any]) -> bool:
     old = body.get("status") or {}
-    if all(old.get(k) == new.get(k) for k in _STATUS_KEYS):
+    return any(old.get(k) != new.get(k) for k in _STATUS_KEYS)
+
+
+def _resource_version(obj: dict[str, Any]) -> str | None:
+    rv = obj["metadata"].get("resourceVersion")
+    return str(rv) if rv is not None else None
+
+
+def _write_status(kube: Kube, body: dict[str, Any], new: dict[str, Any], logger: Any) -> None:
+    if not _status_changes(body, new):
         return
+    old = body.get("status") or {}
     meta = body["metadata"]
     patch = {k: new.get(k) for k in _STATUS_KEYS}  # None deletes a key that no longer applies (merge patch)
     kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)

@@ -128,6 +128,7 @@ class StoreKube:
         self.gets: list[str] = []
         self.applies: list[str] = []
         self.status_writes = 0
+        self.patches: list[dict[str, Any]] = []
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         self.gets.append(kind)
@@ -141,8 +142,11 @@ class StoreKube:
         self.store[(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])] = copy.deepcopy(obj)
         return obj
 
-    def patch_status(self, *_: Any) -> None:
+    def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.status_writes += 1
+        self.patches.append(status)
+        obj = self.store[(kind, namespace, name)]
+        obj["status"] = {**(obj.get("status") or {}), **status}
 
     def event(self, *_: Any) -> None:
         pass
@@ -163,7 +167,11 @@ def test_the_deployment_comes_from_the_index_and_is_read_only_when_it_must_chang
     kube, dep = _applied_world(b)
     log = logging.getLogger("test")
     reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(copy.deepcopy(dep),))  # type: ignore[arg-type]
+    assert kube.applies == [] and kube.status_writes == 1  # the first status (read from a fresh Deployment)
+    kube.gets.clear()
+    reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(copy.deepcopy(dep),))  # type: ignore[arg-type]
     assert "Deployment" not in kube.gets and kube.applies == []  # the index is current: no GET, no write
+    assert kube.status_writes == 1
     # the index still holds the Deployment of an older spec (this process just applied the new one): read afresh,
     # find it current, write nothing
     stale = deployment_for(body(2048))
@@ -229,3 +237,40 @@ def test_a_spec_change_replaces_the_objects_plan_instead_of_adding_one() -> None
     # a deleted object's plan goes with the rest of what the process remembers of it
     reconcile.forget_applied(b["metadata"]["namespace"], b["metadata"]["name"])
     assert [i.split("/")[1] for i in reconcile._PLANS] == ["m2"]
+
+
+def test_a_status_change_from_a_lagging_index_is_computed_from_a_fresh_read() -> None:
+    import logging
+
+    def ready(status: dict[str, Any]) -> str:
+        return next(c["status"] for c in status["conditions"] if c["type"] == "Ready")
+
+    b = body(4096)
+    kube, dep = _applied_world(b)
+    log = logging.getLogger("test")
+    serving = copy.deepcopy(dep)
+    serving["metadata"].update({"generation": 1, "resourceVersion": "20"})
+    serving["status"] = {
+        "observedGeneration": 1,
+        "replicas": 1,
+        "readyReplicas": 1,
+        "updatedReplicas": 1,
+        "availableReplicas": 1,
+    }
+    kube.store[("Deployment", "ns", "m")] = serving
+    # the API server's Deployment serves; the index still holds it from before its pod was ready
+    lagging = copy.deepcopy(serving)
+    lagging["metadata"]["resourceVersion"] = "12"
+    lagging["status"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}
+    reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(lagging,))  # type: ignore[arg-type]
+    (written,) = kube.patches
+    assert kube.gets.count("Deployment") == 1  # read afresh because the status was about to change
+    assert written["readyReplicas"] == 1 and ready(written) == "True"
+    # with that status stored, the lagging index again: nothing would change from the fresh read, nothing is written
+    kube.gets.clear()
+    reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(lagging,))  # type: ignore[arg-type]
+    assert len(kube.patches) == 1
+    # an index that is current and a status that stays: no GET of the Deployment at all
+    kube.gets.clear()
+    reconcile.reconcile(kube, "ns", "m", log, pods=[], replica_sets=[], deployment=(copy.deepcopy(serving),))  # type: ignore[arg-type]
+    assert "Deployment" not in kube.gets and len(kube.patches) == 1
