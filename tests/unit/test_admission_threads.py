@@ -9,15 +9,13 @@ saturated.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 import pytest
-from kopf._core.actions import invocation
 
+from tests.kopf_invoke import invoke_with_kopf_executor_busy
 from vlm_operator import handlers
 from vlm_operator.settings import Settings
 
@@ -28,31 +26,12 @@ def _validating_handler() -> Any:
     return h.fn
 
 
-def _invoke_with_kopf_executor_busy(fn: Any, kwargs: dict[str, Any]) -> Any:
-    """Invoke ``fn`` as kopf does while every thread of kopf's executor is blocked (reconciles waiting on a LIST)."""
-    settings = kopf.OperatorSettings()
-    busy = ThreadPoolExecutor(max_workers=2)
-    settings.execution.executor = busy
-    release = threading.Event()
-    try:
-        for _ in range(2):
-            busy.submit(release.wait, 30)
-
-        async def call() -> Any:
-            return await asyncio.wait_for(invocation.invoke(fn, settings=settings, kwargs=kwargs), timeout=5)
-
-        return asyncio.run(call())
-    finally:
-        release.set()
-        busy.shutdown(wait=True)
-
-
 def test_an_update_that_keeps_the_spec_is_admitted_while_kopf_threads_are_busy() -> None:
     fn = _validating_handler()
     body = {"metadata": {"name": "a", "namespace": "n"}, "spec": {"model": {"id": "x"}}}
     warnings: list[str] = []
     # a metadata-only change (kopf's finalizer, an annotation) is never refused, and needs no API call
-    assert _invoke_with_kopf_executor_busy(fn, {"body": body, "old": dict(body), "warnings": warnings}) is None
+    assert invoke_with_kopf_executor_busy(fn, {"body": body, "old": dict(body), "warnings": warnings}) is None
     assert warnings == []
 
 
@@ -68,6 +47,6 @@ def test_a_refusal_and_its_warnings_come_back_from_the_admission_threads(monkeyp
     fn = _validating_handler()
     warnings: list[str] = []
     with pytest.raises(kopf.AdmissionError, match=r"spec\.resources\.gpu"):
-        _invoke_with_kopf_executor_busy(fn, {"body": {"spec": {}}, "warnings": warnings})
+        invoke_with_kopf_executor_busy(fn, {"body": {"spec": {}}, "warnings": warnings})
     assert warnings == ["does not fit"]
     assert seen and seen[0].startswith("admission")

@@ -9,13 +9,11 @@ grew with the number of objects (docs/performance.md, "Operator RSS"). These tes
 from __future__ import annotations
 
 import asyncio
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
-from kopf._core.actions import invocation
 
+from tests.kopf_invoke import invoke_with_kopf_executor_busy
 from vlm_operator import handlers
 from vlm_operator.render import objects
 from vlm_operator.settings import Settings
@@ -24,24 +22,6 @@ from vlm_operator.settings import Settings
 def _event_handlers() -> dict[str, Any]:
     registry = handlers.register(Settings(webhook=False), kopf.OperatorRegistry())
     return {h.id: h.fn for h in registry._watching.get_all_handlers() if h.id in ("vlmd_event", "child_changed")}
-
-
-def _invoke_with_kopf_executor_busy(fn: Any, kwargs: dict[str, Any]) -> None:
-    settings = kopf.OperatorSettings()
-    busy = ThreadPoolExecutor(max_workers=2)
-    settings.execution.executor = busy
-    release = threading.Event()
-    try:
-        for _ in range(2):
-            busy.submit(release.wait, 30)
-
-        async def call() -> Any:
-            return await asyncio.wait_for(invocation.invoke(fn, settings=settings, kwargs=kwargs), timeout=5)
-
-        asyncio.run(call())
-    finally:
-        release.set()
-        busy.shutdown(wait=True)
 
 
 def test_both_event_handlers_are_registered_as_coroutines() -> None:
@@ -54,7 +34,7 @@ def test_a_vlmdeployment_event_is_handled_while_kopf_threads_are_busy() -> None:
     fn = _event_handlers()["vlmd_event"]
     key = ("ns-inline", "m-inline")
     try:
-        _invoke_with_kopf_executor_busy(fn, {"type": "ADDED", "uid": "u", "namespace": key[0], "name": key[1]})
+        invoke_with_kopf_executor_busy(fn, {"type": "ADDED", "uid": "u", "namespace": key[0], "name": key[1]})
         assert key in handlers.RESYNC._keys
     finally:
         handlers.RESYNC.discard(key)
@@ -67,7 +47,7 @@ def test_a_child_event_asks_for_its_owners_reconcile_while_kopf_threads_are_busy
     handlers.CHILDREN.ask = asked.append  # type: ignore[method-assign]
     try:
         body = {"metadata": {"namespace": "ns", "labels": {objects.LABEL_OWNER: "m"}}}
-        _invoke_with_kopf_executor_busy(fn, {"body": body})
+        invoke_with_kopf_executor_busy(fn, {"body": body})
     finally:
         handlers.CHILDREN.ask = original  # type: ignore[method-assign]
     assert asked == [("ns", "m")]
