@@ -18,6 +18,8 @@ from pathlib import Path
 from types import FrameType
 
 TOP = 40
+#: Allocation chains (whole tracebacks) in a dump, when more than one frame per allocation is traced
+CHAINS = 15
 
 
 def rss_kib(field: str = "VmRSS") -> int:
@@ -45,7 +47,21 @@ def report(top: int = TOP) -> str:
     for s in stats[:top]:
         frame = s.traceback[0]
         lines.append(f"{s.size / 2**20:9.2f} MiB {s.count:9d}  {frame.filename}:{frame.lineno}")
+    if tracemalloc.get_traceback_limit() > 1:  # VLM_OPERATOR_MEMDUMP_FRAMES > 1: who called the top sites
+        lines.append(f"top {CHAINS} allocation chains (the allocating line first, then its callers):")
+        for s in snap.statistics("traceback")[:CHAINS]:
+            frames = [f"{_short_path(f.filename)}:{f.lineno}" for f in reversed(s.traceback)]
+            lines.append(f"{s.size / 2**20:9.2f} MiB {s.count:9d}  " + " < ".join(frames))
     return "\n".join(lines) + "\n"
+
+
+def _short_path(filename: str) -> str:
+    """``filename`` from its package on (``kopf/_cogs/clients/watching.py``), not the venv's path."""
+    for marker in ("/site-packages/", "/operator/", "/lib/python3"):
+        at = filename.rfind(marker)
+        if at >= 0:
+            return filename[at + len(marker) :]
+    return filename
 
 
 def install(env: dict[str, str] | None = None) -> bool:
