@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from vlm_operator import (
     readiness,
     reconcile,
     resync,
+    trim,
     webhook_certs,
     webhook_config,
     webhook_server,
@@ -133,21 +134,27 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         )
 
 
-def _by_owner(namespace: str | None, labels: kopf.Labels, body: kopf.Body) -> dict[tuple[str, str], dict[str, Any]]:
+def _by_owner(
+    namespace: str | None,
+    labels: kopf.Labels,
+    body: kopf.Body,
+    compact: Callable[[kopf.Body], dict[str, Any]],
+) -> dict[tuple[str, str], dict[str, Any]]:
     owner = labels.get(objects.LABEL_OWNER)
     if not namespace or not owner:
         return {}
-    return {(namespace, owner): json.loads(json.dumps(dict(body)))}  # a snapshot, not kopf's live view
+    # a snapshot, not kopf's live view, of only what the reconciler reads (no managedFields): :mod:`vlm_operator.trim`
+    return {(namespace, owner): compact(body)}
 
 
 def vlmd_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The watch-fed cache of each VLMDeployment's pods, keyed by (namespace, owner)."""
-    return _by_owner(namespace, labels, body)
+    return _by_owner(namespace, labels, body, trim.pod)
 
 
 def vlmd_replicasets(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The watch-fed cache of each VLMDeployment's ReplicaSets (the rollback finds the last good template here)."""
-    return _by_owner(namespace, labels, body)
+    return _by_owner(namespace, labels, body, trim.replica_set)
 
 
 #: kopf's indexes (live views), kept from the latest handler call for the reconciles that kopf does not call (the
@@ -164,7 +171,7 @@ def _keep_indexes(kwargs: dict[str, Any]) -> None:
 def vlmd_deployments(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The watch-fed cache of each VLMDeployment's Deployment: a reconcile reads it instead of a GET, and reads the
     API server only when the Deployment must change (:func:`vlm_operator.reconcile._reconcile`)."""
-    return _by_owner(namespace, labels, body)
+    return _by_owner(namespace, labels, body, trim.deployment)
 
 
 def _reconcile(
