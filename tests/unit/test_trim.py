@@ -321,3 +321,12 @@ def test_copy_json_copies_views_and_keeps_scalars() -> None:
     out = trim.copy_json(view)
     assert out == raw and type(out) is dict
     assert trim.copy_json(raw) == raw and trim.copy_json(raw)["a"] is not raw["a"]
+
+
+def test_copies_from_separate_decodes_share_their_key_strings() -> None:
+    text = json.dumps(FIXTURE["rolledOut"]["replicaSets"][1])
+    a, b = (trim.replica_set(json.loads(text)) for _ in range(2))  # two watch events: two decodes
+    ka = next(k for k in a["spec"]["template"]["spec"]["containers"][0] if k == "terminationMessagePath")
+    kb = next(k for k in b["spec"]["template"]["spec"]["containers"][0] if k == "terminationMessagePath")
+    assert ka is kb
+    assert a == b and a["spec"]["template"] is not b["spec"]["template"]
