@@ -330,3 +330,14 @@ def test_copies_from_separate_decodes_share_their_key_strings() -> None:
     kb = next(k for k in b["spec"]["template"]["spec"]["containers"][0] if k == "terminationMessagePath")
     assert ka is kb
     assert a == b and a["spec"]["template"] is not b["spec"]["template"]
+
+
+def test_a_remembered_plan_keeps_none_of_the_objects_metadata_but_its_identity() -> None:
+    body = world("created")["vlmd"]
+    body["metadata"]["managedFields"] = copy.deepcopy(FIXTURE["created"]["deployment"]["metadata"]["managedFields"])
+    reconcile.forget_plan(body["metadata"]["namespace"], body["metadata"]["name"])
+    first = reconcile.cached_plan(vlmd(body), {"NVIDIA-L4": 2})
+    assert first.vlmd.metadata == {k: body["metadata"][k] for k in ("namespace", "name", "uid")}
+    assert reconcile.cached_plan(vlmd(body), {"NVIDIA-L4": 2}) is first  # still remembered by the full metadata
+    assert first.desired == reconcile.build_plan(vlmd(body), {"NVIDIA-L4": 2}).desired  # the render is unchanged
+    reconcile.forget_plan(body["metadata"]["namespace"], body["metadata"]["name"])
