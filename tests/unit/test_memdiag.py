@@ -93,3 +93,22 @@ def test_without_more_frames_there_are_no_chains(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
         signal.signal(signal.SIGUSR1, old)
+
+
+class _Holder:
+    def __init__(self, body: dict[str, object]) -> None:
+        self.body = body
+
+
+def test_the_body_census_counts_live_bodies_by_kind_and_names_their_holder() -> None:
+    kind = "CensusProbeKind"
+    held = [
+        _Holder({"apiVersion": "v1", "kind": kind, "metadata": {"name": f"p{i}", "managedFields": [{}]}})
+        for i in range(3)
+    ]
+    line = next(x for x in memdiag.bodies().splitlines() if f" {kind}:" in x)
+    count, managed = (int(v) for v in line.split()[:2])
+    assert (count, managed) == (3, 3)
+    assert "_Holder" in line  # the instance whose attribute dict holds the body
+    del held
+    assert f" {kind}:" not in memdiag.bodies()
