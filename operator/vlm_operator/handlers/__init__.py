@@ -15,6 +15,8 @@ import contextlib
 import functools
 import json
 import logging
+import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,6 @@ from pydantic import ValidationError
 
 from vlm_operator import (
     admission,
-    coalesce,
     inventory,
     kube,
     persistence,
@@ -36,6 +37,7 @@ from vlm_operator import (
     webhook_certs,
     webhook_config,
     webhook_server,
+    workqueue,
 )
 from vlm_operator.autoscale import loop
 from vlm_operator.estimator import from_spec
@@ -151,7 +153,7 @@ def vlmd_replicasets(namespace: str | None, labels: kopf.Labels, body: kopf.Body
 
 
 #: kopf's indexes (live views), kept from the latest handler call for the reconciles that kopf does not call (the
-#: coalesced child reconciles, the drift resync)
+#: work queue's reconciles, the drift resync)
 _INDEXES: dict[str, Any] = {}
 
 
@@ -162,9 +164,15 @@ def _keep_indexes(kwargs: dict[str, Any]) -> None:
 
 
 def vlmd_deployments(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """The watch-fed cache of each VLMDeployment's Deployment: a reconcile reads it instead of a GET, and reads the
-    API server only when the Deployment must change (:func:`vlm_operator.reconcile._reconcile`)."""
+    """The watch-fed cache of each VLMDeployment's Deployment: a reconcile reads it (and :data:`KNOWN`'s fresher
+    copies) instead of a GET (:func:`vlm_operator.reconcile._reconcile`)."""
     return _by_owner(namespace, labels, body)
+
+
+#: The newest known VLMDeployments (their watch, and the status PATCH responses of this process's reconciles) and the
+#: Deployments this process applied that their index has not caught up with: a reconcile of the operator reads no
+#: object afresh (:class:`vlm_operator.reconcile.Known`).
+KNOWN = reconcile.Known()
 
 
 def _reconcile(
@@ -174,9 +182,10 @@ def _reconcile(
     kwargs: dict[str, Any],
     thorough: bool = True,
     defer_status: bool = False,
+    created: bool = False,
 ) -> bool:
-    """Reconcile with the children read from the indexes (kopf passes them to every handler by name); False when the
-    object is gone."""
+    """Reconcile with the object and its children read from the watch-fed caches (kopf passes the indexes to every
+    handler by name); False when the object is gone."""
     key = (namespace, name)
     pods, rsets, deps = kwargs.get("vlmd_pods"), kwargs.get("vlmd_replicasets"), kwargs.get("vlmd_deployments")
     deployment = None
@@ -194,6 +203,8 @@ def _reconcile(
             thorough=thorough,
             deployment=deployment,
             defer_status=defer_status,
+            known=KNOWN if KNOWN.objects.known(key) else None,
+            created=created,
         )
     except ApiException as exc:
         if exc.status == 404 and _gone(namespace, name):
@@ -220,29 +231,108 @@ def namespace_terminating(exc: ApiException) -> bool:
     return exc.status == 403 and "because it is being terminated" in str(exc.body or "")
 
 
-def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
-    if namespace and name:
-        _keep_indexes(kwargs)
-        # a Deployment this changes brings a child reconcile (0.5 s later) that writes the status
-        _reconcile(namespace, name, logger, kwargs, defer_status=True)
-        if from_spec.hub_lookups_in_flight():
-            # The fit check gave up waiting for the Hub (FitsGPU Unknown) while the lookup goes on: check again soon
-            # rather than at the next drift resync.
-            raise kopf.TemporaryError("a Hub lookup is still running; the fit check runs again", delay=HUB_RECHECK_S)
+_LOG = logging.getLogger("vlm_operator.reconcile")
+#: Keys whose next run is to be thorough (it reads the Service and PodDisruptionBudget instead of trusting what this
+#: process last applied): a new, changed or listed VLMDeployment. Child events leave a run quick.
+_THOROUGH: set[tuple[str, str]] = set()
+#: Keys just created (a watch event ADDED with no status): their children do not exist yet, so their first run applies
+#: them without reading them first.
+_CREATED: set[tuple[str, str]] = set()
+_thorough_lock = threading.Lock()
 
 
-def vlmd_event(type: str | None, uid: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
-    """Every watch event of a VLMDeployment: the drift resync learns of it; a deleted one drops kopf's bookkeeping, the
-    reconciler's memory of it and its place in the drift resync."""
+def reconcile_key(key: Any) -> float | None:
+    """The work queue's run: one reconcile of ``key``; seconds until it is to run again, or None."""
+    namespace, name = key
+    if RESYNC.paused():
+        return None  # kopf's peering paused this replica; the watch lists every object again when it resumes
+    with _thorough_lock:
+        thorough, created = key in _THOROUGH, key in _CREATED
+        _THOROUGH.discard(key)
+        _CREATED.discard(key)
+    try:
+        # a Deployment this changes brings a child event (half a second later) whose run writes the status
+        _reconcile(namespace, name, _LOG, _INDEXES, thorough=thorough, defer_status=thorough, created=created)
+    except BaseException:
+        if thorough:
+            with _thorough_lock:
+                _THOROUGH.add(key)  # the retry is thorough too (and reads what the failed run may have applied)
+        raise
+    if from_spec.hub_lookups_in_flight():
+        # The fit check gave up waiting for the Hub (FitsGPU Unknown) while the lookup goes on: check again soon
+        # rather than at the next drift resync.
+        return HUB_RECHECK_S
+    return None
+
+
+#: How long child events of one VLMDeployment are gathered into one reconcile.
+CHILD_WINDOW_SECONDS = 0.5
+#: Every reconcile the watches ask for (:mod:`vlm_operator.workqueue`): at most one per object at a time, a burst of
+#: child events folded into one run, failures retried after 1, 2, 4, 8, then every 10 s.
+QUEUE = workqueue.WorkQueue(reconcile_key, workers=6, retry_base_s=1.0, retry_max_s=HANDLER_BACKOFF_S)
+
+
+def stop_queue(**_: Any) -> None:
+    QUEUE.stop()
+
+
+#: What of each VLMDeployment's last watch event asks for a reconcile when it changes: what kopf's on.update
+#: handlers reacted to (kopf's "essence": the spec and the labels and annotations; not the status, which is what
+#: this operator writes).
+_ESSENCE: dict[tuple[str, str], tuple[Any, ...]] = {}
+_essence_lock = threading.Lock()
+
+
+def _essence(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    meta = body.get("metadata") or {}
+    return (
+        meta.get("uid"),
+        meta.get("generation"),
+        json.dumps(meta.get("labels") or {}, sort_keys=True),
+        json.dumps(meta.get("annotations") or {}, sort_keys=True),
+    )
+
+
+def vlmd_event(
+    type: str | None,
+    uid: str | None,
+    namespace: str | None,
+    name: str | None,
+    body: Mapping[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    """Every watch event of a VLMDeployment: kept as the newest known copy; a new one (or one listed at start-up), or
+    one whose spec, labels or annotations changed, is queued for a thorough reconcile; the drift resync learns of it.
+    A deleted one drops kopf's bookkeeping, the reconciler's memory of it and its place in the drift resync."""
     if not namespace or not name:
         return
+    key = (namespace, name)
     if type == "DELETED":
-        RESYNC.discard((namespace, name))
+        RESYNC.discard(key)
+        KNOWN.forget(namespace, name)
         reconcile.forget_applied(namespace, name)
+        with _essence_lock:
+            _ESSENCE.pop(key, None)
+        with _thorough_lock:
+            _THOROUGH.discard(key)
+            _CREATED.discard(key)
         if uid:
             PERSISTENCE.forget(uid)
-    else:
-        RESYNC.add((namespace, name))
+        return
+    RESYNC.add(key)
+    if body is None:
+        return
+    KNOWN.objects.seen(key, body)
+    essence = _essence(body)
+    with _essence_lock:
+        changed = type is None or _ESSENCE.get(key) != essence
+        _ESSENCE[key] = essence
+    if changed:
+        with _thorough_lock:
+            _THOROUGH.add(key)
+            if type == "ADDED" and not body.get("status"):
+                _CREATED.add(key)
+        QUEUE.add(key)
 
 
 _RESYNC_LOG = logging.getLogger("vlm_operator.resync")
@@ -301,38 +391,25 @@ def multimodal_readiness(
         logger.info(f"multimodal probe of pod {pod}: " + ("passed" if result.ok else f"failed: {result.error}"))
 
 
-_CHILD_LOG = logging.getLogger("vlm_operator.children")
-
-
-def _reconcile_owner(key: Any) -> None:
-    namespace, name = key
-    _reconcile(namespace, name, _CHILD_LOG, _INDEXES, thorough=False)
-
-
-#: How long child events of one VLMDeployment are gathered into one reconcile.
-CHILD_WINDOW_SECONDS = 0.5
-CHILDREN = coalesce.Coalescer(_reconcile_owner, window_s=CHILD_WINDOW_SECONDS)
-
-
-def stop_coalescing(**_: Any) -> None:
-    CHILDREN.stop()
-
-
-def child_changed(body: kopf.Body, **kwargs: Any) -> None:
+def child_changed(body: kopf.Body, type: str | None = None, **kwargs: Any) -> None:
     """A child's status moved (a pod became ready, crashed): recompute the owner's status, once per burst of events
-    (:mod:`vlm_operator.coalesce`)."""
-    owner = body.get("metadata", {}).get("labels", {}).get(objects.LABEL_OWNER)
-    ns = body.get("metadata", {}).get("namespace")
+    (:data:`QUEUE`). A deleted Deployment drops the fresher copy this process kept of it."""
+    meta = body.get("metadata", {})
+    owner = meta.get("labels", {}).get(objects.LABEL_OWNER)
+    ns = meta.get("namespace")
     if not owner or not ns:
         return
     _keep_indexes(kwargs)
-    CHILDREN.ask((ns, owner))
+    if type == "DELETED" and body.get("kind") == "Deployment":
+        KNOWN.deployment_deleted(ns, owner)
+    QUEUE.add((ns, owner), CHILD_WINDOW_SECONDS)
 
 
 async def vlmd_event_async(**kwargs: Any) -> None:
-    """:func:`vlmd_event` in kopf's event loop. It only takes short locks, so it never waits for a thread of kopf's
-    sync-handler executor: during a rollout all of those wait on API calls, and each object's watch events (decoded
-    bodies) queued up in kopf's per-object backlog behind such a wait (docs/performance.md, "Operator RSS")."""
+    """:func:`vlmd_event` in kopf's event loop: it only takes short locks and queues the reconcile, so kopf's worker
+    of each object takes its next event at once instead of holding it (a decoded body) behind a blocking reconcile
+    (docs/performance.md, "Operator RSS")."""
+    _keep_indexes(kwargs)
     vlmd_event(**kwargs)
 
 
@@ -419,8 +496,8 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
     kopf.index("", "v1", "pods", labels=MANAGED, registry=r)(vlmd_pods)
     kopf.index("apps", "v1", "replicasets", labels=MANAGED, registry=r)(vlmd_replicasets)
     kopf.index("apps", "v1", "deployments", labels=MANAGED, registry=r)(vlmd_deployments)
-    for changed in (on.resume, on.create, on.update):
-        changed(GROUP, VERSION, PLURAL, backoff=HANDLER_BACKOFF_S, registry=r)(reconcile_vlmd)
+    # No kopf create/update/resume handler: the VLMDeployments' watch events queue their reconciles (``vlmd_event``,
+    # :data:`QUEUE`), so kopf neither holds an event behind a blocking reconcile nor keeps a diff base per object.
     # The drift resync: one loop for all objects (:mod:`vlm_operator.resync`), not a kopf timer per object, which
     # would put kopf's finalizer on each (a write per create). Objects that carry that finalizer from an earlier
     # version lose it on their first event: kopf removes its finalizer when no handler of the object needs it
@@ -443,7 +520,7 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
         registry=r,
     )(multimodal_readiness)
     on.event(GROUP, VERSION, PLURAL, id="vlmd_event", registry=r)(vlmd_event_async)
-    on.cleanup(registry=r)(stop_coalescing)
+    on.cleanup(registry=r)(stop_queue)
     for kind in (("", "v1", "pods"), ("apps", "v1", "deployments")):
         on.event(*kind, labels=MANAGED, id="child_changed", registry=r)(child_changed_async)
     kopf.daemon(GROUP, VERSION, PLURAL, id="autoscaler", when=_internal, cancellation_timeout=10.0, registry=r)(
