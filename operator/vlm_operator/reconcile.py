@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import threading
@@ -186,9 +187,10 @@ class Observation:
     body: dict[str, Any]
     #: the VLMDeployment's Deployment, or None
     live: dict[str, Any] | None
-    #: this object's pods and ReplicaSets (label selector of :func:`objects.selector_string`)
+    #: this object's pods and ReplicaSets (label selector of :func:`objects.selector_string`); the ReplicaSets can be
+    #: a function that lists them: only a rollback reads them (:meth:`rsets`)
     pods: list[dict[str, Any]]
-    replica_sets: list[dict[str, Any]]
+    replica_sets: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]]
     #: GFD product -> the most allocatable GPUs one node has (:mod:`vlm_operator.inventory`)
     inventory: Mapping[str, int]
     now: dt.datetime
@@ -197,6 +199,9 @@ class Observation:
     quotas: Callable[[], list[dict[str, Any]]] | None = None
     #: ``live`` came from the watch-fed index, not a GET (it can lag the API server by an event)
     live_cached: bool = False
+
+    def rsets(self) -> list[dict[str, Any]]:
+        return self.replica_sets() if callable(self.replica_sets) else self.replica_sets
 
 
 @dataclass
@@ -219,8 +224,10 @@ def observe(
     replica_sets: list[dict[str, Any]] | None = None,
     deployment: tuple[dict[str, Any] | None] | None = None,
 ) -> Observation:
-    """Read what the decision needs. ``pods`` / ``replica_sets`` come from the operator's watch-fed indexes
-    (handlers pass them); without them (CLI, tests, a resync before the index is warm) they are listed once."""
+    """Read what the decision needs. ``pods`` come from the operator's watch-fed index (handlers pass them); without
+    them (CLI, tests, a resync before the index is warm) they are listed once. ``replica_sets`` are listed only if a
+    rollback asks for them, once per reconcile: the operator keeps no watch of ReplicaSets, whose events (several per
+    pod started) only a rollback would read."""
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     # ``deployment``: (the Deployment or None) from the watch-fed index; read afresh when the index is not known
@@ -228,8 +235,9 @@ def observe(
     selector = objects.selector_string(name)
     if pods is None:
         pods = kube.list("v1", "Pod", ns, selector) if live else []
+    rsets: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]] = replica_sets or []
     if replica_sets is None:
-        replica_sets = kube.list("apps/v1", "ReplicaSet", ns, selector) if live else []
+        rsets = functools.cache(lambda: kube.list("apps/v1", "ReplicaSet", ns, selector) if live else [])
 
     def free_gpus(pod_spec: Mapping[str, Any]) -> tuple[dict[str, int], list[dict[str, Any]]]:
         nodes, bound = CLUSTER_PODS.get(kube)
@@ -240,7 +248,7 @@ def observe(
         body,
         live,
         list(pods),
-        list(replica_sets),
+        rsets,
         inventory.SHARED.get(kube),
         dt.datetime.now(dt.UTC),
         free_gpus,
@@ -655,9 +663,10 @@ def decide_rollout(
 
     if record is not None and record.failed_hash == desired_hash and spec.rollout.auto_rollback:
         # Still rolled back: the spec renders the template that failed; keep the good one until the template changes.
-        tmpl = _good_template(obs.replica_sets, record.good_hash, live)
-        if tmpl is None and running_hash == record.good_hash:
-            tmpl = live["spec"]["template"]
+        # The Deployment that runs it holds it; else its ReplicaSet does.
+        tmpl = live["spec"]["template"] if running_hash == record.good_hash else None
+        if tmpl is None:
+            tmpl = _good_template(obs.rsets(), record.good_hash, live)
         if tmpl is not None:
             view.template, view.annotations = tmpl, {rollout.ANN_ROLLBACK: record.encode()}
             view.rolled_back, apply_hash = record.status_message(), record.good_hash
@@ -668,7 +677,7 @@ def decide_rollout(
             [p for p in revision if p.template_hash == running_hash], spec.rollout.failure_threshold, budget, obs.now
         )
         if rollout.should_roll_back(spec.rollout, verdict, running_hash, last_good):
-            tmpl = _good_template(obs.replica_sets, last_good, live)
+            tmpl = _good_template(obs.rsets(), last_good, live)
             if tmpl is None:
                 if logger is not None:
                     logger.warning(f"Pod template {running_hash} failed but no ReplicaSet of {last_good} is left")

@@ -94,7 +94,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # ReplicaSets and Deployments, not every one in the cluster.
     for resource in (
         ("", "v1", "pods"),
-        ("apps", "v1", "replicasets"),
         ("apps", "v1", "deployments"),
         ("batch", "v1", "jobs"),  # a VLMBatchJob's Job (handlers/batch.py)
     ):
@@ -147,18 +146,13 @@ def vlmd_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: 
     return _by_owner(namespace, labels, body)
 
 
-def vlmd_replicasets(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """The watch-fed cache of each VLMDeployment's ReplicaSets (the rollback finds the last good template here)."""
-    return _by_owner(namespace, labels, body)
-
-
 #: kopf's indexes (live views), kept from the latest handler call for the reconciles that kopf does not call (the
 #: work queue's reconciles, the drift resync)
 _INDEXES: dict[str, Any] = {}
 
 
 def _keep_indexes(kwargs: dict[str, Any]) -> None:
-    for index in ("vlmd_pods", "vlmd_replicasets", "vlmd_deployments"):
+    for index in ("vlmd_pods", "vlmd_deployments"):
         if kwargs.get(index) is not None:
             _INDEXES[index] = kwargs[index]
 
@@ -187,7 +181,7 @@ def _reconcile(
     """Reconcile with the object and its children read from the watch-fed caches (kopf passes the indexes to every
     handler by name); False when the object is gone."""
     key = (namespace, name)
-    pods, rsets, deps = kwargs.get("vlmd_pods"), kwargs.get("vlmd_replicasets"), kwargs.get("vlmd_deployments")
+    pods, deps = kwargs.get("vlmd_pods"), kwargs.get("vlmd_deployments")
     deployment = None
     if deps is not None:  # the index is known: the Deployment is what it holds (None: there is none)
         found = list(deps.get(key, []))
@@ -199,7 +193,6 @@ def _reconcile(
             name,
             logger,
             pods=list(pods.get(key, [])) if pods is not None else None,
-            replica_sets=list(rsets.get(key, [])) if rsets is not None else None,
             thorough=thorough,
             deployment=deployment,
             defer_status=defer_status,
@@ -494,7 +487,6 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
     on, r = kopf.on, registry
     on.startup(registry=r)(configure)
     kopf.index("", "v1", "pods", labels=MANAGED, registry=r)(vlmd_pods)
-    kopf.index("apps", "v1", "replicasets", labels=MANAGED, registry=r)(vlmd_replicasets)
     kopf.index("apps", "v1", "deployments", labels=MANAGED, registry=r)(vlmd_deployments)
     # No kopf create/update/resume handler: the VLMDeployments' watch events queue their reconciles (``vlmd_event``,
     # :data:`QUEUE`), so kopf neither holds an event behind a blocking reconcile nor keeps a diff base per object.
