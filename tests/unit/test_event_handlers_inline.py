@@ -42,9 +42,13 @@ def _asked(fn: Any, kwargs: dict[str, Any]) -> list[tuple[Any, float]]:
     return asked
 
 
-def _vlmd(generation: int, rv: str, status: dict[str, Any] | None = None) -> dict[str, Any]:
+def _vlmd(
+    generation: int, rv: str, status: dict[str, Any] | None = None, model: str = "x", **annotations: str
+) -> dict[str, Any]:
     meta = {"namespace": "ns-inline", "name": "m-inline", "uid": "u", "generation": generation, "resourceVersion": rv}
-    return {"metadata": meta, "spec": {"model": "x"}, **({"status": status} if status else {})}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return {"metadata": meta, "spec": {"model": model}, **({"status": status} if status else {})}
 
 
 def test_a_vlmdeployment_event_is_handled_while_kopf_threads_are_busy() -> None:
@@ -58,8 +62,14 @@ def test_a_vlmdeployment_event_is_handled_while_kopf_threads_are_busy() -> None:
         # a status-only change (what the operator itself writes) asks for nothing; a spec change does
         status_only = {**created, "type": "MODIFIED", "body": _vlmd(1, "11", {"observedGeneration": 1})}
         assert _asked(fn, status_only) == []
-        changed = {**created, "type": "MODIFIED", "body": _vlmd(2, "12")}
+        # another kopf operator's bookkeeping in an annotation (kopf ignores those too) asks for nothing
+        other_kopf = {"noop.vlmops.io/kopf-managed": "yes", "noop.vlmops.io/last-handled": "{}"}
+        bookkeeping = {**created, "type": "MODIFIED", "body": _vlmd(1, "12", **other_kopf)}
+        assert _asked(fn, bookkeeping) == []
+        changed = {**created, "type": "MODIFIED", "body": _vlmd(2, "13", model="y", **other_kopf)}
         assert _asked(fn, changed) == [(key, 0.0)]
+        labelled = {**created, "type": "MODIFIED", "body": _vlmd(2, "14", model="y", team="a", **other_kopf)}
+        assert _asked(fn, labelled) == [(key, 0.0)]  # a user's annotation: reconciled (it may change the render)
         # listed again (the operator restarted its watch): reconciled even though nothing changed
         assert _asked(fn, {**changed, "type": None}) == [(key, 0.0)]
         deleted = {**changed, "type": "DELETED"}

@@ -269,21 +269,16 @@ def stop_queue(**_: Any) -> None:
     QUEUE.stop()
 
 
-#: What of each VLMDeployment's last watch event asks for a reconcile when it changes: what kopf's on.update
-#: handlers reacted to (kopf's "essence": the spec and the labels and annotations; not the status, which is what
-#: this operator writes).
-_ESSENCE: dict[tuple[str, str], tuple[Any, ...]] = {}
+#: What of each VLMDeployment's last watch event asks for a reconcile when it changes: the uid, and kopf's essence,
+#: what kopf's on.update handlers reacted to (the spec, the labels, the annotations other than kopf's own storage of
+#: any kopf operator and kubectl's last-applied configuration; never the status, which is what this operator writes).
+_ESSENCE: dict[tuple[str, str], tuple[Any, Any]] = {}
 _essence_lock = threading.Lock()
 
 
-def _essence(body: Mapping[str, Any]) -> tuple[Any, ...]:
-    meta = body.get("metadata") or {}
-    return (
-        meta.get("uid"),
-        meta.get("generation"),
-        json.dumps(meta.get("labels") or {}, sort_keys=True),
-        json.dumps(meta.get("annotations") or {}, sort_keys=True),
-    )
+def _essence(body: Mapping[str, Any]) -> tuple[Any, Any]:
+    kbody = body if isinstance(body, kopf.Body) else kopf.Body(dict(body))  # type: ignore[arg-type]
+    return ((body.get("metadata") or {}).get("uid"), PERSISTENCE.diffbase.build(body=kbody))
 
 
 def vlmd_event(
