@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import kopf
 
@@ -94,3 +95,14 @@ def test_the_essence_is_kopfs_without_copying_what_it_drops() -> None:
     assert full["spec"]["containers"][0]["image"] == "i"
     bare = kopf.Body({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}})
     assert mem.diffbase.build(body=bare) == kopfs.build(body=bare)
+
+
+def test_clearing_the_essence_removes_only_this_storages_annotations() -> None:
+    mem = MemoryPersistence(prefix="vlmops.io")
+    kopfs = kopf.AnnotationsProgressStorage(prefix="vlmops.io")
+    plain: Any = {"spec": {"a": 1}, "metadata": {"annotations": {"team": "x"}}}
+    assert mem.progress.clear(essence=plain) == kopfs.clear(essence=plain) == plain
+    legacy: Any = {"spec": {"a": 1}, "metadata": {"annotations": {"team": "x", "vlmops.io/reconcile_vlmd": "{}"}}}
+    cleared = mem.progress.clear(essence=legacy)
+    assert cleared == kopfs.clear(essence=legacy) == {"spec": {"a": 1}, "metadata": {"annotations": {"team": "x"}}}
+    assert "vlmops.io/reconcile_vlmd" in legacy["metadata"]["annotations"]  # the stored essence is not touched

@@ -16,7 +16,7 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,16 @@ def _by_owner(namespace: str | None, labels: kopf.Labels, body: kopf.Body) -> di
 def vlmd_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The watch-fed cache of each VLMDeployment's pods, keyed by (namespace, owner)."""
     return _by_owner(namespace, labels, body)
+
+
+def _in_loop(fn: Callable[..., dict[Any, Any]]) -> Callable[..., Awaitable[dict[Any, Any]]]:
+    """``fn`` as a coroutine function, which kopf runs in its event loop instead of its executor."""
+
+    @functools.wraps(fn)
+    async def run(**kwargs: Any) -> dict[Any, Any]:
+        return fn(**kwargs)
+
+    return run
 
 
 #: kopf's indexes (live views), kept from the latest handler call for the reconciles that kopf does not call (the
@@ -481,8 +491,12 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
         registry = kopf.get_default_registry()
     on, r = kopf.on, registry
     on.startup(registry=r)(configure)
-    kopf.index("", "v1", "pods", labels=MANAGED, registry=r)(vlmd_pods)
-    kopf.index("apps", "v1", "deployments", labels=MANAGED, registry=r)(vlmd_deployments)
+    # The index functions run in kopf's event loop (a sync one would hop to kopf's executor and back for every event):
+    # they copy a body, and wait for nothing.
+    kopf.index("", "v1", "pods", labels=MANAGED, id="vlmd_pods", registry=r)(_in_loop(vlmd_pods))
+    kopf.index("apps", "v1", "deployments", labels=MANAGED, id="vlmd_deployments", registry=r)(
+        _in_loop(vlmd_deployments)
+    )
     # No kopf create/update/resume handler: the VLMDeployments' watch events queue their reconciles (``vlmd_event``,
     # :data:`QUEUE`), so kopf neither holds an event behind a blocking reconcile nor keeps a diff base per object.
     # The drift resync: one loop for all objects (:mod:`vlm_operator.resync`), not a kopf timer per object, which
