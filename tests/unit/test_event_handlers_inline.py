@@ -86,3 +86,12 @@ def test_a_child_event_asks_for_its_owners_reconcile_while_kopf_threads_are_busy
     body = {"metadata": {"namespace": "ns", "labels": {objects.LABEL_OWNER: "m"}}}
     # within the child window: a burst of a pod's events becomes one reconcile
     assert _asked(fn, {"body": body}) == [(("ns", "m"), handlers.CHILD_WINDOW_SECONDS)]
+
+
+def test_the_index_functions_run_in_kopfs_event_loop() -> None:
+    from kopf._core.actions.invocation import is_async_fn
+
+    registry = handlers.register(Settings(webhook=False), kopf.OperatorRegistry())
+    indexers = {h.id: h.fn for h in registry._indexing.get_all_handlers()}
+    assert set(indexers) == {"vlmd_pods", "vlmd_deployments"}
+    assert all(is_async_fn(fn) for fn in indexers.values())  # what kopf itself asks before it picks a thread

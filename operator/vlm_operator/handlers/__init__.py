@@ -147,12 +147,14 @@ def vlmd_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: 
 
 
 def _in_loop(fn: Callable[..., dict[Any, Any]]) -> Callable[..., Awaitable[dict[Any, Any]]]:
-    """``fn`` as a coroutine function, which kopf runs in its event loop instead of its executor."""
+    """``fn`` as a coroutine function, which kopf runs in its event loop instead of its executor. Not
+    ``functools.wraps``: kopf follows ``__wrapped__`` to decide whether a handler is async (kopf 1.45.2,
+    kopf/_core/actions/invocation.py, ``is_async_fn``), and would call the coroutine function from its executor."""
 
-    @functools.wraps(fn)
     async def run(**kwargs: Any) -> dict[Any, Any]:
         return fn(**kwargs)
 
+    run.__name__ = run.__qualname__ = fn.__name__
     return run
 
 
