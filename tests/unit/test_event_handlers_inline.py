@@ -78,7 +78,7 @@ def test_a_vlmdeployment_event_is_handled_while_kopf_threads_are_busy() -> None:
     finally:
         handlers.RESYNC.discard(key)
         handlers.KNOWN.forget(*key)
-        handlers._THOROUGH.discard(key)
+        handlers._SPEC_RUN.discard(key)
 
 
 def test_a_child_event_asks_for_its_owners_reconcile_while_kopf_threads_are_busy() -> None:

@@ -237,9 +237,11 @@ def namespace_terminating(exc: ApiException) -> bool:
 
 
 _LOG = logging.getLogger("vlm_operator.reconcile")
-#: Keys whose next run is to be thorough (it reads the Service and PodDisruptionBudget instead of trusting what this
-#: process last applied): a new, changed or listed VLMDeployment. Child events leave a run quick.
-_THOROUGH: set[tuple[str, str]] = set()
+#: Keys whose next run was asked for by the VLMDeployment's own watch (new, changed or listed): a run that applies the
+#: Deployment leaves the status to the child event that follows. Every queued run trusts what this process last
+#: applied to the Service and PodDisruptionBudget (a GET of each only when it applied nothing yet, as after a
+#: restart); the drift resync reads them, so an edited or deleted one still comes back within one drift period.
+_SPEC_RUN: set[tuple[str, str]] = set()
 #: Keys just created (a watch event ADDED with no status): their children do not exist yet, so their first run applies
 #: them without reading them first.
 _CREATED: set[tuple[str, str]] = set()
@@ -252,16 +254,16 @@ def reconcile_key(key: Any) -> float | None:
     if RESYNC.paused():
         return None  # kopf's peering paused this replica; the watch lists every object again when it resumes
     with _thorough_lock:
-        thorough, created = key in _THOROUGH, key in _CREATED
-        _THOROUGH.discard(key)
+        spec_run, created = key in _SPEC_RUN, key in _CREATED
+        _SPEC_RUN.discard(key)
         _CREATED.discard(key)
     try:
         # a Deployment this changes brings a child event (half a second later) whose run writes the status
-        _reconcile(namespace, name, _LOG, _INDEXES, thorough=thorough, defer_status=thorough, created=created)
+        _reconcile(namespace, name, _LOG, _INDEXES, thorough=False, defer_status=spec_run, created=created)
     except BaseException:
-        if thorough:
+        if spec_run:
             with _thorough_lock:
-                _THOROUGH.add(key)  # the retry is thorough too (and reads what the failed run may have applied)
+                _SPEC_RUN.add(key)
         raise
     if from_spec.hub_lookups_in_flight():
         # The fit check gave up waiting for the Hub (FitsGPU Unknown) while the lookup goes on: check again soon
@@ -302,7 +304,7 @@ def vlmd_event(
     **_: Any,
 ) -> None:
     """Every watch event of a VLMDeployment: kept as the newest known copy; a new one (or one listed at start-up), or
-    one whose spec, labels or annotations changed, is queued for a thorough reconcile; the drift resync learns of it.
+    one whose spec, labels or annotations changed, is queued for a reconcile; the drift resync learns of it.
     A deleted one drops kopf's bookkeeping, the reconciler's memory of it and its place in the drift resync."""
     if not namespace or not name:
         return
@@ -314,7 +316,7 @@ def vlmd_event(
         with _essence_lock:
             _ESSENCE.pop(key, None)
         with _thorough_lock:
-            _THOROUGH.discard(key)
+            _SPEC_RUN.discard(key)
             _CREATED.discard(key)
         if uid:
             PERSISTENCE.forget(uid)
@@ -329,7 +331,7 @@ def vlmd_event(
         _ESSENCE[key] = essence
     if changed:
         with _thorough_lock:
-            _THOROUGH.add(key)
+            _SPEC_RUN.add(key)
             if type == "ADDED" and not body.get("status"):
                 _CREATED.add(key)
         QUEUE.add(key)
