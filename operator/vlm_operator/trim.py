@@ -1,14 +1,14 @@
 """Compact copies of the operator's children for its watch-fed indexes (``handlers``: ``vlmd_pods``,
-``vlmd_replicasets``, ``vlmd_deployments``).
+``vlmd_deployments``).
 
 An index keeps one entry per child for as long as the child exists; a full copy of each watch event's body (with its
-``managedFields``, the pod's container images and IDs, volumes, the ReplicaSet's and Deployment's status history) is
+``managedFields``, the pod's container images and IDs, volumes, the Deployment's status history) is
 most of what those entries would weigh, and copying it is a cost on every event. Each function here keeps exactly the
 fields that a reader of the index uses, copied (so nothing is shared with kopf's body), and nothing else. The readers:
 
 - :mod:`vlm_operator.reconcile`: ``_pod_problems``, ``_old_revision_left``, ``_waiting_for_gpus`` and
-  ``decide_rollout`` (pods); ``_good_template`` (ReplicaSets: ``ownerReferences`` and the pod template the rollback
-  re-applies); ``observe`` -> ``decide_rollout``, ``_template_hash``, ``_same_object``, ``_apply_if_changed``,
+  ``decide_rollout`` (pods); ``observe`` -> ``decide_rollout`` (and its ``_good_template``: the Deployment's uid and
+  pod template), ``_template_hash``, ``_same_object``, ``_apply_if_changed``, ``Known.deployment``,
   ``status_for`` and ``act`` (the Deployment: its annotations, uid, generation, resourceVersion, pod template,
   strategy and status);
 - :mod:`vlm_operator.rollout`: ``PodHealth.of``, ``pending_for_resources``, ``bound_pods`` (pods);
@@ -34,7 +34,6 @@ _POD_STATUS = ("phase", "podIP", "startTime", "conditions")
 _CONTAINER_STATUS = ("name", "ready", "started", "restartCount", "state", "lastState")
 _DEPLOYMENT_META = ("name", "namespace", "uid", "generation", "resourceVersion", "annotations")
 _DEPLOYMENT_SPEC = ("template", "strategy")
-_REPLICA_SET_META = ("name", "namespace", "uid", "ownerReferences")
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _intern = sys.intern
 
@@ -43,7 +42,7 @@ def copy_json(value: Any) -> Any:
     """A deep copy of a JSON value (dicts, lists, scalars), as plain dicts and lists: cheaper than ``copy.deepcopy``
     (no memo) and than a JSON round trip of a small subtree. The keys are interned: every copy of a pod template
     shares one ``"terminationMessagePath"`` instead of holding its own (a JSON decoder makes new key strings for each
-    document; ~15% of a ReplicaSet's copy)."""
+    document; ~15% of a pod template's copy)."""
     kind = type(value)
     if kind is dict:
         return {_intern(k): v if type(v) in _SCALARS else copy_json(v) for k, v in value.items()}
@@ -75,13 +74,6 @@ def pod(body: Mapping[str, Any]) -> dict[str, Any]:
     if statuses:
         out_status["containerStatuses"] = [_pick(cs, _CONTAINER_STATUS) for cs in statuses]
     return {"metadata": out_meta, "spec": _pick(body.get("spec"), _POD_SPEC), "status": out_status}
-
-
-def replica_set(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The ReplicaSet as the rollback reads it: its owners and its whole pod template (re-applied as it is)."""
-    spec = body.get("spec") or {}
-    out_spec = {"template": copy_json(spec["template"])} if spec.get("template") is not None else {}
-    return {"metadata": _pick(body.get("metadata"), _REPLICA_SET_META), "spec": out_spec}
 
 
 def deployment(body: Mapping[str, Any]) -> dict[str, Any]:
