@@ -71,7 +71,9 @@ VALIDATE_ID = "validate"
 MANAGED = {"app.kubernetes.io/managed-by": objects.MANAGED_BY}
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={objects.MANAGED_BY}"
 #: kopf's bookkeeping for VLMDeployments, in this process's memory (see ``configure``)
-PERSISTENCE = persistence.MemoryPersistence(prefix="vlmops.io")
+#: Pods, Deployments and VLMDeployments have no kopf create/update/resume handler of this operator, so kopf never
+#: stores their essence: it may refer to the event's spec instead of copying it on every event.
+PERSISTENCE = persistence.MemoryPersistence(prefix="vlmops.io", share_spec_of=("Pod", "Deployment", "VLMDeployment"))
 
 #: What :func:`register` was given for kopf's default registry (the operator process's); :func:`configure` reads it.
 _settings: Settings | None = None
