@@ -75,8 +75,10 @@ class MemoryProgressStorage(kopf.AnnotationsProgressStorage):
 class MemoryDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     """The last-handled essence of each object (spec, labels, annotations; never status), in memory."""
 
-    def __init__(self, *, prefix: str, key: str) -> None:
+    def __init__(self, *, prefix: str, key: str, share_spec_of: Iterable[str] = ()) -> None:
         super().__init__(prefix=prefix, key=key)
+        #: kinds whose essence keeps a reference to the event's spec instead of a copy (:meth:`build`)
+        self.share_spec_of = frozenset(share_spec_of)
         self._bases: dict[str, kopf.BodyEssence] = {}
         self._lock = threading.Lock()
 
@@ -88,15 +90,24 @@ class MemoryDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         only to delete them (kopf 1.45.2, kopf/_cogs/configs/diffbase.py): the largest single cost of the operator's
         Python time on a 100-object benchmark (docs/performance.md). The same method runs here on the body less its
         status and with only the labels and annotations of its metadata, which is all it keeps; with extra fields
-        (a handler that watches a status field) it runs on the whole body."""
+        (a handler that watches a status field) it runs on the whole body.
+
+        For the kinds in ``share_spec_of`` (those with no kopf create/update/resume/delete handler: kopf only compares
+        their essences and never stores one) the spec is not copied either: the essence refers to the event's own
+        spec, which nothing mutates (kopf's bodies are read-only views of the decoded event)."""
         fields = list(extra_fields or [])
         if fields:
             return super().build(body=body, extra_fields=fields)
         meta = body.get("metadata") or {}
         kept_meta = {k: meta[k] for k in ("labels", "annotations") if k in meta}
-        slim = {k: v for k, v in body.items() if k not in ("status", "metadata")}
+        share = body.get("kind") in self.share_spec_of
+        dropped = ("status", "metadata", "spec") if share else ("status", "metadata")
+        slim = {k: v for k, v in body.items() if k not in dropped}
         slim_body: Any = {**slim, "metadata": kept_meta}  # a RawBody (kopf types it as a TypedDict)
-        return super().build(body=kopf.Body(slim_body))
+        essence = super().build(body=kopf.Body(slim_body))
+        if share and "spec" in body:
+            essence["spec"] = body["spec"]
+        return essence
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         with self._lock:
@@ -120,9 +131,9 @@ class MemoryDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
 class MemoryPersistence:
     """Both storages, installed in kopf's settings by :meth:`install`; :meth:`forget` drops a deleted object."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, share_spec_of: Iterable[str] = ()) -> None:
         self.progress = MemoryProgressStorage(prefix=prefix)
-        self.diffbase = MemoryDiffBaseStorage(prefix=prefix, key="last-handled")
+        self.diffbase = MemoryDiffBaseStorage(prefix=prefix, key="last-handled", share_spec_of=share_spec_of)
 
     def install(self, settings: kopf.OperatorSettings) -> None:
         settings.persistence.progress_storage = self.progress

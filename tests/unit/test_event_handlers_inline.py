@@ -95,3 +95,14 @@ def test_the_index_functions_run_in_kopfs_event_loop() -> None:
     indexers = {h.id: h.fn for h in registry._indexing.get_all_handlers()}
     assert set(indexers) == {"vlmd_pods", "vlmd_deployments"}
     assert all(is_async_fn(fn) for fn in indexers.values())  # what kopf itself asks before it picks a thread
+
+
+def test_a_pod_event_asks_for_its_owners_reconcile_through_the_pod_index() -> None:
+    registry = handlers.register(Settings(webhook=False), kopf.OperatorRegistry())
+    watched = {(h.id, h.selector.any_name if h.selector else None) for h in registry._watching.get_all_handlers()}
+    assert ("child_changed", "deployments") in watched
+    assert ("child_changed", "pods") not in watched  # no event handler per pod event
+    pods = next(h.fn for h in registry._indexing.get_all_handlers() if h.id == "vlmd_pods")
+    body = kopf.Body({"metadata": {"namespace": "ns", "name": "p", "labels": {objects.LABEL_OWNER: "m"}}})
+    asked = _asked(pods, {"namespace": "ns", "labels": body["metadata"]["labels"], "body": body})
+    assert asked == [(("ns", "m"), handlers.CHILD_WINDOW_SECONDS)]

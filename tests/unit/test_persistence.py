@@ -106,3 +106,23 @@ def test_clearing_the_essence_removes_only_this_storages_annotations() -> None:
     cleared = mem.progress.clear(essence=legacy)
     assert cleared == kopfs.clear(essence=legacy) == {"spec": {"a": 1}, "metadata": {"annotations": {"team": "x"}}}
     assert "vlmops.io/reconcile_vlmd" in legacy["metadata"]["annotations"]  # the stored essence is not touched
+
+
+def test_a_shared_spec_essence_equals_kopfs_copy() -> None:
+    mem = MemoryPersistence(prefix="vlmops.io", share_spec_of=("Pod",))
+    kopfs = kopf.AnnotationsDiffBaseStorage(prefix="vlmops.io", key="last-handled")
+    raw: Any = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "labels": {"a": "1"}, "managedFields": [{}]},
+        "spec": {"containers": [{"name": "c"}]},
+        "status": {"phase": "Running"},
+    }
+    body = kopf.Body(raw)
+    essence = mem.diffbase.build(body=body)
+    assert essence == kopfs.build(body=body)
+    assert essence["spec"] is raw["spec"]  # referred to, not copied
+    empty: Any = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}
+    assert mem.diffbase.build(body=kopf.Body(empty)) == kopfs.build(body=kopf.Body(empty))
+    other: Any = {**raw, "kind": "VLMBatchJob"}  # a kind with changing handlers: its essence is stored, so copied
+    assert mem.diffbase.build(body=kopf.Body(other))["spec"] is not raw["spec"]

@@ -71,7 +71,9 @@ VALIDATE_ID = "validate"
 MANAGED = {"app.kubernetes.io/managed-by": objects.MANAGED_BY}
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={objects.MANAGED_BY}"
 #: kopf's bookkeeping for VLMDeployments, in this process's memory (see ``configure``)
-PERSISTENCE = persistence.MemoryPersistence(prefix="vlmops.io")
+#: Pods, Deployments and VLMDeployments have no kopf create/update/resume handler of this operator, so kopf never
+#: stores their essence: it may refer to the event's spec instead of copying it on every event.
+PERSISTENCE = persistence.MemoryPersistence(prefix="vlmops.io", share_spec_of=("Pod", "Deployment", "VLMDeployment"))
 
 #: What :func:`register` was given for kopf's default registry (the operator process's); :func:`configure` reads it.
 _settings: Settings | None = None
@@ -421,6 +423,17 @@ async def vlmd_event_async(**kwargs: Any) -> None:
     vlmd_event(**kwargs)
 
 
+async def pods_indexed(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The pod index (:func:`vlmd_pods`), which also asks for the owner's reconcile within the child window: kopf
+    calls it for every event of every pod of the operator, so a separate event handler per pod event (kopf builds a
+    handler's arguments and runs it for each) is not needed. A deleted pod is dropped from the index without a call;
+    its ReplicaSet's replacement pod, and the Deployment's status change, ask for the reconcile instead."""
+    found = vlmd_pods(namespace=namespace, labels=labels, body=body)
+    for key in found:
+        QUEUE.add(key, CHILD_WINDOW_SECONDS)
+    return found
+
+
 async def child_changed_async(**kwargs: Any) -> None:
     """:func:`child_changed` in kopf's event loop, for the same reason as :func:`vlmd_event_async`."""
     child_changed(**kwargs)
@@ -503,7 +516,7 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
     on.startup(registry=r)(configure)
     # The index functions run in kopf's event loop (a sync one would hop to kopf's executor and back for every event):
     # they copy a body, and wait for nothing.
-    kopf.index("", "v1", "pods", labels=MANAGED, id="vlmd_pods", registry=r)(_in_loop(vlmd_pods))
+    kopf.index("", "v1", "pods", labels=MANAGED, id="vlmd_pods", registry=r)(pods_indexed)
     kopf.index("apps", "v1", "deployments", labels=MANAGED, id="vlmd_deployments", registry=r)(
         _in_loop(vlmd_deployments)
     )
@@ -532,8 +545,9 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
     )(multimodal_readiness)
     on.event(GROUP, VERSION, PLURAL, id="vlmd_event", registry=r)(vlmd_event_async)
     on.cleanup(registry=r)(stop_queue)
-    for kind in (("", "v1", "pods"), ("apps", "v1", "deployments")):
-        on.event(*kind, labels=MANAGED, id="child_changed", registry=r)(child_changed_async)
+    # A pod's events reach the owner's reconcile through the pod index (``pods_indexed``); a Deployment's through this
+    # handler, which also sees its deletion.
+    on.event("apps", "v1", "deployments", labels=MANAGED, id="child_changed", registry=r)(child_changed_async)
     kopf.daemon(GROUP, VERSION, PLURAL, id="autoscaler", when=_internal, cancellation_timeout=10.0, registry=r)(
         autoscaler_daemon
     )
