@@ -89,14 +89,14 @@ def _managed(body: dict[str, Any]) -> bool:
 
 
 def _holder(obj: object, ignore: object) -> str:
-    """The types of what refers to ``obj`` (a dict referrer: with the types of what refers to it)."""
+    """The types of what refers to ``obj`` (a dict or list referrer: with the types of what refers to it)."""
     here = gc.get_referrers(obj)
     names = []
     for ref in here:
         if ref is ignore or isinstance(ref, FrameType):
             continue
         name = type(ref).__qualname__
-        if type(ref) is dict:  # an instance's attributes or a container: one level more
+        if type(ref) in (dict, list):  # an instance's attributes or a container: one level more
             up = {type(r).__qualname__ for r in gc.get_referrers(ref) if r is not here and not isinstance(r, FrameType)}
             name += "<" + ",".join(sorted(up)[:4]) + ">"
         names.append(name)
