@@ -98,7 +98,7 @@ def build_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None 
 #: catalog and release tables, fixed for the process). One plan per object (about 28 KiB each): a spec change replaces
 #: the object's plan instead of adding one (a rollout of every object used to double the cache), and a deleted
 #: object's plan is dropped (:func:`forget_applied`). Bounded; cleared when full. ``Plan.vlmd`` of a remembered plan
-#: can carry older metadata; nothing reads it.
+#: carries only the identity of the metadata it was built from (nothing reads it).
 _PLANS: dict[str, tuple[tuple[str, tuple[tuple[str, int], ...]], Plan]] = {}
 _PLANS_MAX = 4096
 _plans_lock = threading.Lock()
@@ -120,11 +120,18 @@ def cached_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None
         return found[1]
     plan = build_plan(vlmd, max_gpus_per_node)
     if plan.fit.verdict != "Unknown" and not from_spec.hub_lookups_in_flight():
+        # Remembered without the object's metadata (its managedFields, labels, annotations: a few KiB of the API
+        # server's response per object, kept alive by the plan): nothing reads a plan's ``vlmd`` after the render.
+        plan = dataclasses.replace(plan, vlmd=vlmd.model_copy(update={"metadata": _identity(m)}))
         with _plans_lock:
             if len(_PLANS) >= _PLANS_MAX and ident not in _PLANS:
                 _PLANS.clear()
             _PLANS[ident] = (key, plan)
     return plan
+
+
+def _identity(meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: meta[k] for k in ("namespace", "name", "uid") if k in meta}
 
 
 def forget_plan(namespace: str, name: str) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,6 +33,7 @@ from vlm_operator import (
     readiness,
     reconcile,
     resync,
+    trim,
     webhook_certs,
     webhook_config,
     webhook_server,
@@ -136,16 +136,22 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         )
 
 
-def _by_owner(namespace: str | None, labels: kopf.Labels, body: kopf.Body) -> dict[tuple[str, str], dict[str, Any]]:
+def _by_owner(
+    namespace: str | None,
+    labels: kopf.Labels,
+    body: kopf.Body,
+    compact: Callable[[kopf.Body], dict[str, Any]],
+) -> dict[tuple[str, str], dict[str, Any]]:
     owner = labels.get(objects.LABEL_OWNER)
     if not namespace or not owner:
         return {}
-    return {(namespace, owner): json.loads(json.dumps(dict(body)))}  # a snapshot, not kopf's live view
+    # a snapshot, not kopf's live view, of only what the reconciler reads (no managedFields): :mod:`vlm_operator.trim`
+    return {(namespace, owner): compact(body)}
 
 
 def vlmd_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The watch-fed cache of each VLMDeployment's pods, keyed by (namespace, owner)."""
-    return _by_owner(namespace, labels, body)
+    return _by_owner(namespace, labels, body, trim.pod)
 
 
 def _in_loop(fn: Callable[..., dict[Any, Any]]) -> Callable[..., Awaitable[dict[Any, Any]]]:
@@ -174,7 +180,7 @@ def _keep_indexes(kwargs: dict[str, Any]) -> None:
 def vlmd_deployments(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The watch-fed cache of each VLMDeployment's Deployment: a reconcile reads it (and :data:`KNOWN`'s fresher
     copies) instead of a GET (:func:`vlm_operator.reconcile._reconcile`)."""
-    return _by_owner(namespace, labels, body)
+    return _by_owner(namespace, labels, body, trim.deployment)
 
 
 #: The newest known VLMDeployments (their watch, and the status PATCH responses of this process's reconciles) and the
