@@ -280,8 +280,10 @@ def reconcile_key(key: Any) -> float | None:
     return None
 
 
-#: How long child events of one VLMDeployment are gathered into one reconcile.
+#: How long child events of one VLMDeployment are gathered into one reconcile: each event moves the run to half a
+#: second after itself, up to two seconds after the first (:meth:`vlm_operator.workqueue.WorkQueue.add`).
 CHILD_WINDOW_SECONDS = 0.5
+CHILD_SETTLE_MAX_SECONDS = 2.0
 #: Every reconcile the watches ask for (:mod:`vlm_operator.workqueue`): at most one per object at a time, a burst of
 #: child events folded into one run, failures retried after 1, 2, 4, 8, then every 10 s.
 QUEUE = workqueue.WorkQueue(reconcile_key, workers=6, retry_base_s=1.0, retry_max_s=HANDLER_BACKOFF_S)
@@ -412,7 +414,7 @@ def child_changed(body: kopf.Body, type: str | None = None, **kwargs: Any) -> No
     _keep_indexes(kwargs)
     if type == "DELETED" and body.get("kind") == "Deployment":
         KNOWN.deployment_deleted(ns, owner)
-    QUEUE.add((ns, owner), CHILD_WINDOW_SECONDS)
+    QUEUE.add((ns, owner), CHILD_WINDOW_SECONDS, CHILD_SETTLE_MAX_SECONDS)
 
 
 async def vlmd_event_async(**kwargs: Any) -> None:
@@ -430,7 +432,7 @@ async def pods_indexed(namespace: str | None, labels: kopf.Labels, body: kopf.Bo
     its ReplicaSet's replacement pod, and the Deployment's status change, ask for the reconcile instead."""
     found = vlmd_pods(namespace=namespace, labels=labels, body=body)
     for key in found:
-        QUEUE.add(key, CHILD_WINDOW_SECONDS)
+        QUEUE.add(key, CHILD_WINDOW_SECONDS, CHILD_SETTLE_MAX_SECONDS)
     return found
 
 
