@@ -135,11 +135,41 @@ def _identity(meta: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def forget_plan(namespace: str, name: str) -> None:
-    """Drop the remembered plan of a deleted VLMDeployment (any uid of that name)."""
+    """Drop the remembered plan and parsed object of a deleted VLMDeployment (any uid of that name)."""
     prefix = _plan_ident(namespace, name)
     with _plans_lock:
         for ident in [i for i in _PLANS if i.startswith(prefix)]:
             del _PLANS[ident]
+        for ident in [i for i in _PARSED if i.startswith(prefix)]:
+            del _PARSED[ident]
+
+
+#: The parsed object per object identity, with the (resourceVersion, profile-defaulted spec) it was parsed from: the
+#: reconciles of one version (a spec run, the child runs after it, resyncs while nothing changed) validate it once.
+#: About 10 KiB each; one per object, dropped on delete (:func:`forget_plan`), cleared when full.
+_PARSED: dict[str, tuple[tuple[Any, ...], VLMDeployment]] = {}
+
+
+def parsed(kube: Kube, body: Mapping[str, Any]) -> VLMDeployment:
+    """``admission.parse`` of ``body`` with the platform profile's defaults applied, remembered per object version.
+    Raises pydantic's ``ValidationError`` (never remembered)."""
+    effective = profile_admission.with_defaults(kube, body)
+    meta = body.get("metadata") or {}
+    rv = meta.get("resourceVersion")
+    ident = _plan_ident(meta.get("namespace"), meta.get("name"), meta.get("uid"))
+    # the profile's defaults can change while the object does not; the defaulted spec is then part of the key
+    key = (rv, None if effective is body else json.dumps(effective.get("spec"), sort_keys=True, default=str))
+    with _plans_lock:
+        found = _PARSED.get(ident)
+    if rv is not None and found is not None and found[0] == key:
+        return found[1]
+    vlmd = admission.parse(effective)
+    if rv is not None:
+        with _plans_lock:
+            if len(_PARSED) >= _PLANS_MAX and ident not in _PARSED:
+                _PARSED.clear()
+            _PARSED[ident] = (key, vlmd)
+    return vlmd
 
 
 def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tuple[conditions.PodProblem, ...]:
@@ -423,7 +453,7 @@ def _reconcile(
     old_status: dict[str, Any] = body.get("status") or {}
     prev_conds = tuple(old_status.get("conditions") or [])
     try:
-        vlmd = admission.parse(profile_admission.with_defaults(kube, body))  # a profile's defaults, never stored
+        vlmd = parsed(kube, body)  # a profile's defaults, never stored
     except ValidationError as exc:
         msg = f"the spec is invalid: {admission.validation_message(exc)}"
         obs = conditions.Observed(
