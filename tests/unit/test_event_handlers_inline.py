@@ -106,3 +106,23 @@ def test_a_pod_event_asks_for_its_owners_reconcile_through_the_pod_index() -> No
     body = kopf.Body({"metadata": {"namespace": "ns", "name": "p", "labels": {objects.LABEL_OWNER: "m"}}})
     asked = _asked(pods, {"namespace": "ns", "labels": body["metadata"]["labels"], "body": body})
     assert asked == [(("ns", "m"), handlers.CHILD_WINDOW_SECONDS)]
+
+
+def test_kopfs_success_line_per_event_is_dropped_and_everything_else_kept() -> None:
+    import logging
+
+    quiet = handlers.QuietPerEventSuccess(handlers.PER_EVENT_IDS)
+
+    def rec(level: int, msg: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", level, __file__, 1, msg, None, None)
+
+    assert not quiet.filter(rec(logging.INFO, "Handler 'vlmd_event' succeeded."))
+    assert not quiet.filter(rec(logging.INFO, "Webhook 'validate' succeeded."))
+    assert not quiet.filter(rec(logging.INFO, "Indexer 'vlmd_pods' succeeded."))
+    assert quiet.filter(rec(logging.INFO, "Timer 'multimodal_readiness' succeeded."))  # not per event: kept
+    assert quiet.filter(rec(logging.ERROR, "Handler 'vlmd_event' failed with an exception. Will retry."))
+    assert quiet.filter(rec(logging.INFO, "multimodal probe of pod p: passed"))
+    handlers.quiet_kopf_success_lines()
+    handlers.quiet_kopf_success_lines()
+    installed = [f for f in logging.getLogger("kopf.objects").filters if isinstance(f, handlers.QuietPerEventSuccess)]
+    assert len(installed) == 1
