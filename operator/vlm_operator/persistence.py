@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -54,14 +54,25 @@ class MemoryProgressStorage(kopf.AnnotationsProgressStorage):
         super().purge(key=key, body=body, patch=patch)
 
     def clear(self, *, essence: kopf.BodyEssence) -> kopf.BodyEssence:
-        """The essence less this storage's annotations. kopf's version deep-copies it first, on every watch event
-        of every kind (kopf 1.45.2, kopf/_cogs/configs/progress.py, ``ProgressStorage.clear``); this storage writes
-        no annotation, so only an object an earlier version annotated needs the copy. Nothing mutates an essence
-        (kopf only diffs and stores them)."""
-        annotations = (essence.get("metadata") or {}).get("annotations") or {}
-        if not any(key.startswith(f"{self.prefix}/") for key in annotations):
+        """The essence less the annotations under this storage's prefix, as kopf's ``AnnotationsProgressStorage``
+        makes it, without its deep copy of the whole essence first, on every watch event of every kind (kopf 1.45.2,
+        kopf/_cogs/configs/progress.py, ``ProgressStorage.clear``). The operator's own children carry annotations
+        under the same prefix (their spec hashes), so most events have some to drop: the result shares everything
+        but the metadata and annotations mappings with ``essence``. Nothing mutates an essence (kopf only diffs and
+        stores them)."""
+        meta = essence.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        mine = f"{self.prefix}/"
+        if not any(key.startswith(mine) for key in annotations):
             return essence
-        return super().clear(essence=essence)
+        kept = {k: v for k, v in annotations.items() if not k.startswith(mine)}
+        new_meta = {k: v for k, v in meta.items() if k != "annotations"}
+        if kept:
+            new_meta["annotations"] = kept
+        out: Any = {k: v for k, v in essence.items() if k != "metadata"}
+        if new_meta:
+            out["metadata"] = new_meta
+        return cast(kopf.BodyEssence, out)
 
     def forget(self, uid: str) -> None:
         with self._lock:

@@ -126,3 +126,19 @@ def test_a_shared_spec_essence_equals_kopfs_copy() -> None:
     assert mem.diffbase.build(body=kopf.Body(empty)) == kopfs.build(body=kopf.Body(empty))
     other: Any = {**raw, "kind": "VLMBatchJob"}  # a kind with changing handlers: its essence is stored, so copied
     assert mem.diffbase.build(body=kopf.Body(other))["spec"] is not raw["spec"]
+
+
+def test_clearing_matches_kopf_on_every_shape_of_metadata() -> None:
+    mem = MemoryPersistence(prefix="vlmops.io")
+    kopfs = kopf.AnnotationsProgressStorage(prefix="vlmops.io")
+    shapes: list[Any] = [
+        {"spec": {"a": 1}},
+        {"spec": {}, "metadata": {"labels": {"l": "1"}}},
+        {"spec": {"a": 1}, "metadata": {"annotations": {"vlmops.io/spec-hash": "h"}}},  # only ours: none left
+        {"metadata": {"labels": {"l": "1"}, "annotations": {"vlmops.io/spec-hash": "h", "other/x": "y"}}},
+        {"metadata": {"annotations": {"vlmops.io/spec-hash": "h"}}},
+    ]
+    for essence in shapes:
+        before = json.dumps(essence, sort_keys=True)
+        assert mem.progress.clear(essence=essence) == kopfs.clear(essence=essence), essence
+        assert json.dumps(essence, sort_keys=True) == before  # the input is never changed
