@@ -170,10 +170,9 @@ def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tupl
 
 
 #: How the reconciler reads the cluster for a surge decision: pod spec -> ({node: free GPUs}, this object's
-#: non-terminal pods). The object's own pods are listed afresh (the watch-fed pod index may lag a pod the ReplicaSet
-#: controller just created); the free GPUs come from a cluster snapshot at most a second old (:class:`ClusterPods`).
-#: Called only while a rollout runs; raises when the cluster cannot be read (a namespace-scoped install without
-#: nodes/pods list).
+#: non-terminal pods), both from one snapshot of the cluster watch when it runs (:class:`ClusterPods`); the object's
+#: pods are listed afresh when that snapshot and the pods the reconcile was given disagree, or without the watch
+#: (see :func:`observe`). Called only while a rollout runs; raises when the cluster cannot be read.
 FreeGPUs = Callable[[Mapping[str, Any]], "tuple[dict[str, int], list[dict[str, Any]]]"]
 
 
@@ -230,10 +229,20 @@ def observe(
     if replica_sets is None:
         replica_sets = kube.list("apps/v1", "ReplicaSet", ns, selector) if live else []
 
+    known = pods
+
     def free_gpus(pod_spec: Mapping[str, Any]) -> tuple[dict[str, int], list[dict[str, Any]]]:
-        nodes, bound = CLUSTER_PODS.get(kube)
-        own = kube.list("v1", "Pod", ns, selector, field_selector=_NON_TERMINAL)  # this object's pods: always fresh
-        return rollout.free_gpus(nodes, bound, pod_spec), own
+        free, own = CLUSTER_PODS.free_and_own(kube, pod_spec, ns, name)
+        # The object's pods come from the same snapshot as the free GPUs when that snapshot holds exactly the
+        # versions of them this reconcile was given (kopf's index, or the LIST above): then the two watches have
+        # delivered the same events, and a surge pod counts either as bound in both the free GPUs and the held pods
+        # or in neither. A reconcile is started by a pod's event after kopf's index holds it, so a pod the ReplicaSet
+        # controller just created, or the scheduler's "Insufficient nvidia.com/gpu" on it, is never missed: either
+        # the snapshot has caught up with that event, or the versions differ and the pods are listed afresh, as they
+        # always were before. A pod neither watch has delivered yet brings its own event, and with it a reconcile.
+        if own is None or not _same_versions(own, known):
+            own = kube.list("v1", "Pod", ns, selector, field_selector=_NON_TERMINAL)
+        return free, own
 
     return Observation(
         body,
@@ -249,6 +258,25 @@ def observe(
 
 
 _NON_TERMINAL = "status.phase!=Succeeded,status.phase!=Failed"
+
+
+def _same_versions(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """Whether two views of one object's pods hold the same non-terminal pods at the same resourceVersions (a view
+    without uids or versions never agrees)."""
+
+    def versions(pods: list[dict[str, Any]]) -> set[tuple[Any, Any]] | None:
+        out = set()
+        for p in pods:
+            if (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            meta = p.get("metadata") or {}
+            if not meta.get("uid") or not meta.get("resourceVersion"):
+                return None
+            out.add((meta["uid"], meta["resourceVersion"]))
+        return out
+
+    va = versions(a)
+    return va is not None and va == versions(b)
 
 
 _log = logging.getLogger(__name__)
@@ -272,6 +300,37 @@ class ClusterPods:
         self._blind = False
         self._watched: clusterwatch.ClusterWatch | None = None
 
+    def free_and_own(
+        self, kube: Kube, pod_spec: Mapping[str, Any], namespace: str, name: str
+    ) -> tuple[dict[str, int], list[dict[str, Any]] | None]:
+        """Free GPUs for ``pod_spec`` (:func:`rollout.free_gpus`) and the non-terminal pods of VLMDeployment
+        ``namespace/name`` from the same snapshot; those pods are None when no watch runs (the caller lists them).
+        With the watch a count costs O(nodes) (:class:`vlm_operator.clusterwatch.ClusterWatch`)."""
+        if self.watch and hasattr(kube, "watch"):
+            with self._lock:
+                if self._watched is None:
+                    self._watched = clusterwatch.ClusterWatch(kube)
+                watched = self._watched
+            try:
+                return watched.free_gpus(pod_spec, (namespace, name))
+            except ApiException as exc:
+                if exc.status != 403:
+                    raise
+                self._warn_blind()
+                return {}, None
+        nodes, pods = self.get(kube)
+        return rollout.free_gpus(nodes, pods, pod_spec), None
+
+    def _warn_blind(self) -> None:
+        # a namespaced install may not read every pod of the cluster: with no free-GPU count a rollout never surges
+        # and replaces its pods in place (it cannot wait for GPUs it cannot see)
+        if not self._blind:
+            _log.warning(
+                "cluster-wide nodes/pods are not readable with this install's rights (HTTP 403): "
+                "rollouts replace pods in place instead of surging"
+            )
+        self._blind = True
+
     def get(self, kube: Kube) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         with self._lock:  # one LIST pair at a time; the reconciles that wait for it use its result
             try:
@@ -287,14 +346,7 @@ class ClusterPods:
             except ApiException as exc:
                 if exc.status != 403:
                     raise
-                # a namespaced install may not read every pod of the cluster: with no free-GPU count a rollout
-                # never surges and replaces its pods in place (it cannot wait for GPUs it cannot see)
-                if not self._blind:
-                    _log.warning(
-                        "cluster-wide nodes/pods are not readable with this install's rights (HTTP 403): "
-                        "rollouts replace pods in place instead of surging"
-                    )
-                self._blind = True
+                self._warn_blind()
                 return [], []
 
 
