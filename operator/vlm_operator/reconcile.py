@@ -29,6 +29,7 @@ from vlm_operator import (
     inventory,
     profile_admission,
     quota,
+    quotastore,
     readiness,
     rollout,
 )
@@ -252,7 +253,7 @@ def observe(
         inventory.SHARED.get(kube),
         dt.datetime.now(dt.UTC),
         free_gpus,
-        lambda: kube.list("v1", "ResourceQuota", ns),
+        lambda: quotastore.SHARED.list(kube, ns),
         live_cached=deployment is not None,
     )
 
