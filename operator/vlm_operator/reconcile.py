@@ -690,8 +690,8 @@ def decide_rollout(
         except Exception as exc:  # RBAC without nodes/pods list (namespace-scoped install): replace in place
             if logger is not None:
                 logger.warning(f"Could not read free GPUs ({exc}); replacing pods in place")
-        # Whether a new pod really waits for GPUs is read from that fresh snapshot: the watch-fed index can lag behind
-        # the scheduler. A new pod that waits only for a terminating pod of this deployment to let go of its GPUs is
+        # Whether a new pod really waits for GPUs is read from that snapshot, which holds at least every pod event
+        # kopf's index holds, or from a fresh LIST (see observe's free_gpus). A new pod that waits only for a terminating pod of this deployment to let go of its GPUs is
         # not stuck, so it does not switch the rollout to in-place (which would take down a Ready pod for nothing).
         pending = _waiting_for_gpus(own, apply_hash)
         if pending is None:
