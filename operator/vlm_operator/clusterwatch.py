@@ -64,9 +64,8 @@ def _gpu_resources(c: Mapping[str, Any]) -> dict[str, Any]:
 
 def trim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
     """Pure: what the free-GPU count reads of a pod (:func:`vlm_operator.rollout.free_gpus`); for a VLMDeployment's pod
-    (label ``vlmops.io/deployment``) also what a rollout reads of its own pods (``reconcile.decide_rollout``: labels,
-    the spec-hash annotation, deletion, the PodScheduled condition) and the uid and resourceVersion that tell whether
-    this copy is the one kopf's index holds."""
+    (label ``vlmops.io/deployment``) also what a rollout reads of its own pods (``reconcile.decide_rollout``: uid,
+    labels, the spec-hash annotation, deletion, the PodScheduled condition)."""
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     status = pod.get("status") or {}
     out: dict[str, Any] = {
@@ -83,7 +82,6 @@ def trim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
         ann = meta.get("annotations") or {}
         out["metadata"].update(
             uid=meta.get("uid"),
-            resourceVersion=meta.get("resourceVersion"),
             labels=dict(labels),
             annotations={k: ann[k] for k in (objects.ANN_SPEC_HASH,) if k in ann},
             deletionTimestamp=meta.get("deletionTimestamp"),

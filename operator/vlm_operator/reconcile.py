@@ -234,14 +234,15 @@ def observe(
 
     def free_gpus(pod_spec: Mapping[str, Any]) -> tuple[dict[str, int], list[dict[str, Any]]]:
         free, own = CLUSTER_PODS.free_and_own(kube, pod_spec, ns, name)
-        # The object's pods come from the same snapshot as the free GPUs when that snapshot holds exactly the
-        # versions of them this reconcile was given (kopf's index, or the LIST above): then the two watches have
-        # delivered the same events, and a surge pod counts either as bound in both the free GPUs and the held pods
-        # or in neither. A reconcile is started by a pod's event after kopf's index holds it, so a pod the ReplicaSet
-        # controller just created, or the scheduler's "Insufficient nvidia.com/gpu" on it, is never missed: either
-        # the snapshot has caught up with that event, or the versions differ and the pods are listed afresh, as they
-        # always were before. A pod neither watch has delivered yet brings its own event, and with it a reconcile.
-        if own is None or not _same_versions(own, known):
+        # The object's pods come from the same snapshot as the free GPUs when that snapshot holds the same pods as
+        # the ones this reconcile was given (kopf's index, or the LIST above), alike in all that the decision reads
+        # of them (node, phase, deletion, revision, PodScheduled): then a surge pod counts either as bound in both
+        # the free GPUs and the held pods or in neither. A reconcile is started by a pod's event after kopf's index
+        # holds it, so a pod the ReplicaSet controller just created, or the scheduler's "Insufficient
+        # nvidia.com/gpu" on it, is never missed: either the snapshot has caught up with that event, or the views
+        # differ and the pods are listed afresh, as they always were before. A pod neither watch has delivered yet
+        # brings its own event, and with it a reconcile.
+        if own is None or not _same_pods(own, known):
             own = kube.list("v1", "Pod", ns, selector, field_selector=_NON_TERMINAL)
         return free, own
 
@@ -261,23 +262,39 @@ def observe(
 _NON_TERMINAL = "status.phase!=Succeeded,status.phase!=Failed"
 
 
-def _same_versions(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
-    """Whether two views of one object's pods hold the same non-terminal pods at the same resourceVersions (a view
-    without uids or versions never agrees)."""
+def _rollout_view(pod: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What :func:`decide_rollout` reads of one of the object's own pods (:func:`_waiting_for_gpus`,
+    :func:`rollout.bound_pods`): deletion, revision, node, phase and the scheduler's verdict."""
+    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    scheduled = next(
+        (
+            (c.get("status"), c.get("reason"), c.get("message"))
+            for c in status.get("conditions") or []
+            if c.get("type") == "PodScheduled"
+        ),
+        None,
+    )
+    revision = (meta.get("annotations") or {}).get(objects.ANN_SPEC_HASH)
+    return (meta.get("deletionTimestamp"), revision, spec.get("nodeName"), status.get("phase"), scheduled)
 
-    def versions(pods: list[dict[str, Any]]) -> set[tuple[Any, Any]] | None:
-        out = set()
+
+def _same_pods(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """Whether two views of one object's pods hold the same non-terminal pods (by uid), alike in everything a
+    rollout decision reads of them (:func:`_rollout_view`); a view without uids never agrees."""
+
+    def views(pods: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]] | None:
+        out = {}
         for p in pods:
             if (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 continue
-            meta = p.get("metadata") or {}
-            if not meta.get("uid") or not meta.get("resourceVersion"):
+            uid = (p.get("metadata") or {}).get("uid")
+            if not uid:
                 return None
-            out.add((meta["uid"], meta["resourceVersion"]))
+            out[str(uid)] = _rollout_view(p)
         return out
 
-    va = versions(a)
-    return va is not None and va == versions(b)
+    va = views(a)
+    return va is not None and va == views(b)
 
 
 _log = logging.getLogger(__name__)
@@ -690,9 +707,10 @@ def decide_rollout(
         except Exception as exc:  # RBAC without nodes/pods list (namespace-scoped install): replace in place
             if logger is not None:
                 logger.warning(f"Could not read free GPUs ({exc}); replacing pods in place")
-        # Whether a new pod really waits for GPUs is read from that snapshot, which holds at least every pod event
-        # kopf's index holds, or from a fresh LIST (see observe's free_gpus). A new pod that waits only for a terminating pod of this deployment to let go of its GPUs is
-        # not stuck, so it does not switch the rollout to in-place (which would take down a Ready pod for nothing).
+        # Whether a new pod really waits for GPUs is read from that snapshot, used only where it matches kopf's index
+        # in what this reads, or from a fresh LIST (see observe's free_gpus). A new pod that waits only for a
+        # terminating pod of this deployment to let go of its GPUs is not stuck, so it does not switch the rollout to
+        # in-place (which would take down a Ready pod for nothing).
         pending = _waiting_for_gpus(own, apply_hash)
         if pending is None:
             held = max(0, rollout.bound_pods(own) - spec.scaling.replicas)
