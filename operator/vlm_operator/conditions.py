@@ -153,9 +153,13 @@ def compute_status(obs: Observed, now: str) -> dict[str, Any]:
     desired = obs.desired_replicas
     replicas = int(ds.get("replicas", 0) or 0)
     ready = int(ds.get("readyReplicas", 0) or 0)
-    updated = int(ds.get("updatedReplicas", 0) or 0)
     available = int(ds.get("availableReplicas", 0) or 0)
     dep_current = obs.deployment_status is not None and ds.get("observedGeneration") == obs.deployment_generation
+    # Until the Deployment controller has seen the Deployment's latest template, its updatedReplicas still counts the
+    # pods of the template before it: none of them runs the new one (``kubectl rollout status`` waits for the same
+    # observedGeneration; k8s.io/kubectl pkg/polymorphichelpers/rollout_status.go). Counting them would write a status
+    # that says "1 updated" and then "0 updated" in every rollout.
+    updated = int(ds.get("updatedReplicas", 0) or 0) if dep_current or obs.deployment_generation is None else 0
 
     conds: list[dict[str, Any]] = []
 

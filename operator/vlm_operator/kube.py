@@ -200,14 +200,18 @@ class Kube:
         )
         return out
 
-    def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """Merge-patch the status subresource. Conditions are replaced as a whole list, so send all of them."""
-        self._call(
+    def patch_status(
+        self, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch the status subresource (conditions are replaced as a whole list, so send all of them); returns
+        the object as the API server stored it."""
+        out: dict[str, Any] | None = self._call(
             "PATCH",
             _path(api_version, kind, namespace, name, "status"),
             body={"status": status},
             content_type="application/merge-patch+json",
         )
+        return out
 
     def patch_status_strategic(
         self, api_version: str, kind: str, namespace: str, name: str, body: dict[str, Any]

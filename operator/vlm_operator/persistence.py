@@ -20,6 +20,8 @@ what saves the request.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
+from typing import Any
 
 import kopf
 
@@ -51,6 +53,16 @@ class MemoryProgressStorage(kopf.AnnotationsProgressStorage):
         # progress an earlier version stored in an annotation is removed (the only case that adds to the patch)
         super().purge(key=key, body=body, patch=patch)
 
+    def clear(self, *, essence: kopf.BodyEssence) -> kopf.BodyEssence:
+        """The essence less this storage's annotations. kopf's version deep-copies it first, on every watch event
+        of every kind (kopf 1.45.2, kopf/_cogs/configs/progress.py, ``ProgressStorage.clear``); this storage writes
+        no annotation, so only an object an earlier version annotated needs the copy. Nothing mutates an essence
+        (kopf only diffs and stores them)."""
+        annotations = (essence.get("metadata") or {}).get("annotations") or {}
+        if not any(key.startswith(f"{self.prefix}/") for key in annotations):
+            return essence
+        return super().clear(essence=essence)
+
     def forget(self, uid: str) -> None:
         with self._lock:
             for k in [k for k in self._records if k[0] == uid]:
@@ -63,10 +75,39 @@ class MemoryProgressStorage(kopf.AnnotationsProgressStorage):
 class MemoryDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     """The last-handled essence of each object (spec, labels, annotations; never status), in memory."""
 
-    def __init__(self, *, prefix: str, key: str) -> None:
+    def __init__(self, *, prefix: str, key: str, share_spec_of: Iterable[str] = ()) -> None:
         super().__init__(prefix=prefix, key=key)
+        #: kinds whose essence keeps a reference to the event's spec instead of a copy (:meth:`build`)
+        self.share_spec_of = frozenset(share_spec_of)
         self._bases: dict[str, kopf.BodyEssence] = {}
         self._lock = threading.Lock()
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        """kopf's essence of ``body``, built from a copy without what the essence drops anyway.
+
+        kopf builds the essence of every watch event of every kind it watches (pods and Deployments too), and its
+        ``DiffBaseStorage.build`` deep-copies the whole body first, status and ``metadata.managedFields`` included,
+        only to delete them (kopf 1.45.2, kopf/_cogs/configs/diffbase.py): the largest single cost of the operator's
+        Python time on a 100-object benchmark (docs/performance.md). The same method runs here on the body less its
+        status and with only the labels and annotations of its metadata, which is all it keeps; with extra fields
+        (a handler that watches a status field) it runs on the whole body.
+
+        For the kinds in ``share_spec_of`` (those with no kopf create/update/resume/delete handler: kopf only compares
+        their essences and never stores one) the spec is not copied either: the essence refers to the event's own
+        spec, which nothing mutates (kopf's bodies are read-only views of the decoded event)."""
+        fields = list(extra_fields or [])
+        if fields:
+            return super().build(body=body, extra_fields=fields)
+        meta = body.get("metadata") or {}
+        kept_meta = {k: meta[k] for k in ("labels", "annotations") if k in meta}
+        share = body.get("kind") in self.share_spec_of
+        dropped = ("status", "metadata", "spec") if share else ("status", "metadata")
+        slim = {k: v for k, v in body.items() if k not in dropped}
+        slim_body: Any = {**slim, "metadata": kept_meta}  # a RawBody (kopf types it as a TypedDict)
+        essence = super().build(body=kopf.Body(slim_body))
+        if share and "spec" in body:
+            essence["spec"] = body["spec"]
+        return essence
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         with self._lock:
@@ -90,9 +131,9 @@ class MemoryDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
 class MemoryPersistence:
     """Both storages, installed in kopf's settings by :meth:`install`; :meth:`forget` drops a deleted object."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, share_spec_of: Iterable[str] = ()) -> None:
         self.progress = MemoryProgressStorage(prefix=prefix)
-        self.diffbase = MemoryDiffBaseStorage(prefix=prefix, key="last-handled")
+        self.diffbase = MemoryDiffBaseStorage(prefix=prefix, key="last-handled", share_spec_of=share_spec_of)
 
     def install(self, settings: kopf.OperatorSettings) -> None:
         settings.persistence.progress_storage = self.progress

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import threading
@@ -32,6 +33,7 @@ from vlm_operator import (
     quotastore,
     readiness,
     rollout,
+    store,
 )
 from vlm_operator import operator_metrics as op_metrics
 from vlm_operator.api import VLMDeployment
@@ -185,9 +187,10 @@ class Observation:
     body: dict[str, Any]
     #: the VLMDeployment's Deployment, or None
     live: dict[str, Any] | None
-    #: this object's pods and ReplicaSets (label selector of :func:`objects.selector_string`)
+    #: this object's pods and ReplicaSets (label selector of :func:`objects.selector_string`); the ReplicaSets can be
+    #: a function that lists them: only a rollback reads them (:meth:`rsets`)
     pods: list[dict[str, Any]]
-    replica_sets: list[dict[str, Any]]
+    replica_sets: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]]
     #: GFD product -> the most allocatable GPUs one node has (:mod:`vlm_operator.inventory`)
     inventory: Mapping[str, int]
     now: dt.datetime
@@ -196,6 +199,9 @@ class Observation:
     quotas: Callable[[], list[dict[str, Any]]] | None = None
     #: ``live`` came from the watch-fed index, not a GET (it can lag the API server by an event)
     live_cached: bool = False
+
+    def rsets(self) -> list[dict[str, Any]]:
+        return self.replica_sets() if callable(self.replica_sets) else self.replica_sets
 
 
 @dataclass
@@ -218,8 +224,10 @@ def observe(
     replica_sets: list[dict[str, Any]] | None = None,
     deployment: tuple[dict[str, Any] | None] | None = None,
 ) -> Observation:
-    """Read what the decision needs. ``pods`` / ``replica_sets`` come from the operator's watch-fed indexes
-    (handlers pass them); without them (CLI, tests, a resync before the index is warm) they are listed once."""
+    """Read what the decision needs. ``pods`` come from the operator's watch-fed index (handlers pass them); without
+    them (CLI, tests, a resync before the index is warm) they are listed once. ``replica_sets`` are listed only if a
+    rollback asks for them, once per reconcile: the operator keeps no watch of ReplicaSets, whose events (several per
+    pod started) only a rollback would read."""
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     # ``deployment``: (the Deployment or None) from the watch-fed index; read afresh when the index is not known
@@ -227,8 +235,9 @@ def observe(
     selector = objects.selector_string(name)
     if pods is None:
         pods = kube.list("v1", "Pod", ns, selector) if live else []
+    rsets: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]] = replica_sets or []
     if replica_sets is None:
-        replica_sets = kube.list("apps/v1", "ReplicaSet", ns, selector) if live else []
+        rsets = functools.cache(lambda: kube.list("apps/v1", "ReplicaSet", ns, selector) if live else [])
 
     known = pods
 
@@ -250,7 +259,7 @@ def observe(
         body,
         live,
         list(pods),
-        list(replica_sets),
+        rsets,
         inventory.SHARED.get(kube),
         dt.datetime.now(dt.UTC),
         free_gpus,
@@ -371,6 +380,49 @@ class ClusterPods:
 #: the process-wide snapshot the reconciles share
 CLUSTER_PODS = ClusterPods()
 
+
+class Known:
+    """What the operator process knows of its objects beyond the API server: the newest copy of each VLMDeployment
+    (fed by their watch, and by the status PATCH responses of its own reconciles) and, per VLMDeployment, the
+    Deployment this process last applied while the Deployment index has not caught up with it.
+
+    With it a reconcile reads nothing afresh: the VLMDeployment, its Deployment, pods and ReplicaSets come from
+    watch-fed caches, and no reconcile computes a status from a copy older than one an earlier reconcile wrote or
+    applied (each copy only moves forward; :mod:`vlm_operator.store`)."""
+
+    def __init__(self) -> None:
+        self.objects = store.Latest()
+        self._applied: dict[tuple[str, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def deployment(self, key: tuple[str, str], indexed: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The newer of the indexed Deployment and the one this process applied (dropped once the index holds it)."""
+        with self._lock:
+            mine = self._applied.get(key)
+            if mine is None:
+                return indexed
+            mine_rv, indexed_rv = store.version(mine), store.version(indexed)
+            if mine_rv is None or (indexed_rv is not None and indexed_rv >= mine_rv):
+                del self._applied[key]
+                return indexed
+            return mine
+
+    def applied_deployment(self, key: tuple[str, str], body: dict[str, Any] | None) -> None:
+        if body is not None and store.version(body) is not None:
+            with self._lock:
+                kept = self._applied.get(key)
+                if kept is None or (store.version(kept) or 0) < (store.version(body) or 0):
+                    self._applied[key] = store.compact(body)
+
+    def deployment_deleted(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._applied.pop((namespace, name), None)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.objects.forget((namespace, name))
+        self.deployment_deleted(namespace, name)
+
+
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -385,6 +437,8 @@ def reconcile(
     thorough: bool = True,
     deployment: tuple[dict[str, Any] | None] | None = None,
     defer_status: bool = False,
+    known: Known | None = None,
+    created: bool = False,
 ) -> bool:
     """Reconcile one VLMDeployment: observe, decide, act; False when it no longer exists (or is being deleted).
     Watch events, the drift resync and child events can all ask at once; they are serialized per object, and each
@@ -393,15 +447,25 @@ def reconcile(
     and PodDisruptionBudget instead of reading them (see :data:`_APPLIED`). ``defer_status`` (the operator's create
     and update handlers): when this reconcile changes the Deployment, it writes no status; the Deployment's watch event
     brings a child reconcile within half a second that writes it from a newer view. On create that saves the write of
-    a state that lasts half a second (nothing scheduled yet), one of about two per object."""
+    a state that lasts half a second (nothing scheduled yet), one of about two per object.
+    ``known`` (the operator's :class:`Known`, with ``deployment`` from its index): the object comes from there, not a
+    GET, and nothing else is read afresh either. ``created``: the object was just created (its watch said ADDED), so
+    its Service and PodDisruptionBudget are applied without reading them first (the read would be a 404)."""
     with _locks_guard:
         lock = _locks.setdefault((namespace, name), threading.Lock())
     with lock, op_metrics.reconcile_timer(namespace, name):
-        body = kube.get(API_VERSION, KIND, namespace, name)
+        if known is not None:
+            body = known.objects.get((namespace, name))
+            if deployment is not None:
+                deployment = (known.deployment((namespace, name), deployment[0]),)
+            else:
+                known = None  # the Deployment index is not warm yet: read what the index would have held
+        else:
+            body = kube.get(API_VERSION, KIND, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             op_metrics.forget(namespace, name)
             return False
-        _reconcile(kube, body, logger, pods, replica_sets, thorough, deployment, defer_status)
+        _reconcile(kube, body, logger, pods, replica_sets, thorough, deployment, defer_status, known, created)
         return True
 
 
@@ -414,6 +478,8 @@ def _reconcile(
     thorough: bool = True,
     deployment: tuple[dict[str, Any] | None] | None = None,
     defer_status: bool = False,
+    known: Known | None = None,
+    created: bool = False,
 ) -> None:
     meta = body["metadata"]
     generation = int(meta.get("generation", 1))
@@ -432,18 +498,24 @@ def _reconcile(
             engine_version=old_status.get("engineVersion"),  # keep the recorded release (admission.parse)
             previous_conditions=prev_conds,
         )
-        _write_status(kube, body, conditions.compute_status(obs, _now()), logger)
+        _write_status(kube, body, conditions.compute_status(obs, _now()), logger, known)
         return
     observation = observe(kube, body, pods, replica_sets, deployment)
     decision = decide(vlmd, observation, logger)
-    if observation.live_cached and decision.deployment is not None and not _same_object(observation.live, decision):
+    if (
+        known is None
+        and observation.live_cached
+        and decision.deployment is not None
+        and not _same_object(observation.live, decision)
+    ):
         # The indexed Deployment differs from what is wanted: read it afresh before deciding on a write or a rollout
         # (the index can still hold the version before this process's own last apply). Only this path reads it.
+        # With ``known`` the index is already overlaid with what this process applied (:meth:`Known.deployment`).
         meta = body["metadata"]
         live = kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
         observation = dataclasses.replace(observation, live=live, live_cached=False)
         decision = decide(vlmd, observation, logger)
-    act(kube, vlmd, observation, decision, logger, thorough, defer_status)
+    act(kube, vlmd, observation, decision, logger, thorough, defer_status, known, created and not body.get("status"))
 
 
 def _same_object(live: dict[str, Any] | None, d: Decision) -> bool:
@@ -483,6 +555,8 @@ def act(
     logger: Any,
     thorough: bool = True,
     defer_status: bool = False,
+    known: Known | None = None,
+    created: bool = False,
 ) -> None:
     """Apply what changed, record the rollout's event, and write status once. With ``defer_status``, a reconcile that
     changed the Deployment leaves the status to the reconcile its watch event brings (see :func:`reconcile`)."""
@@ -493,15 +567,24 @@ def act(
     running_hash = _template_hash(obs.live)
     applied = None
     if d.deployment is not None:
-        applied = _apply_if_changed(kube, d.deployment, logger, obs.live)
+        applied = _apply_if_changed(kube, d.deployment, logger, obs.live, live_known=obs.live_cached)
+        if known is not None:
+            known.applied_deployment((ns, name), applied)
         current = applied or obs.live
         for obj in d.others:
-            _apply_if_changed(kube, obj, logger, trust_memory=not thorough)
+            # ``created``: a new object's Service and PodDisruptionBudget do not exist yet; not read (a 404) first
+            _apply_if_changed(kube, obj, logger, trust_memory=not thorough, live_known=created)
         if d.roll.event is not None:
             _event(kube, body, *d.roll.event, logger)
         running_hash = _template_hash(current)
     new_status = status_for(vlmd, obs, d, current, running_hash)
-    if applied is None and obs.live_cached and obs.live is not None and _status_changes(body, new_status):
+    if (
+        known is None
+        and applied is None
+        and obs.live_cached
+        and obs.live is not None
+        and _status_changes(body, new_status)
+    ):
         # The indexed Deployment can lag the API server (its watch falls behind under a burst) and so lag what an
         # earlier reconcile read afresh: a status that changes is computed from a fresh read, so it never goes back
         # (Ready True, then False again from an older view). One GET per status write, none per idle reconcile.
@@ -515,7 +598,7 @@ def act(
         logger.debug(f"{ns}/{name}: " + "; ".join(d.details))
     if defer_status and applied is not None:
         return
-    _write_status(kube, body, new_status, logger)
+    _write_status(kube, body, new_status, logger, known)
 
 
 def status_for(
@@ -650,9 +733,10 @@ def decide_rollout(
 
     if record is not None and record.failed_hash == desired_hash and spec.rollout.auto_rollback:
         # Still rolled back: the spec renders the template that failed; keep the good one until the template changes.
-        tmpl = _good_template(obs.replica_sets, record.good_hash, live)
-        if tmpl is None and running_hash == record.good_hash:
-            tmpl = live["spec"]["template"]
+        # The Deployment that runs it holds it; else its ReplicaSet does.
+        tmpl = live["spec"]["template"] if running_hash == record.good_hash else None
+        if tmpl is None:
+            tmpl = _good_template(obs.rsets(), record.good_hash, live)
         if tmpl is not None:
             view.template, view.annotations = tmpl, {rollout.ANN_ROLLBACK: record.encode()}
             view.rolled_back, apply_hash = record.status_message(), record.good_hash
@@ -663,7 +747,7 @@ def decide_rollout(
             [p for p in revision if p.template_hash == running_hash], spec.rollout.failure_threshold, budget, obs.now
         )
         if rollout.should_roll_back(spec.rollout, verdict, running_hash, last_good):
-            tmpl = _good_template(obs.replica_sets, last_good, live)
+            tmpl = _good_template(obs.rsets(), last_good, live)
             if tmpl is None:
                 if logger is not None:
                     logger.warning(f"Pod template {running_hash} failed but no ReplicaSet of {last_good} is left")
@@ -783,14 +867,16 @@ def _apply_if_changed(
     logger: Any,
     live: dict[str, Any] | None = None,
     trust_memory: bool = False,
+    live_known: bool = False,
 ) -> dict[str, Any] | None:
-    """Apply ``obj`` unless the live object carries the same object hash; returns the applied object, or None."""
+    """Apply ``obj`` unless the live object carries the same object hash; returns the applied object, or None.
+    ``live_known``: ``live`` is what there is (None: nothing), so it is not read."""
     meta = obj["metadata"]
     want = meta["annotations"][objects.ANN_OBJECT_HASH]
     key = (obj["kind"], meta["namespace"], meta["name"])
     if trust_memory and _APPLIED.get(key) == want:
         return None
-    if live is None:
+    if live is None and not live_known:
         live = kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
     if live is not None and live["metadata"].get("annotations", {}).get(objects.ANN_OBJECT_HASH) == want:
         _APPLIED[key] = want
@@ -829,13 +915,18 @@ def _resource_version(obj: dict[str, Any]) -> str | None:
     return str(rv) if rv is not None else None
 
 
-def _write_status(kube: Kube, body: dict[str, Any], new: dict[str, Any], logger: Any) -> None:
+def _write_status(
+    kube: Kube, body: dict[str, Any], new: dict[str, Any], logger: Any, known: Known | None = None
+) -> None:
     if not _status_changes(body, new):
         return
     old = body.get("status") or {}
     meta = body["metadata"]
     patch = {k: new.get(k) for k in _STATUS_KEYS}  # None deletes a key that no longer applies (merge patch)
-    kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)
+    stored = kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], patch)
+    if known is not None and isinstance(stored, dict):
+        # the next reconcile starts from this status even before the watch brings it back
+        known.objects.offer((meta["namespace"], meta["name"]), stored)
     for ev_type, type_, st, reason, message in conditions.notable_transitions(
         old.get("conditions") or [], new["conditions"]
     ):

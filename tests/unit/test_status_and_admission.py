@@ -48,7 +48,16 @@ def test_rolling_out_is_progressing_and_reconciling() -> None:
 
 def test_a_deployment_not_yet_observed_is_not_ready() -> None:
     obs = conditions.Observed(1, 1, FITS, dep_status(1, 1, 1, gen=1), deployment_generation=2)
-    assert conds(conditions.compute_status(obs, NOW))["Ready"]["status"] == "False"
+    st = conditions.compute_status(obs, NOW)
+    assert conds(st)["Ready"]["status"] == "False"
+    # its updatedReplicas counts the previous template's pods: none runs the new one yet
+    assert st["updatedReplicas"] == 0 and st["readyReplicas"] == 1
+    assert conds(st)["Ready"]["message"] == "1/1 replicas ready, 0 updated"
+    # the status once the controller has seen it, before its new pod starts: the same, so nothing is written
+    seen = conditions.compute_status(
+        conditions.Observed(1, 1, FITS, dep_status(1, 1, 0, gen=2), deployment_generation=2), NOW
+    )
+    assert seen == st
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:

@@ -15,6 +15,8 @@ import contextlib
 import functools
 import json
 import logging
+import threading
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,6 @@ from pydantic import ValidationError
 
 from vlm_operator import (
     admission,
-    coalesce,
     inventory,
     kube,
     persistence,
@@ -37,6 +38,7 @@ from vlm_operator import (
     webhook_certs,
     webhook_config,
     webhook_server,
+    workqueue,
 )
 from vlm_operator.autoscale import loop
 from vlm_operator.estimator import from_spec
@@ -70,7 +72,9 @@ VALIDATE_ID = "validate"
 MANAGED = {"app.kubernetes.io/managed-by": objects.MANAGED_BY}
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={objects.MANAGED_BY}"
 #: kopf's bookkeeping for VLMDeployments, in this process's memory (see ``configure``)
-PERSISTENCE = persistence.MemoryPersistence(prefix="vlmops.io")
+#: Pods, Deployments and VLMDeployments have no kopf create/update/resume handler of this operator, so kopf never
+#: stores their essence: it may refer to the event's spec instead of copying it on every event.
+PERSISTENCE = persistence.MemoryPersistence(prefix="vlmops.io", share_spec_of=("Pod", "Deployment", "VLMDeployment"))
 
 #: What :func:`register` was given for kopf's default registry (the operator process's); :func:`configure` reads it.
 _settings: Settings | None = None
@@ -93,7 +97,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # ReplicaSets and Deployments, not every one in the cluster.
     for resource in (
         ("", "v1", "pods"),
-        ("apps", "v1", "replicasets"),
         ("apps", "v1", "deployments"),
         ("batch", "v1", "jobs"),  # a VLMBatchJob's Job (handlers/batch.py)
     ):
@@ -146,26 +149,39 @@ def vlmd_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: 
     return _by_owner(namespace, labels, body)
 
 
-def vlmd_replicasets(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """The watch-fed cache of each VLMDeployment's ReplicaSets (the rollback finds the last good template here)."""
-    return _by_owner(namespace, labels, body)
+def _in_loop(fn: Callable[..., dict[Any, Any]]) -> Callable[..., Awaitable[dict[Any, Any]]]:
+    """``fn`` as a coroutine function, which kopf runs in its event loop instead of its executor. Not
+    ``functools.wraps``: kopf follows ``__wrapped__`` to decide whether a handler is async (kopf 1.45.2,
+    kopf/_core/actions/invocation.py, ``is_async_fn``), and would call the coroutine function from its executor."""
+
+    async def run(**kwargs: Any) -> dict[Any, Any]:
+        return fn(**kwargs)
+
+    run.__name__ = run.__qualname__ = fn.__name__
+    return run
 
 
 #: kopf's indexes (live views), kept from the latest handler call for the reconciles that kopf does not call (the
-#: coalesced child reconciles, the drift resync)
+#: work queue's reconciles, the drift resync)
 _INDEXES: dict[str, Any] = {}
 
 
 def _keep_indexes(kwargs: dict[str, Any]) -> None:
-    for index in ("vlmd_pods", "vlmd_replicasets", "vlmd_deployments"):
+    for index in ("vlmd_pods", "vlmd_deployments"):
         if kwargs.get(index) is not None:
             _INDEXES[index] = kwargs[index]
 
 
 def vlmd_deployments(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """The watch-fed cache of each VLMDeployment's Deployment: a reconcile reads it instead of a GET, and reads the
-    API server only when the Deployment must change (:func:`vlm_operator.reconcile._reconcile`)."""
+    """The watch-fed cache of each VLMDeployment's Deployment: a reconcile reads it (and :data:`KNOWN`'s fresher
+    copies) instead of a GET (:func:`vlm_operator.reconcile._reconcile`)."""
     return _by_owner(namespace, labels, body)
+
+
+#: The newest known VLMDeployments (their watch, and the status PATCH responses of this process's reconciles) and the
+#: Deployments this process applied that their index has not caught up with: a reconcile of the operator reads no
+#: object afresh (:class:`vlm_operator.reconcile.Known`).
+KNOWN = reconcile.Known()
 
 
 def _reconcile(
@@ -175,11 +191,12 @@ def _reconcile(
     kwargs: dict[str, Any],
     thorough: bool = True,
     defer_status: bool = False,
+    created: bool = False,
 ) -> bool:
-    """Reconcile with the children read from the indexes (kopf passes them to every handler by name); False when the
-    object is gone."""
+    """Reconcile with the object and its children read from the watch-fed caches (kopf passes the indexes to every
+    handler by name); False when the object is gone."""
     key = (namespace, name)
-    pods, rsets, deps = kwargs.get("vlmd_pods"), kwargs.get("vlmd_replicasets"), kwargs.get("vlmd_deployments")
+    pods, deps = kwargs.get("vlmd_pods"), kwargs.get("vlmd_deployments")
     deployment = None
     if deps is not None:  # the index is known: the Deployment is what it holds (None: there is none)
         found = list(deps.get(key, []))
@@ -191,10 +208,11 @@ def _reconcile(
             name,
             logger,
             pods=list(pods.get(key, [])) if pods is not None else None,
-            replica_sets=list(rsets.get(key, [])) if rsets is not None else None,
             thorough=thorough,
             deployment=deployment,
             defer_status=defer_status,
+            known=KNOWN if KNOWN.objects.known(key) else None,
+            created=created,
         )
     except ApiException as exc:
         if exc.status == 404 and _gone(namespace, name):
@@ -221,29 +239,105 @@ def namespace_terminating(exc: ApiException) -> bool:
     return exc.status == 403 and "because it is being terminated" in str(exc.body or "")
 
 
-def reconcile_vlmd(namespace: str | None, name: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
-    if namespace and name:
-        _keep_indexes(kwargs)
-        # a Deployment this changes brings a child reconcile (0.5 s later) that writes the status
-        _reconcile(namespace, name, logger, kwargs, defer_status=True)
-        if from_spec.hub_lookups_in_flight():
-            # The fit check gave up waiting for the Hub (FitsGPU Unknown) while the lookup goes on: check again soon
-            # rather than at the next drift resync.
-            raise kopf.TemporaryError("a Hub lookup is still running; the fit check runs again", delay=HUB_RECHECK_S)
+_LOG = logging.getLogger("vlm_operator.reconcile")
+#: Keys whose next run was asked for by the VLMDeployment's own watch (new, changed or listed): a run that applies the
+#: Deployment leaves the status to the child event that follows. Every queued run trusts what this process last
+#: applied to the Service and PodDisruptionBudget (a GET of each only when it applied nothing yet, as after a
+#: restart); the drift resync reads them, so an edited or deleted one still comes back within one drift period.
+_SPEC_RUN: set[tuple[str, str]] = set()
+#: Keys just created (a watch event ADDED with no status): their children do not exist yet, so their first run applies
+#: them without reading them first.
+_CREATED: set[tuple[str, str]] = set()
+_thorough_lock = threading.Lock()
 
 
-def vlmd_event(type: str | None, uid: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
-    """Every watch event of a VLMDeployment: the drift resync learns of it; a deleted one drops kopf's bookkeeping, the
-    reconciler's memory of it and its place in the drift resync."""
+def reconcile_key(key: Any) -> float | None:
+    """The work queue's run: one reconcile of ``key``; seconds until it is to run again, or None."""
+    namespace, name = key
+    if RESYNC.paused():
+        return None  # kopf's peering paused this replica; the watch lists every object again when it resumes
+    with _thorough_lock:
+        spec_run, created = key in _SPEC_RUN, key in _CREATED
+        _SPEC_RUN.discard(key)
+        _CREATED.discard(key)
+    try:
+        # a Deployment this changes brings a child event (half a second later) whose run writes the status
+        _reconcile(namespace, name, _LOG, _INDEXES, thorough=False, defer_status=spec_run, created=created)
+    except BaseException:
+        if spec_run:
+            with _thorough_lock:
+                _SPEC_RUN.add(key)
+        raise
+    if from_spec.hub_lookups_in_flight():
+        # The fit check gave up waiting for the Hub (FitsGPU Unknown) while the lookup goes on: check again soon
+        # rather than at the next drift resync.
+        return HUB_RECHECK_S
+    return None
+
+
+#: How long child events of one VLMDeployment are gathered into one reconcile.
+CHILD_WINDOW_SECONDS = 0.5
+#: Every reconcile the watches ask for (:mod:`vlm_operator.workqueue`): at most one per object at a time, a burst of
+#: child events folded into one run, failures retried after 1, 2, 4, 8, then every 10 s.
+QUEUE = workqueue.WorkQueue(reconcile_key, workers=6, retry_base_s=1.0, retry_max_s=HANDLER_BACKOFF_S)
+
+
+def stop_queue(**_: Any) -> None:
+    QUEUE.stop()
+
+
+#: What of each VLMDeployment's last watch event asks for a reconcile when it changes: the uid, and kopf's essence,
+#: what kopf's on.update handlers reacted to (the spec, the labels, the annotations other than kopf's own storage of
+#: any kopf operator and kubectl's last-applied configuration; never the status, which is what this operator writes).
+_ESSENCE: dict[tuple[str, str], tuple[Any, Any]] = {}
+_essence_lock = threading.Lock()
+
+
+def _essence(body: Mapping[str, Any]) -> tuple[Any, Any]:
+    kbody = body if isinstance(body, kopf.Body) else kopf.Body(dict(body))  # type: ignore[arg-type]
+    return ((body.get("metadata") or {}).get("uid"), PERSISTENCE.diffbase.build(body=kbody))
+
+
+def vlmd_event(
+    type: str | None,
+    uid: str | None,
+    namespace: str | None,
+    name: str | None,
+    body: Mapping[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    """Every watch event of a VLMDeployment: kept as the newest known copy; a new one (or one listed at start-up), or
+    one whose spec, labels or annotations changed, is queued for a reconcile; the drift resync learns of it.
+    A deleted one drops kopf's bookkeeping, the reconciler's memory of it and its place in the drift resync."""
     if not namespace or not name:
         return
+    key = (namespace, name)
     if type == "DELETED":
-        RESYNC.discard((namespace, name))
+        RESYNC.discard(key)
+        KNOWN.forget(namespace, name)
         reconcile.forget_applied(namespace, name)
+        with _essence_lock:
+            _ESSENCE.pop(key, None)
+        with _thorough_lock:
+            _SPEC_RUN.discard(key)
+            _CREATED.discard(key)
         if uid:
             PERSISTENCE.forget(uid)
-    else:
-        RESYNC.add((namespace, name))
+        return
+    RESYNC.add(key)
+    if body is None:
+        return
+    KNOWN.objects.seen(key, body)
+    essence = _essence(body)
+    with _essence_lock:
+        changed = type is None or _ESSENCE.get(key) != essence
+        _ESSENCE[key] = essence
+    if changed:
+        with _thorough_lock:
+            _SPEC_RUN.add(key)
+            if type == "ADDED" and not body.get("status"):
+                _CREATED.add(key)
+        QUEUE.add(key)
 
 
 _RESYNC_LOG = logging.getLogger("vlm_operator.resync")
@@ -302,39 +396,37 @@ def multimodal_readiness(
         logger.info(f"multimodal probe of pod {pod}: " + ("passed" if result.ok else f"failed: {result.error}"))
 
 
-_CHILD_LOG = logging.getLogger("vlm_operator.children")
-
-
-def _reconcile_owner(key: Any) -> None:
-    namespace, name = key
-    _reconcile(namespace, name, _CHILD_LOG, _INDEXES, thorough=False)
-
-
-#: How long child events of one VLMDeployment are gathered into one reconcile.
-CHILD_WINDOW_SECONDS = 0.5
-CHILDREN = coalesce.Coalescer(_reconcile_owner, window_s=CHILD_WINDOW_SECONDS)
-
-
-def stop_coalescing(**_: Any) -> None:
-    CHILDREN.stop()
-
-
-def child_changed(body: kopf.Body, **kwargs: Any) -> None:
+def child_changed(body: kopf.Body, type: str | None = None, **kwargs: Any) -> None:
     """A child's status moved (a pod became ready, crashed): recompute the owner's status, once per burst of events
-    (:mod:`vlm_operator.coalesce`)."""
-    owner = body.get("metadata", {}).get("labels", {}).get(objects.LABEL_OWNER)
-    ns = body.get("metadata", {}).get("namespace")
+    (:data:`QUEUE`). A deleted Deployment drops the fresher copy this process kept of it."""
+    meta = body.get("metadata", {})
+    owner = meta.get("labels", {}).get(objects.LABEL_OWNER)
+    ns = meta.get("namespace")
     if not owner or not ns:
         return
     _keep_indexes(kwargs)
-    CHILDREN.ask((ns, owner))
+    if type == "DELETED" and body.get("kind") == "Deployment":
+        KNOWN.deployment_deleted(ns, owner)
+    QUEUE.add((ns, owner), CHILD_WINDOW_SECONDS)
 
 
 async def vlmd_event_async(**kwargs: Any) -> None:
-    """:func:`vlmd_event` in kopf's event loop. It only takes short locks, so it never waits for a thread of kopf's
-    sync-handler executor: during a rollout all of those wait on API calls, and each object's watch events (decoded
-    bodies) queued up in kopf's per-object backlog behind such a wait (docs/performance.md, "Operator RSS")."""
+    """:func:`vlmd_event` in kopf's event loop: it only takes short locks and queues the reconcile, so kopf's worker
+    of each object takes its next event at once instead of holding it (a decoded body) behind a blocking reconcile
+    (docs/performance.md, "Operator RSS")."""
+    _keep_indexes(kwargs)
     vlmd_event(**kwargs)
+
+
+async def pods_indexed(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The pod index (:func:`vlmd_pods`), which also asks for the owner's reconcile within the child window: kopf
+    calls it for every event of every pod of the operator, so a separate event handler per pod event (kopf builds a
+    handler's arguments and runs it for each) is not needed. A deleted pod is dropped from the index without a call;
+    its ReplicaSet's replacement pod, and the Deployment's status change, ask for the reconcile instead."""
+    found = vlmd_pods(namespace=namespace, labels=labels, body=body)
+    for key in found:
+        QUEUE.add(key, CHILD_WINDOW_SECONDS)
+    return found
 
 
 async def child_changed_async(**kwargs: Any) -> None:
@@ -417,11 +509,14 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
         registry = kopf.get_default_registry()
     on, r = kopf.on, registry
     on.startup(registry=r)(configure)
-    kopf.index("", "v1", "pods", labels=MANAGED, registry=r)(vlmd_pods)
-    kopf.index("apps", "v1", "replicasets", labels=MANAGED, registry=r)(vlmd_replicasets)
-    kopf.index("apps", "v1", "deployments", labels=MANAGED, registry=r)(vlmd_deployments)
-    for changed in (on.resume, on.create, on.update):
-        changed(GROUP, VERSION, PLURAL, backoff=HANDLER_BACKOFF_S, registry=r)(reconcile_vlmd)
+    # The index functions run in kopf's event loop (a sync one would hop to kopf's executor and back for every event):
+    # they copy a body, and wait for nothing.
+    kopf.index("", "v1", "pods", labels=MANAGED, id="vlmd_pods", registry=r)(pods_indexed)
+    kopf.index("apps", "v1", "deployments", labels=MANAGED, id="vlmd_deployments", registry=r)(
+        _in_loop(vlmd_deployments)
+    )
+    # No kopf create/update/resume handler: the VLMDeployments' watch events queue their reconciles (``vlmd_event``,
+    # :data:`QUEUE`), so kopf neither holds an event behind a blocking reconcile nor keeps a diff base per object.
     # The drift resync: one loop for all objects (:mod:`vlm_operator.resync`), not a kopf timer per object, which
     # would put kopf's finalizer on each (a write per create). Objects that carry that finalizer from an earlier
     # version lose it on their first event: kopf removes its finalizer when no handler of the object needs it
@@ -445,9 +540,10 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
         registry=r,
     )(multimodal_readiness)
     on.event(GROUP, VERSION, PLURAL, id="vlmd_event", registry=r)(vlmd_event_async)
-    on.cleanup(registry=r)(stop_coalescing)
-    for kind in (("", "v1", "pods"), ("apps", "v1", "deployments")):
-        on.event(*kind, labels=MANAGED, id="child_changed", registry=r)(child_changed_async)
+    on.cleanup(registry=r)(stop_queue)
+    # A pod's events reach the owner's reconcile through the pod index (``pods_indexed``); a Deployment's through this
+    # handler, which also sees its deletion.
+    on.event("apps", "v1", "deployments", labels=MANAGED, id="child_changed", registry=r)(child_changed_async)
     kopf.daemon(GROUP, VERSION, PLURAL, id="autoscaler", when=_internal, cancellation_timeout=10.0, registry=r)(
         autoscaler_daemon
     )
