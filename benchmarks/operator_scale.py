@@ -107,13 +107,30 @@ def proc_peak_rss_mib(pid: int) -> float:
     return proc_status_mib(pid, "VmHWM")
 
 
+#: How long :func:`memdump` waits for the operator to write its dump
+MEMDUMP_WAIT_S = 300.0
+
+
 def memdump(proc: Proc, what: str) -> None:
     """With ``VLM_BENCH_MEMDUMP=<path>`` the operator runs with ``VLM_OPERATOR_MEMDUMP=<path>`` (tracemalloc on; see
-    ``vlm_operator/memdiag.py``): ask it for a dump of its top allocation sites now."""
-    if os.environ.get("VLM_BENCH_MEMDUMP"):
-        progress(f"memory dump ({what}): {os.environ['VLM_BENCH_MEMDUMP']}")
-        os.kill(proc.pid, signal.SIGUSR1)
-        time.sleep(5)
+    ``vlm_operator/memdiag.py``): ask it for a dump of its top allocation sites now, and wait until it is written (a
+    snapshot of a million traced blocks with several frames each takes tens of seconds on a loaded machine; the
+    operator stopped before it was written would lose it)."""
+    path = os.environ.get("VLM_BENCH_MEMDUMP")
+    if not path:
+        return
+    progress(f"memory dump ({what}): {path}")
+    dump = Path(path)
+    before = dump.stat().st_size if dump.exists() else 0
+    os.kill(proc.pid, signal.SIGUSR1)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < MEMDUMP_WAIT_S:
+        time.sleep(1)
+        if dump.exists() and dump.stat().st_size > before:
+            time.sleep(1)  # the report is one write; let it finish
+            progress(f"memory dump ({what}) written after {time.monotonic() - t0:.0f}s")
+            return
+    progress(f"memory dump ({what}) not written after {MEMDUMP_WAIT_S:.0f}s")
 
 
 def loadavg() -> str:

@@ -99,7 +99,7 @@ def build_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None 
 #: catalog and release tables, fixed for the process). One plan per object (about 28 KiB each): a spec change replaces
 #: the object's plan instead of adding one (a rollout of every object used to double the cache), and a deleted
 #: object's plan is dropped (:func:`forget_applied`). Bounded; cleared when full. ``Plan.vlmd`` of a remembered plan
-#: can carry older metadata; nothing reads it.
+#: carries only the identity of the metadata it was built from (nothing reads it).
 _PLANS: dict[str, tuple[tuple[str, tuple[tuple[str, int], ...]], Plan]] = {}
 _PLANS_MAX = 4096
 _plans_lock = threading.Lock()
@@ -121,6 +121,9 @@ def cached_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None
         return found[1]
     plan = build_plan(vlmd, max_gpus_per_node)
     if plan.fit.verdict != "Unknown" and not from_spec.hub_lookups_in_flight():
+        # Remembered without the object's metadata (its managedFields, labels, annotations: a few KiB of the API
+        # server's response per object, kept alive by the plan): nothing reads a plan's ``vlmd`` after the render.
+        plan = dataclasses.replace(plan, vlmd=vlmd.model_copy(update={"metadata": _identity(m)}))
         with _plans_lock:
             if len(_PLANS) >= _PLANS_MAX and ident not in _PLANS:
                 _PLANS.clear()
@@ -128,12 +131,46 @@ def cached_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None
     return plan
 
 
+def _identity(meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: meta[k] for k in ("namespace", "name", "uid") if k in meta}
+
+
 def forget_plan(namespace: str, name: str) -> None:
-    """Drop the remembered plan of a deleted VLMDeployment (any uid of that name)."""
+    """Drop the remembered plan and parsed object of a deleted VLMDeployment (any uid of that name)."""
     prefix = _plan_ident(namespace, name)
     with _plans_lock:
         for ident in [i for i in _PLANS if i.startswith(prefix)]:
             del _PLANS[ident]
+        for ident in [i for i in _PARSED if i.startswith(prefix)]:
+            del _PARSED[ident]
+
+
+#: The parsed object per object identity, with the (resourceVersion, profile-defaulted spec) it was parsed from: the
+#: reconciles of one version (a spec run, the child runs after it, resyncs while nothing changed) validate it once.
+#: About 10 KiB each; one per object, dropped on delete (:func:`forget_plan`), cleared when full.
+_PARSED: dict[str, tuple[tuple[Any, ...], VLMDeployment]] = {}
+
+
+def parsed(kube: Kube, body: Mapping[str, Any]) -> VLMDeployment:
+    """``admission.parse`` of ``body`` with the platform profile's defaults applied, remembered per object version.
+    Raises pydantic's ``ValidationError`` (never remembered)."""
+    effective = profile_admission.with_defaults(kube, body)
+    meta = body.get("metadata") or {}
+    rv = meta.get("resourceVersion")
+    ident = _plan_ident(meta.get("namespace"), meta.get("name"), meta.get("uid"))
+    # the profile's defaults can change while the object does not; the defaulted spec is then part of the key
+    key = (rv, None if effective is body else json.dumps(effective.get("spec"), sort_keys=True, default=str))
+    with _plans_lock:
+        found = _PARSED.get(ident)
+    if rv is not None and found is not None and found[0] == key:
+        return found[1]
+    vlmd = admission.parse(effective)
+    if rv is not None:
+        with _plans_lock:
+            if len(_PARSED) >= _PLANS_MAX and ident not in _PARSED:
+                _PARSED.clear()
+            _PARSED[ident] = (key, vlmd)
+    return vlmd
 
 
 def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tuple[conditions.PodProblem, ...]:
@@ -486,7 +523,7 @@ def _reconcile(
     old_status: dict[str, Any] = body.get("status") or {}
     prev_conds = tuple(old_status.get("conditions") or [])
     try:
-        vlmd = admission.parse(profile_admission.with_defaults(kube, body))  # a profile's defaults, never stored
+        vlmd = parsed(kube, body)  # a profile's defaults, never stored
     except ValidationError as exc:
         msg = f"the spec is invalid: {admission.validation_message(exc)}"
         obs = conditions.Observed(

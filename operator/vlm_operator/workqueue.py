@@ -59,24 +59,45 @@ class WorkQueue:
         self._due: dict[Hashable, float] = {}  # waiting keys and when they are due
         self._processing: set[Hashable] = set()
         self._again: dict[Hashable, float] = {}  # keys asked for while they ran, and when they are due
+        self._since: dict[Hashable, float] = {}  # waiting keys: when their wait began
         self._failures: dict[Hashable, int] = {}
         self._threads: list[threading.Thread] = []
         self._stopped = False
         #: runs finished (succeeded or raised), for tests and the operator's metrics
         self.runs = 0
 
-    def add(self, key: Hashable, delay_s: float = 0.0) -> None:
-        """Run ``key`` at most ``delay_s`` from now (sooner when it is already due sooner)."""
+    def add(self, key: Hashable, delay_s: float = 0.0, settle_max_s: float | None = None) -> None:
+        """Run ``key`` at most ``delay_s`` from now (sooner when it is already due sooner).
+
+        ``settle_max_s``: a trigger that wants the burst it belongs to to settle first (child events): it also moves a
+        waiting run later, to ``delay_s`` after itself, but never past ``settle_max_s`` after the trigger that started
+        the wait. So a pod that moves through its states within a second costs one run at the end, not one per
+        window, and a steady stream of events still gets a run every ``settle_max_s``."""
         with self._cv:
             if self._stopped:
                 return
-            due = self.clock() + max(0.0, delay_s)
+            now = self.clock()
+            due = now + max(0.0, delay_s)
             if key in self._processing:
                 self._again[key] = min(self._again.get(key, due), due)
+                return
+            current = self._due.get(key)
+            if current is None:
+                self._since[key] = now
+            elif settle_max_s is not None and due > current:
+                due = min(due, self._since.get(key, now) + settle_max_s)
+                if due > current:
+                    self._move(key, due)
                 return
             self._push(key, due)
             if not self._threads:
                 self._start()
+
+    def _move(self, key: Hashable, due: float) -> None:
+        """Make a waiting ``key`` due at ``due`` (later or sooner); its old heap entry is skipped when it comes up."""
+        self._due[key] = due
+        heapq.heappush(self._heap, (due, next(self._seq), key))
+        self._cv.notify()
 
     def _push(self, key: Hashable, due: float) -> None:
         current = self._due.get(key)
@@ -124,6 +145,7 @@ class WorkQueue:
                 if self._heap and self._heap[0][0] <= now:
                     _, _, key = heapq.heappop(self._heap)
                     del self._due[key]
+                    self._since.pop(key, None)
                     self._processing.add(key)
                     return key
                 self._cv.wait(self._heap[0][0] - now if self._heap else None)
@@ -152,4 +174,5 @@ class WorkQueue:
                     at = self.clock() + again
                     due = at if due is None else min(due, at)
                 if due is not None and not self._stopped:
+                    self._since[key] = self.clock()
                     self._push(key, due)

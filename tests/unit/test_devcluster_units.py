@@ -7,6 +7,7 @@ import json
 import subprocess
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -198,3 +199,29 @@ def test_down_on_a_missing_cluster_is_a_no_op(tmp_path: Path) -> None:
     dev = cluster.DevCluster("nothing", tmp_path / "absent")
     assert dev.down() == []
     assert dev.status()["running"] is False
+
+
+def test_a_start_that_lost_a_port_is_tried_again_with_new_ports(tmp_path: Path, monkeypatch: Any) -> None:
+    dev = cluster.DevCluster("ports", tmp_path / "ports")
+    calls: list[str] = []
+    taken = cluster.ClusterError("kube-scheduler exited during start-up: bind: address already in use")
+
+    def start(bins: Path, timeout: float) -> Any:
+        calls.append("start")
+        if calls.count("start") == 1:
+            raise taken
+        return "started"
+
+    monkeypatch.setattr(dev, "_start", start)
+    monkeypatch.setattr(dev, "down", lambda: calls.append("down") or [])
+    assert dev._start_with_fresh_ports(tmp_path, 1.0) == "started"
+    assert calls == ["start", "down", "start"]
+    # any other failure, or the same one every time, is not hidden
+    calls.clear()
+    other = cluster.ClusterError("etcd exited during start-up: disk full")
+    monkeypatch.setattr(dev, "_start", lambda bins, timeout: (_ for _ in ()).throw(other))
+    with pytest.raises(cluster.ClusterError, match="disk full"):
+        dev._start_with_fresh_ports(tmp_path, 1.0)
+    monkeypatch.setattr(dev, "_start", lambda bins, timeout: (_ for _ in ()).throw(taken))
+    with pytest.raises(cluster.ClusterError, match="already in use"):
+        dev._start_with_fresh_ports(tmp_path, 1.0)

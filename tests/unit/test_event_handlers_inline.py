@@ -34,7 +34,7 @@ def _asked(fn: Any, kwargs: dict[str, Any]) -> list[tuple[Any, float]]:
     """What ``fn`` (run through kopf with its executor saturated) asked the work queue for."""
     asked: list[tuple[Any, float]] = []
     original = handlers.QUEUE.add
-    handlers.QUEUE.add = lambda key, delay_s=0.0: asked.append((key, delay_s))  # type: ignore[method-assign]
+    handlers.QUEUE.add = lambda key, delay_s=0.0, settle_max_s=None: asked.append((key, delay_s))  # type: ignore[method-assign]
     try:
         invoke_with_kopf_executor_busy(fn, kwargs)
     finally:

@@ -6,6 +6,9 @@ import copy
 import datetime as dt
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from vlm_operator import reconcile, rollout
 from vlm_operator.api import VLMDeployment
 from vlm_operator.render import objects
@@ -325,3 +328,26 @@ def test_with_the_operators_known_copies_a_reconcile_reads_nothing_afresh() -> N
     # without ``known`` (the CLI, tests) the object is read
     reconcile.reconcile(kube, "ns", "m", log, thorough=False, pods=[], replica_sets=[], deployment=(None,))  # type: ignore[arg-type]
     assert "VLMDeployment" in kube.gets
+
+
+def test_an_object_version_is_parsed_once() -> None:
+    kube = StoreKube()
+    b = body(4096)
+    b["metadata"]["resourceVersion"] = "7"
+    first = reconcile.parsed(kube, b)  # type: ignore[arg-type]
+    assert reconcile.parsed(kube, copy.deepcopy(b)) is first  # the same version: not validated again
+    b2 = body(2048)
+    b2["metadata"]["resourceVersion"] = "8"
+    second = reconcile.parsed(kube, b2)  # type: ignore[arg-type]
+    assert second is not first and second.spec.engine.max_model_len == 2048
+    bad = body(2048)
+    bad["metadata"]["resourceVersion"] = "9"
+    bad["spec"]["engine"]["maxModelLen"] = "many"
+    with pytest.raises(ValidationError):
+        reconcile.parsed(kube, bad)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        reconcile.parsed(kube, bad)  # type: ignore[arg-type]  # a refusal is never remembered as a parse
+    unversioned = body(1024)  # no resourceVersion (a test's body, the CLI's file): parsed every time
+    assert reconcile.parsed(kube, unversioned) is not reconcile.parsed(kube, unversioned)  # type: ignore[arg-type]
+    reconcile.forget_plan("ns", "m")
+    assert reconcile.parsed(kube, copy.deepcopy(b2)) is not second  # type: ignore[arg-type]

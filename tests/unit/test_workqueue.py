@@ -60,6 +60,26 @@ def test_a_burst_of_triggers_within_the_window_is_one_run() -> None:
         q.stop()
 
 
+def test_a_burst_that_goes_on_moves_its_run_to_its_end_up_to_the_settle_limit() -> None:
+    rec = Recorder()
+    q = WorkQueue(rec, workers=1)
+    try:
+        t0 = time.monotonic()
+        for _ in range(6):  # events every 0.1 s for 0.5 s, each asking for 0.2 s of quiet
+            q.add("a", 0.2, settle_max_s=5.0)
+            time.sleep(0.1)
+        _wait(lambda: q.runs == 1)
+        assert rec.runs[0][1] - t0 >= 0.65  # 0.2 s after the last event, not 0.2 s after the first
+        # a stream that never settles still runs by the limit
+        t1 = time.monotonic()
+        while q.runs == 1 and time.monotonic() - t1 < 3:
+            q.add("a", 0.2, settle_max_s=0.6)
+            time.sleep(0.05)
+        assert q.runs == 2 and rec.runs[1][1] - t1 < 0.9
+    finally:
+        q.stop()
+
+
 def test_an_immediate_trigger_moves_a_waiting_run_earlier() -> None:
     rec = Recorder()
     q = WorkQueue(rec, workers=1)

@@ -327,11 +327,28 @@ class DevCluster:
                 self.log(f"cleaning stale state of dev cluster {self.name!r} in {self.workdir}")
                 self.down()
             bins = build.ensure_binaries(log=self.log)
-            st = self._start(bins, timeout)
+            st = self._start_with_fresh_ports(bins, timeout)
         self._ensure_nodes(st, pools, timeout)
         st.pools = [asdict(p) for p in pools]
         self._save(st)
         return st
+
+    #: How many times a start-up that lost one of its ports to another process is tried again with new ports.
+    PORT_RETRIES = 2
+
+    def _start_with_fresh_ports(self, bins: Path, timeout: float) -> State:
+        """:meth:`_start`, again with new ports when a component could not listen on the port it was given: the ports
+        are picked free (:func:`free_port`) but only bound by the component a few seconds later, and another cluster
+        starting beside this one (parallel test workers, a benchmark) can take one meanwhile."""
+        for attempt in range(self.PORT_RETRIES + 1):
+            try:
+                return self._start(bins, timeout)
+            except ClusterError as exc:
+                if "address already in use" not in str(exc) or attempt == self.PORT_RETRIES:
+                    raise
+                self.log(f"a port of dev cluster {self.name!r} was taken meanwhile; starting again with new ports")
+                self.down()
+        raise AssertionError("unreachable")
 
     def down(self) -> list[str]:
         """Stop every process this cluster started (by recorded PID) and remove its work directory."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,6 +34,7 @@ from vlm_operator import (
     readiness,
     reconcile,
     resync,
+    trim,
     webhook_certs,
     webhook_config,
     webhook_server,
@@ -137,16 +137,22 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         )
 
 
-def _by_owner(namespace: str | None, labels: kopf.Labels, body: kopf.Body) -> dict[tuple[str, str], dict[str, Any]]:
+def _by_owner(
+    namespace: str | None,
+    labels: kopf.Labels,
+    body: kopf.Body,
+    compact: Callable[[kopf.Body], dict[str, Any]],
+) -> dict[tuple[str, str], dict[str, Any]]:
     owner = labels.get(objects.LABEL_OWNER)
     if not namespace or not owner:
         return {}
-    return {(namespace, owner): json.loads(json.dumps(dict(body)))}  # a snapshot, not kopf's live view
+    # a snapshot, not kopf's live view, of only what the reconciler reads (no managedFields): :mod:`vlm_operator.trim`
+    return {(namespace, owner): compact(body)}
 
 
 def vlmd_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The watch-fed cache of each VLMDeployment's pods, keyed by (namespace, owner)."""
-    return _by_owner(namespace, labels, body)
+    return _by_owner(namespace, labels, body, trim.pod)
 
 
 def _in_loop(fn: Callable[..., dict[Any, Any]]) -> Callable[..., Awaitable[dict[Any, Any]]]:
@@ -175,7 +181,7 @@ def _keep_indexes(kwargs: dict[str, Any]) -> None:
 def vlmd_deployments(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The watch-fed cache of each VLMDeployment's Deployment: a reconcile reads it (and :data:`KNOWN`'s fresher
     copies) instead of a GET (:func:`vlm_operator.reconcile._reconcile`)."""
-    return _by_owner(namespace, labels, body)
+    return _by_owner(namespace, labels, body, trim.deployment)
 
 
 #: The newest known VLMDeployments (their watch, and the status PATCH responses of this process's reconciles) and the
@@ -275,8 +281,10 @@ def reconcile_key(key: Any) -> float | None:
     return None
 
 
-#: How long child events of one VLMDeployment are gathered into one reconcile.
+#: How long child events of one VLMDeployment are gathered into one reconcile: each event moves the run to half a
+#: second after itself, up to two seconds after the first (:meth:`vlm_operator.workqueue.WorkQueue.add`).
 CHILD_WINDOW_SECONDS = 0.5
+CHILD_SETTLE_MAX_SECONDS = 2.0
 #: Every reconcile the watches ask for (:mod:`vlm_operator.workqueue`): at most one per object at a time, a burst of
 #: child events folded into one run, failures retried after 1, 2, 4, 8, then every 10 s.
 QUEUE = workqueue.WorkQueue(reconcile_key, workers=6, retry_base_s=1.0, retry_max_s=HANDLER_BACKOFF_S)
@@ -407,7 +415,7 @@ def child_changed(body: kopf.Body, type: str | None = None, **kwargs: Any) -> No
     _keep_indexes(kwargs)
     if type == "DELETED" and body.get("kind") == "Deployment":
         KNOWN.deployment_deleted(ns, owner)
-    QUEUE.add((ns, owner), CHILD_WINDOW_SECONDS)
+    QUEUE.add((ns, owner), CHILD_WINDOW_SECONDS, CHILD_SETTLE_MAX_SECONDS)
 
 
 async def vlmd_event_async(**kwargs: Any) -> None:
@@ -425,7 +433,7 @@ async def pods_indexed(namespace: str | None, labels: kopf.Labels, body: kopf.Bo
     its ReplicaSet's replacement pod, and the Deployment's status change, ask for the reconcile instead."""
     found = vlmd_pods(namespace=namespace, labels=labels, body=body)
     for key in found:
-        QUEUE.add(key, CHILD_WINDOW_SECONDS)
+        QUEUE.add(key, CHILD_WINDOW_SECONDS, CHILD_SETTLE_MAX_SECONDS)
     return found
 
 
