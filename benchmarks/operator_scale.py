@@ -61,6 +61,8 @@ from vlm_operator.devcluster.cluster import COMPONENT_ORDER, DevCluster, NodePoo
 
 ROOT = Path(__file__).resolve().parents[1]
 MUTATING = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
+#: the verbs of ``apiserver_request_total`` that only read (WATCH: one per watch request, however long it streams)
+READING = {"GET", "LIST", "WATCH"}
 OPERATOR_RESOURCES = {"vlmdeployments", "deployments", "services", "poddisruptionbudgets", "events"}
 NAMESPACE = "bench"
 GROUP, VERSION, PLURAL = "vlmops.io", "v1alpha1", "vlmdeployments"
@@ -136,9 +138,30 @@ def loadavg() -> str:
 
 
 # ---- the API, raw JSON (the generated models cost seconds of CPU per LIST of thousands of objects) ----------------
+def read_key(method: str, path: str) -> str | None:
+    """``resource[/subresource] VERB`` as ``apiserver_request_total`` counts a GET of ``path`` (LIST for a
+    collection), or None for a non-resource path (``/metrics``) or a request that does not only read."""
+    if method != "GET":
+        return None
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if not parts or parts[0] not in ("api", "apis"):
+        return None
+    rest = parts[2:] if parts[0] == "api" else parts[3:]  # drop api/v1 or apis/<group>/<version>
+    if len(rest) >= 2 and rest[0] == "namespaces" and len(rest) != 2:
+        rest = rest[2:]  # namespaced: drop namespaces/<ns> (a GET of one namespace keeps it)
+    if not rest:
+        return None
+    if len(rest) == 1:
+        return f"{rest[0]} LIST"
+    return f"{rest[0]}" + (f"/{rest[2]}" if len(rest) > 2 else "") + " GET"
+
+
 class Raw:
     def __init__(self, api: Any) -> None:
         self.api = api
+        #: the benchmark's own reads, keyed as :func:`reads` keys the API server's counts (subtracted from them)
+        self.own_reads: Counter[str] = Counter()
+        self._lock = threading.Lock()
 
     def call(
         self,
@@ -159,6 +182,10 @@ class Raw:
             body=body,
             auth_settings=["BearerToken"],
         )
+        key = read_key(method, path)
+        if key is not None:
+            with self._lock:
+                self.own_reads[key] += 1
         resp = self.api.call_api(method, url, header_params=headers, body=payload, _request_timeout=timeout)
         resp.read()
         if not 200 <= resp.status < 300:
@@ -236,6 +263,35 @@ def mutations(raw: Raw) -> Counter[str]:
         key = res + (f"/{labels['subresource']}" if labels.get("subresource") else "") + f" {labels['verb']}"
         out[key] += int(float(line.rsplit(" ", 1)[1]))
     return out
+
+
+def reads(raw: Raw) -> Counter[str]:
+    """Non-mutating requests (GET, LIST, WATCH) on every resource so far, by ``resource[/subresource] VERB``, less
+    the benchmark's own (:attr:`Raw.own_reads`): the operators' and the control plane's (the controllers read through
+    informers, so between their start-up LISTs they add WATCH requests, seldom a GET or LIST)."""
+    text = raw.call("GET", "/metrics")
+    out: Counter[str] = Counter()
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        if labels.get("verb") not in READING or not labels.get("resource"):
+            continue
+        key = labels["resource"] + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+        out[f"{key} {labels['verb']}"] += int(float(line.rsplit(" ", 1)[1]))
+    with raw._lock:
+        out.subtract(raw.own_reads)
+    return out
+
+
+def reads_delta(now: Counter[str], before: Counter[str]) -> dict[str, int]:
+    """``now - before`` by key, zero keys dropped (a Counter subtraction would also drop negative noise silently)."""
+    return {k: v for k in sorted(set(now) | set(before)) if (v := now.get(k, 0) - before.get(k, 0))}
+
+
+def per_object_reads(delta: dict[str, int], n: int) -> float:
+    """GETs and LISTs per object (WATCH requests are per stream, not per object)."""
+    return sum(v for k, v in delta.items() if not k.endswith(" WATCH")) / max(n, 1)
 
 
 def our_events(raw: Raw) -> int:
@@ -477,7 +533,7 @@ def main() -> int:
         )
         procs.append(noop)
         time.sleep(5)
-        m0, c0 = mutations(raw), proc_cpu_seconds(noop.pid)
+        m0, c0, r0 = mutations(raw), proc_cpu_seconds(noop.pid), reads(raw)
         create_all("create (no-op alone)")
 
         def noop_handled() -> int:
@@ -487,6 +543,7 @@ def main() -> int:
         settle(raw, 5, 60)
         noop_writes = sum((mutations(raw) - m0).values()) - n
         noop_cpu_create = proc_cpu_seconds(noop.pid) - c0
+        noop_reads = reads_delta(reads(raw), r0)  # the no-op's and the control plane's, for scale
         with_retries("delete all", lambda: raw.call("DELETE", VLMD_PATH))  # deletecollection
         wait_for("deleted", lambda: n - len(list_vlmds(raw)), n, deadline, poll, procs)
 
@@ -521,7 +578,7 @@ def main() -> int:
 
         wait_for("vlm-operator's webhook registered", webhook_registered, 1, 120, 1, procs)
         m1, c1, cn1 = mutations(raw), proc_cpu_seconds(op.pid), proc_cpu_seconds(noop.pid)
-        e1 = our_events(raw)
+        e1, r1 = our_events(raw), reads(raw)
         t1 = time.monotonic()
         res["create_api_s"] = create_all("create (vlm-operator)")
         wait_for("Ready", lambda: sum(is_ready(o) for o in list_vlmds(raw)), n, deadline, poll, procs)
@@ -531,6 +588,7 @@ def main() -> int:
         res["op_rss_after_create_mib"] = proc_status_mib(op.pid, "VmRSS")
         memdump(op, "after create")
         create_writes = mutations(raw) - m1
+        create_reads = reads_delta(reads(raw), r1)
         create_writes["vlmdeployments POST"] -= n  # the benchmark's own creates
         create_writes["events POST (vlm-operator's)"] = our_events(raw) - e1
         # kopf's bookkeeping patches on the VLMDeployments come from both operators; the no-op's share is what it
@@ -545,6 +603,10 @@ def main() -> int:
             op_cpu_create_s=op_cpu_create,
             noop_cpu_create_s=noop_cpu_a,
             noop_alone_cpu_create_s=noop_cpu_create,
+            create_reads=create_reads,
+            create_reads_per_object=per_object_reads(create_reads, n),
+            noop_alone_reads=noop_reads,
+            noop_alone_reads_per_object=per_object_reads(noop_reads, n),
         )
 
         # ---- idle: nothing changes for a little more than one drift period; every object is resynced once
@@ -561,7 +623,7 @@ def main() -> int:
         res["phase"] = "rollout"
         hashes = {o["metadata"]["name"]: o["status"]["podTemplateHash"] for o in list_vlmds(raw)}
         m2, c2, cn2 = mutations(raw), proc_cpu_seconds(op.pid), proc_cpu_seconds(noop.pid)
-        e2 = our_events(raw)
+        e2, r2 = our_events(raw), reads(raw)
         t2 = time.monotonic()
         change = {"spec": {"engine": {"maxModelLen": 2048}}}
         res["rollout_api_s"] = bulk(
@@ -601,6 +663,7 @@ def main() -> int:
         res["op_rss_after_rollout_mib"] = proc_status_mib(op.pid, "VmRSS")
         memdump(op, "after rollout")
         rollout_writes = mutations(raw) - m2
+        rollout_reads = reads_delta(reads(raw), r2)
         rollout_writes["vlmdeployments PATCH"] -= n  # the benchmark's own spec changes
         rollout_writes["events POST (vlm-operator's)"] = our_events(raw) - e2
         noop_rollout = min(n, rollout_writes["vlmdeployments PATCH"])  # kopf's last-handled patch, one per change
@@ -613,6 +676,8 @@ def main() -> int:
             rollout_deadlocked=deadlocks,
             rollout_longest_pending_s=longest_pending,
             rollout_writes=sum(rollout_writes.values()),
+            rollout_reads=rollout_reads,
+            rollout_reads_per_object=per_object_reads(rollout_reads, n),
             op_cpu_rollout_s=op_cpu_rollout,
             noop_cpu_rollout_s=noop_cpu_b,
             op_peak_rss_mib=op_rss,
@@ -644,6 +709,11 @@ def main() -> int:
         row("create: mutating requests per object", f"{total / n:.2f}", f"{noop_writes / n:.2f}")
         events = create_writes["events POST (vlm-operator's)"]
         row("create: events per object", f"{events / n:.2f}", "0.00")
+        row(
+            "create: reads (GET+LIST) per object",
+            f"{res['create_reads_per_object']:.2f}",
+            f"{res['noop_alone_reads_per_object']:.2f}",
+        )
         row(f"create {n}: operator CPU (s)", f"{op_cpu_create:.1f}", f"{noop_cpu_a:.1f}")
         row("create: CPU ratio to the no-op", f"{op_cpu_create / max(noop_cpu_a, 0.01):.2f}x", "1.00x")
         row(f"idle {drift + 10:.0f} s (one resync each): writes", str(idle_writes), "-")
@@ -652,6 +722,7 @@ def main() -> int:
         row(f"rollout of all {n}: unfinished / deadlocked", f"{unfinished} / {deadlocks}", "-")
         row(f"rollout of all {n}: longest wait of a pod for a GPU (s)", f"{longest_pending:.1f}", "-")
         row(f"rollout of all {n}: mutating requests", str(sum(rollout_writes.values())), f"~{noop_rollout}")
+        row("rollout: reads (GET+LIST) per object", f"{res['rollout_reads_per_object']:.2f}", "-")
         row(f"rollout of all {n}: operator CPU (s)", f"{op_cpu_rollout:.1f}", f"{noop_cpu_b:.1f}")
         row("rollout: CPU ratio to the no-op", f"{op_cpu_rollout / max(noop_cpu_b, 0.01):.2f}x", "1.00x")
         row("peak RSS over the run (MiB)", f"{op_rss:.0f}", f"{noop_rss:.0f}")
@@ -663,6 +734,15 @@ def main() -> int:
         print("\nvlm-operator's mutating requests by resource (create | rollout):")
         for key in sorted(set(create_writes) | set(rollout_writes)):
             print(f"  {key:<40}{create_writes.get(key, 0):>8}{rollout_writes.get(key, 0):>8}")
+        print(
+            "\nnon-mutating requests by resource (create | rollout; the operators' and the control plane's, less the "
+            "benchmark's own;\nthe no-op alone creating the same objects, for scale):"
+        )
+        for key in sorted(set(create_reads) | set(rollout_reads) | set(noop_reads)):
+            print(
+                f"  {key:<40}{create_reads.get(key, 0):>8}{rollout_reads.get(key, 0):>8}"
+                f"   (no-op alone: {noop_reads.get(key, 0)})"
+            )
         print_cluster(res)
 
         checks = {

@@ -11,16 +11,28 @@ The watches start on the first rollout that asks (an operator that never surges 
 ends (the server's timeout) resumes from its last resourceVersion; one that expired (410 Gone) or failed lists again.
 A 403 (a namespaced install without cluster-wide rights) is raised to the caller, which replaces pods in place, and
 the watches are tried again after :data:`RETRY_FORBIDDEN_S`.
+
+A free-GPU count costs O(nodes), not O(pods): each pod event updates the GPUs held per node (:class:`PodItems`, from
+:func:`vlm_operator.rollout.gpu_holdings`: subtract what the pod's previous version held, add what the new one holds;
+a pod that leaves the watch (deleted, or Succeeded/Failed, which ends its match of the field selector) gives its
+GPUs back), a LIST after 410 Gone or a failure rebuilds those sums from scratch, and the nodes a pod may use are
+remembered per scheduling constraints until a node changes (:class:`NodeItems`). The pods of each VLMDeployment
+(label ``vlmops.io/deployment``) are indexed by (namespace, owner) with what a rollout reads of them, so that the
+free GPUs and the object's own pods come from one snapshot (:meth:`ClusterWatch.free_gpus`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from kubernetes.client.exceptions import ApiException
+
+from vlm_operator import rollout
+from vlm_operator.render import objects
 
 _log = logging.getLogger(__name__)
 
@@ -51,17 +63,33 @@ def _gpu_resources(c: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def trim_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """Pure: what the free-GPU count reads of a pod (:func:`vlm_operator.rollout.free_gpus`)."""
+    """Pure: what the free-GPU count reads of a pod (:func:`vlm_operator.rollout.free_gpus`); for a VLMDeployment's pod
+    (label ``vlmops.io/deployment``) also what a rollout reads of its own pods (``reconcile.decide_rollout``: uid,
+    labels, the spec-hash annotation, deletion, the PodScheduled condition)."""
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-    return {
+    status = pod.get("status") or {}
+    out: dict[str, Any] = {
         "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace")},
         "spec": {
             "nodeName": spec.get("nodeName"),
             "containers": [_gpu_resources(c) for c in spec.get("containers") or []],
             "initContainers": [_gpu_resources(c) for c in spec.get("initContainers") or []],
         },
-        "status": {"phase": (pod.get("status") or {}).get("phase")},
+        "status": {"phase": status.get("phase")},
     }
+    labels = meta.get("labels") or {}
+    if labels.get(objects.LABEL_OWNER):
+        ann = meta.get("annotations") or {}
+        out["metadata"].update(
+            uid=meta.get("uid"),
+            labels=dict(labels),
+            annotations={k: ann[k] for k in (objects.ANN_SPEC_HASH,) if k in ann},
+            deletionTimestamp=meta.get("deletionTimestamp"),
+        )
+        out["status"]["conditions"] = [
+            dict(c) for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"
+        ]
+    return out
 
 
 def trim_node(node: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,6 +102,129 @@ def trim_node(node: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+Trim = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+class Items:
+    """The trimmed objects of one kind by uid; subclasses keep indexes current in :meth:`changed`. Not thread-safe on
+    its own: :class:`WatchedKind` calls it under its lock."""
+
+    def __init__(self, trim: Trim) -> None:
+        self.trim = trim
+        self.objects: dict[str, dict[str, Any]] = {}
+
+    def put(self, obj: Mapping[str, Any]) -> None:
+        uid = str(obj["metadata"]["uid"])
+        new = self.trim(obj)
+        old = self.objects.get(uid)
+        self.objects[uid] = new
+        self.changed(uid, old, new)
+
+    def drop(self, obj: Mapping[str, Any]) -> None:
+        uid = str((obj.get("metadata") or {}).get("uid"))
+        old = self.objects.pop(uid, None)
+        if old is not None:
+            self.changed(uid, old, None)
+
+    def changed(self, uid: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        """``uid`` went from ``old`` to ``new`` (None: absent)."""
+
+
+class PodItems(Items):
+    """Pods, with the GPUs held per node (:func:`vlm_operator.rollout.gpu_holdings`, summed) and each VLMDeployment's
+    pods by (namespace, owner label), both kept current event by event."""
+
+    def __init__(self, trim: Trim) -> None:
+        super().__init__(trim)
+        #: node -> GPU resource -> what the pods bound there hold
+        self.usage: dict[str, dict[str, int]] = {}
+        self._held: dict[str, tuple[str, dict[str, int]]] = {}
+        #: (namespace, owner) -> uid -> pod
+        self.owned: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self._owner: dict[str, tuple[str, str]] = {}
+
+    def changed(self, uid: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        gone = self._held.pop(uid, None)
+        if gone is not None:
+            node, held = gone
+            on_node = self.usage[node]
+            for res, n in held.items():
+                left = on_node.get(res, 0) - n
+                if left:
+                    on_node[res] = left
+                else:
+                    on_node.pop(res, None)
+            if not on_node:
+                del self.usage[node]
+        key = self._owner.pop(uid, None)
+        if key is not None:
+            pods = self.owned[key]
+            pods.pop(uid, None)
+            if not pods:
+                del self.owned[key]
+        if new is None:
+            return
+        holds = rollout.gpu_holdings(new)
+        if holds is not None:
+            self._held[uid] = holds
+            on_node = self.usage.setdefault(holds[0], {})
+            for res, n in holds[1].items():
+                on_node[res] = on_node.get(res, 0) + n
+        meta = new["metadata"]
+        owner = (meta.get("labels") or {}).get(objects.LABEL_OWNER)
+        if owner and meta.get("namespace"):
+            self._owner[uid] = key = (str(meta["namespace"]), str(owner))
+            self.owned.setdefault(key, {})[uid] = new
+
+
+class NodeItems(Items):
+    """Nodes, with the nodes a pod may use (:func:`vlm_operator.rollout.node_fits`) and their allocatable GPUs
+    remembered per (GPU resource, nodeSelector, required node affinity, tolerations) until a node changes: a count
+    then reads only the eligible nodes' numbers."""
+
+    def __init__(self, trim: Trim) -> None:
+        super().__init__(trim)
+        self._eligible: dict[str, list[tuple[str, int]]] = {}
+
+    def changed(self, uid: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        if old != new:  # a heartbeat changes nothing the trimmed node keeps
+            self._eligible.clear()
+
+    def eligible(self, pod_spec: Mapping[str, Any], resource: str) -> list[tuple[str, int]]:
+        """(node, allocatable ``resource``) of every node ``pod_spec`` may use, by name (as in ``free_gpus``)."""
+        required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        )
+        key = json.dumps(
+            [resource, pod_spec.get("nodeSelector"), required, pod_spec.get("tolerations")],
+            sort_keys=True,
+            default=str,
+        )
+        found = self._eligible.get(key)
+        if found is None:
+            fits = {
+                n["metadata"]["name"]: rollout.quantity_int(
+                    (n.get("status", {}).get("allocatable") or {}).get(resource)
+                )
+                for n in self.objects.values()
+                if rollout.node_fits(n, pod_spec)
+            }
+            found = sorted(fits.items())
+            if len(self._eligible) >= 256:
+                self._eligible.clear()
+            self._eligible[key] = found
+        return found
+
+
+_R = TypeVar("_R")
+
+
+def free_from(eligible: list[tuple[str, int]], usage: Mapping[str, Mapping[str, int]], resource: str) -> dict[str, int]:
+    """Pure: free ``resource`` per eligible node (:meth:`NodeItems.eligible`) given what pods hold there
+    (:attr:`PodItems.usage`); the same numbers as :func:`vlm_operator.rollout.free_gpus` over those nodes and pods."""
+    return {name: max(0, alloc - usage.get(name, {}).get(resource, 0)) for name, alloc in eligible}
+
+
 class WatchedKind:
     """One kind, cluster-wide, listed once and then kept current by a watch in a daemon thread."""
 
@@ -82,13 +233,15 @@ class WatchedKind:
         kube: _Watcher,
         api_version: str,
         kind: str,
-        trim: Callable[[Mapping[str, Any]], dict[str, Any]],
+        trim: Trim,
         field_selector: str | None = None,
         backoff_s: float = 1.0,
+        store: Callable[[Trim], Items] = Items,
     ) -> None:
         self.kube, self.api_version, self.kind, self.trim = kube, api_version, kind, trim
         self.field_selector, self.backoff_s = field_selector, backoff_s
-        self._items: dict[str, dict[str, Any]] = {}
+        self._new_store = store
+        self._store = store(trim)
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._error: ApiException | None = None
@@ -105,29 +258,34 @@ class WatchedKind:
     def stop(self) -> None:
         self._stopped.set()
 
-    def items(self, timeout_s: float = 60.0) -> list[dict[str, Any]]:
-        """The current trimmed objects; waits for the first LIST. Raises the API's 403 (and a timeout)."""
+    def read(self, fn: Callable[[Any], _R], timeout_s: float = 60.0) -> _R:
+        """``fn(store)`` under the lock (one consistent snapshot); waits for the first LIST. Raises the API's 403 (and
+        a timeout)."""
         self.start()
         if not self._ready.wait(timeout_s):
             raise TimeoutError(f"the first LIST of {self.kind}s took longer than {timeout_s:.0f}s")
         if self._error is not None:
             raise self._error
         with self._lock:
-            return list(self._items.values())
+            return fn(self._store)
+
+    def items(self, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+        """The current trimmed objects; waits for the first LIST. Raises the API's 403 (and a timeout)."""
+        return self.read(lambda store: list(store.objects.values()), timeout_s)
 
     def _list(self) -> str:
-        items: dict[str, dict[str, Any]] = {}
+        store = self._new_store(self.trim)  # built aside: the counts stay readable until it replaces them
         cont: str | None = None
         while True:
             page = self.kube.list_page(self.api_version, self.kind, self.field_selector, PAGE, cont)
             for obj in page.get("items") or []:
-                items[obj["metadata"]["uid"]] = self.trim(obj)
+                store.put(obj)
             meta = page.get("metadata") or {}
             cont = meta.get("continue")
             if not cont:
                 break
         with self._lock:
-            self._items = items
+            self._store = store
         self.lists += 1
         return str(meta.get("resourceVersion") or "")
 
@@ -170,9 +328,9 @@ class WatchedKind:
                 continue
             with self._lock:
                 if kind == "DELETED":
-                    self._items.pop(str(meta.get("uid")), None)
+                    self._store.drop(obj)
                 else:
-                    self._items[meta["uid"]] = self.trim(obj)
+                    self._store.put(obj)
         return version
 
 
@@ -180,13 +338,29 @@ class ClusterWatch:
     """Nodes and non-terminal pods, watch-fed (see the module docstring); ``get`` has :class:`ClusterPods`'s shape."""
 
     def __init__(self, kube: _Watcher) -> None:
-        self.nodes = WatchedKind(kube, "v1", "Node", trim_node)
-        self.pods = WatchedKind(kube, "v1", "Pod", trim_pod, field_selector=NON_TERMINAL)
+        self.nodes = WatchedKind(kube, "v1", "Node", trim_node, store=NodeItems)
+        self.pods = WatchedKind(kube, "v1", "Pod", trim_pod, field_selector=NON_TERMINAL, store=PodItems)
 
     def get(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         self.nodes.start()
         self.pods.start()
         return self.nodes.items(), self.pods.items()
+
+    def free_gpus(
+        self, pod_spec: Mapping[str, Any], owner: tuple[str, str] | None = None
+    ) -> tuple[dict[str, int], list[dict[str, Any]]]:
+        """:func:`vlm_operator.rollout.free_gpus` over the watched nodes and pods, in O(eligible nodes), and the
+        non-terminal pods of the VLMDeployment ``owner`` (namespace, name), from the same snapshot of the pods."""
+        self.nodes.start()
+        self.pods.start()
+        resource = rollout.gpu_resource(pod_spec)
+        eligible: list[tuple[str, int]] = self.nodes.read(lambda s: s.eligible(pod_spec, resource))
+
+        def snapshot(s: PodItems) -> tuple[dict[str, int], list[dict[str, Any]]]:
+            own = list(s.owned.get(owner, {}).values()) if owner is not None else []
+            return free_from(eligible, s.usage, resource), own
+
+        return self.pods.read(snapshot)
 
     def stop(self) -> None:
         self.nodes.stop()

@@ -10,7 +10,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from vlm_operator import profiles, quota
+from vlm_operator import profiles, quota, quotastore
 from vlm_operator.api import VLMDeploymentSpec
 from vlm_operator.render import objects
 
@@ -21,7 +21,7 @@ def admission_verdict(
     """The profiles' verdict, then the namespace's GPU quota (a warning, or a refusal under ``quotaCheck: Enforce``)."""
     verdict = _profile_verdict(kube, namespace, new, old)
     try:
-        quotas = kube.list("v1", "ResourceQuota", namespace)
+        quotas = quotastore.SHARED.list(kube, namespace)  # watch-fed, shared with the rollout
         if not quotas:
             return verdict
         own = kube.list("v1", "Pod", namespace, objects.selector_string(name)) if name else []

@@ -117,8 +117,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "",
         ("resourcequotas",),
-        ("list",),
-        "the webhook compares the GPUs a VLMDeployment needs with what the namespace's ResourceQuota leaves",
+        ("list", "watch"),
+        "the webhook, the rollout and the autoscaler compare GPUs with what the namespace's ResourceQuota leaves "
+        "(listed once, then watched)",
     ),
     Rule(
         "vlmops.io",

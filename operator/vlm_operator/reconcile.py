@@ -30,6 +30,7 @@ from vlm_operator import (
     inventory,
     profile_admission,
     quota,
+    quotastore,
     readiness,
     rollout,
     store,
@@ -209,10 +210,9 @@ def _pod_problems(pods: list[dict[str, Any]], template_hash: str | None) -> tupl
 
 
 #: How the reconciler reads the cluster for a surge decision: pod spec -> ({node: free GPUs}, this object's
-#: non-terminal pods). The object's own pods are listed afresh (the watch-fed pod index may lag a pod the ReplicaSet
-#: controller just created); the free GPUs come from a cluster snapshot at most a second old (:class:`ClusterPods`).
-#: Called only while a rollout runs; raises when the cluster cannot be read (a namespace-scoped install without
-#: nodes/pods list).
+#: non-terminal pods), both from one snapshot of the cluster watch when it runs (:class:`ClusterPods`); the object's
+#: pods are listed afresh when that snapshot and the pods the reconcile was given disagree, or without the watch
+#: (see :func:`observe`). Called only while a rollout runs; raises when the cluster cannot be read.
 FreeGPUs = Callable[[Mapping[str, Any]], "tuple[dict[str, int], list[dict[str, Any]]]"]
 
 
@@ -276,10 +276,21 @@ def observe(
     if replica_sets is None:
         rsets = functools.cache(lambda: kube.list("apps/v1", "ReplicaSet", ns, selector) if live else [])
 
+    known = pods
+
     def free_gpus(pod_spec: Mapping[str, Any]) -> tuple[dict[str, int], list[dict[str, Any]]]:
-        nodes, bound = CLUSTER_PODS.get(kube)
-        own = kube.list("v1", "Pod", ns, selector, field_selector=_NON_TERMINAL)  # this object's pods: always fresh
-        return rollout.free_gpus(nodes, bound, pod_spec), own
+        free, own = CLUSTER_PODS.free_and_own(kube, pod_spec, ns, name)
+        # The object's pods come from the same snapshot as the free GPUs when that snapshot holds the same pods as
+        # the ones this reconcile was given (kopf's index, or the LIST above), alike in all that the decision reads
+        # of them (node, phase, deletion, revision, PodScheduled): then a surge pod counts either as bound in both
+        # the free GPUs and the held pods or in neither. A reconcile is started by a pod's event after kopf's index
+        # holds it, so a pod the ReplicaSet controller just created, or the scheduler's "Insufficient
+        # nvidia.com/gpu" on it, is never missed: either the snapshot has caught up with that event, or the views
+        # differ and the pods are listed afresh, as they always were before. A pod neither watch has delivered yet
+        # brings its own event, and with it a reconcile.
+        if own is None or not _same_pods(own, known):
+            own = kube.list("v1", "Pod", ns, selector, field_selector=_NON_TERMINAL)
+        return free, own
 
     return Observation(
         body,
@@ -289,12 +300,47 @@ def observe(
         inventory.SHARED.get(kube),
         dt.datetime.now(dt.UTC),
         free_gpus,
-        lambda: kube.list("v1", "ResourceQuota", ns),
+        lambda: quotastore.SHARED.list(kube, ns),
         live_cached=deployment is not None,
     )
 
 
 _NON_TERMINAL = "status.phase!=Succeeded,status.phase!=Failed"
+
+
+def _rollout_view(pod: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What :func:`decide_rollout` reads of one of the object's own pods (:func:`_waiting_for_gpus`,
+    :func:`rollout.bound_pods`): deletion, revision, node, phase and the scheduler's verdict."""
+    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    scheduled = next(
+        (
+            (c.get("status"), c.get("reason"), c.get("message"))
+            for c in status.get("conditions") or []
+            if c.get("type") == "PodScheduled"
+        ),
+        None,
+    )
+    revision = (meta.get("annotations") or {}).get(objects.ANN_SPEC_HASH)
+    return (meta.get("deletionTimestamp"), revision, spec.get("nodeName"), status.get("phase"), scheduled)
+
+
+def _same_pods(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """Whether two views of one object's pods hold the same non-terminal pods (by uid), alike in everything a
+    rollout decision reads of them (:func:`_rollout_view`); a view without uids never agrees."""
+
+    def views(pods: list[dict[str, Any]]) -> dict[str, tuple[Any, ...]] | None:
+        out = {}
+        for p in pods:
+            if (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            uid = (p.get("metadata") or {}).get("uid")
+            if not uid:
+                return None
+            out[str(uid)] = _rollout_view(p)
+        return out
+
+    va = views(a)
+    return va is not None and va == views(b)
 
 
 _log = logging.getLogger(__name__)
@@ -318,6 +364,37 @@ class ClusterPods:
         self._blind = False
         self._watched: clusterwatch.ClusterWatch | None = None
 
+    def free_and_own(
+        self, kube: Kube, pod_spec: Mapping[str, Any], namespace: str, name: str
+    ) -> tuple[dict[str, int], list[dict[str, Any]] | None]:
+        """Free GPUs for ``pod_spec`` (:func:`rollout.free_gpus`) and the non-terminal pods of VLMDeployment
+        ``namespace/name`` from the same snapshot; those pods are None when no watch runs (the caller lists them).
+        With the watch a count costs O(nodes) (:class:`vlm_operator.clusterwatch.ClusterWatch`)."""
+        if self.watch and hasattr(kube, "watch"):
+            with self._lock:
+                if self._watched is None:
+                    self._watched = clusterwatch.ClusterWatch(kube)
+                watched = self._watched
+            try:
+                return watched.free_gpus(pod_spec, (namespace, name))
+            except ApiException as exc:
+                if exc.status != 403:
+                    raise
+                self._warn_blind()
+                return {}, None
+        nodes, pods = self.get(kube)
+        return rollout.free_gpus(nodes, pods, pod_spec), None
+
+    def _warn_blind(self) -> None:
+        # a namespaced install may not read every pod of the cluster: with no free-GPU count a rollout never surges
+        # and replaces its pods in place (it cannot wait for GPUs it cannot see)
+        if not self._blind:
+            _log.warning(
+                "cluster-wide nodes/pods are not readable with this install's rights (HTTP 403): "
+                "rollouts replace pods in place instead of surging"
+            )
+        self._blind = True
+
     def get(self, kube: Kube) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         with self._lock:  # one LIST pair at a time; the reconciles that wait for it use its result
             try:
@@ -333,14 +410,7 @@ class ClusterPods:
             except ApiException as exc:
                 if exc.status != 403:
                     raise
-                # a namespaced install may not read every pod of the cluster: with no free-GPU count a rollout
-                # never surges and replaces its pods in place (it cannot wait for GPUs it cannot see)
-                if not self._blind:
-                    _log.warning(
-                        "cluster-wide nodes/pods are not readable with this install's rights (HTTP 403): "
-                        "rollouts replace pods in place instead of surging"
-                    )
-                self._blind = True
+                self._warn_blind()
                 return [], []
 
 
@@ -758,9 +828,10 @@ def decide_rollout(
         except Exception as exc:  # RBAC without nodes/pods list (namespace-scoped install): replace in place
             if logger is not None:
                 logger.warning(f"Could not read free GPUs ({exc}); replacing pods in place")
-        # Whether a new pod really waits for GPUs is read from that fresh snapshot: the watch-fed index can lag behind
-        # the scheduler. A new pod that waits only for a terminating pod of this deployment to let go of its GPUs is
-        # not stuck, so it does not switch the rollout to in-place (which would take down a Ready pod for nothing).
+        # Whether a new pod really waits for GPUs is read from that snapshot, used only where it matches kopf's index
+        # in what this reads, or from a fresh LIST (see observe's free_gpus). A new pod that waits only for a
+        # terminating pod of this deployment to let go of its GPUs is not stuck, so it does not switch the rollout to
+        # in-place (which would take down a Ready pod for nothing).
         pending = _waiting_for_gpus(own, apply_hash)
         if pending is None:
             held = max(0, rollout.bound_pods(own) - spec.scaling.replicas)

@@ -46,7 +46,8 @@ Mode = Literal["Surge", "InPlace"]
 # --------------------------------------------------------------------------------------------------------------------
 # Capacity: which nodes a pod can use, and how many GPUs are free on them
 # --------------------------------------------------------------------------------------------------------------------
-def _quantity_int(value: Any) -> int:
+def quantity_int(value: Any) -> int:
+    """An integer quantity (GPUs); 0 when it is not one."""
     try:
         return int(str(value))
     except (TypeError, ValueError):
@@ -69,7 +70,7 @@ def gpu_request(pod_spec: Mapping[str, Any], resource: str = GPU_RESOURCE) -> in
 
     def one(c: Mapping[str, Any]) -> int:
         res = c.get("resources") or {}
-        return _quantity_int((res.get("requests") or {}).get(resource, (res.get("limits") or {}).get(resource)))
+        return quantity_int((res.get("requests") or {}).get(resource, (res.get("limits") or {}).get(resource)))
 
     main = sum(one(c) for c in pod_spec.get("containers") or [])
     init = max((one(c) for c in pod_spec.get("initContainers") or []), default=0)
@@ -152,7 +153,7 @@ def free_gpus(
     asks for) minus the requests of the non-terminal pods bound to it (a terminating pod still holds its GPU)."""
     resource = gpu_resource(pod_spec)
     eligible = {
-        n["metadata"]["name"]: _quantity_int((n.get("status", {}).get("allocatable") or {}).get(resource, 0))
+        n["metadata"]["name"]: quantity_int((n.get("status", {}).get("allocatable") or {}).get(resource, 0))
         for n in nodes
         if node_fits(n, pod_spec)
     }
@@ -161,6 +162,24 @@ def free_gpus(
         if node in eligible and _holds_resources(pod):
             eligible[node] -= gpu_request(pod.get("spec", {}), resource)
     return {k: max(0, v) for k, v in sorted(eligible.items())}
+
+
+def gpu_holdings(pod: Mapping[str, Any]) -> tuple[str, dict[str, int]] | None:
+    """(node, {GPU resource: count}) that ``pod`` holds as :func:`free_gpus` counts it (bound, not finished), for every
+    resource :func:`gpu_resource` can name (``nvidia.com/gpu``, ``nvidia.com/mig-*``); None when it holds none. A
+    watch keeps the sum of these per node up to date (:mod:`vlm_operator.clusterwatch`) instead of walking every pod
+    of the cluster on each count."""
+    if not _holds_resources(pod):
+        return None
+    spec = pod.get("spec") or {}
+    keys: set[str] = set()
+    for c in (*(spec.get("containers") or []), *(spec.get("initContainers") or [])):
+        res = c.get("resources") or {}
+        for key in (*(res.get("requests") or {}), *(res.get("limits") or {})):
+            if key == GPU_RESOURCE or key.startswith(gpus.MIG_RESOURCE_PREFIX):
+                keys.add(str(key))
+    held = {k: n for k in sorted(keys) if (n := gpu_request(spec, k))}
+    return (str(spec["nodeName"]), held) if held else None
 
 
 def bound_pods(pods: Iterable[Mapping[str, Any]]) -> int:

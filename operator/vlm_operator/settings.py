@@ -71,8 +71,10 @@ class Settings:
     metrics_addr: str = "127.0.0.1"
     #: VLM_OPERATOR_BATCH_POLL_SECONDS: how often a running VLMBatchJob's shards are read (/progress, /metrics).
     batch_poll_seconds: float = 5.0
-    #: Where a rollout's free-GPU count comes from: watches of the cluster's nodes and pods, listed once
-    #: (:mod:`vlm_operator.clusterwatch`); VLM_OPERATOR_CLUSTER_WATCH=0: a LIST of both at most once a second instead.
+    #: Where a rollout's free-GPU count and the ResourceQuotas come from: watches of the cluster's nodes, pods and
+    #: quotas, listed once (:mod:`vlm_operator.clusterwatch`, :mod:`vlm_operator.quotastore`);
+    #: VLM_OPERATOR_CLUSTER_WATCH=0: a LIST of nodes and pods at most once a second and of the namespace's quotas on
+    #: each check instead.
     cluster_watch: bool = True
     #: VLM_OPERATOR_IMAGE: the operator's own image, which a VLMBatchJob's client container runs (the chart sets it).
     image: str = ""

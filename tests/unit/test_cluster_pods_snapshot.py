@@ -68,3 +68,34 @@ def test_a_child_event_reconcile_trusts_what_was_applied_and_a_thorough_one_repa
     assert (kube.gets, kube.applies) == (2, 2)
     reconcile.forget_applied("ns-trust", "m")
     assert ("Service", "ns-trust", "m") not in reconcile._APPLIED
+
+
+def test_without_the_watch_free_gpus_come_from_the_list_pair_and_the_own_pods_are_left_to_the_caller() -> None:
+    class Lists:
+        def list(self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None,
+                 field_selector: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+            if kind == "Node":
+                return [{"metadata": {"name": "n1"}, "spec": {}, "status": {"allocatable": {"nvidia.com/gpu": "2"}}}]
+            gpu = {"resources": {"requests": {"nvidia.com/gpu": "1"}}}
+            return [{"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "containers": [gpu]}, "status": {}}]
+
+    spec = {"containers": [{"resources": {"requests": {"nvidia.com/gpu": "1"}}}]}
+    free, own = ClusterPods(watch=False).free_and_own(Lists(), spec, "ns", "m")  # type: ignore[arg-type]
+    assert free == {"n1": 1} and own is None
+
+
+def test_a_forbidden_cluster_watch_counts_no_free_gpu() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    class Forbidden:
+        def list_page(self, *a: Any, **k: Any) -> dict[str, Any]:
+            raise ApiException(status=403, reason="Forbidden")
+
+        def watch(self, *a: Any, **k: Any) -> Any:
+            raise AssertionError("no watch after a forbidden list")
+
+    snap = ClusterPods()
+    spec = {"containers": [{"resources": {"requests": {"nvidia.com/gpu": "1"}}}]}
+    assert snap.free_and_own(Forbidden(), spec, "ns", "m") == ({}, None)  # type: ignore[arg-type]
+    assert snap._watched is not None
+    snap._watched.stop()

@@ -134,3 +134,145 @@ def test_the_cluster_watch_serves_nodes_and_pods() -> None:
     nodes, pods = cw.get()
     assert [n["metadata"]["name"] for n in nodes] == ["n1"] and [p["metadata"]["name"] for p in pods] == ["a"]
     cw.stop()
+
+
+# ---- the incremental count (PodItems / NodeItems) against the full recount (rollout.free_gpus) -------------------
+import random  # noqa: E402
+
+from vlm_operator.clusterwatch import NodeItems, PodItems, free_from  # noqa: E402
+
+MIG = "nvidia.com/mig-1g.10gb"
+SPECS = [
+    {"containers": [{"resources": {"requests": {"nvidia.com/gpu": "1"}}}]},
+    {"containers": [{"resources": {"limits": {MIG: "1"}}}]},
+    {"containers": [{"resources": {"requests": {"nvidia.com/gpu": "2"}}}], "nodeSelector": {"pool": "a"}},
+    {
+        "containers": [{"resources": {"requests": {"nvidia.com/gpu": "1"}}}],
+        "tolerations": [{"key": "gpu", "operator": "Exists"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["a", "b"]}]}
+                    ]
+                }
+            }
+        },
+    },
+]
+
+
+def random_node(rng: random.Random, i: int) -> dict[str, Any]:
+    alloc = {"cpu": "8", "nvidia.com/gpu": str(rng.randint(0, 8))}
+    if rng.random() < 0.3:
+        alloc[MIG] = str(rng.randint(0, 7))
+    spec: dict[str, Any] = {}
+    if rng.random() < 0.2:
+        spec["taints"] = [{"key": "gpu", "effect": rng.choice(["NoSchedule", "PreferNoSchedule"])}]
+    if rng.random() < 0.1:
+        spec["unschedulable"] = True
+    return {
+        "metadata": {"name": f"n{i}", "uid": f"node-{i}", "labels": {"pool": rng.choice(["a", "b", "c"])}},
+        "spec": spec,
+        "status": {"allocatable": alloc, "conditions": [{"type": "Ready", "lastHeartbeatTime": str(rng.random())}]},
+    }
+
+
+def random_pod(rng: random.Random, i: int, rv: int) -> dict[str, Any]:
+    def resources() -> dict[str, Any]:
+        req: dict[str, str] = {"cpu": "1"}
+        for res in rng.sample(["nvidia.com/gpu", MIG], rng.randint(0, 2)):
+            req[res] = str(rng.randint(0, 3))
+        return {rng.choice(["requests", "limits"]): req}
+
+    labels = {"vlmops.io/deployment": rng.choice(["m1", "m2"])} if rng.random() < 0.5 else {}
+    meta: dict[str, Any] = {"name": f"p{i}", "namespace": "ns", "uid": f"pod-{i}", "resourceVersion": str(rv)}
+    meta["labels"] = labels
+    return {
+        "metadata": meta,
+        "spec": {
+            "nodeName": rng.choice([None, "n0", "n1", "n2", "n3", "n4", "gone"]),
+            "containers": [{"resources": resources()} for _ in range(rng.randint(1, 2))],
+            "initContainers": [{"resources": resources()} for _ in range(rng.randint(0, 1))],
+        },
+        "status": {"phase": rng.choice(["Pending", "Running", "Running", "Succeeded", "Failed", "Unknown"])},
+    }
+
+
+def test_random_event_sequences_give_the_free_gpus_of_a_full_recount() -> None:
+    for seed in range(150):
+        rng = random.Random(seed)
+        nodes, pods = NodeItems(trim_node), PodItems(trim_pod)
+        live_nodes: dict[str, dict[str, Any]] = {}
+        live_pods: dict[str, dict[str, Any]] = {}
+        for step in range(80):
+            r = rng.random()
+            if r < 0.15:  # a node added, changed (or a heartbeat), or deleted
+                i = rng.randint(0, 5)
+                n = random_node(rng, i)
+                if rng.random() < 0.2 and n["metadata"]["uid"] in live_nodes:
+                    nodes.drop(live_nodes.pop(n["metadata"]["uid"]))
+                else:
+                    live_nodes[n["metadata"]["uid"]] = n
+                    nodes.put(n)
+            elif r < 0.3 and live_pods:  # a pod deleted (or it turned terminal and left the field selector)
+                uid = rng.choice(sorted(live_pods))
+                pods.drop(live_pods.pop(uid))
+            elif r < 0.35:  # the watch expired: a relist rebuilds both from scratch
+                nodes, pods = NodeItems(trim_node), PodItems(trim_pod)
+                for n in live_nodes.values():
+                    nodes.put(n)
+                for p in live_pods.values():
+                    pods.put(p)
+            else:  # a pod added or modified (bound, phase changed, requests changed)
+                p = random_pod(rng, rng.randint(0, 15), step)
+                live_pods[p["metadata"]["uid"]] = p
+                pods.put(p)
+            for spec in SPECS:
+                res = rollout.gpu_resource(spec)
+                want = rollout.free_gpus(live_nodes.values(), live_pods.values(), spec)
+                got = free_from(nodes.eligible(spec, res), pods.usage, res)
+                assert got == want, (seed, step, spec)
+            for owner in ("m1", "m2"):
+                want_uids = {
+                    u for u, p in live_pods.items() if p["metadata"]["labels"].get("vlmops.io/deployment") == owner
+                }
+                assert set(pods.owned.get(("ns", owner), {})) == want_uids, (seed, step)
+        assert all(all(v for v in per.values()) for per in pods.usage.values())  # no zero entries pile up
+
+
+def test_the_owners_pods_keep_what_a_rollout_reads_of_them() -> None:
+    p = pod("a", None, phase="Pending")
+    p["metadata"]["labels"] = {"vlmops.io/deployment": "m", "app.kubernetes.io/instance": "m"}
+    p["metadata"]["annotations"] = {"vlmops.io/spec-hash": "h1", "other": "x" * 1000}
+    p["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    p["status"]["conditions"] = [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/2 nodes: Insufficient"},
+        {"type": "Ready", "status": "False"},
+    ]
+    items = PodItems(trim_pod)
+    items.put(p)
+    (kept,) = items.owned[("ns", "m")].values()
+    assert kept["metadata"]["annotations"] == {"vlmops.io/spec-hash": "h1"}
+    assert kept["metadata"]["uid"] == "u-a"
+    assert kept["metadata"]["deletionTimestamp"] and kept["metadata"]["labels"]["vlmops.io/deployment"] == "m"
+    assert [c["type"] for c in kept["status"]["conditions"]] == ["PodScheduled"]
+    assert rollout.pending_for_resources(kept) == rollout.pending_for_resources(p)
+
+
+def test_the_cluster_watch_counts_free_gpus_and_serves_the_owners_pods_from_one_snapshot() -> None:
+    owned = pod("s", "n1", rv="7")
+    owned["metadata"]["labels"] = {"vlmops.io/deployment": "m"}
+
+    class Both(FakeKube):
+        def list_page(self, api_version: str, kind: str, *a: Any) -> dict[str, Any]:
+            items = [node("n1", 2), node("n2", 1)] if kind == "Node" else [pod("a", "n1"), owned]
+            return {"items": items, "metadata": {"resourceVersion": "5"}}
+
+    cw = ClusterWatch(Both([], []))
+    spec = {"containers": [{"resources": {"requests": {"nvidia.com/gpu": "1"}}}]}
+    free, own = cw.free_gpus(spec, ("ns", "m"))
+    assert free == {"n1": 0, "n2": 1}
+    assert [p["metadata"]["name"] for p in own] == ["s"]
+    assert cw.free_gpus(spec, ("ns", "other"))[1] == []
+    cw.stop()

@@ -39,7 +39,7 @@ import aiohttp
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from vlm_operator import admission, conditions, quota, reconcile
+from vlm_operator import admission, conditions, quota, quotastore, reconcile
 from vlm_operator import operator_metrics as op_metrics
 from vlm_operator.autoscale import report as reports
 from vlm_operator.autoscale.policy import Decision, PolicyState, PolicyTuning, Reason, desired_replicas
@@ -226,7 +226,7 @@ class Autoscaler:
         """Cap a scale-up at what the namespace's tightest GPU ResourceQuota admits (:func:`quota.clamp_replicas`);
         returns the decision and, when the quota bit, the message for the ``ScalingLimited`` condition."""
         try:
-            quotas = await asyncio.to_thread(self.kube.list, "v1", "ResourceQuota", self.namespace)
+            quotas = await asyncio.to_thread(quotastore.SHARED.list, self.kube, self.namespace)
         except ApiException as exc:  # no RBAC to read quotas: the API server's quota admission stays the limit
             self.log.warning(f"could not read ResourceQuotas: {exc.status} {exc.reason}")
             return decision, None

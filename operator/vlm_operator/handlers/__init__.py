@@ -30,6 +30,7 @@ from vlm_operator import (
     kube,
     persistence,
     profile_admission,
+    quotastore,
     readiness,
     reconcile,
     resync,
@@ -568,6 +569,7 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
     # no handlers requiring it"). The readiness timer and the autoscaler daemon below keep it, on their objects only.
     RESYNC.interval_s = settings.drift_seconds
     reconcile.CLUSTER_PODS.watch = settings.cluster_watch
+    quotastore.SHARED.watch = settings.cluster_watch
     on.startup(registry=r)(start_resync)
     on.cleanup(registry=r)(stop_resync)
     # ``when``: kopf starts this timer only on objects that ask for the probe; it used to wake every 5 s on every

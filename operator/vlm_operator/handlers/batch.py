@@ -19,7 +19,17 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from vlm_operator import admission, batchstatus, fitcheck, inventory, kube, profile_admission, profiles, quota
+from vlm_operator import (
+    admission,
+    batchstatus,
+    fitcheck,
+    inventory,
+    kube,
+    profile_admission,
+    profiles,
+    quota,
+    quotastore,
+)
 from vlm_operator.api.batch import BATCH_PLURAL, VLMBatchJob
 from vlm_operator.estimator import from_spec
 from vlm_operator.models.facts import ModelFacts
@@ -117,7 +127,7 @@ def _quota_verdict(namespace: str, spec: Any, old_spec: Any, name: str) -> profi
     k = _client()
     verdict = profile_admission._profile_verdict(k, namespace, spec, old_spec)
     try:
-        quotas = k.list("v1", "ResourceQuota", namespace)
+        quotas = quotastore.SHARED.list(k, namespace)
         if not quotas:
             return verdict
         own = k.list("v1", "Pod", namespace, render_batch.batch_selector(name)) if name else []
