@@ -385,6 +385,17 @@ class ClusterPods:
         nodes, pods = self.get(kube)
         return rollout.free_gpus(nodes, pods, pod_spec), None
 
+    def warm(self, kube: Kube) -> None:
+        """Start the watches now (the operator's start-up) instead of at the first rollout, which would otherwise wait
+        for the first LIST of every pod in the cluster (seconds at 10,000 pods). Returns at once; a 403 shows at the
+        first read, as before. Nothing with ``watch=False``."""
+        if self.watch and hasattr(kube, "watch"):
+            with self._lock:
+                if self._watched is None:
+                    self._watched = clusterwatch.ClusterWatch(kube)
+                self._watched.nodes.start()
+                self._watched.pods.start()
+
     def _warn_blind(self) -> None:
         # a namespaced install may not read every pod of the cluster: with no free-GPU count a rollout never surges
         # and replaces its pods in place (it cannot wait for GPUs it cannot see)

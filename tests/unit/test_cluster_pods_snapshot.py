@@ -99,3 +99,26 @@ def test_a_forbidden_cluster_watch_counts_no_free_gpu() -> None:
     assert snap.free_and_own(Forbidden(), spec, "ns", "m") == ({}, None)  # type: ignore[arg-type]
     assert snap._watched is not None
     snap._watched.stop()
+
+
+def test_warming_starts_the_watches_without_waiting_and_only_when_watching() -> None:
+    import threading
+
+    listed = threading.Event()
+
+    class Slow:
+        def list_page(self, *a: Any, **k: Any) -> dict[str, Any]:
+            listed.set()
+            return {"items": [], "metadata": {"resourceVersion": "1"}}
+
+        def watch(self, *a: Any, **k: Any) -> Any:
+            return iter(())
+
+    snap = ClusterPods()
+    snap.warm(Slow())  # type: ignore[arg-type]
+    assert listed.wait(5)  # the first LIST runs in the watches' own threads, before any rollout asks
+    assert snap._watched is not None
+    snap._watched.stop()
+    off = ClusterPods(watch=False)
+    off.warm(Slow())  # type: ignore[arg-type]
+    assert off._watched is None

@@ -403,6 +403,8 @@ _RESYNC_TASK: list[asyncio.Task[None]] = []
 
 async def start_resync(**_: Any) -> None:
     _RESYNC_TASK.append(asyncio.create_task(RESYNC.run(), name="vlm drift resync"))
+    # the rollouts' free-GPU count: its watches list every node and pod in their own threads from now on
+    reconcile.CLUSTER_PODS.warm(_client())
 
 
 async def stop_resync(**_: Any) -> None:
