@@ -83,20 +83,21 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "apps",
         ("replicasets",),
-        ("list", "watch"),
-        "the rollout reads the Deployment's ReplicaSets (the last good template) from a watch-fed index",
+        ("list",),
+        "a rollback lists the Deployment's ReplicaSets (the last good template)",
     ),
     Rule(
         "",
         ("services",),
-        ("get", "create", "patch"),
-        "server-side apply of the child Service (a create-by-apply also needs create)",
+        ("get", "list", "watch", "create", "patch"),
+        "server-side apply of the child Service (a create-by-apply also needs create); kopf watches children",
     ),
     Rule(
         "policy",
         ("poddisruptionbudgets",),
-        ("get", "create", "patch"),
-        "server-side apply of the child PodDisruptionBudget (a create-by-apply also needs create)",
+        ("get", "list", "watch", "create", "patch"),
+        "server-side apply of the child PodDisruptionBudget (a create-by-apply also needs create); kopf watches "
+        "children",
     ),
     Rule(
         "",

@@ -431,44 +431,59 @@ CLUSTER_PODS = ClusterPods()
 
 class Known:
     """What the operator process knows of its objects beyond the API server: the newest copy of each VLMDeployment
-    (fed by their watch, and by the status PATCH responses of its own reconciles) and, per VLMDeployment, the
-    Deployment this process last applied while the Deployment index has not caught up with it.
+    (fed by their watch, and by the status PATCH responses of its own reconciles) and, per VLMDeployment, the children
+    (Deployment, Service, PodDisruptionBudget) this process last applied while their index has not caught up.
 
-    With it a reconcile reads nothing afresh: the VLMDeployment, its Deployment, pods and ReplicaSets come from
-    watch-fed caches, and no reconcile computes a status from a copy older than one an earlier reconcile wrote or
-    applied (each copy only moves forward; :mod:`vlm_operator.store`)."""
+    With it a reconcile reads nothing afresh: the VLMDeployment, its children and pods come from watch-fed caches, and
+    no reconcile decides from a copy older than one an earlier reconcile wrote or applied (each copy only moves
+    forward; :mod:`vlm_operator.store`)."""
 
     def __init__(self) -> None:
         self.objects = store.Latest()
-        self._applied: dict[tuple[str, str], dict[str, Any]] = {}
+        self._applied: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def deployment(self, key: tuple[str, str], indexed: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The newer of the indexed Deployment and the one this process applied (dropped once the index holds it)."""
+    def child(self, kind: str, key: tuple[str, str], indexed: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The newer of the indexed child and the one this process applied (dropped once the index holds it)."""
         with self._lock:
-            mine = self._applied.get(key)
+            mine = self._applied.get((kind, *key))
             if mine is None:
                 return indexed
             mine_rv, indexed_rv = store.version(mine), store.version(indexed)
             if mine_rv is None or (indexed_rv is not None and indexed_rv >= mine_rv):
-                del self._applied[key]
+                del self._applied[(kind, *key)]
                 return indexed
             return mine
 
-    def applied_deployment(self, key: tuple[str, str], body: dict[str, Any] | None) -> None:
+    def applied(self, kind: str, key: tuple[str, str], body: dict[str, Any] | None) -> None:
         if body is not None and store.version(body) is not None:
             with self._lock:
-                kept = self._applied.get(key)
+                kept = self._applied.get((kind, *key))
                 if kept is None or (store.version(kept) or 0) < (store.version(body) or 0):
-                    self._applied[key] = store.compact(body)
+                    self._applied[(kind, *key)] = store.compact(body)
+
+    def child_deleted(self, kind: str, namespace: str, name: str) -> None:
+        """A child's watch reported its deletion: what this process applied of it no longer stands."""
+        with self._lock:
+            self._applied.pop((kind, namespace, name), None)
+
+    def deployment(self, key: tuple[str, str], indexed: dict[str, Any] | None) -> dict[str, Any] | None:
+        return self.child("Deployment", key, indexed)
+
+    def applied_deployment(self, key: tuple[str, str], body: dict[str, Any] | None) -> None:
+        self.applied("Deployment", key, body)
 
     def deployment_deleted(self, namespace: str, name: str) -> None:
-        with self._lock:
-            self._applied.pop((namespace, name), None)
+        self.child_deleted("Deployment", namespace, name)
 
     def forget(self, namespace: str, name: str) -> None:
         self.objects.forget((namespace, name))
-        self.deployment_deleted(namespace, name)
+        for kind in CHILD_KINDS:
+            self.child_deleted(kind, namespace, name)
+
+
+#: The children a VLMDeployment's reconcile applies, all named after it.
+CHILD_KINDS = ("Deployment", "Service", "PodDisruptionBudget")
 
 
 _locks: dict[tuple[str, str], threading.Lock] = {}
@@ -487,6 +502,7 @@ def reconcile(
     defer_status: bool = False,
     known: Known | None = None,
     created: bool = False,
+    children: Mapping[str, dict[str, Any] | None] | None = None,
 ) -> bool:
     """Reconcile one VLMDeployment: observe, decide, act; False when it no longer exists (or is being deleted).
     Watch events, the drift resync and child events can all ask at once; they are serialized per object, and each
@@ -513,7 +529,7 @@ def reconcile(
         if body is None or body["metadata"].get("deletionTimestamp"):
             op_metrics.forget(namespace, name)
             return False
-        _reconcile(kube, body, logger, pods, replica_sets, thorough, deployment, defer_status, known, created)
+        _reconcile(kube, body, logger, pods, replica_sets, thorough, deployment, defer_status, known, created, children)
         return True
 
 
@@ -528,6 +544,7 @@ def _reconcile(
     defer_status: bool = False,
     known: Known | None = None,
     created: bool = False,
+    children: Mapping[str, dict[str, Any] | None] | None = None,
 ) -> None:
     meta = body["metadata"]
     generation = int(meta.get("generation", 1))
@@ -563,7 +580,18 @@ def _reconcile(
         live = kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
         observation = dataclasses.replace(observation, live=live, live_cached=False)
         decision = decide(vlmd, observation, logger)
-    act(kube, vlmd, observation, decision, logger, thorough, defer_status, known, created and not body.get("status"))
+    act(
+        kube,
+        vlmd,
+        observation,
+        decision,
+        logger,
+        thorough,
+        defer_status,
+        known,
+        created and not body.get("status"),
+        children,
+    )
 
 
 def _same_object(live: dict[str, Any] | None, d: Decision) -> bool:
@@ -605,6 +633,7 @@ def act(
     defer_status: bool = False,
     known: Known | None = None,
     created: bool = False,
+    children: Mapping[str, dict[str, Any] | None] | None = None,
 ) -> None:
     """Apply what changed, record the rollout's event, and write status once. With ``defer_status``, a reconcile that
     changed the Deployment leaves the status to the reconcile its watch event brings (see :func:`reconcile`)."""
@@ -620,6 +649,12 @@ def act(
             known.applied_deployment((ns, name), applied)
         current = applied or obs.live
         for obj in d.others:
+            kind = obj["kind"]
+            if known is not None and children is not None and kind in children:
+                # the watch-fed index (and what this process applied since) is what there is: nothing is read
+                live = known.child(kind, (ns, name), children[kind])
+                known.applied(kind, (ns, name), _apply_if_changed(kube, obj, logger, live, live_known=True))
+                continue
             # ``created``: a new object's Service and PodDisruptionBudget do not exist yet; not read (a 404) first
             _apply_if_changed(kube, obj, logger, trust_memory=not thorough, live_known=created)
         if d.roll.event is not None:

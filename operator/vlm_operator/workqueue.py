@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import logging
 import threading
 import time
@@ -35,6 +36,17 @@ _log = logging.getLogger(__name__)
 
 #: ``run(key)``: reconcile one key; returns None, or seconds after which the key is to run again.
 Run = Callable[[Hashable], "float | None"]
+
+
+def api_message(exc: ApiException) -> str:
+    """The API server's own words for a refusal (the ``message`` of its Status body, which names the verb, the
+    resource and the user for a 403), else the raw body, shortened."""
+    body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+    try:
+        message = json.loads(body).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or body or "no message")[:500]
 
 
 class WorkQueue:
@@ -163,7 +175,10 @@ class WorkQueue:
                     n = self._failures[key] = self._failures.get(key, 0) + 1
                 again = min(self.retry_max_s, self.retry_base_s * 2 ** (n - 1))
                 if isinstance(exc, ApiException):  # the API server's answer says it all; no traceback
-                    _log.warning(f"reconcile of {key} failed (HTTP {exc.status} {exc.reason}); retrying in {again:g} s")
+                    _log.warning(
+                        f"reconcile of {key} failed (HTTP {exc.status} {exc.reason}: {api_message(exc)}); "
+                        f"retrying in {again:g} s"
+                    )
                 else:
                     _log.exception(f"reconcile of {key} failed; retrying in {again:g} s")
             with self._cv:

@@ -93,7 +93,7 @@ def test_the_index_functions_run_in_kopfs_event_loop() -> None:
 
     registry = handlers.register(Settings(webhook=False), kopf.OperatorRegistry())
     indexers = {h.id: h.fn for h in registry._indexing.get_all_handlers()}
-    assert set(indexers) == {"vlmd_pods", "vlmd_deployments"}
+    assert set(indexers) == {"vlmd_pods", "vlmd_deployments", "vlmd_services", "vlmd_pdbs"}
     assert all(is_async_fn(fn) for fn in indexers.values())  # what kopf itself asks before it picks a thread
 
 

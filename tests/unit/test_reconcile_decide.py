@@ -351,3 +351,40 @@ def test_an_object_version_is_parsed_once() -> None:
     assert reconcile.parsed(kube, unversioned) is not reconcile.parsed(kube, unversioned)  # type: ignore[arg-type]
     reconcile.forget_plan("ns", "m")
     assert reconcile.parsed(kube, copy.deepcopy(b2)) is not second  # type: ignore[arg-type]
+
+
+def test_service_and_pdb_come_from_their_index_and_a_deleted_one_is_applied_again() -> None:
+    import logging
+
+    log = logging.getLogger("test")
+    b = body(4096)
+    b["metadata"]["resourceVersion"] = "10"
+    kube = VersionedKube(copy.deepcopy(b))
+    known, key = reconcile.Known(), ("ns", "m")
+    known.objects.seen(key, copy.deepcopy(b))
+    none: dict[str, Any] = {"Service": None, "PodDisruptionBudget": None}
+    run = dict(pods=[], replica_sets=[], deployment=(None,), known=known, thorough=True)
+    reconcile.reconcile(kube, "ns", "m", log, children=none, **run)  # type: ignore[arg-type]
+    assert kube.gets == [] and sorted(kube.applies) == ["Deployment", "PodDisruptionBudget", "Service"]
+    # the indexes have not caught up yet (still empty): what this process applied stands, nothing is applied again,
+    # not even by a thorough run (the drift resync), and nothing is read
+    reconcile.reconcile(kube, "ns", "m", log, children=none, **run)  # type: ignore[arg-type]
+    assert kube.gets == [] and len(kube.applies) == 3
+    # the indexes hold them now
+    indexed = {k: copy.deepcopy(kube.store[(k, "ns", "m")]) for k in ("Service", "PodDisruptionBudget")}
+    reconcile.reconcile(kube, "ns", "m", log, children=indexed, **run)  # type: ignore[arg-type]
+    assert kube.gets == [] and len(kube.applies) == 3
+    # the Service is deleted: its watch says so (child_deleted) and the index drops it; the next run applies it again
+    known.child_deleted("Service", "ns", "m")
+    reconcile.reconcile(kube, "ns", "m", log, children={**indexed, "Service": None}, **run)  # type: ignore[arg-type]
+    assert kube.applies[3:] == ["Service"] and kube.gets == []
+    # someone edited the PDB (its hash annotation is gone), newer than anything this process applied: applied again
+    edited = copy.deepcopy(indexed["PodDisruptionBudget"])
+    edited["metadata"]["annotations"] = {}
+    edited["metadata"]["resourceVersion"] = str(kube.rv + 1)
+    kube.rv += 1
+    fresh_service = copy.deepcopy(kube.store[("Service", "ns", "m")])
+    reconcile.reconcile(  # type: ignore[arg-type]
+        kube, "ns", "m", log, children={"Service": fresh_service, "PodDisruptionBudget": edited}, **run
+    )
+    assert kube.applies[4:] == ["PodDisruptionBudget"] and kube.gets == []

@@ -181,3 +181,34 @@ def test_after_stop_nothing_runs() -> None:
 def test_at_least_one_worker() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         WorkQueue(lambda key: None, workers=0)
+
+
+def test_an_api_refusal_is_logged_in_the_api_servers_words(caplog: pytest.LogCaptureFixture) -> None:
+    import json
+
+    from vlm_operator.workqueue import api_message
+
+    denied = ApiException(status=403, reason="Forbidden")
+    denied.body = json.dumps(
+        {
+            "kind": "Status",
+            "message": 'vlmdeployments.vlmops.io "m" is forbidden: User "sa" cannot patch resource '
+            '"vlmdeployments/status" in API group "vlmops.io"',
+        }
+    )
+    assert 'cannot patch resource "vlmdeployments/status"' in api_message(denied)
+    raw = ApiException(status=500, reason="Internal")
+    raw.body = b"not json"
+    assert api_message(raw) == "not json"
+    assert api_message(ApiException(status=503, reason="Unavailable")) == "no message"
+
+    def refuse(key: Hashable) -> None:
+        raise denied
+
+    q = WorkQueue(refuse, workers=1, retry_base_s=10.0)
+    try:
+        q.add("a")
+        _wait(lambda: q.runs == 1)
+        assert 'cannot patch resource "vlmdeployments/status"' in caplog.text
+    finally:
+        q.stop()

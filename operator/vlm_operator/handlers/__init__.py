@@ -106,6 +106,8 @@ PER_EVENT_IDS = frozenset(
         "child_changed",
         "vlmd_pods",
         "vlmd_deployments",
+        "vlmd_services",
+        "vlmd_pdbs",
         VALIDATE_ID,
         "batch_child_changed",
         batch.VALIDATE_BATCH_ID,
@@ -131,10 +133,12 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     PERSISTENCE.install(settings)
     settings.watching.server_timeout = 300
     # Children are watched with a server-side label selector: the API server streams only the operator's own pods,
-    # ReplicaSets and Deployments, not every one in the cluster.
+    # Deployments, Services and PodDisruptionBudgets, not every one in the cluster.
     for resource in (
         ("", "v1", "pods"),
         ("apps", "v1", "deployments"),
+        ("", "v1", "services"),
+        ("policy", "v1", "poddisruptionbudgets"),
         ("batch", "v1", "jobs"),  # a VLMBatchJob's Job (handlers/batch.py)
     ):
         settings.watching.label_selectors[resource] = MANAGED_SELECTOR
@@ -210,7 +214,7 @@ _INDEXES: dict[str, Any] = {}
 
 
 def _keep_indexes(kwargs: dict[str, Any]) -> None:
-    for index in ("vlmd_pods", "vlmd_deployments"):
+    for index in ("vlmd_pods", "vlmd_deployments", "vlmd_services", "vlmd_pdbs"):
         if kwargs.get(index) is not None:
             _INDEXES[index] = kwargs[index]
 
@@ -219,6 +223,32 @@ def vlmd_deployments(namespace: str | None, labels: kopf.Labels, body: kopf.Body
     """The watch-fed cache of each VLMDeployment's Deployment: a reconcile reads it (and :data:`KNOWN`'s fresher
     copies) instead of a GET (:func:`vlm_operator.reconcile._reconcile`)."""
     return _by_owner(namespace, labels, body, trim.deployment)
+
+
+def _hash_only(body: kopf.Body) -> dict[str, Any]:
+    """What a reconcile reads of its Service or PodDisruptionBudget: the object hash the renderer put on it (and the
+    version, to tell the index from a newer copy this process applied)."""
+    meta = body.get("metadata") or {}
+    ann = meta.get("annotations") or {}
+    kept = {
+        "name": meta.get("name"),
+        "namespace": meta.get("namespace"),
+        "resourceVersion": meta.get("resourceVersion"),
+    }
+    if objects.ANN_OBJECT_HASH in ann:
+        kept["annotations"] = {objects.ANN_OBJECT_HASH: ann[objects.ANN_OBJECT_HASH]}
+    return {"kind": body.get("kind"), "metadata": kept}
+
+
+def vlmd_services(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The watch-fed cache of each VLMDeployment's Service (its object hash): no reconcile, the drift resync included,
+    reads it; a deleted or edited one brings a reconcile through its watch event (:func:`child_changed`)."""
+    return _by_owner(namespace, labels, body, _hash_only)
+
+
+def vlmd_pdbs(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The watch-fed cache of each VLMDeployment's PodDisruptionBudget, as :func:`vlmd_services`."""
+    return _by_owner(namespace, labels, body, _hash_only)
 
 
 #: The newest known VLMDeployments (their watch, and the status PATCH responses of this process's reconciles) and the
@@ -244,6 +274,13 @@ def _reconcile(
     if deps is not None:  # the index is known: the Deployment is what it holds (None: there is none)
         found = list(deps.get(key, []))
         deployment = (found[-1] if found else None,)
+    children: dict[str, dict[str, Any] | None] | None = None
+    svcs, pdbs = kwargs.get("vlmd_services"), kwargs.get("vlmd_pdbs")
+    if svcs is not None and pdbs is not None:  # both indexes known: the Service and PDB are what they hold
+        children = {}
+        for kind, index in (("Service", svcs), ("PodDisruptionBudget", pdbs)):
+            held = list(index.get(key, []))
+            children[kind] = held[-1] if held else None
     try:
         return reconcile.reconcile(
             _client(),
@@ -256,6 +293,7 @@ def _reconcile(
             defer_status=defer_status,
             known=KNOWN if KNOWN.objects.known(key) else None,
             created=created,
+            children=children,
         )
     except ApiException as exc:
         if exc.status == 404 and _gone(namespace, name):
@@ -452,8 +490,8 @@ def child_changed(body: kopf.Body, type: str | None = None, **kwargs: Any) -> No
     if not owner or not ns:
         return
     _keep_indexes(kwargs)
-    if type == "DELETED" and body.get("kind") == "Deployment":
-        KNOWN.deployment_deleted(ns, owner)
+    if type == "DELETED" and body.get("kind") in reconcile.CHILD_KINDS:
+        KNOWN.child_deleted(str(body.get("kind")), ns, str(meta.get("name") or owner))
     QUEUE.add((ns, owner), CHILD_WINDOW_SECONDS, CHILD_SETTLE_MAX_SECONDS)
 
 
@@ -562,6 +600,8 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
     kopf.index("apps", "v1", "deployments", labels=MANAGED, id="vlmd_deployments", registry=r)(
         _in_loop(vlmd_deployments)
     )
+    kopf.index("", "v1", "services", labels=MANAGED, id="vlmd_services", registry=r)(_in_loop(vlmd_services))
+    kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED, id="vlmd_pdbs", registry=r)(_in_loop(vlmd_pdbs))
     # No kopf create/update/resume handler: the VLMDeployments' watch events queue their reconciles (``vlmd_event``,
     # :data:`QUEUE`), so kopf neither holds an event behind a blocking reconcile nor keeps a diff base per object.
     # The drift resync: one loop for all objects (:mod:`vlm_operator.resync`), not a kopf timer per object, which
@@ -590,7 +630,8 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
     on.cleanup(registry=r)(stop_queue)
     # A pod's events reach the owner's reconcile through the pod index (``pods_indexed``); a Deployment's through this
     # handler, which also sees its deletion.
-    on.event("apps", "v1", "deployments", labels=MANAGED, id="child_changed", registry=r)(child_changed_async)
+    for kind in (("apps", "v1", "deployments"), ("", "v1", "services"), ("policy", "v1", "poddisruptionbudgets")):
+        on.event(*kind, labels=MANAGED, id="child_changed", registry=r)(child_changed_async)
     kopf.daemon(GROUP, VERSION, PLURAL, id="autoscaler", when=_internal, cancellation_timeout=10.0, registry=r)(
         autoscaler_daemon
     )
