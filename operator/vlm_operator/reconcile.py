@@ -937,6 +937,11 @@ def _event(kube: Kube, body: dict[str, Any], type_: str, reason: str, message: s
 _APPLIED: dict[tuple[str, str, str], str] = {}
 
 
+def applied_hash(kind: str, namespace: str, name: str) -> str | None:
+    """The object hash this process last applied or found on a child, or None."""
+    return _APPLIED.get((kind, namespace, name))
+
+
 def forget_applied(namespace: str, name: str) -> None:
     """Drop what :data:`_APPLIED` holds for a deleted VLMDeployment's children (they share its name)."""
     for kind in ("Service", "PodDisruptionBudget"):

@@ -126,3 +126,24 @@ def test_kopfs_success_line_per_event_is_dropped_and_everything_else_kept() -> N
     handlers.quiet_kopf_success_lines()
     installed = [f for f in logging.getLogger("kopf.objects").filters if isinstance(f, handlers.QuietPerEventSuccess)]
     assert len(installed) == 1
+
+
+def test_a_services_or_pdbs_own_status_change_asks_for_no_reconcile_an_edit_or_a_deletion_does() -> None:
+    from vlm_operator import reconcile
+
+    fn = _event_handlers()["child_changed"]
+    key = ("PodDisruptionBudget", "ns-pdb", "m")
+    reconcile._APPLIED[key] = "h1"
+    try:
+
+        def pdb(hash_: str | None) -> dict[str, Any]:
+            ann = {objects.ANN_OBJECT_HASH: hash_} if hash_ else {}
+            meta = {"namespace": "ns-pdb", "name": "m", "labels": {objects.LABEL_OWNER: "m"}, "annotations": ann}
+            return {"kind": "PodDisruptionBudget", "metadata": meta, "status": {"currentHealthy": 1}}
+
+        assert _asked(fn, {"body": pdb("h1"), "type": "MODIFIED"}) == []  # the disruption controller's status write
+        owner = (("ns-pdb", "m"), handlers.CHILD_WINDOW_SECONDS)
+        assert _asked(fn, {"body": pdb(None), "type": "MODIFIED"}) == [owner]  # someone dropped the hash
+        assert _asked(fn, {"body": pdb("h1"), "type": "DELETED"}) == [owner]
+    finally:
+        reconcile._APPLIED.pop(key, None)

@@ -490,8 +490,16 @@ def child_changed(body: kopf.Body, type: str | None = None, **kwargs: Any) -> No
     if not owner or not ns:
         return
     _keep_indexes(kwargs)
-    if type == "DELETED" and body.get("kind") in reconcile.CHILD_KINDS:
-        KNOWN.child_deleted(str(body.get("kind")), ns, str(meta.get("name") or owner))
+    kind, name = str(body.get("kind")), str(meta.get("name") or owner)
+    if type == "DELETED" and kind in reconcile.CHILD_KINDS:
+        KNOWN.child_deleted(kind, ns, name)
+    elif kind in ("Service", "PodDisruptionBudget"):
+        # Nothing of their status goes into the owner's: only a change of what this process applied asks for a
+        # reconcile (their own create, an edit that drops or changes the object hash), not the disruption
+        # controller's updates of a PodDisruptionBudget's status on every pod change.
+        applied = reconcile.applied_hash(kind, ns, name)
+        if applied is not None and (meta.get("annotations") or {}).get(objects.ANN_OBJECT_HASH) == applied:
+            return
     QUEUE.add((ns, owner), CHILD_WINDOW_SECONDS, CHILD_SETTLE_MAX_SECONDS)
 
 
