@@ -341,9 +341,13 @@ class ClusterWatch:
         self.nodes = WatchedKind(kube, "v1", "Node", trim_node, store=NodeItems)
         self.pods = WatchedKind(kube, "v1", "Pod", trim_pod, field_selector=NON_TERMINAL, store=PodItems)
 
-    def get(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def start(self) -> None:
+        """Start both watches (their first LISTs run in their own threads); returns at once."""
         self.nodes.start()
         self.pods.start()
+
+    def get(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        self.start()
         return self.nodes.items(), self.pods.items()
 
     def free_gpus(
@@ -351,8 +355,7 @@ class ClusterWatch:
     ) -> tuple[dict[str, int], list[dict[str, Any]]]:
         """:func:`vlm_operator.rollout.free_gpus` over the watched nodes and pods, in O(eligible nodes), and the
         non-terminal pods of the VLMDeployment ``owner`` (namespace, name), from the same snapshot of the pods."""
-        self.nodes.start()
-        self.pods.start()
+        self.start()
         resource = rollout.gpu_resource(pod_spec)
         eligible: list[tuple[str, int]] = self.nodes.read(lambda s: s.eligible(pod_spec, resource))
 

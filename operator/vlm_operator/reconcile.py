@@ -363,6 +363,17 @@ class ClusterPods:
         self._lock = threading.Lock()
         self._blind = False
         self._watched: clusterwatch.ClusterWatch | None = None
+        self._watch_lock = threading.Lock()
+
+    def _watch_of(self, kube: Kube) -> clusterwatch.ClusterWatch | None:
+        """The cluster watch (made on first use), or None where the LIST fallback serves (``watch=False``, a client
+        that cannot watch)."""
+        if not (self.watch and hasattr(kube, "watch")):
+            return None
+        with self._watch_lock:
+            if self._watched is None:
+                self._watched = clusterwatch.ClusterWatch(kube)
+            return self._watched
 
     def free_and_own(
         self, kube: Kube, pod_spec: Mapping[str, Any], namespace: str, name: str
@@ -370,11 +381,8 @@ class ClusterPods:
         """Free GPUs for ``pod_spec`` (:func:`rollout.free_gpus`) and the non-terminal pods of VLMDeployment
         ``namespace/name`` from the same snapshot; those pods are None when no watch runs (the caller lists them).
         With the watch a count costs O(nodes) (:class:`vlm_operator.clusterwatch.ClusterWatch`)."""
-        if self.watch and hasattr(kube, "watch"):
-            with self._lock:
-                if self._watched is None:
-                    self._watched = clusterwatch.ClusterWatch(kube)
-                watched = self._watched
+        watched = self._watch_of(kube)
+        if watched is not None:
             try:
                 return watched.free_gpus(pod_spec, (namespace, name))
             except ApiException as exc:
@@ -389,12 +397,9 @@ class ClusterPods:
         """Start the watches now (the operator's start-up) instead of at the first rollout, which would otherwise wait
         for the first LIST of every pod in the cluster (seconds at 10,000 pods). Returns at once; a 403 shows at the
         first read, as before. Nothing with ``watch=False``."""
-        if self.watch and hasattr(kube, "watch"):
-            with self._lock:
-                if self._watched is None:
-                    self._watched = clusterwatch.ClusterWatch(kube)
-                self._watched.nodes.start()
-                self._watched.pods.start()
+        watched = self._watch_of(kube)
+        if watched is not None:
+            watched.start()
 
     def _warn_blind(self) -> None:
         # a namespaced install may not read every pod of the cluster: with no free-GPU count a rollout never surges
@@ -407,12 +412,11 @@ class ClusterPods:
         self._blind = True
 
     def get(self, kube: Kube) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        watched = self._watch_of(kube)
         with self._lock:  # one LIST pair at a time; the reconciles that wait for it use its result
             try:
-                if self.watch and hasattr(kube, "watch"):
-                    if self._watched is None:
-                        self._watched = clusterwatch.ClusterWatch(kube)
-                    return self._watched.get()
+                if watched is not None:
+                    return watched.get()
                 if self._value is None or self.clock() - self._at >= self.ttl_s:
                     nodes = kube.list("v1", "Node", None)
                     pods = kube.list("v1", "Pod", None, field_selector=_NON_TERMINAL)
