@@ -471,15 +471,6 @@ class Known:
         with self._lock:
             self._applied.pop((kind, namespace, name), None)
 
-    def deployment(self, key: tuple[str, str], indexed: dict[str, Any] | None) -> dict[str, Any] | None:
-        return self.child("Deployment", key, indexed)
-
-    def applied_deployment(self, key: tuple[str, str], body: dict[str, Any] | None) -> None:
-        self.applied("Deployment", key, body)
-
-    def deployment_deleted(self, namespace: str, name: str) -> None:
-        self.child_deleted("Deployment", namespace, name)
-
     def forget(self, namespace: str, name: str) -> None:
         self.objects.forget((namespace, name))
         for kind in CHILD_KINDS:
@@ -525,7 +516,7 @@ def reconcile(
         if known is not None:
             body = known.objects.get((namespace, name))
             if deployment is not None:
-                deployment = (known.deployment((namespace, name), deployment[0]),)
+                deployment = (known.child("Deployment", (namespace, name), deployment[0]),)
             else:
                 known = None  # the Deployment index is not warm yet: read what the index would have held
         else:
@@ -579,7 +570,7 @@ def _reconcile(
     ):
         # The indexed Deployment differs from what is wanted: read it afresh before deciding on a write or a rollout
         # (the index can still hold the version before this process's own last apply). Only this path reads it.
-        # With ``known`` the index is already overlaid with what this process applied (:meth:`Known.deployment`).
+        # With ``known`` the index is already overlaid with what this process applied (:meth:`Known.child`).
         meta = body["metadata"]
         live = kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
         observation = dataclasses.replace(observation, live=live, live_cached=False)
@@ -650,7 +641,7 @@ def act(
     if d.deployment is not None:
         applied = _apply_if_changed(kube, d.deployment, logger, obs.live, live_known=obs.live_cached)
         if known is not None:
-            known.applied_deployment((ns, name), applied)
+            known.applied("Deployment", (ns, name), applied)
         current = applied or obs.live
         for obj in d.others:
             kind = obj["kind"]

@@ -88,7 +88,3 @@ class Latest:
     def forget(self, key: Hashable) -> None:
         with self._lock:
             self._bodies.pop(key, None)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._bodies)

@@ -8,7 +8,7 @@ fields that a reader of the index uses, copied (so nothing is shared with kopf's
 
 - :mod:`vlm_operator.reconcile`: ``_pod_problems``, ``_old_revision_left``, ``_waiting_for_gpus`` and
   ``decide_rollout`` (pods); ``observe`` -> ``decide_rollout`` (and its ``_good_template``: the Deployment's uid and
-  pod template), ``_template_hash``, ``_same_object``, ``_apply_if_changed``, ``Known.deployment``,
+  pod template), ``_template_hash``, ``_same_object``, ``_apply_if_changed``, ``Known.child``,
   ``status_for`` and ``act`` (the Deployment: its annotations, uid, generation, resourceVersion, pod template,
   strategy and status);
 - :mod:`vlm_operator.rollout`: ``PodHealth.of``, ``pending_for_resources``, ``bound_pods`` (pods);

@@ -130,10 +130,6 @@ class WorkQueue:
         with self._cv:
             return len(self._due) + len(self._processing)
 
-    def __contains__(self, key: Hashable) -> bool:
-        with self._cv:
-            return key in self._due or key in self._processing
-
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop taking keys; wait (up to ``timeout_s``) for the runs under way to finish."""
         with self._cv:

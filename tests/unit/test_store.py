@@ -57,12 +57,12 @@ def test_versions_that_are_not_numbers_leave_the_watch_in_charge() -> None:
 def test_known_overlays_the_deployment_this_process_applied_until_the_index_has_it() -> None:
     known = Known()
     key = ("ns", "m")
-    assert known.deployment(key, None) is None
-    known.applied_deployment(key, obj("20", hash="new"))
-    assert known.deployment(key, None)["status"] == {"hash": "new"}  # type: ignore[index]  # index not there yet
-    assert known.deployment(key, obj("15", hash="old"))["status"] == {"hash": "new"}  # type: ignore[index]
-    assert known.deployment(key, obj("21", hash="newer"))["status"] == {"hash": "newer"}  # type: ignore[index]
-    assert known.deployment(key, None) is None  # caught up once: the applied copy is dropped
-    known.applied_deployment(key, obj("30"))
-    known.deployment_deleted(*key)
-    assert known.deployment(key, None) is None
+    assert known.child("Deployment", key, None) is None
+    known.applied("Deployment", key, obj("20", hash="new"))
+    assert known.child("Deployment", key, None)["status"] == {"hash": "new"}  # type: ignore[index]  # index not there yet
+    assert known.child("Deployment", key, obj("15", hash="old"))["status"] == {"hash": "new"}  # type: ignore[index]
+    assert known.child("Deployment", key, obj("21", hash="newer"))["status"] == {"hash": "newer"}  # type: ignore[index]
+    assert known.child("Deployment", key, None) is None  # caught up once: the applied copy is dropped
+    known.applied("Deployment", key, obj("30"))
+    known.child_deleted("Deployment", *key)
+    assert known.child("Deployment", key, None) is None
