@@ -1,5 +1,5 @@
 """Compact copies of the operator's children for its watch-fed indexes (``handlers``: ``vlmd_pods``,
-``vlmd_deployments``).
+``vlmd_deployments``, ``vlmd_services``, ``vlmd_pdbs``).
 
 An index keeps one entry per child for as long as the child exists; a full copy of each watch event's body (with its
 ``managedFields``, the pod's container images and IDs, volumes, the Deployment's status history) is
@@ -10,7 +10,7 @@ fields that a reader of the index uses, copied (so nothing is shared with kopf's
   ``decide_rollout`` (pods); ``observe`` -> ``decide_rollout`` (and its ``_good_template``: the Deployment's uid and
   pod template), ``_template_hash``, ``_same_object``, ``_apply_if_changed``, ``Known.child``,
   ``status_for`` and ``act`` (the Deployment: its annotations, uid, generation, resourceVersion, pod template,
-  strategy and status);
+  strategy and status; the Service and PodDisruptionBudget: their object hash and resourceVersion);
 - :mod:`vlm_operator.rollout`: ``PodHealth.of``, ``pending_for_resources``, ``bound_pods`` (pods);
 - :mod:`vlm_operator.readiness`: ``due``, ``failed_probe``, ``probe_pods`` (pods: the readiness gate, the serving
   container's start, the pod's IP and gate condition);
@@ -25,6 +25,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from typing import Any
+
+from vlm_operator.render.objects import ANN_OBJECT_HASH
 
 _POD_META = ("name", "namespace", "uid", "deletionTimestamp")
 _POD_SPEC = ("nodeName", "readinessGates")
@@ -84,3 +86,14 @@ def deployment(body: Mapping[str, Any]) -> dict[str, Any]:
         "spec": _pick(body.get("spec"), _DEPLOYMENT_SPEC),
         "status": copy_json(body.get("status") or {}),
     }
+
+
+def hashed(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A Service or PodDisruptionBudget as the reconciler reads it: the object hash the renderer put on it, and the
+    identity and resourceVersion (to tell the index from a newer copy this process applied)."""
+    meta = body.get("metadata") or {}
+    out_meta = _pick(meta, ("name", "namespace", "resourceVersion"))
+    annotations = meta.get("annotations") or {}
+    if ANN_OBJECT_HASH in annotations:
+        out_meta["annotations"] = {ANN_OBJECT_HASH: annotations[ANN_OBJECT_HASH]}
+    return {"kind": body.get("kind"), "metadata": out_meta}

@@ -341,3 +341,26 @@ def test_a_remembered_plan_keeps_none_of_the_objects_metadata_but_its_identity()
     assert reconcile.cached_plan(vlmd(body), {"NVIDIA-L4": 2}) is first  # still remembered by the full metadata
     assert first.desired == reconcile.build_plan(vlmd(body), {"NVIDIA-L4": 2}).desired  # the render is unchanged
     reconcile.forget_plan(body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+def test_a_service_or_pdb_keeps_its_object_hash_and_version_only() -> None:
+    from vlm_operator.render.objects import ANN_OBJECT_HASH
+
+    body = {
+        "kind": "Service",
+        "metadata": {
+            "name": "m",
+            "namespace": "ns",
+            "resourceVersion": "42",
+            "uid": "u",
+            "annotations": {ANN_OBJECT_HASH: "h", "other": "x"},
+            "managedFields": [{"manager": "vlm-operator"}],
+        },
+        "spec": {"ports": [{"port": 8000}]},
+    }
+    kept = trim.hashed(body)
+    assert kept == {
+        "kind": "Service",
+        "metadata": {"name": "m", "namespace": "ns", "resourceVersion": "42", "annotations": {ANN_OBJECT_HASH: "h"}},
+    }
+    assert trim.hashed({"kind": "Service", "metadata": {"name": "m"}})["metadata"] == {"name": "m"}  # no hash on it

@@ -225,30 +225,15 @@ def vlmd_deployments(namespace: str | None, labels: kopf.Labels, body: kopf.Body
     return _by_owner(namespace, labels, body, trim.deployment)
 
 
-def _hash_only(body: kopf.Body) -> dict[str, Any]:
-    """What a reconcile reads of its Service or PodDisruptionBudget: the object hash the renderer put on it (and the
-    version, to tell the index from a newer copy this process applied)."""
-    meta = body.get("metadata") or {}
-    ann = meta.get("annotations") or {}
-    kept = {
-        "name": meta.get("name"),
-        "namespace": meta.get("namespace"),
-        "resourceVersion": meta.get("resourceVersion"),
-    }
-    if objects.ANN_OBJECT_HASH in ann:
-        kept["annotations"] = {objects.ANN_OBJECT_HASH: ann[objects.ANN_OBJECT_HASH]}
-    return {"kind": body.get("kind"), "metadata": kept}
-
-
 def vlmd_services(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The watch-fed cache of each VLMDeployment's Service (its object hash): no reconcile, the drift resync included,
     reads it; a deleted or edited one brings a reconcile through its watch event (:func:`child_changed`)."""
-    return _by_owner(namespace, labels, body, _hash_only)
+    return _by_owner(namespace, labels, body, trim.hashed)
 
 
 def vlmd_pdbs(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The watch-fed cache of each VLMDeployment's PodDisruptionBudget, as :func:`vlmd_services`."""
-    return _by_owner(namespace, labels, body, _hash_only)
+    return _by_owner(namespace, labels, body, trim.hashed)
 
 
 #: The newest known VLMDeployments (their watch, and the status PATCH responses of this process's reconciles) and the
@@ -272,15 +257,11 @@ def _reconcile(
     pods, deps = kwargs.get("vlmd_pods"), kwargs.get("vlmd_deployments")
     deployment = None
     if deps is not None:  # the index is known: the Deployment is what it holds (None: there is none)
-        found = list(deps.get(key, []))
-        deployment = (found[-1] if found else None,)
+        deployment = (_held(deps, key),)
     children: dict[str, dict[str, Any] | None] | None = None
     svcs, pdbs = kwargs.get("vlmd_services"), kwargs.get("vlmd_pdbs")
     if svcs is not None and pdbs is not None:  # both indexes known: the Service and PDB are what they hold
-        children = {}
-        for kind, index in (("Service", svcs), ("PodDisruptionBudget", pdbs)):
-            held = list(index.get(key, []))
-            children[kind] = held[-1] if held else None
+        children = {"Service": _held(svcs, key), "PodDisruptionBudget": _held(pdbs, key)}
     try:
         return reconcile.reconcile(
             _client(),
@@ -308,6 +289,12 @@ def _reconcile(
         return True
 
 
+def _held(index: Any, key: tuple[str, str]) -> dict[str, Any] | None:
+    """What a kopf index of one child per owner holds for ``key`` (its latest entry), or None."""
+    found = list(index.get(key, []))
+    return found[-1] if found else None
+
+
 def _gone(namespace: str, name: str) -> bool:
     """The VLMDeployment no longer exists, or is being deleted (read afresh after a 404)."""
     body = _client().get(reconcile.API_VERSION, reconcile.KIND, namespace, name)
@@ -329,7 +316,7 @@ _SPEC_RUN: set[tuple[str, str]] = set()
 #: Keys just created (a watch event ADDED with no status): their children do not exist yet, so their first run applies
 #: them without reading them first.
 _CREATED: set[tuple[str, str]] = set()
-_thorough_lock = threading.Lock()
+_asked_lock = threading.Lock()
 
 
 def reconcile_key(key: Any) -> float | None:
@@ -337,7 +324,7 @@ def reconcile_key(key: Any) -> float | None:
     namespace, name = key
     if RESYNC.paused():
         return None  # kopf's peering paused this replica; the watch lists every object again when it resumes
-    with _thorough_lock:
+    with _asked_lock:
         spec_run, created = key in _SPEC_RUN, key in _CREATED
         _SPEC_RUN.discard(key)
         _CREATED.discard(key)
@@ -346,7 +333,7 @@ def reconcile_key(key: Any) -> float | None:
         _reconcile(namespace, name, _LOG, _INDEXES, thorough=False, defer_status=spec_run, created=created)
     except BaseException:
         if spec_run:
-            with _thorough_lock:
+            with _asked_lock:
                 _SPEC_RUN.add(key)
         raise
     if from_spec.hub_lookups_in_flight():
@@ -401,7 +388,7 @@ def vlmd_event(
         reconcile.forget_applied(namespace, name)
         with _essence_lock:
             _ESSENCE.pop(key, None)
-        with _thorough_lock:
+        with _asked_lock:
             _SPEC_RUN.discard(key)
             _CREATED.discard(key)
         if uid:
@@ -416,7 +403,7 @@ def vlmd_event(
         changed = type is None or _ESSENCE.get(key) != essence
         _ESSENCE[key] = essence
     if changed:
-        with _thorough_lock:
+        with _asked_lock:
             _SPEC_RUN.add(key)
             if type == "ADDED" and not body.get("status"):
                 _CREATED.add(key)
