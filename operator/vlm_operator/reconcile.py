@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
@@ -103,6 +103,7 @@ def build_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None 
 _PLANS: dict[str, tuple[tuple[str, tuple[tuple[str, int], ...]], Plan]] = {}
 _PLANS_MAX = 4096
 _plans_lock = threading.Lock()
+_V = TypeVar("_V")
 
 
 def _plan_ident(namespace: Any, name: Any, uid: Any = None) -> str:
@@ -124,11 +125,16 @@ def cached_plan(vlmd: VLMDeployment, max_gpus_per_node: Mapping[str, int] | None
         # Remembered without the object's metadata (its managedFields, labels, annotations: a few KiB of the API
         # server's response per object, kept alive by the plan): nothing reads a plan's ``vlmd`` after the render.
         plan = dataclasses.replace(plan, vlmd=vlmd.model_copy(update={"metadata": _identity(m)}))
-        with _plans_lock:
-            if len(_PLANS) >= _PLANS_MAX and ident not in _PLANS:
-                _PLANS.clear()
-            _PLANS[ident] = (key, plan)
+        _remember(_PLANS, ident, key, plan)
     return plan
+
+
+def _remember(cache: dict[str, tuple[Any, _V]], ident: str, key: Any, value: _V) -> None:
+    """Keep ``value`` (built for ``key``) as ``ident``'s one entry in ``cache``; a full cache is cleared first."""
+    with _plans_lock:
+        if len(cache) >= _PLANS_MAX and ident not in cache:
+            cache.clear()
+        cache[ident] = (key, value)
 
 
 def _identity(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,10 +172,7 @@ def parsed(kube: Kube, body: Mapping[str, Any]) -> VLMDeployment:
         return found[1]
     vlmd = admission.parse(effective)
     if rv is not None:
-        with _plans_lock:
-            if len(_PARSED) >= _PLANS_MAX and ident not in _PARSED:
-                _PARSED.clear()
-            _PARSED[ident] = (key, vlmd)
+        _remember(_PARSED, ident, key, vlmd)
     return vlmd
 
 
