@@ -51,7 +51,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -260,14 +260,23 @@ def bulk(what: str, keys: list[str], fn: Callable[[str], None], ok_status: Itera
     return time.monotonic() - t
 
 
+def request_counts(raw: Raw) -> Iterator[tuple[dict[str, str], int]]:
+    """The API server's ``apiserver_request_total`` so far: (labels, count) per series."""
+    for line in raw.call("GET", "/metrics").splitlines():
+        if line.startswith("apiserver_request_total{"):
+            yield dict(re.findall(r'(\w+)="([^"]*)"', line)), int(float(line.rsplit(" ", 1)[1]))
+
+
+def request_key(labels: Mapping[str, str]) -> str:
+    """``resource[/subresource] VERB`` of one ``apiserver_request_total`` series."""
+    sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
+    return f"{labels.get('resource', '')}{sub} {labels.get('verb', '')}"
+
+
 def mutations(raw: Raw) -> Counter[str]:
     """Mutating requests on the operator's resources so far, by ``resource[/subresource] VERB``."""
-    text = raw.call("GET", "/metrics")
     out: Counter[str] = Counter()
-    for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+    for labels, count in request_counts(raw):
         res = labels.get("resource", "")
         if labels.get("verb") not in MUTATING or res not in OPERATOR_RESOURCES:
             continue
@@ -275,8 +284,7 @@ def mutations(raw: Raw) -> Counter[str]:
             continue  # counted from the stored events instead (see our_events): controllers post core/v1 ones too
         if labels.get("subresource") == "status" and res != "vlmdeployments":
             continue  # Deployment and PDB status: the controllers' writes
-        key = res + (f"/{labels['subresource']}" if labels.get("subresource") else "") + f" {labels['verb']}"
-        out[key] += int(float(line.rsplit(" ", 1)[1]))
+        out[request_key(labels)] += count
     return out
 
 
@@ -284,16 +292,11 @@ def reads(raw: Raw) -> Counter[str]:
     """Non-mutating requests (GET, LIST, WATCH) on every resource so far, by ``resource[/subresource] VERB``, less
     the benchmark's own (:attr:`Raw.own_reads`): the operators' and the control plane's (the controllers read through
     informers, so between their start-up LISTs they add WATCH requests, seldom a GET or LIST)."""
-    text = raw.call("GET", "/metrics")
     out: Counter[str] = Counter()
-    for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+    for labels, count in request_counts(raw):
         if labels.get("verb") not in READING or not labels.get("resource"):
             continue
-        key = labels["resource"] + (f"/{labels['subresource']}" if labels.get("subresource") else "")
-        out[f"{key} {labels['verb']}"] += int(float(line.rsplit(" ", 1)[1]))
+        out[request_key(labels)] += count
     with raw._lock:
         out.subtract(raw.own_reads)
     return out
