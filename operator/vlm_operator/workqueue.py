@@ -115,9 +115,7 @@ class WorkQueue:
         current = self._due.get(key)
         if current is not None and current <= due:
             return  # already due as soon or sooner: this trigger is folded into that run
-        self._due[key] = due
-        heapq.heappush(self._heap, (due, next(self._seq), key))
-        self._cv.notify()
+        self._move(key, due)
 
     def _start(self) -> None:
         for i in range(self.workers):
