@@ -499,7 +499,6 @@ def reconcile(
     deployment: tuple[dict[str, Any] | None] | None = None,
     defer_status: bool = False,
     known: Known | None = None,
-    created: bool = False,
     children: Mapping[str, dict[str, Any] | None] | None = None,
 ) -> bool:
     """Reconcile one VLMDeployment: observe, decide, act; False when it no longer exists (or is being deleted).
@@ -510,9 +509,8 @@ def reconcile(
     and update handlers): when this reconcile changes the Deployment, it writes no status; the Deployment's watch event
     brings a child reconcile within half a second that writes it from a newer view. On create that saves the write of
     a state that lasts half a second (nothing scheduled yet), one of about two per object.
-    ``known`` (the operator's :class:`Known`, with ``deployment`` from its index): the object comes from there, not a
-    GET, and nothing else is read afresh either. ``created``: the object was just created (its watch said ADDED), so
-    its Service and PodDisruptionBudget are applied without reading them first (the read would be a 404)."""
+    ``known`` (the operator's :class:`Known`, with ``deployment`` and ``children`` from its indexes): the object comes
+    from there, not a GET, and nothing else is read afresh either."""
     with _locks_guard:
         lock = _locks.setdefault((namespace, name), threading.Lock())
     with lock, op_metrics.reconcile_timer(namespace, name):
@@ -527,7 +525,7 @@ def reconcile(
         if body is None or body["metadata"].get("deletionTimestamp"):
             op_metrics.forget(namespace, name)
             return False
-        _reconcile(kube, body, logger, pods, replica_sets, thorough, deployment, defer_status, known, created, children)
+        _reconcile(kube, body, logger, pods, replica_sets, thorough, deployment, defer_status, known, children)
         return True
 
 
@@ -541,7 +539,6 @@ def _reconcile(
     deployment: tuple[dict[str, Any] | None] | None = None,
     defer_status: bool = False,
     known: Known | None = None,
-    created: bool = False,
     children: Mapping[str, dict[str, Any] | None] | None = None,
 ) -> None:
     meta = body["metadata"]
@@ -587,7 +584,6 @@ def _reconcile(
         thorough,
         defer_status,
         known,
-        created and not body.get("status"),
         children,
     )
 
@@ -630,7 +626,6 @@ def act(
     thorough: bool = True,
     defer_status: bool = False,
     known: Known | None = None,
-    created: bool = False,
     children: Mapping[str, dict[str, Any] | None] | None = None,
 ) -> None:
     """Apply what changed, record the rollout's event, and write status once. With ``defer_status``, a reconcile that
@@ -653,8 +648,7 @@ def act(
                 live = known.child(kind, (ns, name), children[kind])
                 known.applied(kind, (ns, name), _apply_if_changed(kube, obj, logger, live, live_known=True))
                 continue
-            # ``created``: a new object's Service and PodDisruptionBudget do not exist yet; not read (a 404) first
-            _apply_if_changed(kube, obj, logger, trust_memory=not thorough, live_known=created)
+            _apply_if_changed(kube, obj, logger, trust_memory=not thorough)
         if d.roll.event is not None:
             _event(kube, body, *d.roll.event, logger)
         running_hash = _template_hash(current)

@@ -312,10 +312,11 @@ def test_with_the_operators_known_copies_a_reconcile_reads_nothing_afresh() -> N
     kube = VersionedKube(copy.deepcopy(b))
     known, key = reconcile.Known(), ("ns", "m")
     known.objects.seen(key, copy.deepcopy(b))  # the watch's copy: no status yet
-    run = dict(pods=[], replica_sets=[], deployment=(None,), known=known)
-    # the create: the children are applied without reading them (they cannot exist yet); the status is left to the
-    # child event's run
-    reconcile.reconcile(kube, "ns", "m", log, defer_status=True, created=True, **run)  # type: ignore[arg-type]
+    none: dict[str, Any] = {"Service": None, "PodDisruptionBudget": None}  # their indexes: neither exists yet
+    run = dict(pods=[], replica_sets=[], deployment=(None,), known=known, children=none)
+    # the create: the children are applied without reading them (their indexes say they do not exist); the status is
+    # left to the child event's run
+    reconcile.reconcile(kube, "ns", "m", log, defer_status=True, **run)  # type: ignore[arg-type]
     assert kube.gets == [] and sorted(kube.applies) == ["Deployment", "PodDisruptionBudget", "Service"]
     assert kube.status_writes == 0
     # the child event's run: the Deployment index has not caught up, but the applied Deployment is known, so nothing is

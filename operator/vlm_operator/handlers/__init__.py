@@ -249,7 +249,6 @@ def _reconcile(
     kwargs: dict[str, Any],
     thorough: bool = True,
     defer_status: bool = False,
-    created: bool = False,
 ) -> bool:
     """Reconcile with the object and its children read from the watch-fed caches (kopf passes the indexes to every
     handler by name); False when the object is gone."""
@@ -273,7 +272,6 @@ def _reconcile(
             deployment=deployment,
             defer_status=defer_status,
             known=KNOWN if KNOWN.objects.known(key) else None,
-            created=created,
             children=children,
         )
     except ApiException as exc:
@@ -309,13 +307,8 @@ def namespace_terminating(exc: ApiException) -> bool:
 
 _LOG = logging.getLogger("vlm_operator.reconcile")
 #: Keys whose next run was asked for by the VLMDeployment's own watch (new, changed or listed): a run that applies the
-#: Deployment leaves the status to the child event that follows. Every queued run trusts what this process last
-#: applied to the Service and PodDisruptionBudget (a GET of each only when it applied nothing yet, as after a
-#: restart); the drift resync reads them, so an edited or deleted one still comes back within one drift period.
+#: Deployment leaves the status to the child event that follows.
 _SPEC_RUN: set[tuple[str, str]] = set()
-#: Keys just created (a watch event ADDED with no status): their children do not exist yet, so their first run applies
-#: them without reading them first.
-_CREATED: set[tuple[str, str]] = set()
 _asked_lock = threading.Lock()
 
 
@@ -325,12 +318,11 @@ def reconcile_key(key: Any) -> float | None:
     if RESYNC.paused():
         return None  # kopf's peering paused this replica; the watch lists every object again when it resumes
     with _asked_lock:
-        spec_run, created = key in _SPEC_RUN, key in _CREATED
+        spec_run = key in _SPEC_RUN
         _SPEC_RUN.discard(key)
-        _CREATED.discard(key)
     try:
         # a Deployment this changes brings a child event (half a second later) whose run writes the status
-        _reconcile(namespace, name, _LOG, _INDEXES, thorough=False, defer_status=spec_run, created=created)
+        _reconcile(namespace, name, _LOG, _INDEXES, thorough=False, defer_status=spec_run)
     except BaseException:
         if spec_run:
             with _asked_lock:
@@ -390,7 +382,6 @@ def vlmd_event(
             _ESSENCE.pop(key, None)
         with _asked_lock:
             _SPEC_RUN.discard(key)
-            _CREATED.discard(key)
         if uid:
             PERSISTENCE.forget(uid)
         return
@@ -405,8 +396,6 @@ def vlmd_event(
     if changed:
         with _asked_lock:
             _SPEC_RUN.add(key)
-            if type == "ADDED" and not body.get("status"):
-                _CREATED.add(key)
         QUEUE.add(key)
 
 
@@ -414,8 +403,9 @@ _RESYNC_LOG = logging.getLogger("vlm_operator.resync")
 
 
 def resync_vlmd(key: Any) -> bool:
-    """The drift resync of one object (:mod:`vlm_operator.resync`): a thorough reconcile (it reads the Service and
-    PodDisruptionBudget, so one that was deleted or edited comes back). False when the object is gone."""
+    """The drift resync of one object (:mod:`vlm_operator.resync`): a thorough reconcile (where the Service and
+    PodDisruptionBudget indexes are not known yet it reads both, so one that was deleted or edited comes back; with
+    them it compares the indexed ones). False when the object is gone."""
     namespace, name = key
     return _reconcile(namespace, name, _RESYNC_LOG, _INDEXES, thorough=True)
 
