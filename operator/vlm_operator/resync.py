@@ -124,9 +124,15 @@ class ResyncLoop:
             for task in list(tasks):
                 task.cancel()  # a reconcile already in its thread finishes there; nothing waits for it
 
+    def _counted(self, key: Hashable) -> bool:
+        # Counted in the thread, when the resync starts: a task cancelled before its thread ran it resynced nothing.
+        with self._lock:
+            self.count += 1
+        return self.resync(key)
+
     async def _one(self, key: Hashable, slots: asyncio.Semaphore) -> None:
         try:
-            exists = await asyncio.to_thread(self.resync, key)
+            exists = await asyncio.to_thread(self._counted, key)
         except ApiException as exc:  # a conflict, a throttle, an API server that restarts: the next round retries
             _log.warning(f"drift resync of {key} failed: ({exc.status}) {exc.reason}; the next round retries it")
             return
@@ -134,7 +140,6 @@ class ResyncLoop:
             _log.exception(f"drift resync of {key} failed")
             return
         finally:
-            self.count += 1
             self._running.discard(key)
             slots.release()
         if not exists:
