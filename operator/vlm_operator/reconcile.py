@@ -709,7 +709,7 @@ def status_for(
         problems=_pod_problems(obs.pods, running_hash),
         rolled_back=roll.rolled_back,
         waiting=roll.waiting,
-        strategy=roll.decision.message if roll.decision else None,
+        strategy=roll.describe,
         deadline_exceeded=_deadline_exceeded(dep_status),
         previous_conditions=tuple(old_status.get("conditions") or []),
         scaling=_scaling_conditions(vlmd, ns, name),
@@ -760,6 +760,8 @@ class _RolloutView:
     template: dict[str, Any] | None = None
     annotations: dict[str, str] | None = None
     decision: rollout.StrategyDecision | None = None
+    #: How the rollout under way replaces pods (:func:`rollout.describe_strategy`), for Progressing; None when idle.
+    describe: str | None = None
     rolled_back: str | None = None
     waiting: str | None = None
     event: tuple[str, str, str] | None = None  # (type, reason, message)
@@ -851,7 +853,7 @@ def decide_rollout(
     if not starts and current is not None and current[0] == 0:
         # An in-place rollout under way goes on in place: the GPU it just freed belongs to the replacement pod, and
         # surging into that momentary gap would only flip the strategy back and forth.
-        view.strategy = live_strategy
+        view.strategy, view.describe = live_strategy, rollout.describe_strategy(*current)
         return view
 
     free: dict[str, int] | None = None
@@ -883,6 +885,7 @@ def decide_rollout(
         _quota_room(vlmd, obs, held, logger) if pending is None and spec.rollout.surge_policy != "Never" else None,
     )
     view.decision, view.strategy = decision, decision.strategy()
+    view.describe = rollout.describe_strategy(decision.max_surge, decision.max_unavailable)
     if starts or rollout.strategy_of(live_strategy) != (decision.max_surge, decision.max_unavailable):
         view.event = view.event or ("Normal", f"Rollout{decision.mode}", f"{decision.reason}: {decision.message}")
     return view

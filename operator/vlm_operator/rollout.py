@@ -220,6 +220,18 @@ class StrategyDecision:
         }
 
 
+def describe_strategy(max_surge: int, max_unavailable: int) -> str:
+    """How a rollout replaces pods, in the words the Progressing condition shows for as long as the strategy holds.
+
+    Only the strategy's numbers: the why of a decision (free GPUs, the quota) changes with every pod the cluster
+    places, and a status message that carried it was rewritten on every reconcile of a rollout (a status write, and a
+    watch event for every watcher). The why goes to the ``RolloutSurge``/``RolloutInPlace`` event of the decision."""
+    if max_surge >= 1:
+        return f"surging {max_surge} pod(s) at a time, none unavailable"
+    what = "1 pod" if max_unavailable <= 1 else f"up to {max_unavailable} pods"
+    return f"replacing in place, {what} at a time"
+
+
 def strategy_of(deployment_strategy: Mapping[str, Any] | None) -> tuple[int, int] | None:
     """(maxSurge, maxUnavailable) of a live Deployment's strategy, if it is one this module writes."""
     if not deployment_strategy or deployment_strategy.get("type") != "RollingUpdate":
@@ -254,8 +266,7 @@ def choose_strategy(
     in_place = max(1, rollout.max_unavailable)
 
     def replace(reason: str, why: str) -> StrategyDecision:
-        what = "1 pod" if in_place == 1 else f"up to {in_place} pods"
-        return StrategyDecision("InPlace", 0, in_place, reason, f"replacing in place, {what} at a time: {why}")
+        return StrategyDecision("InPlace", 0, in_place, reason, f"{describe_strategy(0, in_place)}: {why}")
 
     if rollout.surge_policy == "Never":
         return replace("SurgePolicyNever", "rollout.surgePolicy is Never")
@@ -287,7 +298,7 @@ def choose_strategy(
         n,
         0,
         "SpareGPUs",
-        f"surging {n} pod(s) at a time, none unavailable: room for {slots} extra pod(s) of {per} {gpu_label} GPU(s)",
+        f"{describe_strategy(n, 0)}: room for {slots} extra pod(s) of {per} {gpu_label} GPU(s)",
     )
 
 

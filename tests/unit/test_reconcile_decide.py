@@ -389,3 +389,46 @@ def test_service_and_pdb_come_from_their_index_and_a_deleted_one_is_applied_agai
         kube, "ns", "m", log, children={"Service": fresh_service, "PodDisruptionBudget": edited}, **run
     )
     assert kube.applies[4:] == ["PodDisruptionBudget"] and kube.gets == []
+
+
+def test_a_rollouts_progressing_message_holds_while_its_strategy_holds() -> None:
+    # The free-GPU count changes with every pod the cluster places; a Progressing message that carried it was a status
+    # write (and a watch event) per reconcile of every object in a rollout. The why is in the decision's event.
+    old = body(4096)
+    live = deployment_for(old)
+    live["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    live["status"] = {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}
+    new = body(2048)
+    vlmd = VLMDeployment.model_validate({k: new[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+
+    old_pod = {"metadata": {"name": "m-old", "annotations": {objects.ANN_SPEC_HASH: template_hash(live)}}, "status": {}}
+
+    def progressing(free: dict[str, int], strategy: dict[str, Any]) -> tuple[reconcile.Decision, dict[str, Any]]:
+        dep = copy.deepcopy(live)
+        dep["spec"]["strategy"] = strategy
+
+        def free_gpus(_: Any) -> tuple[dict[str, int], list[dict[str, Any]]]:
+            return free, []
+
+        obs = reconcile.Observation(copy.deepcopy(new), dep, [old_pod], [], {"NVIDIA-L4": 4}, NOW, free_gpus)
+        d = reconcile.decide(vlmd, obs)
+        status = reconcile.status_for(vlmd, obs, d, dep, reconcile._template_hash(dep))
+        return d, next(c for c in status["conditions"] if c["type"] == "Progressing")
+
+    surge = live["spec"]["strategy"]
+    d1, p1 = progressing({"gpu-l4-0": 4, "gpu-l4-1": 4}, surge)  # room for 8 extra pods
+    d2, p2 = progressing({"gpu-l4-0": 1}, surge)  # room for 1
+    assert d1.roll.decision is not None and d2.roll.decision is not None
+    assert (d1.roll.decision.reason, d2.roll.decision.reason) == ("SpareGPUs", "SpareGPUs")
+    assert "room for 8" in d1.roll.decision.message and "room for 1" in d2.roll.decision.message  # the details
+    assert p1["status"] == "True" and p1["message"] == p2["message"]  # ... but one status
+    assert p1["message"].endswith("; surging 1 pod(s) at a time, none unavailable"), p1["message"]
+    # no spare GPU: the decision switches to in place, and the message says so
+    _, p3 = progressing({}, surge)
+    assert p3["message"].endswith("; replacing in place, 1 pod at a time"), p3["message"]
+    # an in-place rollout under way (the old pod still runs) is not decided again: its message stays (it used to lose
+    # the strategy)
+    in_place = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    live["spec"]["template"] = copy.deepcopy(deployment_for(new)["spec"]["template"])  # the new template is applied
+    d4, p4 = progressing({"gpu-l4-0": 4}, in_place)
+    assert d4.roll.decision is None and p4["message"] == p3["message"]
