@@ -843,8 +843,13 @@ def decide_rollout(
     if pending:
         view.waiting = f"a new pod is Pending for GPUs: {pending}"
     if apply_hash == running_hash and not _old_revision_left(pods, apply_hash):
-        # No rollout (idle, creation, scaling): keep what the last rollout chose, so nothing is written.
+        # No pod of another template (idle, creation, scaling): keep what the last rollout chose, so nothing is
+        # written. A rollout can be in this state too, between an old pod's end and its replacement's start (an
+        # in-place replacement): its template is not the last good one yet, and Progressing keeps its strategy.
         view.strategy = live["spec"].get("strategy")
+        current = rollout.strategy_of(view.strategy)
+        if last_good and last_good != running_hash and current is not None:
+            view.describe = rollout.describe_strategy(*current)
         return view
 
     starts = apply_hash != running_hash  # this reconcile starts (or redirects) a rollout

@@ -432,3 +432,14 @@ def test_a_rollouts_progressing_message_holds_while_its_strategy_holds() -> None
     live["spec"]["template"] = copy.deepcopy(deployment_for(new)["spec"]["template"])  # the new template is applied
     d4, p4 = progressing({"gpu-l4-0": 4}, in_place)
     assert d4.roll.decision is None and p4["message"] == p3["message"]
+    # between the old pod's end and its replacement's start no pod of another template is left: still the same
+    new["status"] = {"lastGoodPodTemplateHash": template_hash(deployment_for(old))}
+    old_pod["status"] = {"phase": "Succeeded"}
+    d5, p5 = progressing({"gpu-l4-0": 4}, in_place)
+    assert d5.roll.decision is None and p5["message"] == p3["message"]
+    # once that template is the last good one (the rollout completed), a scale-up shows no strategy
+    new["status"] = {"lastGoodPodTemplateHash": template_hash(live)}
+    new["spec"]["scaling"] = {"replicas": 2}
+    vlmd = VLMDeployment.model_validate({k: new[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    _, p6 = progressing({"gpu-l4-0": 4}, in_place)
+    assert p6["status"] == "True" and p6["message"] == "1/2 replicas updated, 1 ready", p6["message"]
