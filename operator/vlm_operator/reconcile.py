@@ -859,6 +859,8 @@ def decide_rollout(
         # An in-place rollout under way goes on in place: the GPU it just freed belongs to the replacement pod, and
         # surging into that momentary gap would only flip the strategy back and forth.
         view.strategy, view.describe = live_strategy, rollout.describe_strategy(*current)
+        if any(p["metadata"].get("deletionTimestamp") for p in pods):
+            view.waiting = None  # a new pod Pending while an old one lets go of its GPUs: the replacement under way
         return view
 
     free: dict[str, int] | None = None
@@ -891,6 +893,10 @@ def decide_rollout(
     )
     view.decision, view.strategy = decision, decision.strategy()
     view.describe = rollout.describe_strategy(decision.max_surge, decision.max_unavailable)
+    if decision.mode == "InPlace" and current != (decision.max_surge, decision.max_unavailable):
+        # This reconcile switches the rollout to in place, which frees an old pod's GPUs for the Pending pod: the wait
+        # ends here. Reporting WaitingForGPUs for it was a status write, and one more to take it back a moment later.
+        view.waiting = None
     if starts or rollout.strategy_of(live_strategy) != (decision.max_surge, decision.max_unavailable):
         view.event = view.event or ("Normal", f"Rollout{decision.mode}", f"{decision.reason}: {decision.message}")
     return view

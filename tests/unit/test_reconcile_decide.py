@@ -443,3 +443,62 @@ def test_a_rollouts_progressing_message_holds_while_its_strategy_holds() -> None
     vlmd = VLMDeployment.model_validate({k: new[k] for k in ("apiVersion", "kind", "metadata", "spec")})
     _, p6 = progressing({"gpu-l4-0": 4}, in_place)
     assert p6["status"] == "True" and p6["message"] == "1/2 replicas updated, 1 ready", p6["message"]
+
+
+def test_a_pending_pod_reads_waiting_for_gpus_only_while_nothing_frees_one() -> None:
+    old = body(4096)
+    live = deployment_for(old)
+    live["status"] = {"observedGeneration": 1, "replicas": 2, "readyReplicas": 1, "updatedReplicas": 1}
+    new = body(2048, last_good=template_hash(live))
+    vlmd = VLMDeployment.model_validate({k: new[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    live["spec"]["template"] = copy.deepcopy(deployment_for(new)["spec"]["template"])  # the new template is applied
+    unschedulable = {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu.",
+            }
+        ],
+    }
+
+    def pod(name: str, h: str, status: dict[str, Any]) -> dict[str, Any]:
+        labels = objects.labels_for("m")
+        meta = {"name": name, "namespace": "ns", "labels": labels, "annotations": {objects.ANN_SPEC_HASH: h}}
+        return {"metadata": meta, "status": status}
+
+    old_pod = pod("m-old", template_hash(deployment_for(old)), {"phase": "Running"})
+    new_pod = pod("m-new", template_hash(live), unschedulable)
+
+    def progressing(strategy: tuple[int, int], pods: list[dict[str, Any]]) -> tuple[reconcile.Decision, dict[str, Any]]:
+        dep = copy.deepcopy(live)
+        dep["spec"]["strategy"] = {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": strategy[0], "maxUnavailable": strategy[1]},
+        }
+
+        def free_gpus(_: Any) -> tuple[dict[str, int], list[dict[str, Any]]]:
+            return {}, copy.deepcopy(pods)
+
+        obs = reconcile.Observation(copy.deepcopy(new), dep, copy.deepcopy(pods), [], {"NVIDIA-L4": 4}, NOW, free_gpus)
+        d = reconcile.decide(vlmd, obs)
+        status = reconcile.status_for(vlmd, obs, d, dep, reconcile._template_hash(dep))
+        return d, next(c for c in status["conditions"] if c["type"] == "Progressing")
+
+    # the surge pod is Pending: this reconcile switches to in place (which frees the old pod's GPU): rolling out
+    d, p = progressing((1, 0), [old_pod, new_pod])
+    assert d.roll.decision is not None and (d.roll.decision.mode, d.roll.decision.reason) == (
+        "InPlace",
+        "SurgePodPending",
+    )
+    assert (p["reason"], p["message"].split("; ")[-1]) == ("RollingOut", "replacing in place, 1 pod at a time"), p
+    # in place, the old pod terminating: the new one waits for its GPU, as planned
+    terminating = copy.deepcopy(old_pod)
+    terminating["metadata"]["deletionTimestamp"] = "2026-12-07T00:59:00Z"
+    _, p = progressing((0, 1), [terminating, new_pod])
+    assert p["reason"] == "RollingOut", p
+    # in place with nothing left to free (another workload took the GPU): that is waiting for GPUs
+    _, p = progressing((0, 1), [new_pod])
+    assert p["reason"] == "WaitingForGPUs" and "Insufficient nvidia.com/gpu" in p["message"], p
