@@ -859,8 +859,13 @@ def decide_rollout(
         # An in-place rollout under way goes on in place: the GPU it just freed belongs to the replacement pod, and
         # surging into that momentary gap would only flip the strategy back and forth.
         view.strategy, view.describe = live_strategy, rollout.describe_strategy(*current)
-        if any(p["metadata"].get("deletionTimestamp") for p in pods):
-            view.waiting = None  # a new pod Pending while an old one lets go of its GPUs: the replacement under way
+        generation, observed = live["metadata"].get("generation"), (live.get("status") or {}).get("observedGeneration")
+        if any(p["metadata"].get("deletionTimestamp") for p in pods) or (
+            isinstance(generation, int) and isinstance(observed, int) and observed < generation
+        ):
+            # A new pod Pending while an old one lets go of its GPUs, or before the Deployment controller has taken up
+            # the switch to in place (it then ends an old pod): the replacement under way, not a wait for GPUs.
+            view.waiting = None
         return view
 
     free: dict[str, int] | None = None

@@ -499,6 +499,11 @@ def test_a_pending_pod_reads_waiting_for_gpus_only_while_nothing_frees_one() -> 
     terminating["metadata"]["deletionTimestamp"] = "2026-12-07T00:59:00Z"
     _, p = progressing((0, 1), [terminating, new_pod])
     assert p["reason"] == "RollingOut", p
+    # in place, but the Deployment controller has not taken up the switch yet (it will end the old pod next)
+    live["metadata"]["generation"], live["status"]["observedGeneration"] = 3, 2
+    _, p = progressing((0, 1), [old_pod, new_pod])
+    assert p["reason"] == "RollingOut", p
+    live["metadata"]["generation"] = 2
     # in place with nothing left to free (another workload took the GPU): that is waiting for GPUs
     _, p = progressing((0, 1), [new_pod])
     assert p["reason"] == "WaitingForGPUs" and "Insufficient nvidia.com/gpu" in p["message"], p
