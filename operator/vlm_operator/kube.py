@@ -8,7 +8,6 @@ something changed, events on transitions) is visible in one place.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
+from vlm_operator import fastjson
 
 FIELD_MANAGER = "vlm-operator"
 REQUEST_TIMEOUT = 60
@@ -91,7 +92,7 @@ class Kube:
         resp.read()
         if not 200 <= resp.status < 300:
             raise ApiException(http_resp=resp)
-        return json.loads(resp.data) if resp.data else None
+        return fastjson.loads(resp.data) if resp.data else None
 
     def _get_or_none(self, path: str) -> dict[str, Any] | None:
         try:
@@ -171,7 +172,7 @@ class Kube:
                 *lines, buf = buf.split(b"\n")
                 for line in lines:
                     if line.strip():
-                        yield json.loads(line)
+                        yield fastjson.loads(line)
         finally:
             raw.release_conn()
 

@@ -86,10 +86,14 @@ class MemoryProgressStorage(kopf.AnnotationsProgressStorage):
 class MemoryDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     """The last-handled essence of each object (spec, labels, annotations; never status), in memory."""
 
-    def __init__(self, *, prefix: str, key: str, share_spec_of: Iterable[str] = ()) -> None:
+    def __init__(
+        self, *, prefix: str, key: str, share_spec_of: Iterable[str] = (), essence_free: Iterable[str] = ()
+    ) -> None:
         super().__init__(prefix=prefix, key=key)
         #: kinds whose essence keeps a reference to the event's spec instead of a copy (:meth:`build`)
         self.share_spec_of = frozenset(share_spec_of)
+        #: kinds with no kopf changing, timer or daemon handler: nothing reads their essence (:meth:`build`)
+        self.essence_free = frozenset(essence_free)
         self._bases: dict[str, kopf.BodyEssence] = {}
         self._lock = threading.Lock()
 
@@ -105,10 +109,17 @@ class MemoryDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
 
         For the kinds in ``share_spec_of`` (those with no kopf create/update/resume/delete handler: kopf only compares
         their essences and never stores one) the spec is not copied either: the essence refers to the event's own
-        spec, which nothing mutates (kopf's bodies are read-only views of the decoded event)."""
+        spec, which nothing mutates (kopf's bodies are read-only views of the decoded event).
+
+        For the kinds in ``essence_free`` (the children the operator only indexes or watches with ``on.event``) the
+        essence is empty: kopf builds, fetches and diffs the essences of every event of every kind it watches, but
+        reads the diff only for changing handlers and to reset daemons' idle timers (kopf 1.45.2,
+        kopf/_core/reactor/processing.py, ``_detect_causes``), and these kinds have neither."""
         fields = list(extra_fields or [])
         if fields:
             return super().build(body=body, extra_fields=fields)
+        if body.get("kind") in self.essence_free:
+            return cast(kopf.BodyEssence, {})
         meta = body.get("metadata") or {}
         kept_meta = {k: meta[k] for k in ("labels", "annotations") if k in meta}
         share = body.get("kind") in self.share_spec_of
@@ -121,6 +132,8 @@ class MemoryDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         return essence
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        if body.get("kind") in self.essence_free:
+            return cast(kopf.BodyEssence, {})
         with self._lock:
             found = self._bases.get(_uid(body))
         if found is not None:
@@ -142,9 +155,11 @@ class MemoryDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
 class MemoryPersistence:
     """Both storages, installed in kopf's settings by :meth:`install`; :meth:`forget` drops a deleted object."""
 
-    def __init__(self, prefix: str, share_spec_of: Iterable[str] = ()) -> None:
+    def __init__(self, prefix: str, share_spec_of: Iterable[str] = (), essence_free: Iterable[str] = ()) -> None:
         self.progress = MemoryProgressStorage(prefix=prefix)
-        self.diffbase = MemoryDiffBaseStorage(prefix=prefix, key="last-handled", share_spec_of=share_spec_of)
+        self.diffbase = MemoryDiffBaseStorage(
+            prefix=prefix, key="last-handled", share_spec_of=share_spec_of, essence_free=essence_free
+        )
 
     def install(self, settings: kopf.OperatorSettings) -> None:
         settings.persistence.progress_storage = self.progress

@@ -142,3 +142,40 @@ def test_clearing_matches_kopf_on_every_shape_of_metadata() -> None:
         before = json.dumps(essence, sort_keys=True)
         assert mem.progress.clear(essence=essence) == kopfs.clear(essence=essence), essence
         assert json.dumps(essence, sort_keys=True) == before  # the input is never changed
+
+
+def test_essence_free_kinds_build_and_fetch_nothing() -> None:
+    mem = MemoryPersistence(prefix="vlmops.io", essence_free=("Deployment",))
+    raw: Any = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d", "uid": "u", "labels": {"a": "1"}, "annotations": {"x": "y"}},
+        "spec": {"replicas": 1},
+    }
+    body = kopf.Body(raw)
+    assert mem.diffbase.build(body=body) == {} and mem.diffbase.fetch(body=body) == {}
+    # a watched status field (extra_fields) still builds the essence kopf would
+    kopfs = kopf.AnnotationsDiffBaseStorage(prefix="vlmops.io", key="last-handled")
+    fields = [("status", "phase")]
+    assert mem.diffbase.build(body=body, extra_fields=fields) == kopfs.build(body=body, extra_fields=fields)
+    other: Any = {**raw, "kind": "VLMDeployment"}  # not essence-free: the usual essence
+    assert mem.diffbase.build(body=kopf.Body(other))["spec"] == {"replicas": 1}
+
+
+def test_no_essence_free_kind_has_a_handler_that_reads_essences() -> None:
+    # kopf reads an essence (through its diff) only for changing handlers (create/update/resume/delete/field) and to
+    # reset a daemon's or timer's idle time; the operator's essence-free kinds must have neither
+    from vlm_operator import handlers
+    from vlm_operator.settings import Settings
+
+    registry = kopf.OperatorRegistry()
+    handlers.register(Settings(), registry)
+    plurals = {"Pod": "pods", "Deployment": "deployments", "Service": "services", "Job": "jobs"}
+    plurals["PodDisruptionBudget"] = "poddisruptionbudgets"
+    assert set(handlers.ESSENCE_FREE) == set(plurals)
+    readers = [*registry._changing.get_all_handlers(), *registry._spawning.get_all_handlers()]
+    assert readers  # VLMDeployments and VLMBatchJobs have them
+    for handler in readers:
+        assert handler.selector is not None
+        assert handler.selector.any_name not in plurals.values(), handler.id
+        assert handler.selector.plural not in plurals.values(), handler.id

@@ -138,8 +138,9 @@ def run(args: argparse.Namespace) -> int:
             )
         )
 
-    from vlm_operator import handlers
+    from vlm_operator import fastjson, handlers
 
+    fastjson.install_in_kopf()  # kopf's watch streams decode with orjson (see fastjson)
     handlers.register(settings)
 
     identity = _peering_and_health(args, settings)
