@@ -44,11 +44,25 @@ GPU_PREFIX = "nvidia.com/"
 
 class _Watcher(Protocol):
     def list_page(
-        self, api_version: str, kind: str, field_selector: str | None, limit: int, cont: str | None
+        self,
+        api_version: str,
+        kind: str,
+        field_selector: str | None,
+        limit: int,
+        cont: str | None,
+        label_selector: str | None = ...,
+        namespace: str | None = ...,
     ) -> dict[str, Any]: ...
 
     def watch(
-        self, api_version: str, kind: str, field_selector: str | None, resource_version: str, timeout_s: int = ...
+        self,
+        api_version: str,
+        kind: str,
+        field_selector: str | None,
+        resource_version: str,
+        timeout_s: int = ...,
+        label_selector: str | None = ...,
+        namespace: str | None = ...,
     ) -> Any: ...
 
 
@@ -128,6 +142,9 @@ class Items:
 
     def changed(self, uid: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         """``uid`` went from ``old`` to ``new`` (None: absent)."""
+
+    def listed(self, previous: Items | None) -> None:
+        """This store, built by a LIST, has replaced ``previous`` (None after the first LIST)."""
 
 
 class PodItems(Items):
@@ -226,7 +243,8 @@ def free_from(eligible: list[tuple[str, int]], usage: Mapping[str, Mapping[str, 
 
 
 class WatchedKind:
-    """One kind, cluster-wide, listed once and then kept current by a watch in a daemon thread."""
+    """One kind, cluster-wide or in one namespace, listed once and then kept current by a watch in a daemon
+    thread."""
 
     def __init__(
         self,
@@ -237,9 +255,12 @@ class WatchedKind:
         field_selector: str | None = None,
         backoff_s: float = 1.0,
         store: Callable[[Trim], Items] = Items,
+        label_selector: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.kube, self.api_version, self.kind, self.trim = kube, api_version, kind, trim
         self.field_selector, self.backoff_s = field_selector, backoff_s
+        self.label_selector, self.namespace = label_selector, namespace
         self._new_store = store
         self._store = store(trim)
         self._lock = threading.Lock()
@@ -257,6 +278,15 @@ class WatchedKind:
 
     def stop(self) -> None:
         self._stopped.set()
+
+    def _scope(self) -> dict[str, Any]:
+        """The label selector and namespace of the LIST and watch requests, where set."""
+        scope = {"label_selector": self.label_selector, "namespace": self.namespace}
+        return {k: v for k, v in scope.items() if v}
+
+    def synced(self) -> bool:
+        """Whether the first LIST is complete (and was allowed)."""
+        return self._ready.is_set() and self._error is None
 
     def read(self, fn: Callable[[Any], _R], timeout_s: float = 60.0) -> _R:
         """``fn(store)`` under the lock (one consistent snapshot); waits for the first LIST. Raises the API's 403 (and
@@ -277,7 +307,7 @@ class WatchedKind:
         store = self._new_store(self.trim)  # built aside: the counts stay readable until it replaces them
         cont: str | None = None
         while True:
-            page = self.kube.list_page(self.api_version, self.kind, self.field_selector, PAGE, cont)
+            page = self.kube.list_page(self.api_version, self.kind, self.field_selector, PAGE, cont, **self._scope())
             for obj in page.get("items") or []:
                 store.put(obj)
             meta = page.get("metadata") or {}
@@ -285,7 +315,8 @@ class WatchedKind:
             if not cont:
                 break
         with self._lock:
-            self._store = store
+            previous, self._store = self._store, store
+        store.listed(previous if self.lists else None)
         self.lists += 1
         return str(meta.get("resourceVersion") or "")
 
@@ -314,7 +345,7 @@ class WatchedKind:
 
     def _follow(self, version: str) -> str | None:
         """Apply the events of one watch request; the version to resume from, or None to list again (410 Gone)."""
-        for event in self.kube.watch(self.api_version, self.kind, self.field_selector, version):
+        for event in self.kube.watch(self.api_version, self.kind, self.field_selector, version, **self._scope()):
             if self._stopped.is_set():
                 return version
             kind, obj = event.get("type"), event.get("object") or {}

@@ -54,6 +54,24 @@ def new_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     return api
 
 
+def arrived(raw: Any, size: int = 1 << 16) -> Iterator[bytes]:
+    """The bytes of a streamed response as they arrive (at most ``size`` at a time), until it ends.
+
+    A watch sends an event and then waits: ``stream(size)`` returns only once ``size`` bytes came when the response
+    is not chunked (a proxy that passes the body through as it comes, with the connection's end as its end), so the
+    events of a quiet watch would sit in the buffer. ``read1`` returns what is there (urllib3 2's ``HTTPResponse``,
+    on http.client's ``read1``, which decodes chunked bodies too); without it, ``stream``."""
+    read1 = getattr(raw, "read1", None)
+    if read1 is None:
+        yield from raw.stream(size, decode_content=True)
+        return
+    while True:
+        chunk = read1(size)
+        if not chunk:
+            return
+        yield chunk
+
+
 def _path(api_version: str, kind: str, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     path = base + (f"/namespaces/{namespace}" if namespace else "") + "/" + _PLURALS[(api_version, kind)]
@@ -127,23 +145,39 @@ class Kube:
         return items
 
     def list_page(
-        self, api_version: str, kind: str, field_selector: str | None, limit: int, cont: str | None
+        self,
+        api_version: str,
+        kind: str,
+        field_selector: str | None,
+        limit: int,
+        cont: str | None,
+        label_selector: str | None = None,
+        namespace: str | None = None,
     ) -> dict[str, Any]:
-        """One page of a cluster-wide LIST (``limit`` items from ``cont``): the whole response, with
-        ``metadata.resourceVersion`` and ``metadata.continue``."""
+        """One page of a LIST, cluster-wide or in ``namespace`` (``limit`` items from ``cont``): the whole response,
+        with ``metadata.resourceVersion`` and ``metadata.continue``."""
         query = [("limit", str(limit))]
         if field_selector:
             query.append(("fieldSelector", field_selector))
+        if label_selector:
+            query.append(("labelSelector", label_selector))
         if cont:
             query.append(("continue", cont))
-        page: dict[str, Any] = self._call("GET", _path(api_version, kind, None), query=query)
+        page: dict[str, Any] = self._call("GET", _path(api_version, kind, namespace), query=query)
         return page
 
     def watch(
-        self, api_version: str, kind: str, field_selector: str | None, resource_version: str, timeout_s: int = 290
+        self,
+        api_version: str,
+        kind: str,
+        field_selector: str | None,
+        resource_version: str,
+        timeout_s: int = 290,
+        label_selector: str | None = None,
+        namespace: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Stream the watch events (``{"type": ..., "object": ...}``) of ``kind`` cluster-wide from
-        ``resource_version``, with bookmarks, until the server ends the watch (``timeout_s``)."""
+        """Stream the watch events (``{"type": ..., "object": ...}``) of ``kind``, cluster-wide or in ``namespace``,
+        from ``resource_version``, with bookmarks, until the server ends the watch (``timeout_s``)."""
         query = [
             ("watch", "1"),
             ("resourceVersion", resource_version),
@@ -152,10 +186,12 @@ class Kube:
         ]
         if field_selector:
             query.append(("fieldSelector", field_selector))
+        if label_selector:
+            query.append(("labelSelector", label_selector))
         api: Any = self.api
         method, url, headers, _body, _ = api.param_serialize(
             method="GET",
-            resource_path=_path(api_version, kind, None),
+            resource_path=_path(api_version, kind, namespace),
             query_params=query,
             header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
@@ -167,7 +203,7 @@ class Kube:
                 resp.read()
                 raise ApiException(http_resp=resp)
             buf = b""
-            for chunk in raw.stream(1 << 16, decode_content=True):
+            for chunk in arrived(raw):
                 buf += chunk
                 *lines, buf = buf.split(b"\n")
                 for line in lines:

@@ -15,18 +15,17 @@ import kopf
 
 from tests.kopf_invoke import invoke_with_kopf_executor_busy
 from vlm_operator import handlers
-from vlm_operator.render import objects
 from vlm_operator.settings import Settings
 
 
 def _event_handlers() -> dict[str, Any]:
     registry = handlers.register(Settings(webhook=False), kopf.OperatorRegistry())
-    return {h.id: h.fn for h in registry._watching.get_all_handlers() if h.id in ("vlmd_event", "child_changed")}
+    return {h.id: h.fn for h in registry._watching.get_all_handlers() if h.id == "vlmd_event"}
 
 
-def test_both_event_handlers_are_registered_as_coroutines() -> None:
+def test_the_event_handler_is_registered_as_a_coroutine() -> None:
     found = _event_handlers()
-    assert set(found) == {"vlmd_event", "child_changed"}
+    assert set(found) == {"vlmd_event"}
     assert all(asyncio.iscoroutinefunction(fn) for fn in found.values())
 
 
@@ -81,33 +80,6 @@ def test_a_vlmdeployment_event_is_handled_while_kopf_threads_are_busy() -> None:
         handlers._SPEC_RUN.discard(key)
 
 
-def test_a_child_event_asks_for_its_owners_reconcile_while_kopf_threads_are_busy() -> None:
-    fn = _event_handlers()["child_changed"]
-    body = {"metadata": {"namespace": "ns", "labels": {objects.LABEL_OWNER: "m"}}}
-    # within the child window: a burst of a pod's events becomes one reconcile
-    assert _asked(fn, {"body": body}) == [(("ns", "m"), handlers.CHILD_WINDOW_SECONDS)]
-
-
-def test_the_index_functions_run_in_kopfs_event_loop() -> None:
-    from kopf._core.actions.invocation import is_async_fn
-
-    registry = handlers.register(Settings(webhook=False), kopf.OperatorRegistry())
-    indexers = {h.id: h.fn for h in registry._indexing.get_all_handlers()}
-    assert set(indexers) == {"vlmd_pods", "vlmd_deployments", "vlmd_services", "vlmd_pdbs"}
-    assert all(is_async_fn(fn) for fn in indexers.values())  # what kopf itself asks before it picks a thread
-
-
-def test_a_pod_event_asks_for_its_owners_reconcile_through_the_pod_index() -> None:
-    registry = handlers.register(Settings(webhook=False), kopf.OperatorRegistry())
-    watched = {(h.id, h.selector.any_name if h.selector else None) for h in registry._watching.get_all_handlers()}
-    assert ("child_changed", "deployments") in watched
-    assert ("child_changed", "pods") not in watched  # no event handler per pod event
-    pods = next(h.fn for h in registry._indexing.get_all_handlers() if h.id == "vlmd_pods")
-    body = kopf.Body({"metadata": {"namespace": "ns", "name": "p", "labels": {objects.LABEL_OWNER: "m"}}})
-    asked = _asked(pods, {"namespace": "ns", "labels": body["metadata"]["labels"], "body": body})
-    assert asked == [(("ns", "m"), handlers.CHILD_WINDOW_SECONDS)]
-
-
 def test_kopfs_success_line_per_event_is_dropped_and_everything_else_kept() -> None:
     import logging
 
@@ -118,7 +90,7 @@ def test_kopfs_success_line_per_event_is_dropped_and_everything_else_kept() -> N
 
     assert not quiet.filter(rec(logging.INFO, "Handler 'vlmd_event' succeeded."))
     assert not quiet.filter(rec(logging.INFO, "Webhook 'validate' succeeded."))
-    assert not quiet.filter(rec(logging.INFO, "Indexer 'vlmd_pods' succeeded."))
+    assert not quiet.filter(rec(logging.INFO, "Handler 'batch_child_changed' succeeded."))
     assert quiet.filter(rec(logging.INFO, "Timer 'multimodal_readiness' succeeded."))  # not per event: kept
     assert quiet.filter(rec(logging.ERROR, "Handler 'vlmd_event' failed with an exception. Will retry."))
     assert quiet.filter(rec(logging.INFO, "multimodal probe of pod p: passed"))
@@ -126,24 +98,3 @@ def test_kopfs_success_line_per_event_is_dropped_and_everything_else_kept() -> N
     handlers.quiet_kopf_success_lines()
     installed = [f for f in logging.getLogger("kopf.objects").filters if isinstance(f, handlers.QuietPerEventSuccess)]
     assert len(installed) == 1
-
-
-def test_a_services_or_pdbs_own_status_change_asks_for_no_reconcile_an_edit_or_a_deletion_does() -> None:
-    from vlm_operator import reconcile
-
-    fn = _event_handlers()["child_changed"]
-    key = ("PodDisruptionBudget", "ns-pdb", "m")
-    reconcile._APPLIED[key] = "h1"
-    try:
-
-        def pdb(hash_: str | None) -> dict[str, Any]:
-            ann = {objects.ANN_OBJECT_HASH: hash_} if hash_ else {}
-            meta = {"namespace": "ns-pdb", "name": "m", "labels": {objects.LABEL_OWNER: "m"}, "annotations": ann}
-            return {"kind": "PodDisruptionBudget", "metadata": meta, "status": {"currentHealthy": 1}}
-
-        assert _asked(fn, {"body": pdb("h1"), "type": "MODIFIED"}) == []  # the disruption controller's status write
-        owner = (("ns-pdb", "m"), handlers.CHILD_WINDOW_SECONDS)
-        assert _asked(fn, {"body": pdb(None), "type": "MODIFIED"}) == [owner]  # someone dropped the hash
-        assert _asked(fn, {"body": pdb("h1"), "type": "DELETED"}) == [owner]
-    finally:
-        reconcile._APPLIED.pop(key, None)

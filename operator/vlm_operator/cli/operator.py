@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     # no record looks for its caller's frame: the switch the logging HOWTO's "Optimization" section names. kopf logs a
     # line per handler run on every watch event (most of them dropped by a filter, after the record is made).
     logging._srcfile = None
-    handlers.register(settings)
+    handlers.register(settings, namespaces=args.namespace)
 
     identity = _peering_and_health(args, settings)
     kopf.configure(verbose=args.verbose)

@@ -15,7 +15,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from vlm_operator import (
     admission,
+    childwatch,
     inventory,
     kube,
     persistence,
@@ -34,7 +35,6 @@ from vlm_operator import (
     readiness,
     reconcile,
     resync,
-    trim,
     webhook_certs,
     webhook_config,
     webhook_server,
@@ -43,6 +43,7 @@ from vlm_operator import (
 from vlm_operator.autoscale import loop
 from vlm_operator.estimator import from_spec
 from vlm_operator.handlers import batch
+from vlm_operator.render import batch as render_batch
 from vlm_operator.render import objects
 from vlm_operator.settings import Settings
 
@@ -108,11 +109,6 @@ class QuietPerEventSuccess(logging.Filter):
 PER_EVENT_IDS = frozenset(
     {
         "vlmd_event",
-        "child_changed",
-        "vlmd_pods",
-        "vlmd_deployments",
-        "vlmd_services",
-        "vlmd_pdbs",
         VALIDATE_ID,
         "batch_child_changed",
         batch.VALIDATE_BATCH_ID,
@@ -137,16 +133,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # (:mod:`vlm_operator.persistence`). Status has one writer: the reconciler.
     PERSISTENCE.install(settings)
     settings.watching.server_timeout = 300
-    # Children are watched with a server-side label selector: the API server streams only the operator's own pods,
-    # Deployments, Services and PodDisruptionBudgets, not every one in the cluster.
-    for resource in (
-        ("", "v1", "pods"),
-        ("apps", "v1", "deployments"),
-        ("", "v1", "services"),
-        ("policy", "v1", "poddisruptionbudgets"),
-        ("batch", "v1", "jobs"),  # a VLMBatchJob's Job (handlers/batch.py)
-    ):
-        settings.watching.label_selectors[resource] = MANAGED_SELECTOR
+    # kopf watches only the pods and Jobs of VLMBatchJobs (handlers/batch.py), with a server-side label selector; the
+    # VLMDeployments' children are watched by the operator itself (:mod:`vlm_operator.childwatch`).
+    settings.watching.label_selectors[("", "v1", "pods")] = f"{MANAGED_SELECTOR},{render_batch.LABEL_BATCH}"
+    settings.watching.label_selectors[("batch", "v1", "jobs")] = MANAGED_SELECTOR
     settings.networking.request_timeout = 60
     settings.queueing.error_delays = ERROR_DELAYS_S
     settings.background.cancellation_polling = TIMER_EXIT_POLL_S
@@ -183,62 +173,50 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         )
 
 
-def _by_owner(
-    namespace: str | None,
-    labels: kopf.Labels,
-    body: kopf.Body,
-    compact: Callable[[kopf.Body], dict[str, Any]],
-) -> dict[tuple[str, str], dict[str, Any]]:
-    owner = labels.get(objects.LABEL_OWNER)
-    if not namespace or not owner:
-        return {}
-    # a snapshot, not kopf's live view, of only what the reconciler reads (no managedFields): :mod:`vlm_operator.trim`
-    return {(namespace, owner): compact(body)}
+#: The VLMDeployments' children, watched by the operator itself (:mod:`vlm_operator.childwatch`): started with the
+#: operator (:func:`start_resync`), in the namespaces it watches (:func:`register`), or cluster-wide.
+CHILDREN: list[childwatch.ChildWatches] = []
+_WATCH_NAMESPACES: list[str] = []
 
 
-def vlmd_pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """The watch-fed cache of each VLMDeployment's pods, keyed by (namespace, owner)."""
-    return _by_owner(namespace, labels, body, trim.pod)
+def _indexes() -> dict[str, Any]:
+    """The child indexes a reconcile reads: those whose first LIST is complete (the others: none, so the reconcile
+    reads those children from the API server)."""
+    return dict(CHILDREN[0].indexes()) if CHILDREN else {}
 
 
-def _in_loop(fn: Callable[..., dict[Any, Any]]) -> Callable[..., Awaitable[dict[Any, Any]]]:
-    """``fn`` as a coroutine function, which kopf runs in its event loop instead of its executor. Not
-    ``functools.wraps``: kopf follows ``__wrapped__`` to decide whether a handler is async (kopf 1.45.2,
-    kopf/_core/actions/invocation.py, ``is_async_fn``), and would call the coroutine function from its executor."""
-
-    async def run(**kwargs: Any) -> dict[Any, Any]:
-        return fn(**kwargs)
-
-    run.__name__ = run.__qualname__ = fn.__name__
-    return run
+def _scopes(namespaces: Sequence[str]) -> list[str]:
+    """Where the child watches list and watch: each namespace the operator watches, or the whole cluster (also when a
+    namespace is a pattern, which kopf matches but a watch request cannot)."""
+    if any(ch in n for n in namespaces for ch in "*?[!"):
+        _LOG.warning(f"namespace patterns {list(namespaces)}: the operator's children are watched cluster-wide")
+        return []
+    return list(namespaces)
 
 
-#: kopf's indexes (live views), kept from the latest handler call for the reconciles that kopf does not call (the
-#: work queue's reconciles, the drift resync)
-_INDEXES: dict[str, Any] = {}
-
-
-def _keep_indexes(kwargs: dict[str, Any]) -> None:
-    for index in ("vlmd_pods", "vlmd_deployments", "vlmd_services", "vlmd_pdbs"):
-        if kwargs.get(index) is not None:
-            _INDEXES[index] = kwargs[index]
-
-
-def vlmd_deployments(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """The watch-fed cache of each VLMDeployment's Deployment: a reconcile reads it (and :data:`KNOWN`'s fresher
-    copies) instead of a GET (:func:`vlm_operator.reconcile._reconcile`)."""
-    return _by_owner(namespace, labels, body, trim.deployment)
-
-
-def vlmd_services(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """The watch-fed cache of each VLMDeployment's Service (its object hash): no reconcile, the drift resync included,
-    reads it; a deleted or edited one brings a reconcile through its watch event (:func:`child_changed`)."""
-    return _by_owner(namespace, labels, body, trim.hashed)
-
-
-def vlmd_pdbs(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """The watch-fed cache of each VLMDeployment's PodDisruptionBudget, as :func:`vlmd_services`."""
-    return _by_owner(namespace, labels, body, trim.hashed)
+def child_event(
+    kind: str,
+    type: str,
+    key: tuple[str, str],
+    name: str,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+) -> None:
+    """A child changed (in its watch's thread): a pod or the Deployment moved (a pod became ready, crashed): the
+    owner's status is recomputed, once per burst of events (:data:`QUEUE`). A deleted child drops the fresher copy
+    this process kept of it, and its owner applies it again. Of a Service or PodDisruptionBudget only a change of
+    what this process applied counts (its own create, an edit that drops or changes the object hash), not the
+    disruption controller's updates of a PodDisruptionBudget's status on every pod change."""
+    namespace = key[0]
+    if type == "DELETED":
+        if kind in reconcile.CHILD_KINDS:
+            KNOWN.child_deleted(kind, namespace, name)
+    elif kind in ("Service", "PodDisruptionBudget"):
+        applied = reconcile.applied_hash(kind, namespace, name)
+        annotations = ((new or {}).get("metadata") or {}).get("annotations") or {}
+        if applied is not None and annotations.get(objects.ANN_OBJECT_HASH) == applied:
+            return
+    QUEUE.add(key, CHILD_WINDOW_SECONDS, CHILD_SETTLE_MAX_SECONDS)
 
 
 #: The newest known VLMDeployments (their watch, and the status PATCH responses of this process's reconciles) and the
@@ -255,8 +233,8 @@ def _reconcile(
     thorough: bool = True,
     defer_status: bool = False,
 ) -> bool:
-    """Reconcile with the object and its children read from the watch-fed caches (kopf passes the indexes to every
-    handler by name); False when the object is gone."""
+    """Reconcile with the object and its children read from the watch-fed caches (``kwargs``: the child indexes by
+    name, :func:`_indexes`); False when the object is gone."""
     key = (namespace, name)
     pods, deps = kwargs.get("vlmd_pods"), kwargs.get("vlmd_deployments")
     deployment = None
@@ -327,7 +305,7 @@ def reconcile_key(key: Any) -> float | None:
         _SPEC_RUN.discard(key)
     try:
         # a Deployment this changes brings a child event (half a second later) whose run writes the status
-        _reconcile(namespace, name, _LOG, _INDEXES, thorough=False, defer_status=spec_run)
+        _reconcile(namespace, name, _LOG, _indexes(), thorough=False, defer_status=spec_run)
     except BaseException:
         if spec_run:
             with _asked_lock:
@@ -412,7 +390,7 @@ def resync_vlmd(key: Any) -> bool:
     PodDisruptionBudget indexes are not known yet it reads both, so one that was deleted or edited comes back; with
     them it compares the indexed ones). False when the object is gone."""
     namespace, name = key
-    return _reconcile(namespace, name, _RESYNC_LOG, _INDEXES, thorough=True)
+    return _reconcile(namespace, name, _RESYNC_LOG, _indexes(), thorough=True)
 
 
 #: The operator-wide drift resync (:func:`register` sets its interval; ``vlmctl operator run`` tells it when kopf's
@@ -422,12 +400,17 @@ _RESYNC_TASK: list[asyncio.Task[None]] = []
 
 
 async def start_resync(**_: Any) -> None:
+    if not CHILDREN:
+        CHILDREN.append(childwatch.ChildWatches(_client(), MANAGED_SELECTOR, _scopes(_WATCH_NAMESPACES), child_event))
+    CHILDREN[0].start()  # their first LISTs run in their own threads; a reconcile reads an index once it is listed
     _RESYNC_TASK.append(asyncio.create_task(RESYNC.run(), name="vlm drift resync"))
     # the rollouts' free-GPU count: its watches list every node and pod in their own threads from now on
     reconcile.CLUSTER_PODS.warm(_client())
 
 
 async def stop_resync(**_: Any) -> None:
+    while CHILDREN:
+        CHILDREN.pop().stop()
     while _RESYNC_TASK:
         task = _RESYNC_TASK.pop()
         task.cancel()
@@ -448,9 +431,9 @@ def multimodal_readiness(
     """``spec.readiness.multimodalProbe``: probe the pods that wait on the gate (:mod:`vlm_operator.readiness`)."""
     if not namespace or not name or not (spec.get("readiness") or {}).get("multimodalProbe"):
         return
-    pods = kwargs.get("vlmd_pods")
+    pods = _indexes().get("vlmd_pods")
     if pods is None:
-        return
+        return  # the pod watch has not listed yet: the next tick probes
     backoff = _READINESS_BACKOFF.setdefault((namespace, name), readiness.Backoff())
     try:
         probed = readiness.run(_client(), list(pods.get((namespace, name), [])), backoff)
@@ -463,50 +446,11 @@ def multimodal_readiness(
         logger.info(f"multimodal probe of pod {pod}: " + ("passed" if result.ok else f"failed: {result.error}"))
 
 
-def child_changed(body: kopf.Body, type: str | None = None, **kwargs: Any) -> None:
-    """A child's status moved (a pod became ready, crashed): recompute the owner's status, once per burst of events
-    (:data:`QUEUE`). A deleted Deployment drops the fresher copy this process kept of it."""
-    meta = body.get("metadata", {})
-    owner = meta.get("labels", {}).get(objects.LABEL_OWNER)
-    ns = meta.get("namespace")
-    if not owner or not ns:
-        return
-    _keep_indexes(kwargs)
-    kind, name = str(body.get("kind")), str(meta.get("name") or owner)
-    if type == "DELETED" and kind in reconcile.CHILD_KINDS:
-        KNOWN.child_deleted(kind, ns, name)
-    elif kind in ("Service", "PodDisruptionBudget"):
-        # Nothing of their status goes into the owner's: only a change of what this process applied asks for a
-        # reconcile (their own create, an edit that drops or changes the object hash), not the disruption
-        # controller's updates of a PodDisruptionBudget's status on every pod change.
-        applied = reconcile.applied_hash(kind, ns, name)
-        if applied is not None and (meta.get("annotations") or {}).get(objects.ANN_OBJECT_HASH) == applied:
-            return
-    QUEUE.add((ns, owner), CHILD_WINDOW_SECONDS, CHILD_SETTLE_MAX_SECONDS)
-
-
 async def vlmd_event_async(**kwargs: Any) -> None:
     """:func:`vlmd_event` in kopf's event loop: it only takes short locks and queues the reconcile, so kopf's worker
     of each object takes its next event at once instead of holding it (a decoded body) behind a blocking reconcile
     (docs/performance.md, "Operator RSS")."""
-    _keep_indexes(kwargs)
     vlmd_event(**kwargs)
-
-
-async def pods_indexed(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """The pod index (:func:`vlmd_pods`), which also asks for the owner's reconcile within the child window: kopf
-    calls it for every event of every pod of the operator, so a separate event handler per pod event (kopf builds a
-    handler's arguments and runs it for each) is not needed. A deleted pod is dropped from the index without a call;
-    its ReplicaSet's replacement pod, and the Deployment's status change, ask for the reconcile instead."""
-    found = vlmd_pods(namespace=namespace, labels=labels, body=body)
-    for key in found:
-        QUEUE.add(key, CHILD_WINDOW_SECONDS, CHILD_SETTLE_MAX_SECONDS)
-    return found
-
-
-async def child_changed_async(**kwargs: Any) -> None:
-    """:func:`child_changed` in kopf's event loop, for the same reason as :func:`vlmd_event_async`."""
-    child_changed(**kwargs)
 
 
 def validate_vlmd(body: kopf.Body, warnings: list[str], old: Any = None, **_: Any) -> None:
@@ -573,25 +517,24 @@ async def autoscaler_daemon(
     await loop.run(client, namespace, name, memo, stopped, logger, on_change=reconcile_now)
 
 
-def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) -> kopf.OperatorRegistry:
+def register(
+    settings: Settings, registry: kopf.OperatorRegistry | None = None, namespaces: Sequence[str] = ()
+) -> kopf.OperatorRegistry:
     """Register every handler with ``registry`` (kopf's default one, which ``kopf.run`` uses, when None) and return
-    it. The default registry takes one call per process; its ``settings`` are what :func:`configure` serves by."""
+    it. The default registry takes one call per process; its ``settings`` are what :func:`configure` serves by.
+    ``namespaces``: the namespaces the operator watches (none: the whole cluster), for the child watches."""
     global _settings
     if registry is None:
         if _settings is not None:
             raise RuntimeError("vlm_operator.handlers.register() was already called for kopf's default registry")
         _settings = settings
         registry = kopf.get_default_registry()
+    _WATCH_NAMESPACES[:] = list(namespaces)
     on, r = kopf.on, registry
     on.startup(registry=r)(configure)
-    # The index functions run in kopf's event loop (a sync one would hop to kopf's executor and back for every event):
-    # they copy a body, and wait for nothing.
-    kopf.index("", "v1", "pods", labels=MANAGED, id="vlmd_pods", registry=r)(pods_indexed)
-    kopf.index("apps", "v1", "deployments", labels=MANAGED, id="vlmd_deployments", registry=r)(
-        _in_loop(vlmd_deployments)
-    )
-    kopf.index("", "v1", "services", labels=MANAGED, id="vlmd_services", registry=r)(_in_loop(vlmd_services))
-    kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED, id="vlmd_pdbs", registry=r)(_in_loop(vlmd_pdbs))
+    # The VLMDeployments' pods, Deployments, Services and PodDisruptionBudgets are not kopf's: the operator lists and
+    # watches them itself (:mod:`vlm_operator.childwatch`, started in ``start_resync``), with an event costing its
+    # decoding and a compact copy rather than kopf's processing of an object.
     # No kopf create/update/resume handler: the VLMDeployments' watch events queue their reconciles (``vlmd_event``,
     # :data:`QUEUE`), so kopf neither holds an event behind a blocking reconcile nor keeps a diff base per object.
     # The drift resync: one loop for all objects (:mod:`vlm_operator.resync`), not a kopf timer per object, which
@@ -618,10 +561,6 @@ def register(settings: Settings, registry: kopf.OperatorRegistry | None = None) 
     )(multimodal_readiness)
     on.event(GROUP, VERSION, PLURAL, id="vlmd_event", registry=r)(vlmd_event_async)
     on.cleanup(registry=r)(stop_queue)
-    # A pod's events reach the owner's reconcile through the pod index (``pods_indexed``); a Deployment's through this
-    # handler, which also sees its deletion.
-    for kind in (("apps", "v1", "deployments"), ("", "v1", "services"), ("policy", "v1", "poddisruptionbudgets")):
-        on.event(*kind, labels=MANAGED, id="child_changed", registry=r)(child_changed_async)
     kopf.daemon(GROUP, VERSION, PLURAL, id="autoscaler", when=_internal, cancellation_timeout=10.0, registry=r)(
         autoscaler_daemon
     )
