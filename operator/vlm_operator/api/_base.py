@@ -133,6 +133,6 @@ _QUANTITY_SUFFIX = {
 
 def parse_quantity(q: str) -> float:
     """The value of a quantity string matching :data:`Quantity` (``"16Gi"`` -> 17179869184.0)."""
-    num = q.rstrip("mkMGTPEi")
+    num = q.rstrip("mkKMGTPEi")  # ``K`` too: the ``Ki`` suffix (a bare ``K`` does not match Quantity)
     suffix = q[len(num) :]
     return float(num) * _QUANTITY_SUFFIX[suffix]
