@@ -24,12 +24,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from vlm_operator import trim
-from vlm_operator.clusterwatch import Items, Trim, WatchedKind, _Watcher
+from vlm_operator.clusterwatch import ByOwner, Items, OwnerKey, Trim, WatchedKind, _Watcher
 from vlm_operator.render import objects
 
 _log = logging.getLogger(__name__)
 
-Key = tuple[str, str]
+Key = OwnerKey
 #: ``(kind, event type, owner key, name, old compact copy or None, new compact copy or None)``; a LIST that replaces
 #: the store after the first (410 Gone, a failure) reports what it added, changed or dropped the same way.
 Notify = Callable[[str, str, Key, str, dict[str, Any] | None, dict[str, Any] | None], None]
@@ -43,64 +43,62 @@ KINDS: tuple[tuple[str, str, str, Trim], ...] = (
 )
 
 
+def _name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
+
+
 class OwnedItems(Items):
-    """The compact copies of one kind by uid, and by (namespace, owner label); changes go to ``notify``."""
+    """The compact copies of one kind by uid, and by (namespace, owner label) (:class:`ByOwner`, read from the event's
+    labels: the compact copies keep none); changes go to ``notify``."""
 
     def __init__(self, trim_fn: Trim, kind: str, notify: Notify | None) -> None:
         super().__init__(trim_fn)
         self.kind, self.notify = kind, notify
-        self.owned: dict[Key, dict[str, dict[str, Any]]] = {}
-        self._where: dict[str, tuple[Key, str]] = {}  # uid -> (owner key, name)
+        self.by_owner = ByOwner()
         self.quiet = True  # a LIST being built reports nothing (see :meth:`listed`)
+
+    def _report(self, type_: str, key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        if not self.quiet and self.notify is not None:
+            self.notify(self.kind, type_, key, _name(new or old or {}), old, new)
 
     def put(self, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         owner = (meta.get("labels") or {}).get(objects.LABEL_OWNER)
-        namespace, uid, name = meta.get("namespace"), str(meta.get("uid") or ""), str(meta.get("name") or "")
+        namespace, uid = meta.get("namespace"), str(meta.get("uid") or "")
         if not owner or not namespace or not uid:
             return  # not a child of a VLMDeployment (another kind of the operator's, with the same label)
         new = self.trim(obj)
         old = self.objects.get(uid)
         self.objects[uid] = new
         key = (str(namespace), str(owner))
-        self._where[uid] = (key, name)
-        self.owned.setdefault(key, {})[uid] = new
-        if not self.quiet and self.notify is not None:
-            self.notify(self.kind, "MODIFIED" if old is not None else "ADDED", key, name, old, new)
+        self.by_owner.put(uid, key, new)
+        self._report("MODIFIED" if old is not None else "ADDED", key, old, new)
 
     def drop(self, obj: Mapping[str, Any]) -> None:
         uid = str((obj.get("metadata") or {}).get("uid"))
         old = self.objects.pop(uid, None)
-        where = self._where.pop(uid, None)
-        if old is None or where is None:
-            return
-        key, name = where
-        siblings = self.owned.get(key)
-        if siblings is not None:
-            siblings.pop(uid, None)
-            if not siblings:
-                del self.owned[key]
-        if not self.quiet and self.notify is not None:
-            self.notify(self.kind, "DELETED", key, name, old, None)
+        key = self.by_owner.discard(uid)
+        if old is not None and key is not None:
+            self._report("DELETED", key, old, None)
 
     def get(self, key: Key) -> list[dict[str, Any]]:
-        return list(self.owned.get(key, {}).values())
+        return self.by_owner.get(key)
 
     def listed(self, previous: Items | None) -> None:
         """This store, built by a LIST, replaced ``previous``: from now on changes are reported; after a first LIST
         nothing is (the VLMDeployments' own listing queues every object), after a later one each difference is."""
         self.quiet = False
-        if not isinstance(previous, OwnedItems) or self.notify is None:
+        if not isinstance(previous, OwnedItems):
             return
-        for uid, (key, name) in previous._where.items():
+        for uid, key in previous.by_owner.keys.items():
             old, new = previous.objects.get(uid), self.objects.get(uid)
             if new is None:
-                self.notify(self.kind, "DELETED", key, name, old, None)
+                self._report("DELETED", key, old, None)
             elif new != old:
-                self.notify(self.kind, "MODIFIED", key, name, old, new)
-        for uid, (key, name) in self._where.items():
-            if uid not in previous._where:
-                self.notify(self.kind, "ADDED", key, name, None, self.objects[uid])
+                self._report("MODIFIED", key, old, new)
+        for uid, key in self.by_owner.keys.items():
+            if uid not in previous.by_owner.keys:
+                self._report("ADDED", key, None, self.objects[uid])
 
 
 class OwnedIndex:

@@ -147,6 +147,37 @@ class Items:
         """This store, built by a LIST, has replaced ``previous`` (None after the first LIST)."""
 
 
+OwnerKey = tuple[str, str]
+
+
+class ByOwner:
+    """Objects by (namespace, owner label) beside a store keyed by uid: what a reconcile reads of one VLMDeployment's
+    pods or children. Not thread-safe on its own (its store's :class:`WatchedKind` lock covers it)."""
+
+    def __init__(self) -> None:
+        #: (namespace, owner) -> uid -> object
+        self.owned: dict[OwnerKey, dict[str, dict[str, Any]]] = {}
+        self.keys: dict[str, OwnerKey] = {}
+
+    def put(self, uid: str, key: OwnerKey, obj: dict[str, Any]) -> None:
+        self.discard(uid)
+        self.keys[uid] = key
+        self.owned.setdefault(key, {})[uid] = obj
+
+    def discard(self, uid: str) -> OwnerKey | None:
+        """Forget ``uid``; the key it was under, if any."""
+        key = self.keys.pop(uid, None)
+        if key is not None:
+            objs = self.owned[key]
+            objs.pop(uid, None)
+            if not objs:
+                del self.owned[key]
+        return key
+
+    def get(self, key: OwnerKey) -> list[dict[str, Any]]:
+        return list(self.owned.get(key, {}).values())
+
+
 class PodItems(Items):
     """Pods, with the GPUs held per node (:func:`vlm_operator.rollout.gpu_holdings`, summed) and each VLMDeployment's
     pods by (namespace, owner label), both kept current event by event."""
@@ -156,9 +187,7 @@ class PodItems(Items):
         #: node -> GPU resource -> what the pods bound there hold
         self.usage: dict[str, dict[str, int]] = {}
         self._held: dict[str, tuple[str, dict[str, int]]] = {}
-        #: (namespace, owner) -> uid -> pod
-        self.owned: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-        self._owner: dict[str, tuple[str, str]] = {}
+        self.by_owner = ByOwner()
 
     def changed(self, uid: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         gone = self._held.pop(uid, None)
@@ -173,12 +202,7 @@ class PodItems(Items):
                     on_node.pop(res, None)
             if not on_node:
                 del self.usage[node]
-        key = self._owner.pop(uid, None)
-        if key is not None:
-            pods = self.owned[key]
-            pods.pop(uid, None)
-            if not pods:
-                del self.owned[key]
+        self.by_owner.discard(uid)
         if new is None:
             return
         holds = rollout.gpu_holdings(new)
@@ -190,8 +214,7 @@ class PodItems(Items):
         meta = new["metadata"]
         owner = (meta.get("labels") or {}).get(objects.LABEL_OWNER)
         if owner and meta.get("namespace"):
-            self._owner[uid] = key = (str(meta["namespace"]), str(owner))
-            self.owned.setdefault(key, {})[uid] = new
+            self.by_owner.put(uid, (str(meta["namespace"]), str(owner)), new)
 
 
 class NodeItems(Items):
@@ -391,7 +414,7 @@ class ClusterWatch:
         eligible: list[tuple[str, int]] = self.nodes.read(lambda s: s.eligible(pod_spec, resource))
 
         def snapshot(s: PodItems) -> tuple[dict[str, int], list[dict[str, Any]]]:
-            own = list(s.owned.get(owner, {}).values()) if owner is not None else []
+            own = s.by_owner.get(owner) if owner is not None else []
             return free_from(eligible, s.usage, resource), own
 
         return self.pods.read(snapshot)

@@ -237,7 +237,7 @@ def test_random_event_sequences_give_the_free_gpus_of_a_full_recount() -> None:
                 want_uids = {
                     u for u, p in live_pods.items() if p["metadata"]["labels"].get("vlmops.io/deployment") == owner
                 }
-                assert set(pods.owned.get(("ns", owner), {})) == want_uids, (seed, step)
+                assert set(pods.by_owner.owned.get(("ns", owner), {})) == want_uids, (seed, step)
         assert all(all(v for v in per.values()) for per in pods.usage.values())  # no zero entries pile up
 
 
@@ -252,7 +252,7 @@ def test_the_owners_pods_keep_what_a_rollout_reads_of_them() -> None:
     ]
     items = PodItems(trim_pod)
     items.put(p)
-    (kept,) = items.owned[("ns", "m")].values()
+    (kept,) = items.by_owner.owned[("ns", "m")].values()
     assert kept["metadata"]["annotations"] == {"vlmops.io/spec-hash": "h1"}
     assert kept["metadata"]["uid"] == "u-a"
     assert kept["metadata"]["deletionTimestamp"] and kept["metadata"]["labels"]["vlmops.io/deployment"] == "m"

@@ -182,7 +182,7 @@ _WATCH_NAMESPACES: list[str] = []
 def _indexes() -> dict[str, Any]:
     """The child indexes a reconcile reads: those whose first LIST is complete (the others: none, so the reconcile
     reads those children from the API server)."""
-    return dict(CHILDREN[0].indexes()) if CHILDREN else {}
+    return CHILDREN[0].indexes() if CHILDREN else {}
 
 
 def _scopes(namespaces: Sequence[str]) -> list[str]:
