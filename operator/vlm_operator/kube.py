@@ -54,6 +54,14 @@ def new_api_client(kubeconfig: str | None = None) -> client.ApiClient:
     return api
 
 
+def _selectors(field_selector: str | None, label_selector: str | None) -> list[tuple[str, str]]:
+    """The query parameters of a LIST or watch that selects by field and/or label (none for an empty selector)."""
+    query = [("fieldSelector", field_selector)] if field_selector else []
+    if label_selector:
+        query.append(("labelSelector", label_selector))
+    return query
+
+
 def arrived(raw: Any, size: int = 1 << 16) -> Iterator[bytes]:
     """The bytes of a streamed response as they arrive (at most ``size`` at a time), until it ends.
 
@@ -138,9 +146,7 @@ class Kube:
         label_selector: str | None = None,
         field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
-        query = [("labelSelector", label_selector)] if label_selector else []
-        if field_selector:
-            query.append(("fieldSelector", field_selector))
+        query = _selectors(field_selector, label_selector)
         items: list[dict[str, Any]] = self._call("GET", _path(api_version, kind, namespace), query=query)["items"]
         return items
 
@@ -156,11 +162,7 @@ class Kube:
     ) -> dict[str, Any]:
         """One page of a LIST, cluster-wide or in ``namespace`` (``limit`` items from ``cont``): the whole response,
         with ``metadata.resourceVersion`` and ``metadata.continue``."""
-        query = [("limit", str(limit))]
-        if field_selector:
-            query.append(("fieldSelector", field_selector))
-        if label_selector:
-            query.append(("labelSelector", label_selector))
+        query = [("limit", str(limit)), *_selectors(field_selector, label_selector)]
         if cont:
             query.append(("continue", cont))
         page: dict[str, Any] = self._call("GET", _path(api_version, kind, namespace), query=query)
@@ -183,11 +185,8 @@ class Kube:
             ("resourceVersion", resource_version),
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(timeout_s)),
+            *_selectors(field_selector, label_selector),
         ]
-        if field_selector:
-            query.append(("fieldSelector", field_selector))
-        if label_selector:
-            query.append(("labelSelector", label_selector))
         api: Any = self.api
         method, url, headers, _body, _ = api.param_serialize(
             method="GET",
