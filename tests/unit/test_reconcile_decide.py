@@ -303,15 +303,21 @@ class VersionedKube(StoreKube):
         return copy.deepcopy(stored)
 
 
+def _known_world() -> tuple[VersionedKube, reconcile.Known]:
+    """An API server holding one new object, and the operator's known copies with the watch's copy of it (no status
+    yet)."""
+    b = body(4096)
+    b["metadata"]["resourceVersion"] = "10"
+    known = reconcile.Known()
+    known.objects.seen(("ns", "m"), copy.deepcopy(b))
+    return VersionedKube(copy.deepcopy(b)), known
+
+
 def test_with_the_operators_known_copies_a_reconcile_reads_nothing_afresh() -> None:
     import logging
 
     log = logging.getLogger("test")
-    b = body(4096)
-    b["metadata"]["resourceVersion"] = "10"
-    kube = VersionedKube(copy.deepcopy(b))
-    known, key = reconcile.Known(), ("ns", "m")
-    known.objects.seen(key, copy.deepcopy(b))  # the watch's copy: no status yet
+    kube, known = _known_world()
     none: dict[str, Any] = {"Service": None, "PodDisruptionBudget": None}  # their indexes: neither exists yet
     run = dict(pods=[], replica_sets=[], deployment=(None,), known=known, children=none)
     # the create: the children are applied without reading them (their indexes say they do not exist); the status is
@@ -358,11 +364,7 @@ def test_service_and_pdb_come_from_their_index_and_a_deleted_one_is_applied_agai
     import logging
 
     log = logging.getLogger("test")
-    b = body(4096)
-    b["metadata"]["resourceVersion"] = "10"
-    kube = VersionedKube(copy.deepcopy(b))
-    known, key = reconcile.Known(), ("ns", "m")
-    known.objects.seen(key, copy.deepcopy(b))
+    kube, known = _known_world()
     none: dict[str, Any] = {"Service": None, "PodDisruptionBudget": None}
     run = dict(pods=[], replica_sets=[], deployment=(None,), known=known, thorough=True)
     reconcile.reconcile(kube, "ns", "m", log, children=none, **run)  # type: ignore[arg-type]
@@ -391,12 +393,37 @@ def test_service_and_pdb_come_from_their_index_and_a_deleted_one_is_applied_agai
     assert kube.applies[4:] == ["PodDisruptionBudget"] and kube.gets == []
 
 
+def _strategy(max_surge: int, max_unavailable: int) -> dict[str, Any]:
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": max_surge, "maxUnavailable": max_unavailable}}
+
+
+def _progressing(
+    vlmd: VLMDeployment,
+    b: dict[str, Any],
+    live: dict[str, Any],
+    strategy: dict[str, Any],
+    pods: list[dict[str, Any]],
+    free: dict[str, int],
+) -> tuple[reconcile.Decision, dict[str, Any]]:
+    """``decide`` and ``status_for`` with ``live`` running ``strategy``, ``pods`` its pods (and the cluster's bound
+    ones) and ``free`` the free GPUs: the decision and the Progressing condition."""
+    dep = copy.deepcopy(live)
+    dep["spec"]["strategy"] = strategy
+    bound = copy.deepcopy(pods)
+    obs = reconcile.Observation(
+        copy.deepcopy(b), dep, copy.deepcopy(pods), [], {"NVIDIA-L4": 4}, NOW, lambda _: (free, bound)
+    )
+    d = reconcile.decide(vlmd, obs)
+    status = reconcile.status_for(vlmd, obs, d, dep, reconcile._template_hash(dep))
+    return d, next(c for c in status["conditions"] if c["type"] == "Progressing")
+
+
 def test_a_rollouts_progressing_message_holds_while_its_strategy_holds() -> None:
     # The free-GPU count changes with every pod the cluster places; a Progressing message that carried it was a status
     # write (and a watch event) per reconcile of every object in a rollout. The why is in the decision's event.
     old = body(4096)
     live = deployment_for(old)
-    live["spec"]["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    live["spec"]["strategy"] = _strategy(1, 0)
     live["status"] = {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}
     new = body(2048)
     vlmd = VLMDeployment.model_validate({k: new[k] for k in ("apiVersion", "kind", "metadata", "spec")})
@@ -404,16 +431,7 @@ def test_a_rollouts_progressing_message_holds_while_its_strategy_holds() -> None
     old_pod = {"metadata": {"name": "m-old", "annotations": {objects.ANN_SPEC_HASH: template_hash(live)}}, "status": {}}
 
     def progressing(free: dict[str, int], strategy: dict[str, Any]) -> tuple[reconcile.Decision, dict[str, Any]]:
-        dep = copy.deepcopy(live)
-        dep["spec"]["strategy"] = strategy
-
-        def free_gpus(_: Any) -> tuple[dict[str, int], list[dict[str, Any]]]:
-            return free, []
-
-        obs = reconcile.Observation(copy.deepcopy(new), dep, [old_pod], [], {"NVIDIA-L4": 4}, NOW, free_gpus)
-        d = reconcile.decide(vlmd, obs)
-        status = reconcile.status_for(vlmd, obs, d, dep, reconcile._template_hash(dep))
-        return d, next(c for c in status["conditions"] if c["type"] == "Progressing")
+        return _progressing(vlmd, new, live, strategy, [old_pod], free)
 
     surge = live["spec"]["strategy"]
     d1, p1 = progressing({"gpu-l4-0": 4, "gpu-l4-1": 4}, surge)  # room for 8 extra pods
@@ -428,7 +446,7 @@ def test_a_rollouts_progressing_message_holds_while_its_strategy_holds() -> None
     assert p3["message"].endswith("; replacing in place, 1 pod at a time"), p3["message"]
     # an in-place rollout under way (the old pod still runs) is not decided again: its message stays (it used to lose
     # the strategy)
-    in_place = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    in_place = _strategy(0, 1)
     live["spec"]["template"] = copy.deepcopy(deployment_for(new)["spec"]["template"])  # the new template is applied
     d4, p4 = progressing({"gpu-l4-0": 4}, in_place)
     assert d4.roll.decision is None and p4["message"] == p3["message"]
@@ -473,19 +491,7 @@ def test_a_pending_pod_reads_waiting_for_gpus_only_while_nothing_frees_one() -> 
     new_pod = pod("m-new", template_hash(live), unschedulable)
 
     def progressing(strategy: tuple[int, int], pods: list[dict[str, Any]]) -> tuple[reconcile.Decision, dict[str, Any]]:
-        dep = copy.deepcopy(live)
-        dep["spec"]["strategy"] = {
-            "type": "RollingUpdate",
-            "rollingUpdate": {"maxSurge": strategy[0], "maxUnavailable": strategy[1]},
-        }
-
-        def free_gpus(_: Any) -> tuple[dict[str, int], list[dict[str, Any]]]:
-            return {}, copy.deepcopy(pods)
-
-        obs = reconcile.Observation(copy.deepcopy(new), dep, copy.deepcopy(pods), [], {"NVIDIA-L4": 4}, NOW, free_gpus)
-        d = reconcile.decide(vlmd, obs)
-        status = reconcile.status_for(vlmd, obs, d, dep, reconcile._template_hash(dep))
-        return d, next(c for c in status["conditions"] if c["type"] == "Progressing")
+        return _progressing(vlmd, new, live, _strategy(*strategy), pods, {})
 
     # the surge pod is Pending: this reconcile switches to in place (which frees the old pod's GPU): rolling out
     d, p = progressing((1, 0), [old_pod, new_pod])
