@@ -73,13 +73,14 @@ VALIDATE_ID = "validate"
 MANAGED = {"app.kubernetes.io/managed-by": objects.MANAGED_BY}
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={objects.MANAGED_BY}"
 #: kopf's bookkeeping for VLMDeployments, in this process's memory (see ``configure``)
-#: Pods, Deployments and VLMDeployments have no kopf create/update/resume handler of this operator, so kopf never
-#: stores their essence: it may refer to the event's spec instead of copying it on every event.
-#: ``essence_free``: the kinds with no kopf changing, timer or daemon handler (tests/unit/test_persistence.py checks
-#: the registry for it): kopf needs no essence of their events.
-ESSENCE_FREE = ("Pod", "Deployment", "Service", "PodDisruptionBudget", "Job")
+#: VLMDeployments have no kopf create/update/resume handler of this operator, so kopf never stores their essence: it
+#: may refer to the event's spec instead of copying it on every event.
+#: ``essence_free``: the other kinds kopf watches with no kopf changing, timer or daemon handler (the VLMBatchJobs'
+#: pods and Jobs; tests/unit/test_persistence.py checks the registry for it): kopf needs no essence of their events.
+#: The VLMDeployments' own children are not kopf's (:mod:`vlm_operator.childwatch`).
+ESSENCE_FREE = ("Pod", "Job")
 PERSISTENCE = persistence.MemoryPersistence(
-    prefix="vlmops.io", share_spec_of=("Pod", "Deployment", "VLMDeployment"), essence_free=ESSENCE_FREE
+    prefix="vlmops.io", share_spec_of=("VLMDeployment",), essence_free=ESSENCE_FREE
 )
 
 #: What :func:`register` was given for kopf's default registry (the operator process's); :func:`configure` reads it.
