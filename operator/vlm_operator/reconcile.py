@@ -284,9 +284,9 @@ def observe(
     def free_gpus(pod_spec: Mapping[str, Any]) -> tuple[dict[str, int], list[dict[str, Any]]]:
         free, own = CLUSTER_PODS.free_and_own(kube, pod_spec, ns, name)
         # The object's pods come from the same snapshot as the free GPUs when that snapshot holds the same pods as
-        # the ones this reconcile was given (kopf's index, or the LIST above), alike in all that the decision reads
+        # the ones this reconcile was given (the pod index, or the LIST above), alike in all that the decision reads
         # of them (node, phase, deletion, revision, PodScheduled): then a surge pod counts either as bound in both
-        # the free GPUs and the held pods or in neither. A reconcile is started by a pod's event after kopf's index
+        # the free GPUs and the held pods or in neither. A reconcile is started by a pod's event after the pod index
         # holds it, so a pod the ReplicaSet controller just created, or the scheduler's "Insufficient
         # nvidia.com/gpu" on it, is never missed: either the snapshot has caught up with that event, or the views
         # differ and the pods are listed afresh, as they always were before. A pod neither watch has delivered yet
@@ -880,7 +880,7 @@ def decide_rollout(
         except Exception as exc:  # RBAC without nodes/pods list (namespace-scoped install): replace in place
             if logger is not None:
                 logger.warning(f"Could not read free GPUs ({exc}); replacing pods in place")
-        # Whether a new pod really waits for GPUs is read from that snapshot, used only where it matches kopf's index
+        # Whether a new pod really waits for GPUs is read from that snapshot, used only where it matches the pod index
         # in what this reads, or from a fresh LIST (see observe's free_gpus). A new pod that waits only for a
         # terminating pod of this deployment to let go of its GPUs is not stuck, so it does not switch the rollout to
         # in-place (which would take down a Ready pod for nothing).

@@ -272,7 +272,7 @@ def _reconcile(
 
 
 def _held(index: Any, key: tuple[str, str]) -> dict[str, Any] | None:
-    """What a kopf index of one child per owner holds for ``key`` (its latest entry), or None."""
+    """What a child index of one child per owner holds for ``key`` (its latest entry), or None."""
     found = list(index.get(key, []))
     return found[-1] if found else None
 
