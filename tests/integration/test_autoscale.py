@@ -18,7 +18,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.helpers import Operator, apply, condition, free_port, sample, wait_condition, wait_ready
+from tests.integration.helpers import (
+    Operator,
+    apply,
+    condition,
+    free_port,
+    sample,
+    vlmd,
+    wait_condition,
+    wait_ready,
+)
 from tests.integration.simulated import SimWatcher
 from tests.integration.workloads import SIM, SLOW_SIM, Timeline, internal, load
 from vlm_operator.kube import Kube
@@ -181,7 +190,15 @@ def test_missing_metrics_never_scale_down_and_the_condition_says_why(
     name = doc["metadata"]["name"]
     apply(cluster, doc)
     wait_ready(cluster, namespace, name)
-    obj = wait_condition(cluster, namespace, name, "MetricsAvailable", "False", "MetricAbsent")
+    wait_condition(cluster, namespace, name, "MetricsAvailable", "False", "MetricAbsent")
+
+    def both_pods_read() -> dict[str, Any] | None:
+        # the condition may first be set while the second pod still starts ("1 of 1 ready pods ...")
+        obj = vlmd(cluster, namespace, name)
+        c = condition(obj, "MetricsAvailable")
+        return obj if c and c["reason"] == "MetricAbsent" and "2 of 2 ready pods" in c["message"] else None
+
+    obj = wait_until(both_pods_read, "MetricsAvailable to name both ready pods", timeout=60, interval=0.3)
     msg = condition(obj, "MetricsAvailable")["message"]
     assert "2 of 2 ready pods without a usable reading" in msg and "llava-1.5-7b" in msg, msg
     assert condition(obj, "ScalingActive")["status"] == "False"
