@@ -56,7 +56,44 @@ class Cluster:
         return res
 
     def get_json(self, *args: str) -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+        """``kubectl get ARGS -o json``, read in this process for the forms the tests use (a kind from
+        :data:`KINDS`, at most one name, ``-n``, ``-l``, ``--field-selector``, ``--show-managed-fields``): each
+        kubectl run costs about 60 ms of CPU, and the tests poll. The result is what kubectl prints: one object, or
+        a ``List`` whose items carry their apiVersion and kind, without managedFields unless asked for. Other forms
+        run kubectl."""
+        request = _get_request(args)
+        if request is None:
+            return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+        path, query, api_version, kind, keep_managed = request
+        try:
+            found = self._kube().request("GET", path, query=query)
+        except Exception as exc:  # kubectl's failure: the test sees the same AssertionError
+            status = getattr(exc, "status", None)
+            raise AssertionError(f"kubectl get {' '.join(args)} failed ({status}):\n{exc}") from exc
+        if "items" not in found:
+            return _without_managed_fields(found, keep_managed)
+        items = [
+            _without_managed_fields({"apiVersion": api_version, "kind": kind, **item}, keep_managed)
+            for item in found["items"]
+        ]
+        return {"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}}
+
+    def exists(self, kind: str, name: str, namespace: str | None = None) -> bool:
+        """``kubectl get KIND NAME`` succeeds (read in this process, see :meth:`get_json`)."""
+        found = _get_request((kind, name, *(("-n", namespace) if namespace else ())))
+        assert found is not None, f"{kind} is not in KINDS"
+        try:
+            self._kube().request("GET", found[0])
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:
+                return False
+            raise
+        return True
+
+    def _kube(self) -> Any:
+        from vlm_operator.kube import Kube
+
+        return Kube(self.api_client)
 
     @property
     def api_client(self) -> Any:
@@ -77,6 +114,89 @@ def wait_until(pred: Callable[[], Any], what: str, timeout: float = 60.0, interv
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+#: The kinds :meth:`Cluster.get_json` reads itself, by the names the tests give kubectl: (apiVersion, plural, kind,
+#: namespaced).
+KINDS: dict[str, tuple[str, str, str, bool]] = {}
+for _names, _entry in (
+    (("vlmd", "vlmdeployment", "vlmdeployments"), ("vlmops.io/v1alpha1", "vlmdeployments", "VLMDeployment", True)),
+    (("vlmbj", "vlmbatchjob", "vlmbatchjobs"), ("vlmops.io/v1alpha1", "vlmbatchjobs", "VLMBatchJob", True)),
+    (("deployment", "deployments", "deploy"), ("apps/v1", "deployments", "Deployment", True)),
+    (("replicaset", "replicasets", "rs"), ("apps/v1", "replicasets", "ReplicaSet", True)),
+    (("pod", "pods", "po"), ("v1", "pods", "Pod", True)),
+    (("event", "events", "ev"), ("v1", "events", "Event", True)),
+    (("service", "services", "svc"), ("v1", "services", "Service", True)),
+    (("secret", "secrets"), ("v1", "secrets", "Secret", True)),
+    (("configmap", "configmaps", "cm"), ("v1", "configmaps", "ConfigMap", True)),
+    (("resourcequota", "resourcequotas", "quota"), ("v1", "resourcequotas", "ResourceQuota", True)),
+    (
+        ("pvc", "persistentvolumeclaim", "persistentvolumeclaims"),
+        ("v1", "persistentvolumeclaims", "PersistentVolumeClaim", True),
+    ),
+    (("job", "jobs"), ("batch/v1", "jobs", "Job", True)),
+    (
+        ("pdb", "poddisruptionbudget", "poddisruptionbudgets"),
+        ("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget", True),
+    ),
+    (("kopfpeering", "kopfpeerings"), ("kopf.dev/v1", "kopfpeerings", "KopfPeering", True)),
+    (("node", "nodes", "no"), ("v1", "nodes", "Node", False)),
+    (("namespace", "namespaces", "ns"), ("v1", "namespaces", "Namespace", False)),
+    (
+        ("crd", "customresourcedefinition", "customresourcedefinitions"),
+        ("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition", False),
+    ),
+    (("clusterrole", "clusterroles"), ("rbac.authorization.k8s.io/v1", "clusterroles", "ClusterRole", False)),
+    (
+        ("validatingwebhookconfiguration", "validatingwebhookconfigurations"),
+        ("admissionregistration.k8s.io/v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration", False),
+    ),
+):
+    for _name in _names:
+        KINDS[_name] = _entry
+
+
+def _get_request(args: tuple[str, ...]) -> tuple[str, list[tuple[str, str]], str, str, bool] | None:
+    """The GET that ``kubectl get ARGS`` makes, as (path, query, apiVersion, kind, keep managedFields), or None for a
+    form this does not read itself."""
+    positional: list[str] = []
+    namespace: str | None = None
+    query: list[tuple[str, str]] = []
+    keep_managed = False
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("-n", "--namespace", "-l", "--selector", "--field-selector") and rest:
+            value = rest.pop(0)
+            if arg in ("-n", "--namespace"):
+                namespace = value
+            else:
+                query.append(("fieldSelector" if arg == "--field-selector" else "labelSelector", value))
+        elif arg == "--show-managed-fields":
+            keep_managed = True
+        elif arg.startswith("-"):
+            return None
+        else:
+            positional.append(arg)
+    if not positional or len(positional) > 2 or positional[0] not in KINDS:
+        return None
+    api_version, plural, kind, namespaced = KINDS[positional[0]]
+    path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    if namespaced:
+        path += f"/namespaces/{namespace or 'default'}"
+    path += f"/{plural}"
+    if len(positional) == 2:
+        if query:
+            return None  # kubectl refuses a name with a selector
+        path += f"/{positional[1]}"
+    return path, query, api_version, kind, keep_managed
+
+
+def _without_managed_fields(obj: dict[str, Any], keep: bool) -> dict[str, Any]:
+    # kubectl drops metadata.managedFields from what it prints unless --show-managed-fields (kubectl >= 1.21)
+    if not keep and isinstance(obj.get("metadata"), dict) and "managedFields" in obj["metadata"]:
+        obj["metadata"] = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
+    return obj
 
 
 def _find_kubectl() -> str:
@@ -112,11 +232,15 @@ def cluster() -> Iterator[Cluster]:
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
-    cluster.kubectl("create", "namespace", name)
+    kube = cluster._kube()
+    kube.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     try:
         yield name
     finally:
-        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+        try:
+            kube.request("DELETE", f"/api/v1/namespaces/{name}")  # returns at once, as `kubectl delete --wait=false`
+        except Exception as exc:
+            print(f"deleting namespace {name}: {exc}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -120,6 +120,10 @@ class Kube:
             raise ApiException(http_resp=resp)
         return fastjson.loads(resp.data) if resp.data else None
 
+    def request(self, method: str, path: str, body: Any = None, query: list[tuple[str, str]] | None = None) -> Any:
+        """One request by URL path, JSON in and out; ApiException for a status outside 2xx."""
+        return self._call(method, path, body, query=query)
+
     def _get_or_none(self, path: str) -> dict[str, Any] | None:
         try:
             obj: dict[str, Any] = self._call("GET", path)

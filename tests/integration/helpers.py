@@ -111,7 +111,7 @@ WEBHOOK = "vlm-operator.vlmops.io"
 
 
 def webhook_registered(cluster: Cluster) -> bool:
-    return cluster.kubectl("get", "validatingwebhookconfiguration", WEBHOOK, check=False).returncode == 0
+    return cluster.exists("validatingwebhookconfiguration", WEBHOOK)
 
 
 def wait_webhook(cluster: Cluster, op: Operator | None = None, timeout: float = 60) -> None:
@@ -124,17 +124,11 @@ def wait_webhook(cluster: Cluster, op: Operator | None = None, timeout: float = 
 
 
 def install_crds_and_peering(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmdeployments.yaml"))
-    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "kopf-peering.yaml"))
-    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmplatformprofiles.yaml"))
-    cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "vlmops.io_vlmbatchjobs.yaml"))
-    for crd in (
-        "vlmdeployments.vlmops.io",
-        "clusterkopfpeerings.kopf.dev",
-        "vlmplatformprofiles.vlmops.io",
-        "vlmbatchjobs.vlmops.io",
-    ):
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    files = ("vlmops.io_vlmdeployments", "kopf-peering", "vlmops.io_vlmplatformprofiles", "vlmops.io_vlmbatchjobs")
+    cluster.kubectl("apply", "--server-side", *(a for f in files for a in ("-f", str(ROOT / "crds" / f"{f}.yaml"))))
+    crds = ("vlmdeployments.vlmops.io", "clusterkopfpeerings.kopf.dev", "vlmplatformprofiles.vlmops.io")
+    crds += ("vlmbatchjobs.vlmops.io",)
+    cluster.kubectl("wait", "--for=condition=Established", *(f"crd/{c}" for c in crds), "--timeout=60s")
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "vlm-operator"}}
     apply(cluster, peering)
 

@@ -147,7 +147,7 @@ def test_a_spec_the_reconciler_refuses_reads_degraded(
     assert degraded["reason"] == "DoesNotFit", degraded
     hs = health(argo, obj)
     assert hs == {"status": "Degraded", "message": f"DoesNotFit: {degraded['message']}"}, hs
-    assert cluster.kubectl("get", "deployment", name, "-n", namespace, check=False).returncode != 0
+    assert not cluster.exists("deployment", name, namespace)
 
 
 # --- what an Argo CD sync does to spec.scaling.replicas ------------------------------------------------------------

@@ -100,10 +100,10 @@ def test_garbage_collector_deletes_owned_objects(cluster: Cluster, namespace: st
         "data": {"k": "v"},
     }
     apply(cluster, child, namespace=namespace)
-    assert cluster.kubectl("get", "configmap", "child", "-n", namespace, check=False).returncode == 0
+    assert cluster.exists("configmap", "child", namespace)
     cluster.kubectl("delete", "configmap", "owner", "-n", namespace)
     wait_until(
-        lambda: cluster.kubectl("get", "configmap", "child", "-n", namespace, check=False).returncode != 0,
+        lambda: not cluster.exists("configmap", "child", namespace),
         "the garbage collector to delete the owned ConfigMap",
         timeout=60,
     )

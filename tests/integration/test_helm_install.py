@@ -266,10 +266,10 @@ def test_helm_uninstall_leaves_users_vlmdeployments_and_the_crd(
     wait_ready(cluster, namespace, name)
     chart_op.stop()
     run_helm(release.helm, "uninstall", release.name, *release.helm_args(cluster))
-    assert cluster.kubectl("get", "clusterrole", release.fullname, check=False).returncode != 0
+    assert not cluster.exists("clusterrole", release.fullname)
     assert cluster.kubectl("get", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION, check=False).returncode
-    assert cluster.kubectl("get", "crd", CRD, check=False).returncode == 0
+    assert cluster.exists("crd", CRD)
     obj = vlmd(cluster, namespace, name)
     assert obj["metadata"]["name"] == name and condition(obj, "Ready")["status"] == "True"
     # its children stay too (owned by the VLMDeployment, which stays)
-    assert cluster.kubectl("get", "deployment", name, "-n", namespace, check=False).returncode == 0
+    assert cluster.exists("deployment", name, namespace)

@@ -138,13 +138,13 @@ def test_deletion_garbage_collects_children(cluster: Cluster, namespace: str, op
     name = doc["metadata"]["name"]
     apply(cluster, doc)
     wait_until(
-        lambda: cluster.kubectl("get", "deployment", name, "-n", namespace, check=False).returncode == 0,
+        lambda: cluster.exists("deployment", name, namespace),
         "the Deployment",
     )
     cluster.kubectl("delete", "vlmd", name, "-n", namespace)
     for kind in ("deployment", "service", "poddisruptionbudget"):
         wait_until(
-            lambda k=kind: cluster.kubectl("get", k, name, "-n", namespace, check=False).returncode != 0,
+            lambda k=kind: not cluster.exists(k, name, namespace),
             f"the {kind} to be garbage-collected",
             timeout=90,
         )

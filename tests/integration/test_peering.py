@@ -77,7 +77,7 @@ def test_missing_peering_warns_once_reports_not_ready_and_resumes(
     name = doc["metadata"]["name"]
     wait_until(lambda: apply(cluster, doc, check=False).returncode == 0, "the webhook to admit the sample", timeout=60)
     wait_until(lambda: probe(health, "/readyz")[0] == 503, "still not ready", timeout=5)
-    assert cluster.kubectl("get", "deployment", name, "-n", namespace, check=False).returncode != 0
+    assert not cluster.exists("deployment", name, namespace)
 
     # the object appears: kopf resumes by itself, readiness turns 200, and the spec is reconciled
     obj = {
@@ -88,7 +88,7 @@ def test_missing_peering_warns_once_reports_not_ready_and_resumes(
     apply(cluster, obj)
     wait_until(lambda: probe(health, "/readyz")[0] == 200, "/readyz to answer 200", timeout=30)
     wait_until(
-        lambda: cluster.kubectl("get", "deployment", name, "-n", namespace, check=False).returncode == 0,
+        lambda: cluster.exists("deployment", name, namespace),
         "the paused operator to resume and create the Deployment",
         timeout=60,
     )

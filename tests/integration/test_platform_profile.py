@@ -166,8 +166,7 @@ def test_defaults_fill_only_unset_fields_in_what_the_operator_renders(
         # the profile cache holds for 30 s; the drift resync then renders with the defaults
         wait_until(
             lambda: (
-                cluster.kubectl("get", "deployment", plain["metadata"]["name"], "-n", namespace, check=False).returncode
-                == 0
+                cluster.exists("deployment", plain["metadata"]["name"], namespace)
                 and container(plain["metadata"]["name"])["image"] == f"{mirror}:v0.11.0"
             ),
             "the mirror image in the rendered Deployment",

@@ -130,7 +130,7 @@ def test_a_newer_operator_default_changes_no_pod_template(cluster: Cluster, name
             timeout=60,
         )
         wait_until(
-            lambda: cluster.kubectl("get", "deployment", name, "-n", namespace, check=False).returncode == 0,
+            lambda: cluster.exists("deployment", name, namespace),
             "the Deployment",
             timeout=60,
         )
