@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -225,3 +226,30 @@ def test_a_start_that_lost_a_port_is_tried_again_with_new_ports(tmp_path: Path, 
     monkeypatch.setattr(dev, "_start", lambda bins, timeout: (_ for _ in ()).throw(taken))
     with pytest.raises(cluster.ClusterError, match="already in use"):
         dev._start_with_fresh_ports(tmp_path, 1.0)
+
+
+@pytest.mark.parametrize("gogc", ["400", ""])
+def test_components_get_the_gogc_asked_for_and_nothing_else_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gogc: str
+) -> None:
+    bins = tmp_path / "bin"
+    bins.mkdir()
+    fake = bins / "etcd"
+    fake.write_text(f"#!/bin/sh\nenv > {tmp_path / 'env.txt'}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv(cluster.GOGC_ENV, gogc)
+    monkeypatch.setenv("GOMAXPROCS", "1")  # the caller's environment does not leak into the components
+    dev = cluster.DevCluster("t", tmp_path / "work")
+    for sub in ("logs", "pids"):
+        (dev.workdir / sub).mkdir(parents=True)
+    st = cluster.State("t", str(dev.workdir), str(bins), {})
+    dev._spawn(st, "etcd", [])
+    env_file = tmp_path / "env.txt"
+    deadline = 50
+    while not env_file.exists() or not env_file.read_text().endswith("\n"):
+        deadline -= 1
+        assert deadline > 0, "the fake component did not run"
+        time.sleep(0.1)
+    seen = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    assert seen.get("GOGC") == (gogc or None)
+    assert "GOMAXPROCS" not in seen and seen["HOME"] == str(dev.workdir)
