@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 
-from vlm_operator import rollout
+from vlm_operator import inventory, rollout
 from vlm_operator.render import objects
 
 _log = logging.getLogger(__name__)
@@ -225,10 +225,18 @@ class NodeItems(Items):
     def __init__(self, trim: Trim) -> None:
         super().__init__(trim)
         self._eligible: dict[str, list[tuple[str, int]]] = {}
+        self._max_gpus: dict[str, int] | None = None
 
     def changed(self, uid: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         if old != new:  # a heartbeat changes nothing the trimmed node keeps
             self._eligible.clear()
+            self._max_gpus = None
+
+    def max_gpus(self) -> dict[str, int]:
+        """:func:`vlm_operator.inventory.max_gpus_per_node` of these nodes, remembered until a node changes."""
+        if self._max_gpus is None:
+            self._max_gpus = inventory.max_gpus_per_node(self.objects.values())
+        return dict(self._max_gpus)
 
     def eligible(self, pod_spec: Mapping[str, Any], resource: str) -> list[tuple[str, int]]:
         """(node, allocatable ``resource``) of every node ``pod_spec`` may use, by name (as in ``free_gpus``)."""
@@ -403,6 +411,15 @@ class ClusterWatch:
     def get(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         self.start()
         return self.nodes.items(), self.pods.items()
+
+    def max_gpus_per_node(self) -> dict[str, int] | None:
+        """The fit check's GPU inventory (:func:`vlm_operator.inventory.max_gpus_per_node`) from the watched nodes, or
+        None while their first LIST has not completed (or was refused): the caller lists them itself."""
+        self.start()
+        if not self.nodes.synced():
+            return None
+        found: dict[str, int] = self.nodes.read(lambda s: s.max_gpus())
+        return found
 
     def free_gpus(
         self, pod_spec: Mapping[str, Any], owner: tuple[str, str] | None = None

@@ -1,8 +1,9 @@
 """The cluster's GPU inventory as the fit check sees it: per GFD product, the most allocatable GPUs one node has.
 
 The admission webhook and the reconciler read the same cached inventory, so a spec's recommended fixes are the same
-in the admission message and in status, and neither recommends a tensor-parallel width no node can hold. The list is
-cached for ``ttl_s`` (one Node list per half minute, not one per reconcile); a failed list keeps the last answer.
+in the admission message and in status, and neither recommends a tensor-parallel width no node can hold. It is read
+from the operator's node watch where it runs; otherwise it is listed at most once per ``ttl_s`` (one Node list
+per half minute, not one per reconcile), and a failed list keeps the last answer.
 """
 
 from __future__ import annotations
@@ -51,25 +52,56 @@ def max_gpus_per_node(nodes: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 
 
 class GPUInventory:
-    def __init__(self, ttl_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    """The inventory, read from ``watched`` when it answers (the operator's node watch: no request at all), else
+    listed at most once per ``ttl_s``. One thread lists at a time; while it does, the others use the last answer
+    (with none yet, they wait for it): a rollout of 1,000 objects made a LIST of every GPU node in up to ten threads
+    at once each time the answer expired, 15% of the operator's CPU in a profile."""
+
+    def __init__(
+        self,
+        ttl_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        watched: Callable[[], dict[str, int] | None] | None = None,
+    ) -> None:
         self.ttl_s = ttl_s
         self.clock = clock
+        #: the watch-fed inventory, or None while it cannot answer
+        self.watched = watched
         self._value: dict[str, int] | None = None
         self._at = 0.0
         self._lock = threading.Lock()
+        self._listing = threading.Lock()
 
     def get(self, kube: _Lister) -> dict[str, int]:
+        if self.watched is not None:
+            try:
+                found = self.watched()
+            except Exception:  # a refused or broken watch: the LIST below says what the rights allow
+                found = None
+            if found is not None:
+                return found
         with self._lock:
             if self._value is not None and self.clock() - self._at < self.ttl_s:
                 return dict(self._value)
+            last = self._value
+        if last is not None and not self._listing.acquire(blocking=False):
+            return dict(last)  # another thread is listing: the last answer, not one more LIST
+        if last is None:
+            self._listing.acquire()
         try:
-            value = max_gpus_per_node(kube.list("v1", "Node", None, PRODUCT_LABEL))
-        except Exception:  # the inventory only sharpens the fit check; never fail a reconcile or an admission on it
+            with self._lock:  # listed by another thread while this one waited
+                if self._value is not None and self.clock() - self._at < self.ttl_s:
+                    return dict(self._value)
+            try:
+                value = max_gpus_per_node(kube.list("v1", "Node", None, PRODUCT_LABEL))
+            except Exception:  # the inventory only sharpens the fit check; never fail a reconcile or an admission
+                with self._lock:
+                    return dict(self._value or {})
             with self._lock:
-                return dict(self._value or {})
-        with self._lock:
-            self._value, self._at = value, self.clock()
-        return dict(value)
+                self._value, self._at = value, self.clock()
+            return dict(value)
+        finally:
+            self._listing.release()
 
 
 #: the process-wide inventory the webhook and the reconciler share

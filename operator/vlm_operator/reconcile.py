@@ -396,6 +396,13 @@ class ClusterPods:
         nodes, pods = self.get(kube)
         return rollout.free_gpus(nodes, pods, pod_spec), None
 
+    def max_gpus_per_node(self) -> dict[str, int] | None:
+        """The fit check's GPU inventory from the node watch
+        (:meth:`vlm_operator.clusterwatch.ClusterWatch.max_gpus_per_node`); None where no watch runs or its first LIST
+        has not completed (:class:`vlm_operator.inventory.GPUInventory` lists then)."""
+        watched = self._watched
+        return watched.max_gpus_per_node() if watched is not None else None
+
     def warm(self, kube: Kube) -> None:
         """Start the watches now (the operator's start-up) instead of at the first rollout, which would otherwise wait
         for the first LIST of every pod in the cluster (seconds at 10,000 pods). Returns at once; a 403 shows at the

@@ -276,3 +276,36 @@ def test_the_cluster_watch_counts_free_gpus_and_serves_the_owners_pods_from_one_
     assert [p["metadata"]["name"] for p in own] == ["s"]
     assert cw.free_gpus(spec, ("ns", "other"))[1] == []
     cw.stop()
+
+
+def test_the_watched_nodes_give_the_fit_checks_inventory_and_none_before_their_first_list() -> None:
+    gate = threading.Event()
+
+    class Both(FakeKube):
+        def list_page(self, api_version: str, kind: str, *a: Any) -> dict[str, Any]:
+            if kind == "Node":
+                assert gate.wait(5)
+            items = [node("n1", 2), node("n2", 4)] if kind == "Node" else []
+            return {"items": items, "metadata": {"resourceVersion": "5"}}
+
+    cw = ClusterWatch(Both([], []))
+    assert cw.max_gpus_per_node() is None  # the first LIST has not completed: the caller lists
+    gate.set()
+    deadline = time.monotonic() + 5
+    while (found := cw.max_gpus_per_node()) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert found == {"NVIDIA-L4": 4}
+    cw.stop()
+
+
+def test_the_node_inventory_is_remembered_until_a_node_changes() -> None:
+    items = NodeItems(trim_node)
+    items.put(node("n1", 2))
+    assert items.max_gpus() == {"NVIDIA-L4": 2}
+    items.put(node("n1", 2))  # a heartbeat: nothing the trimmed node keeps changed
+    assert items._max_gpus == {"NVIDIA-L4": 2}
+    items.put(node("n2", 8))
+    assert items.max_gpus() == {"NVIDIA-L4": 8}
+    items.drop(node("n2", 8))
+    assert items.max_gpus() == {"NVIDIA-L4": 2}

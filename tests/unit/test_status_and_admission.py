@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from tests.manifests import sample
-from vlm_operator import admission, conditions
+from vlm_operator import admission, conditions, inventory
 from vlm_operator.api import VLMDeployment
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = "2026-11-23T10:00:00Z"
 LATER = "2026-11-23T10:05:00Z"
 FITS = conditions.FitResult("Fits", "fits: ...", {"weightsGiB": 13.2})
+
+
+GPU = "nvidia.com/gpu"
 
 
 def conds(st: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -255,3 +260,61 @@ def test_expert_parallel_renders_the_flag_widens_moe_activations_and_warns_on_de
     assert lm[1] > lm[0]  # whole experts per rank: the fused-MoE caches are not split by TP
     d = admission.decide(spec("qwen2.5-vl-7b-pixels", **{"engine.enableExpertParallel": True}), {})
     assert any("enableExpertParallel has no effect" in w for w in d.warnings)
+
+
+def test_the_inventory_reads_the_node_watch_and_lists_only_when_it_cannot_answer() -> None:
+    class Lister:
+        calls = 0
+
+        def list(self, *a: Any, **kw: Any) -> list[dict[str, Any]]:
+            self.calls += 1
+            return [
+                {"metadata": {"labels": {inventory.PRODUCT_LABEL: "NVIDIA-L4"}}, "status": {"allocatable": {GPU: "2"}}}
+            ]
+
+    answers: list[Any] = [{"NVIDIA-L4": 8}, None, RuntimeError("watch refused")]
+
+    def watched() -> dict[str, int] | None:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    inv = inventory.GPUInventory(ttl_s=30, clock=lambda: 0.0, watched=watched)
+    lister = Lister()
+    assert inv.get(lister) == {"NVIDIA-L4": 8} and lister.calls == 0  # the watch answered: no request
+    assert inv.get(lister) == {"NVIDIA-L4": 2} and lister.calls == 1  # not synced yet: listed
+    assert inv.get(lister) == {"NVIDIA-L4": 2} and lister.calls == 1  # a broken watch: the listed answer, still fresh
+
+
+def test_an_expired_inventory_is_listed_by_one_thread_while_the_others_use_the_last_answer() -> None:
+    release = threading.Event()
+
+    class SlowLister:
+        calls = 0
+
+        def list(self, *a: Any, **kw: Any) -> list[dict[str, Any]]:
+            self.calls += 1
+            if self.calls > 1:
+                assert release.wait(5)
+            n = str(self.calls * 2)
+            return [
+                {"metadata": {"labels": {inventory.PRODUCT_LABEL: "NVIDIA-L4"}}, "status": {"allocatable": {GPU: n}}}
+            ]
+
+    now = [0.0]
+    inv = inventory.GPUInventory(ttl_s=30, clock=lambda: now[0])
+    lister = SlowLister()
+    assert inv.get(lister) == {"NVIDIA-L4": 2}
+    now[0] = 31
+    slow = threading.Thread(target=inv.get, args=(lister,))
+    slow.start()
+    deadline = time.monotonic() + 5
+    while lister.calls < 2:  # the first thread is in its LIST
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    answers = [inv.get(lister) for _ in range(5)]  # meanwhile: the last answer, no LIST of their own
+    release.set()
+    slow.join(5)
+    assert answers == [{"NVIDIA-L4": 2}] * 5 and lister.calls == 2
+    assert inv.get(lister) == {"NVIDIA-L4": 4}

@@ -405,11 +405,14 @@ async def start_resync(**_: Any) -> None:
         CHILDREN.append(childwatch.ChildWatches(_client(), MANAGED_SELECTOR, _scopes(_WATCH_NAMESPACES), child_event))
     CHILDREN[0].start()  # their first LISTs run in their own threads; a reconcile reads an index once it is listed
     _RESYNC_TASK.append(asyncio.create_task(RESYNC.run(), name="vlm drift resync"))
-    # the rollouts' free-GPU count: its watches list every node and pod in their own threads from now on
+    # the rollouts' free-GPU count: its watches list every node and pod in their own threads from now on; the fit
+    # check's GPU inventory reads the same node watch
     reconcile.CLUSTER_PODS.warm(_client())
+    inventory.SHARED.watched = reconcile.CLUSTER_PODS.max_gpus_per_node
 
 
 async def stop_resync(**_: Any) -> None:
+    inventory.SHARED.watched = None
     while CHILDREN:
         CHILDREN.pop().stop()
     while _RESYNC_TASK:
