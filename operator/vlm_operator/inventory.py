@@ -81,17 +81,17 @@ class GPUInventory:
             if found is not None:
                 return found
         with self._lock:
-            if self._value is not None and self.clock() - self._at < self.ttl_s:
-                return dict(self._value)
-            last = self._value
-        if last is not None and not self._listing.acquire(blocking=False):
-            return dict(last)  # another thread is listing: the last answer, not one more LIST
-        if last is None:
-            self._listing.acquire()
+            fresh, last = self._fresh(), self._value
+        if fresh is not None:
+            return fresh
+        # with an answer to fall back on, a thread that finds another listing uses that answer; with none, it waits
+        if not self._listing.acquire(blocking=last is None):
+            return dict(last or {})
         try:
             with self._lock:  # listed by another thread while this one waited
-                if self._value is not None and self.clock() - self._at < self.ttl_s:
-                    return dict(self._value)
+                fresh = self._fresh()
+            if fresh is not None:
+                return fresh
             try:
                 value = max_gpus_per_node(kube.list("v1", "Node", None, PRODUCT_LABEL))
             except Exception:  # the inventory only sharpens the fit check; never fail a reconcile or an admission
@@ -102,6 +102,12 @@ class GPUInventory:
             return dict(value)
         finally:
             self._listing.release()
+
+    def _fresh(self) -> dict[str, int] | None:
+        """A copy of the listed answer while it is younger than ``ttl_s`` (call under ``_lock``), else None."""
+        if self._value is not None and self.clock() - self._at < self.ttl_s:
+            return dict(self._value)
+        return None
 
 
 #: the process-wide inventory the webhook and the reconciler share
