@@ -159,6 +159,8 @@ for _names, _entry in (
 def _get_request(args: tuple[str, ...]) -> tuple[str, list[tuple[str, str]], str, str, bool] | None:
     """The GET that ``kubectl get ARGS`` makes, as (path, query, apiVersion, kind, keep managedFields), or None for a
     form this does not read itself."""
+    from vlm_operator.kube import api_base
+
     positional: list[str] = []
     namespace: str | None = None
     query: list[tuple[str, str]] = []
@@ -181,7 +183,7 @@ def _get_request(args: tuple[str, ...]) -> tuple[str, list[tuple[str, str]], str
     if not positional or len(positional) > 2 or positional[0] not in KINDS:
         return None
     api_version, plural, kind, namespaced = KINDS[positional[0]]
-    path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    path = api_base(api_version)
     if namespaced:
         path += f"/namespaces/{namespace or 'default'}"
     path += f"/{plural}"

@@ -80,9 +80,14 @@ def arrived(raw: Any, size: int = 1 << 16) -> Iterator[bytes]:
         yield chunk
 
 
+def api_base(api_version: str) -> str:
+    """The URL path of an API group version: ``/api/v1`` for the core group, ``/apis/<group>/<version>`` otherwise."""
+    return f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+
+
 def _path(api_version: str, kind: str, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
-    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-    path = base + (f"/namespaces/{namespace}" if namespace else "") + "/" + _PLURALS[(api_version, kind)]
+    path = api_base(api_version) + (f"/namespaces/{namespace}" if namespace else "")
+    path += "/" + _PLURALS[(api_version, kind)]
     if name:
         path += f"/{name}"
     if sub:
@@ -138,8 +143,7 @@ class Kube:
 
     def api_resources(self, group_version: str) -> set[str]:
         """The resource names (plurals) the API server serves for ``group_version``; empty when it serves none."""
-        base = f"/api/{group_version}" if "/" not in group_version else f"/apis/{group_version}"
-        found = self._get_or_none(base)
+        found = self._get_or_none(api_base(group_version))
         return {r["name"] for r in (found or {}).get("resources", [])}
 
     def list(

@@ -126,8 +126,12 @@ def wait_webhook(cluster: Cluster, op: Operator | None = None, timeout: float = 
 def install_crds_and_peering(cluster: Cluster) -> None:
     files = ("vlmops.io_vlmdeployments", "kopf-peering", "vlmops.io_vlmplatformprofiles", "vlmops.io_vlmbatchjobs")
     cluster.kubectl("apply", "--server-side", *(a for f in files for a in ("-f", str(ROOT / "crds" / f"{f}.yaml"))))
-    crds = ("vlmdeployments.vlmops.io", "clusterkopfpeerings.kopf.dev", "vlmplatformprofiles.vlmops.io")
-    crds += ("vlmbatchjobs.vlmops.io",)
+    crds = (
+        "vlmdeployments.vlmops.io",
+        "clusterkopfpeerings.kopf.dev",
+        "vlmplatformprofiles.vlmops.io",
+        "vlmbatchjobs.vlmops.io",
+    )
     cluster.kubectl("wait", "--for=condition=Established", *(f"crd/{c}" for c in crds), "--timeout=60s")
     peering = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "vlm-operator"}}
     apply(cluster, peering)
